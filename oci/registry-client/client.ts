@@ -1,0 +1,328 @@
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, request, type Dispatcher } from 'undici';
+import { UpstreamError } from '../errors.js';
+import { isObject, parseStrictJson } from '../strict-json.js';
+import { parseChallenges } from './challenge.js';
+import { checkRealm } from './realm.js';
+import { discard, readBounded } from './body.js';
+
+/**
+ * A client for the pull side of one remote registry (distribution-spec, auth per
+ * distribution token.md). It authenticates (anonymous or credentialed bearer tokens,
+ * basic), retries idempotent requests a bounded number of times, follows redirects
+ * to blob storage without credentials, and bounds every body it buffers.
+ *
+ * It does not trust the registry: it never reads Docker-Content-Digest as a fact;
+ * callers hash what they receive.
+ */
+export interface Credentials {
+  readonly username: string;
+  readonly password: string;
+}
+
+export interface Timeouts {
+  /** Time to connect and receive response headers. */
+  readonly headersMs: number;
+  /** Longest silence while a body streams. */
+  readonly idleMs: number;
+  /** Deadline for a whole small (buffered) response: manifests, tokens, lists. */
+  readonly totalMs: number;
+}
+
+export interface UpstreamObservation {
+  readonly method: string;
+  readonly status: number;
+  readonly ms: number;
+}
+
+export interface RegistryClientOptions {
+  readonly baseUrl: string;
+  readonly credentials?: Credentials | undefined;
+  readonly allowedRealmOrigins?: readonly string[] | undefined;
+  readonly timeouts?: Partial<Timeouts> | undefined;
+  readonly retries?: number | undefined;
+  readonly dispatcher?: Dispatcher | undefined;
+  readonly observe?: ((o: UpstreamObservation) => void) | undefined;
+  readonly now?: (() => number) | undefined;
+}
+
+export interface RawResponse {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Readable;
+}
+
+export interface BufferedResponse {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly bytes: Buffer;
+}
+
+const MAX_TOKEN_BYTES = 1024 * 1024;
+const MAX_REDIRECTS = 3;
+const MAX_RETRY_AFTER_MS = 5000;
+const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
+const DEFAULT_TIMEOUTS: Timeouts = { headersMs: 30_000, idleMs: 30_000, totalMs: 60_000 };
+
+interface Token {
+  readonly value: string;
+  readonly expiresAt: number;
+}
+
+export class RegistryClient {
+  readonly baseUrl: URL;
+  readonly #options: RegistryClientOptions;
+  readonly #timeouts: Timeouts;
+  readonly #dispatcher: Dispatcher;
+  readonly #tokens = new Map<string, Token>();
+  readonly #pendingTokens = new Map<string, Promise<Token>>();
+  readonly #now: () => number;
+  #basic = false;
+
+  constructor(options: RegistryClientOptions) {
+    this.baseUrl = new URL(options.baseUrl);
+    if (this.baseUrl.protocol !== 'http:' && this.baseUrl.protocol !== 'https:') {
+      throw new TypeError(`registry URL must be http or https: ${options.baseUrl}`);
+    }
+    this.#options = options;
+    this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    this.#dispatcher = options.dispatcher ?? new Agent({ connections: 64, headersTimeout: this.#timeouts.headersMs, bodyTimeout: this.#timeouts.idleMs });
+    this.#now = options.now ?? Date.now;
+  }
+
+  async close(): Promise<void> {
+    if (!this.#options.dispatcher) await this.#dispatcher.close();
+  }
+
+  /** GET or HEAD a manifest; the body is buffered up to `maxBytes`. 404 gives `undefined`. */
+  async manifest(repository: string, reference: string, method: 'GET' | 'HEAD', accept: string, maxBytes: number): Promise<BufferedResponse | undefined> {
+    const res = await this.send(method, `/v2/${repository}/manifests/${reference}`, { repository, headers: { accept } });
+    if (res.status === 404) {
+      await discard(res.body);
+      return undefined;
+    }
+    await this.#expectOk(res, [200]);
+    const declared = Number(header(res.headers, 'content-length'));
+    if (Number.isFinite(declared) && declared > maxBytes) {
+      res.body.destroy();
+      throw new UpstreamError('UPSTREAM_BODY_TOO_LARGE', `manifest of ${declared} bytes exceeds ${maxBytes}`);
+    }
+    const bytes = method === 'HEAD' ? Buffer.alloc(0) : await this.#bounded(res.body, maxBytes, 'manifest');
+    if (method === 'HEAD') await discard(res.body);
+    return { status: res.status, headers: res.headers, bytes };
+  }
+
+  /** Opens a blob for streaming. The caller must consume or destroy `body`. */
+  async blob(repository: string, digest: string, signal?: AbortSignal): Promise<RawResponse> {
+    const res = await this.send('GET', `/v2/${repository}/blobs/${digest}`, { repository, signal });
+    await this.#expectOk(res, [200]);
+    return res;
+  }
+
+  /** GET of a small JSON-ish document (tags list, referrers); any status is returned. */
+  async small(repository: string, pathAndQuery: string, accept: string | undefined, maxBytes: number): Promise<BufferedResponse> {
+    const res = await this.send('GET', pathAndQuery, { repository, headers: accept ? { accept } : {} });
+    if (res.status >= 500 || res.status === 401 || res.status === 429) await this.#expectOk(res, [200]);
+    const bytes = await this.#bounded(res.body, maxBytes, 'response');
+    return { status: res.status, headers: res.headers, bytes };
+  }
+
+  async #bounded(body: Readable, max: number, what: string): Promise<Buffer> {
+    const timer = setTimeout(() => body.destroy(new UpstreamError('UPSTREAM_TIMEOUT', `${what} did not arrive within ${this.#timeouts.totalMs} ms`)), this.#timeouts.totalMs);
+    try {
+      return await readBounded(body, max, what);
+    } catch (err) {
+      throw err instanceof UpstreamError ? err : new UpstreamError('UPSTREAM_UNAVAILABLE', `reading ${what} failed`, { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #expectOk(res: RawResponse, ok: number[]): Promise<void> {
+    if (ok.includes(res.status)) return;
+    await discard(res.body);
+    const status = res.status;
+    if (status === 404) throw new UpstreamError('UPSTREAM_NOT_FOUND', 'not found upstream', { status });
+    if (status === 401) throw new UpstreamError('UPSTREAM_UNAUTHORIZED', 'upstream refused our credentials', { status });
+    if (status === 403) throw new UpstreamError('UPSTREAM_DENIED', 'upstream denied access', { status });
+    if (status === 429) {
+      throw new UpstreamError('UPSTREAM_TOO_MANY_REQUESTS', 'upstream is rate limiting', { status, retryAfterSeconds: retryAfter(res.headers) });
+    }
+    if (status >= 500) throw new UpstreamError('UPSTREAM_UNAVAILABLE', `upstream answered ${status}`, { status });
+    throw new UpstreamError('UPSTREAM_PROTOCOL', `unexpected upstream status ${status}`, { status });
+  }
+
+  /**
+   * Sends one logical request: authentication, bounded retries of idempotent methods
+   * on 429/5xx/network errors, and redirects (credentials are dropped when leaving
+   * the registry's origin).
+   */
+  async send(method: 'GET' | 'HEAD', pathAndQuery: string, opts: { repository?: string; headers?: Record<string, string>; signal?: AbortSignal | undefined }): Promise<RawResponse> {
+    const retries = this.#options.retries ?? 2;
+    let authRetried = false;
+    for (let attempt = 0; ; attempt++) {
+      let res: RawResponse;
+      try {
+        res = await this.#follow(method, new URL(pathAndQuery, this.baseUrl), opts);
+      } catch (err) {
+        if (err instanceof UpstreamError || attempt >= retries || opts.signal?.aborted) throw wrapNetwork(err);
+        await sleep(backoff(attempt));
+        continue;
+      }
+      if (res.status === 401 && !authRetried) {
+        authRetried = true;
+        const challenges = parseChallenges(res.headers['www-authenticate']);
+        await discard(res.body);
+        await this.#authenticate(challenges, opts.repository);
+        attempt--;
+        continue;
+      }
+      if (RETRYABLE_STATUS.has(res.status) && attempt < retries) {
+        const wait = res.status === 429 ? (retryAfter(res.headers) ?? 0) * 1000 : 0;
+        if (wait <= MAX_RETRY_AFTER_MS) {
+          await discard(res.body);
+          await sleep(Math.max(wait, backoff(attempt)));
+          continue;
+        }
+      }
+      return res;
+    }
+  }
+
+  async #follow(method: string, url: URL, opts: { repository?: string; headers?: Record<string, string>; signal?: AbortSignal | undefined }): Promise<RawResponse> {
+    let current = url;
+    for (let hop = 0; ; hop++) {
+      const sameOrigin = current.origin === this.baseUrl.origin;
+      const headers: Record<string, string> = { 'user-agent': 'portcullis', ...opts.headers };
+      if (sameOrigin) {
+        const auth = this.#authorization(opts.repository);
+        if (auth) headers.authorization = auth;
+      }
+      const started = this.#now();
+      const res = await request(current, {
+        method: method as Dispatcher.HttpMethod,
+        headers,
+        dispatcher: this.#dispatcher,
+        headersTimeout: this.#timeouts.headersMs,
+        bodyTimeout: this.#timeouts.idleMs,
+        signal: opts.signal,
+      });
+      this.#options.observe?.({ method, status: res.statusCode, ms: this.#now() - started });
+      const location = header(res.headers, 'location');
+      if (res.statusCode >= 300 && res.statusCode < 400 && location !== undefined) {
+        await discard(res.body);
+        if (hop >= MAX_REDIRECTS) throw new UpstreamError('UPSTREAM_REDIRECT_REJECTED', 'too many redirects');
+        current = this.#checkRedirect(current, location);
+        continue;
+      }
+      return { status: res.statusCode, headers: res.headers, body: res.body };
+    }
+  }
+
+  #checkRedirect(from: URL, location: string): URL {
+    let next: URL;
+    try {
+      next = new URL(location, from);
+    } catch (cause) {
+      throw new UpstreamError('UPSTREAM_REDIRECT_REJECTED', 'redirect to an invalid URL', { cause });
+    }
+    if (next.username !== '' || next.password !== '') throw new UpstreamError('UPSTREAM_REDIRECT_REJECTED', 'redirect URL carries credentials');
+    if (next.protocol === 'https:' || (next.protocol === 'http:' && next.hostname === this.baseUrl.hostname)) return next;
+    throw new UpstreamError('UPSTREAM_REDIRECT_REJECTED', `redirect to ${next.origin} is not allowed (https, or the registry's own host)`);
+  }
+
+  #authorization(repository: string | undefined): string | undefined {
+    const token = this.#tokens.get(scopeKey(repository));
+    if (token && token.expiresAt > this.#now()) return `Bearer ${token.value}`;
+    const creds = this.#options.credentials;
+    if (this.#basic && creds) return basicHeader(creds);
+    return undefined;
+  }
+
+  async #authenticate(challenges: ReturnType<typeof parseChallenges>, repository: string | undefined): Promise<void> {
+    const bearer = challenges.find((c) => c.scheme === 'bearer');
+    if (bearer) {
+      const realm = bearer.params.realm;
+      if (!realm) throw new UpstreamError('UPSTREAM_PROTOCOL', 'bearer challenge without a realm');
+      const key = scopeKey(repository);
+      let pending = this.#pendingTokens.get(key);
+      if (!pending) {
+        pending = this.#fetchToken(realm, bearer.params.service, repository).finally(() => this.#pendingTokens.delete(key));
+        this.#pendingTokens.set(key, pending);
+      }
+      this.#tokens.set(key, await pending);
+      return;
+    }
+    if (challenges.some((c) => c.scheme === 'basic')) {
+      if (!this.#options.credentials) throw new UpstreamError('UPSTREAM_UNAUTHORIZED', 'upstream wants basic credentials and none are configured', { status: 401 });
+      this.#basic = true;
+      return;
+    }
+    throw new UpstreamError('UPSTREAM_UNAUTHORIZED', 'upstream answered 401 without a usable challenge', { status: 401 });
+  }
+
+  async #fetchToken(realm: string, service: string | undefined, repository: string | undefined): Promise<Token> {
+    const url = checkRealm(realm, this.baseUrl, this.#options.allowedRealmOrigins);
+    if (service !== undefined) url.searchParams.set('service', service);
+    if (repository !== undefined) url.searchParams.append('scope', `repository:${repository}:pull`);
+    const headers: Record<string, string> = { 'user-agent': 'portcullis' };
+    const creds = this.#options.credentials;
+    if (creds) {
+      headers.authorization = basicHeader(creds);
+      url.searchParams.set('account', creds.username);
+    }
+    const started = this.#now();
+    const res = await request(url, { method: 'GET', headers, dispatcher: this.#dispatcher, headersTimeout: this.#timeouts.headersMs, bodyTimeout: this.#timeouts.idleMs });
+    this.#options.observe?.({ method: 'TOKEN', status: res.statusCode, ms: this.#now() - started });
+    if (res.statusCode !== 200) {
+      await discard(res.body);
+      const code = res.statusCode === 401 || res.statusCode === 403 ? 'UPSTREAM_UNAUTHORIZED' : 'UPSTREAM_UNAVAILABLE';
+      throw new UpstreamError(code, `token endpoint answered ${res.statusCode}`, { status: res.statusCode });
+    }
+    const bytes = await this.#bounded(res.body, MAX_TOKEN_BYTES, 'token response');
+    let doc: unknown;
+    try {
+      doc = parseStrictJson(bytes, { maxDepth: 8 });
+    } catch (cause) {
+      throw new UpstreamError('UPSTREAM_PROTOCOL', 'token response is not valid JSON', { cause });
+    }
+    const value = isObject(doc) ? (doc.token ?? doc.access_token) : undefined;
+    if (typeof value !== 'string' || value.length === 0) throw new UpstreamError('UPSTREAM_PROTOCOL', 'token response has no token');
+    const expiresIn = isObject(doc) && typeof doc.expires_in === 'number' ? Math.max(60, doc.expires_in) : 60;
+    return { value, expiresAt: this.#now() + (expiresIn - 5) * 1000 };
+  }
+}
+
+export function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function retryAfter(headers: Record<string, string | string[] | undefined>): number | undefined {
+  const v = header(headers, 'retry-after');
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+
+function scopeKey(repository: string | undefined): string {
+  return repository ?? '';
+}
+
+function basicHeader(creds: Credentials): string {
+  return `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
+}
+
+function backoff(attempt: number): number {
+  return 100 * 2 ** attempt;
+}
+
+function wrapNetwork(err: unknown): UpstreamError {
+  if (err instanceof UpstreamError) return err;
+  const code = (err as { code?: string })?.code;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new UpstreamError('UPSTREAM_TIMEOUT', 'upstream did not answer in time', { cause: err });
+  }
+  return new UpstreamError('UPSTREAM_UNAVAILABLE', 'upstream could not be reached', { cause: err });
+}

@@ -1,0 +1,119 @@
+import { parseImageReference } from '../oci/reference.js';
+import type { CompiledPolicy, CosignRequirement, Decision, Evidence, IdentityRule, Reason, ReasonCode, Requirement, RuleAction, Subject } from './model.js';
+import { mostSpecific } from './scope.js';
+import { verifyCosignSignature } from './verifiers/cosign.js';
+
+/**
+ * The decision for one subject. Pure and synchronous: no I/O, no clock, no logging.
+ * Fail closed by construction: a rule with no requirements denies; every
+ * requirement must hold (AND); a requirement holds only when a piece of evidence
+ * both verifies cryptographically and makes the right claims about this digest.
+ *
+ * Admitted means the signatures and policy passed for this digest; it does not mean
+ * the layers were scanned or that the signer is right to trust.
+ */
+export function evaluate(policy: CompiledPolicy, subject: Subject, evidence: Evidence): Decision {
+  const rule = mostSpecific(policy.rules, subject.name);
+  const action = rule ? rule.action : policy.defaultAction;
+  const ruleName = rule ? rule.scope : 'default';
+  const result = decide(action, subject, evidence);
+  return { ...result, rule: ruleName, policyDigest: policy.digest.text };
+}
+
+function decide(action: RuleAction, subject: Subject, evidence: Evidence): Pick<Decision, 'allowed' | 'reasons' | 'denial'> {
+  switch (action.kind) {
+    case 'reject':
+      return deny([{ code: 'policy.rejected', message: action.message ?? 'the policy rejects images in this scope' }]);
+    case 'accept-anything':
+      return { allowed: true, reasons: [{ code: 'policy.accept_anything', message: 'the policy accepts anything in this scope (insecure)' }] };
+    case 'require': {
+      if (action.requirements.length === 0) return deny([{ code: 'policy.rejected', message: 'the rule has no requirements' }]);
+      const reasons: Reason[] = [];
+      let failed: ReasonCode | undefined;
+      action.requirements.forEach((req, index) => {
+        const r = checkRequirement(req, index, subject, evidence);
+        reasons.push(...r.reasons);
+        if (!r.held && failed === undefined) failed = r.primary;
+      });
+      return failed === undefined ? { allowed: true, reasons } : { allowed: false, reasons, denial: failed };
+    }
+  }
+}
+
+function deny(reasons: Reason[]): Pick<Decision, 'allowed' | 'reasons' | 'denial'> {
+  return { allowed: false, reasons, denial: reasons[0]?.code ?? 'policy.rejected' };
+}
+
+interface RequirementResult {
+  readonly held: boolean;
+  readonly reasons: Reason[];
+  readonly primary: ReasonCode;
+}
+
+function checkRequirement(req: Requirement, index: number, subject: Subject, evidence: Evidence): RequirementResult {
+  return checkCosign(req, index, subject, evidence);
+}
+
+/** Most telling first: a signature for another digest says more than a missing one. */
+const FAILURE_RANK: readonly ReasonCode[] = [
+  'signature.digest_mismatch',
+  'signature.identity_mismatch',
+  'signature.payload_invalid',
+  'signature.untrusted_key',
+  'signature.invalid',
+  'evidence.unavailable',
+  'signature.missing',
+];
+
+function checkCosign(req: CosignRequirement, index: number, subject: Subject, evidence: Evidence): RequirementResult {
+  const reasons: Reason[] = [];
+  for (const problem of evidence.problems) {
+    reasons.push({ code: 'evidence.unavailable', message: problem.message, requirement: index, evidence: problem.source });
+  }
+  for (const sig of evidence.cosign) {
+    const v = verifyCosignSignature(sig, req.keys);
+    if (!v.ok) {
+      reasons.push({ code: v.code, message: v.message, requirement: index, evidence: sig.source });
+      continue;
+    }
+    const key = v.key.source;
+    if (v.claims.type !== 'cosign container image signature') {
+      reasons.push({ code: 'signature.payload_invalid', message: `payload type is ${JSON.stringify(v.claims.type)}, not "cosign container image signature"`, requirement: index, evidence: sig.source, key });
+      continue;
+    }
+    if (v.claims.digest !== subject.digest.text) {
+      reasons.push({ code: 'signature.digest_mismatch', message: `signature is for ${v.claims.digest}, not ${subject.digest.text}`, requirement: index, evidence: sig.source, key });
+      continue;
+    }
+    const identity = identityProblem(req.identity, v.claims.identity, subject.name);
+    if (identity !== undefined) {
+      reasons.push({ code: 'signature.identity_mismatch', message: identity, requirement: index, evidence: sig.source, key });
+      continue;
+    }
+    reasons.push({ code: 'signature.verified', message: `cosign signature by ${key} (sha256:${v.key.fingerprint.slice(0, 16)}…)`, requirement: index, evidence: sig.source, key });
+    return { held: true, reasons, primary: 'signature.verified' };
+  }
+  if (evidence.cosign.length === 0) {
+    reasons.push({ code: 'signature.missing', message: `no cosign signature found for ${subject.digest.text}`, requirement: index });
+  }
+  const primary = FAILURE_RANK.find((code) => reasons.some((r) => r.code === code)) ?? 'signature.missing';
+  return { held: false, reasons, primary };
+}
+
+/** Undefined when the signed identity is acceptable for `name`, else why not. */
+function identityProblem(rule: IdentityRule, signed: string, name: string): string | undefined {
+  if (rule.kind === 'any') return undefined;
+  let signedName: string;
+  try {
+    const ref = parseImageReference(signed);
+    signedName = `${ref.host}/${ref.repository}`;
+  } catch {
+    return `signed identity ${JSON.stringify(signed)} is not a valid image reference`;
+  }
+  let expected: string;
+  if (rule.kind === 'repository') expected = name;
+  else if (rule.kind === 'exact') expected = rule.repository;
+  else if (name === rule.prefix || name.startsWith(`${rule.prefix}/`)) expected = rule.signedPrefix + name.slice(rule.prefix.length);
+  else expected = name;
+  return signedName === expected ? undefined : `signed identity ${signedName} does not match ${expected}`;
+}

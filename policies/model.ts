@@ -1,0 +1,108 @@
+import type { KeyObject } from 'node:crypto';
+import type { Digest } from '../oci/digest.js';
+
+/**
+ * The compiled policy: what the loader hands the evaluator. Keys are already parsed;
+ * nothing here does I/O.
+ */
+export interface TrustedKey {
+  /** Where the key came from, for messages: `keys/team.pub`. */
+  readonly source: string;
+  /** sha256 of the key's SubjectPublicKeyInfo DER, hex. */
+  readonly fingerprint: string;
+  readonly algorithm: 'ecdsa-p256' | 'ecdsa-p384' | 'rsa' | 'ed25519';
+  readonly key: KeyObject;
+}
+
+/**
+ * How the signed `critical.identity.docker-reference` must relate to the image's name.
+ * - repository: equal to the repository the client asked for (host/path), ignoring tag.
+ * - remap: the image name with `prefix` replaced by `signedPrefix` (images signed
+ *   under another registry name and mirrored here).
+ * - exact: equal to one fixed repository.
+ * - any: not checked (logged as such).
+ */
+export type IdentityRule =
+  | { readonly kind: 'repository' }
+  | { readonly kind: 'remap'; readonly prefix: string; readonly signedPrefix: string }
+  | { readonly kind: 'exact'; readonly repository: string }
+  | { readonly kind: 'any' };
+
+export interface CosignRequirement {
+  readonly kind: 'cosign';
+  readonly keys: readonly TrustedKey[];
+  readonly identity: IdentityRule;
+}
+
+export type Requirement = CosignRequirement;
+
+export type RuleAction =
+  | { readonly kind: 'reject'; readonly message: string | undefined }
+  | { readonly kind: 'accept-anything' }
+  | { readonly kind: 'require'; readonly requirements: readonly Requirement[] };
+
+export interface Rule {
+  /** `host`, `host/namespace` or `host/namespace/repo`; `*` only as the default. */
+  readonly scope: string;
+  readonly action: RuleAction;
+}
+
+export interface CompiledPolicy {
+  readonly source: string;
+  /** sha256 over the policy file and every key file it names. */
+  readonly digest: Digest;
+  readonly defaultAction: RuleAction;
+  readonly rules: readonly Rule[];
+}
+
+/** What the decision is about. `name` is `host/repository` as clients name it. */
+export interface Subject {
+  readonly name: string;
+  readonly digest: Digest;
+}
+
+/** A cosign signature as found in a `sha256-<hex>.sig` manifest layer. */
+export interface CosignSignatureEvidence {
+  /** Where it was found, e.g. `tag sha256-….sig layer 0`. */
+  readonly source: string;
+  readonly payload: Uint8Array;
+  /** Base64 of `dev.cosignproject.cosign/signature`, as found. */
+  readonly signature: string;
+}
+
+export interface Evidence {
+  readonly cosign: readonly CosignSignatureEvidence[];
+  /** Problems met while gathering evidence (unreadable blob, too many layers). */
+  readonly problems: readonly { readonly source: string; readonly message: string }[];
+}
+
+export type ReasonCode =
+  | 'policy.rejected'
+  | 'policy.accept_anything'
+  | 'signature.verified'
+  | 'signature.missing'
+  | 'signature.invalid'
+  | 'signature.untrusted_key'
+  | 'signature.digest_mismatch'
+  | 'signature.identity_mismatch'
+  | 'signature.payload_invalid'
+  | 'evidence.unavailable';
+
+export interface Reason {
+  readonly code: ReasonCode;
+  readonly message: string;
+  /** Index of the requirement within its rule, when the reason is about one. */
+  readonly requirement?: number;
+  readonly evidence?: string;
+  readonly key?: string;
+}
+
+export interface Decision {
+  readonly allowed: boolean;
+  /** The scope of the rule that decided, or `default`. */
+  readonly rule: string;
+  readonly policyDigest: string;
+  readonly reasons: readonly Reason[];
+  /** The primary reason code for a denial (the first failing requirement's best reason). */
+  readonly denial?: ReasonCode;
+}

@@ -1,0 +1,99 @@
+import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
+import type { Diagnostic } from './diagnostics.js';
+
+/**
+ * A hand-written YAML file read strictly: duplicate keys, unknown keys, wrong types
+ * and YAML errors all become diagnostics with line and column. Readers record every
+ * problem and return `undefined` for a bad value, so one pass reports all of them.
+ */
+export class YamlSource {
+  readonly diagnostics: Diagnostic[] = [];
+  readonly #lines = new LineCounter();
+  readonly #root: Node | null | undefined;
+
+  constructor(readonly file: string, text: string) {
+    const doc = parseDocument(text, { lineCounter: this.#lines, uniqueKeys: true, prettyErrors: false, strict: true});
+    for (const e of [...doc.errors, ...doc.warnings]) {
+      const pos = this.#lines.linePos(e.pos[0]);
+      this.diagnostics.push({ file, line: pos.line, column: pos.col, message: e.message.split('\n')[0] ?? e.message });
+    }
+    this.#root = doc.errors.length > 0 ? undefined : (doc.contents as Node | null);
+  }
+
+  get root(): Node | null | undefined {
+    return this.#root;
+  }
+
+  report(node: Node | Pair | null | undefined, message: string, hint?: string): undefined {
+    const offset = rangeOf(node);
+    const pos = this.#lines.linePos(offset);
+    this.diagnostics.push({ file: this.file, line: pos.line, column: pos.col, message, hint });
+    return undefined;
+  }
+
+  /** A mapping with only the given keys; `required` keys must be present. */
+  map(node: Node | null | undefined, where: string, known: readonly string[], required: readonly string[] = []): Map<string, Node | null> | undefined {
+    if (!isMap(node)) return this.report(node, `${where} must be a mapping`);
+    const out = new Map<string, Node | null>();
+    for (const pair of (node as YAMLMap<unknown, unknown>).items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : undefined;
+      if (key === undefined) {
+        this.report(pair.key as Node, `${where} has a non-scalar key`);
+        continue;
+      }
+      if (!known.includes(key)) {
+        this.report(pair.key as Node, `unknown key "${key}" in ${where}`, `expected one of: ${known.join(', ')}`);
+        continue;
+      }
+      out.set(key, (pair.value as Node | null) ?? null);
+    }
+    for (const key of required) {
+      if (!out.has(key)) this.report(node, `${where} is missing required key "${key}"`);
+    }
+    return out;
+  }
+
+  seq(node: Node | null | undefined, where: string): Node[] | undefined {
+    if (!isSeq(node)) return this.report(node, `${where} must be a list`);
+    return node.items as Node[];
+  }
+
+  string(node: Node | null | undefined, where: string): string | undefined {
+    if (!isScalar(node) || typeof node.value !== 'string' || node.value.length === 0) {
+      return this.report(node, `${where} must be a non-empty string`);
+    }
+    return node.value;
+  }
+
+  oneOf<T extends string>(node: Node | null | undefined, where: string, values: readonly T[]): T | undefined {
+    const s = isScalar(node) ? node.value : undefined;
+    if (typeof s === 'string' && (values as readonly string[]).includes(s)) return s as T;
+    return this.report(node, `${where} must be one of: ${values.join(', ')}`);
+  }
+
+  integer(node: Node | null | undefined, where: string, min: number, max: number): number | undefined {
+    const v = isScalar(node) ? node.value : undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      return this.report(node, `${where} must be a whole number from ${min} to ${max}`);
+    }
+    return v;
+  }
+
+  boolean(node: Node | null | undefined, where: string): boolean | undefined {
+    const v = isScalar(node) ? node.value : undefined;
+    if (typeof v !== 'boolean') return this.report(node, `${where} must be true or false`);
+    return v;
+  }
+
+  isScalarValue(node: Node | null | undefined): boolean {
+    return isScalar(node);
+  }
+}
+
+function rangeOf(node: Node | Pair | null | undefined): number {
+  if (!node) return 0;
+  const n = node as { range?: [number, number, number] | null; key?: { range?: [number, number, number] | null } };
+  if (n.range) return n.range[0];
+  if (n.key?.range) return n.key.range[0];
+  return 0;
+}
