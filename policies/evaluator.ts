@@ -35,7 +35,13 @@ function decide(action: RuleAction, subject: Subject, evidence: Evidence): Pick<
         reasons.push(...r.reasons);
         if (!r.held && failed === undefined) failed = r.primary;
       });
-      return failed === undefined ? { allowed: true, reasons } : { allowed: false, reasons, denial: failed };
+      if (failed === undefined) return { allowed: true, reasons };
+      if (evidence.coveringIndex !== undefined) {
+        // The index that lists this manifest was admitted under this same rule: its
+        // signatures cover the children it names (cosign signs an index digest only).
+        return { allowed: true, reasons: [{ code: 'signature.covered_by_index', message: `listed in admitted index ${evidence.coveringIndex}` }, ...reasons] };
+      }
+      return { allowed: false, reasons, denial: failed };
     }
   }
 }

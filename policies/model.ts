@@ -74,12 +74,15 @@ export interface Evidence {
   readonly cosign: readonly CosignSignatureEvidence[];
   /** Problems met while gathering evidence (unreadable blob, too many layers). */
   readonly problems: readonly { readonly source: string; readonly message: string }[];
+  /** The digest of an admitted index of the same repository that lists this subject. */
+  readonly coveringIndex?: string | undefined;
 }
 
 export type ReasonCode =
   | 'policy.rejected'
   | 'policy.accept_anything'
   | 'signature.verified'
+  | 'signature.covered_by_index'
   | 'signature.missing'
   | 'signature.invalid'
   | 'signature.untrusted_key'

@@ -1,0 +1,19 @@
+import { LoadError } from '../policies/errors.js';
+import { formatDiagnostic } from '../policies/diagnostics.js';
+import { loadPolicyFile } from '../policies/loader.js';
+
+/** Lints each file; prints every diagnostic. Returns the exit code: 0 clean, 1 problems. */
+export function lintPolicyFiles(files: readonly string[], print: (line: string) => void): number {
+  let problems = 0;
+  for (const file of files) {
+    try {
+      const p = loadPolicyFile(file);
+      print(`${file}: ok (${p.rules.length} rules, policy ${p.digest.text})`);
+    } catch (err) {
+      if (!(err instanceof LoadError)) throw err;
+      for (const d of err.diagnostics) print(formatDiagnostic(d));
+      problems += err.diagnostics.length;
+    }
+  }
+  return problems === 0 ? 0 : 1;
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Command } from 'commander';
+import { LoadError } from '../policies/errors.js';
+import { formatDiagnostic } from '../policies/diagnostics.js';
+import { lintPolicyFiles } from './policy-lint.js';
+import { runServe } from './serve.js';
+
+/** Entry point of `portcullis`. Exit codes: 0 ok, 1 findings or failure, 2 usage. */
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('portcullis')
+  .description('A verifying OCI pull-through gateway: serves an image only after checking who signed that exact digest.')
+  .version(pkg.version, '-V, --version', 'print the version')
+  .showHelpAfterError()
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+
+program.command('serve')
+  .description('run the gateway (without --config: 127.0.0.1:5000, ./data, no upstreams, reject everything)')
+  .option('-c, --config <file>', 'gateway config file (YAML)')
+  .option('--listen <host:port>', 'override the listen address')
+  .option('--data-dir <dir>', 'override the data directory')
+  .action(async (opts: { config?: string; listen?: string; dataDir?: string }) => {
+    await runServe({ configPath: opts.config, listen: opts.listen, dataDir: opts.dataDir === undefined ? undefined : resolve(opts.dataDir) });
+  });
+
+const policy = program.command('policy').description('work with policy files');
+policy.command('lint')
+  .description('check policy files; print every problem as file:line:column and exit 1 if there is any')
+  .argument('<files...>', 'policy files')
+  .action((files: string[]) => {
+    process.exitCode = lintPolicyFiles(files, (line) => process.stdout.write(`${line}\n`));
+  });
+
+program.command('version')
+  .description('print the version')
+  .action(() => {
+    process.stdout.write(`portcullis ${pkg.version}\n`);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof LoadError) {
+    for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
+    process.exit(1);
+  }
+  throw err;
+}

@@ -1,0 +1,189 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { Node } from 'yaml';
+import { isRepositoryComponent, isValidHost, normalizeHost } from '../oci/reference.js';
+import { LoadError } from '../policies/errors.js';
+import { YamlSource } from '../policies/yaml-source.js';
+
+/**
+ * The gateway's configuration, parsed once and strictly (unknown keys rejected,
+ * every problem reported with line and column) into a frozen object. Secrets are
+ * never written in the file: credentials name a file or an environment variable.
+ */
+export interface SecretRef {
+  readonly file?: string;
+  readonly env?: string;
+}
+
+export interface UpstreamConfig {
+  /** The registry host as clients name it: `ghcr.io`, `docker.io`, `127.0.0.1:5000`. */
+  readonly name: string;
+  readonly url: string;
+  /** The first path component that selects this upstream: `/v2/<prefix>/<repo>/…`. */
+  readonly prefix: string;
+  /** Un-prefixed paths (`/v2/library/alpine/…`, Docker Engine's registry-mirrors) go here. */
+  readonly dockerHubMirror: boolean;
+  readonly username: string | undefined;
+  readonly password: SecretRef | undefined;
+  readonly authRealms: readonly string[] | undefined;
+  readonly timeouts: { readonly headersMs: number; readonly idleMs: number; readonly totalMs: number; readonly minBytesPerSecond: number };
+}
+
+export interface GatewayConfig {
+  readonly source: string;
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly dataDir: string;
+  readonly policy: string | undefined;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly tagTtlSeconds: number;
+  readonly limits: { readonly maxSignatures: number; readonly maxSignatureBytes: number };
+  readonly upstreams: readonly UpstreamConfig[];
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export function defaultConfig(dataDir: string): GatewayConfig {
+  return deepFreeze({
+    source: '(embedded defaults)',
+    listen: { host: '127.0.0.1', port: 5000 },
+    dataDir,
+    policy: undefined,
+    logLevel: 'info',
+    tagTtlSeconds: 0,
+    limits: { maxSignatures: 16, maxSignatureBytes: 64 * 1024 },
+    upstreams: [],
+  });
+}
+
+export function loadConfigFile(path: string): GatewayConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new LoadError('FILE_UNREADABLE', [{ file: path, line: 1, column: 1, message: `cannot read config file: ${(cause as Error).message}` }], { cause });
+  }
+  return parseConfig(path, text);
+}
+
+export function parseConfig(file: string, text: string): GatewayConfig {
+  const src = new YamlSource(file, text);
+  const base = dirname(resolve(file));
+  const top = src.root === undefined ? undefined : src.map(src.root, 'the config', ['listen', 'dataDir', 'policy', 'logLevel', 'tagTtlSeconds', 'limits', 'upstreams']);
+  const defaults = defaultConfig(resolve(base, 'data'));
+  if (!top) throw new LoadError('CONFIG_INVALID', src.diagnostics.length ? src.diagnostics : [{ file, line: 1, column: 1, message: 'the config must be a mapping' }]);
+
+  let listen = defaults.listen;
+  if (top.has('listen')) {
+    const s = src.string(top.get('listen'), 'listen');
+    const m = s === undefined ? null : /^(\[[0-9a-fA-F:.]+\]|[^:]+):(\d{1,5})$/.exec(s);
+    if (s !== undefined && (!m || Number(m[2]) > 65535)) src.report(top.get('listen'), 'listen must be HOST:PORT', 'for example 127.0.0.1:5000');
+    else if (m) listen = { host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  }
+  const path = (key: string): string | undefined => {
+    if (!top.has(key)) return undefined;
+    const s = src.string(top.get(key), key);
+    return s === undefined ? undefined : resolve(base, s);
+  };
+  const dataDir = path('dataDir') ?? defaults.dataDir;
+  const policy = path('policy');
+  const logLevel = top.has('logLevel') ? (src.oneOf(top.get('logLevel'), 'logLevel', LOG_LEVELS) ?? 'info') : 'info';
+  const tagTtlSeconds = top.has('tagTtlSeconds') ? (src.integer(top.get('tagTtlSeconds'), 'tagTtlSeconds', 0, 86_400) ?? 0) : 0;
+
+  let limits = defaults.limits;
+  if (top.has('limits')) {
+    const l = src.map(top.get('limits'), 'limits', ['maxSignatures', 'maxSignatureBytes']);
+    if (l) {
+      limits = {
+        maxSignatures: l.has('maxSignatures') ? (src.integer(l.get('maxSignatures'), 'limits.maxSignatures', 1, 256) ?? 16) : 16,
+        maxSignatureBytes: l.has('maxSignatureBytes') ? (src.integer(l.get('maxSignatureBytes'), 'limits.maxSignatureBytes', 1024, 4 * 1024 * 1024) ?? 65536) : 65536,
+      };
+    }
+  }
+
+  const upstreams: UpstreamConfig[] = [];
+  const list = top.has('upstreams') ? (src.seq(top.get('upstreams'), 'upstreams') ?? []) : [];
+  list.forEach((node, i) => {
+    const u = parseUpstream(src, node, `upstreams[${i}]`, base);
+    if (!u) return;
+    if (upstreams.some((o) => o.name === u.name)) src.report(node, `upstreams[${i}]: another upstream is already named ${u.name}`);
+    else if (upstreams.some((o) => o.prefix === u.prefix)) src.report(node, `upstreams[${i}]: prefix ${u.prefix} is already used`);
+    else if (u.dockerHubMirror && upstreams.some((o) => o.dockerHubMirror)) src.report(node, `upstreams[${i}]: only one upstream can mirror docker.io`);
+    else upstreams.push(u);
+  });
+  if (src.diagnostics.length > 0) throw new LoadError('CONFIG_INVALID', src.diagnostics);
+  return deepFreeze({ source: file, listen, dataDir, policy, logLevel, tagTtlSeconds, limits, upstreams });
+}
+
+function parseUpstream(src: YamlSource, node: Node, where: string, base: string): UpstreamConfig | undefined {
+  const m = src.map(node, where, ['name', 'url', 'prefix', 'dockerHubMirror', 'username', 'passwordFile', 'passwordEnv', 'authRealms', 'timeouts'], ['name', 'url']);
+  if (!m) return undefined;
+  const rawName = src.string(m.get('name'), `${where}.name`);
+  const name = rawName === undefined ? undefined : normalizeHost(rawName);
+  if (name !== undefined && !isValidHost(name)) src.report(m.get('name'), `${where}.name ${JSON.stringify(rawName)} is not a registry host`, 'host or host:port, as clients write it');
+  const url = src.string(m.get('url'), `${where}.url`);
+  if (url !== undefined) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.username || parsed.password || (parsed.pathname !== '/' && parsed.pathname !== '')) {
+      src.report(m.get('url'), `${where}.url must be an http(s) URL with no path and no credentials`);
+    }
+  }
+  let prefix = m.has('prefix') ? src.string(m.get('prefix'), `${where}.prefix`) : name;
+  if (prefix !== undefined && !isRepositoryComponent(prefix)) {
+    src.report(m.get('prefix') ?? m.get('name'), `${where}: ${JSON.stringify(prefix)} cannot be a path prefix (repository names allow no ":" or upper case)`, 'set prefix: to a lower-case name such as "local"');
+    prefix = undefined;
+  }
+  const dockerHubMirror = m.has('dockerHubMirror') ? (src.boolean(m.get('dockerHubMirror'), `${where}.dockerHubMirror`) ?? false) : false;
+  const username = m.has('username') ? src.string(m.get('username'), `${where}.username`) : undefined;
+  let password: SecretRef | undefined;
+  if (m.has('passwordFile') && m.has('passwordEnv')) src.report(m.get('passwordEnv'), `${where}: set passwordFile or passwordEnv, not both`);
+  else if (m.has('passwordFile')) {
+    const f = src.string(m.get('passwordFile'), `${where}.passwordFile`);
+    if (f !== undefined) password = { file: resolve(base, f) };
+  } else if (m.has('passwordEnv')) {
+    const e = src.string(m.get('passwordEnv'), `${where}.passwordEnv`);
+    if (e !== undefined) password = { env: e };
+  }
+  if ((username === undefined) !== (password === undefined)) src.report(node, `${where}: username and a password reference go together`);
+  let authRealms: string[] | undefined;
+  if (m.has('authRealms')) {
+    authRealms = [];
+    for (const [j, r] of (src.seq(m.get('authRealms'), `${where}.authRealms`) ?? []).entries()) {
+      const s = src.string(r, `${where}.authRealms[${j}]`);
+      try {
+        if (s !== undefined) authRealms.push(new URL(s).origin);
+      } catch {
+        src.report(r, `${where}.authRealms[${j}] is not a URL`);
+      }
+    }
+  }
+  const timeouts = { headersMs: 30_000, idleMs: 30_000, totalMs: 60_000, minBytesPerSecond: 1024 };
+  if (m.has('timeouts')) {
+    const t = src.map(m.get('timeouts'), `${where}.timeouts`, ['headersMs', 'idleMs', 'totalMs', 'minBytesPerSecond']);
+    for (const key of ['headersMs', 'idleMs', 'totalMs', 'minBytesPerSecond'] as const) {
+      if (t?.has(key)) timeouts[key] = src.integer(t.get(key), `${where}.timeouts.${key}`, key === 'minBytesPerSecond' ? 0 : 50, 3_600_000) ?? timeouts[key];
+    }
+  }
+  if (name === undefined || url === undefined || prefix === undefined) return undefined;
+  return { name, url: url.replace(/\/$/, ''), prefix, dockerHubMirror, username, password, authRealms, timeouts };
+}
+
+/** Resolves a secret reference at start-up. The value never enters the config object or a log. */
+export function readSecret(ref: SecretRef, env: NodeJS.ProcessEnv): string {
+  if (ref.file !== undefined) return readFileSync(ref.file, 'utf8').replace(/\r?\n$/, '');
+  const v = ref.env === undefined ? undefined : env[ref.env];
+  if (v === undefined) throw new LoadError('CONFIG_INVALID', [{ file: '(environment)', line: 1, column: 1, message: `environment variable ${ref.env} is not set` }]);
+  return v;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

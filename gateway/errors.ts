@@ -1,0 +1,41 @@
+import type { Decision } from '../policies/model.js';
+
+/** Errors raised by the gateway itself; HTTP meaning is assigned only in http/error-mapper.ts. */
+export type GatewayErrorCode =
+  | 'NAME_UNKNOWN'
+  | 'NAMESPACE_INVALID'
+  | 'MANIFEST_UNKNOWN'
+  | 'BLOB_UNKNOWN'
+  | 'POLICY_DENIED'
+  | 'OPERATION_UNSUPPORTED'
+  | 'RANGE_INVALID'
+  | 'PAGINATION_INVALID'
+  | 'STORE_CORRUPT'
+  | 'STORE_FAILED';
+
+export class GatewayError extends Error {
+  readonly code: GatewayErrorCode;
+  readonly detail: Record<string, unknown> | undefined;
+  constructor(code: GatewayErrorCode, message: string, options?: { cause?: unknown; detail?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GatewayError';
+    this.code = code;
+    this.detail = options?.detail;
+  }
+}
+
+/** A policy denial, carrying the decision so the client sees the machine-readable reason. */
+export class DeniedError extends GatewayError {
+  readonly decision: Decision;
+  constructor(decision: Decision, subject: string) {
+    super('POLICY_DENIED', `${subject} is denied by policy: ${decision.reasons.find((r) => r.code === decision.denial)?.message ?? decision.denial}`, {
+      detail: {
+        reason: decision.denial,
+        rule: decision.rule,
+        policy: decision.policyDigest,
+        reasons: decision.reasons.map((r) => ({ code: r.code, message: r.message, ...(r.evidence ? { evidence: r.evidence } : {}) })),
+      },
+    });
+    this.decision = decision;
+  }
+}

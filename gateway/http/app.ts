@@ -1,0 +1,164 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { MediaType } from '../../oci/media-types.js';
+import type { CompiledPolicy } from '../../policies/model.js';
+import { GatewayError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { MetadataStore } from '../metadata/metadata-store.js';
+import { BlobService } from '../pipeline/blobs.js';
+import { descriptorJson, listReferrers, listTags, parsePageSize } from '../pipeline/listings.js';
+import { ManifestService } from '../pipeline/manifests.js';
+import type { EvidenceLimits } from '../pipeline/evidence.js';
+import type { BlobStore } from '../store/blob-store.js';
+import type { Upstreams } from '../upstreams.js';
+import { errorBody, mapError } from './error-mapper.js';
+import { parseRegistryPath, type RegistryPath } from './registry-path.js';
+
+/**
+ * The gateway's HTTP surface: the pull side of the OCI Distribution API, /healthz and
+ * /metrics. `buildApp` returns an un-listened instance; tests drive it with inject()
+ * or a real port. Push and delete answer 405 UNSUPPORTED.
+ */
+export interface AppDeps {
+  readonly upstreams: Upstreams;
+  readonly store: BlobStore;
+  readonly metadata: MetadataStore;
+  readonly policy: () => CompiledPolicy;
+  readonly limits: EvidenceLimits;
+  readonly tagTtlSeconds: number;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly now?: () => number;
+}
+
+export interface GatewayApp {
+  readonly app: FastifyInstance;
+  readonly blobs: BlobService;
+}
+
+const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+export function buildApp(deps: AppDeps): GatewayApp {
+  const now = deps.now ?? Date.now;
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    exposeHeadRoutes: false,
+    requestIdHeader: 'x-request-id',
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    return503OnClosing: true,
+  });
+  const manifests = new ManifestService({ ...deps, now });
+  const blobs = new BlobService(deps.store, deps.metadata, deps.metrics);
+
+  app.decorateRequest('routeKind', 'other');
+  app.addHook('onSend', async (_req, reply) => {
+    reply.header('docker-distribution-api-version', API_VERSION['docker-distribution-api-version']);
+    reply.header('x-request-id', _req.id);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    deps.metrics.requests.inc({ route: req.routeKind, method: req.method, status: String(reply.statusCode) });
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const e = mapError(err);
+    if (e.status >= 500) req.log.error({ err, code: (err as { code?: string }).code }, 'request failed');
+    else req.log.info({ code: (err as { code?: string }).code, reason: e.detail?.reason, msg2: e.message }, 'request refused');
+    if (reply.sent || reply.raw.headersSent) {
+      reply.raw.destroy();
+      return;
+    }
+    if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter));
+    void reply.status(e.status).header('content-type', 'application/json').send(errorBody(e));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).header('content-type', 'application/json').send(JSON.stringify({ errors: [{ code: 'NAME_UNKNOWN', message: `no route for ${req.method} ${req.url.split('?')[0]?.slice(0, 200)}` }] }));
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/metrics', async (_req, reply) => {
+    void reply.header('content-type', deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
+  });
+  app.route({ method: ['GET', 'HEAD'], url: '/v2/', handler: async (_req, reply) => reply.header('content-type', 'application/json').send('{}') });
+
+  const unsupported = async (): Promise<never> => {
+    throw new GatewayError('OPERATION_UNSUPPORTED', 'this gateway is pull-only: push and delete are not supported');
+  };
+  app.route({ method: ['PUT', 'POST', 'PATCH', 'DELETE'], url: '/v2/*', handler: unsupported });
+  app.route({ method: ['PUT', 'POST', 'PATCH', 'DELETE'], url: '/v2/', handler: unsupported });
+
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/v2/*',
+    handler: async (req, reply) => {
+      const [path = '', query = ''] = req.url.split('?', 2) as [string, string?];
+      if (path === '/v2/_catalog') throw new GatewayError('OPERATION_UNSUPPORTED', 'the catalog is not offered');
+      const parsed = parseRegistryPath(path);
+      if (!parsed) throw new GatewayError('NAME_UNKNOWN', 'unknown registry endpoint');
+      req.routeKind = parsed.kind;
+      const params = new URLSearchParams(query);
+      const ns = params.getAll('ns');
+      const addr = deps.upstreams.resolve(parsed.name, ns.length === 0 ? undefined : ns.length === 1 ? ns[0] : ns);
+      if (addr.namespace !== undefined) reply.header('oci-namespace', addr.namespace);
+      return handle(parsed, addr, params, req, reply);
+    },
+  });
+
+  async function handle(p: RegistryPath, addr: ReturnType<Upstreams['resolve']>, params: URLSearchParams, req: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+    switch (p.kind) {
+      case 'manifest': {
+        const accept = req.headers.accept;
+        const m = await manifests.get(addr, p.ref, accept);
+        const etag = `"${m.digest.text}"`;
+        reply.header('content-type', m.mediaType).header('docker-content-digest', m.digest.text).header('etag', etag);
+        if (req.headers['if-none-match'] === etag) return reply.status(304).send();
+        reply.header('content-length', String(m.bytes.length));
+        return req.method === 'HEAD' ? reply.send() : reply.send(m.bytes);
+      }
+      case 'blob': {
+        reply.header('docker-content-digest', p.digest.text).header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream');
+        if (req.method === 'HEAD') {
+          const size = await blobs.size(addr, p.digest);
+          return reply.header('content-length', String(size)).send();
+        }
+        const body = await blobs.open(addr, p.digest, req.headers.range);
+        const length = body.range ? body.range.end - body.range.start + 1 : body.size;
+        reply.raw.once('finish', () => deps.metrics.bytesServed.inc(length));
+        reply.header('content-length', String(length));
+        if (body.range) reply.status(206).header('content-range', `bytes ${body.range.start}-${body.range.end}/${body.size}`);
+        return reply.send(body.stream);
+      }
+      case 'tags': {
+        const n = parsePageSize(params.get('n') ?? undefined);
+        const last = params.get('last') ?? undefined;
+        const { tags, next } = await listTags(addr, n, last);
+        if (next !== undefined) {
+          const q = new URLSearchParams({ n: String(n), last: next });
+          if (addr.namespace !== undefined) q.set('ns', addr.namespace);
+          reply.header('link', `</v2/${p.name}/tags/list?${q.toString()}>; rel="next"`);
+        }
+        return reply.header('content-type', 'application/json').send(JSON.stringify({ name: p.name, tags }));
+      }
+      case 'referrers': {
+        const artifactType = params.get('artifactType') ?? undefined;
+        const { manifests: list, filtered } = await listReferrers(addr, p.digest, deps.metadata, artifactType);
+        if (filtered) reply.header('oci-filters-applied', 'artifactType');
+        return reply.header('content-type', MediaType.ociIndex).send(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: list.map(descriptorJson) }));
+      }
+    }
+  }
+
+  return { app, blobs };
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Which endpoint family served the request, for metrics. */
+    routeKind: string;
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * What the gateway knows about content beyond the bytes: which manifests were
+ * admitted in which repository, which blobs they make available, where tags point,
+ * and every admission decision. Invariant: a manifest is recorded only after a
+ * policy decision allowed it, and its blob links are written in the same transaction.
+ */
+export type ManifestKind = 'image' | 'index' | 'attachment';
+
+export interface AdmittedManifest {
+  readonly digest: string;
+  readonly mediaType: string;
+  readonly size: number;
+  readonly kind: ManifestKind;
+}
+
+export interface Admission extends AdmittedManifest {
+  readonly blobs: readonly { readonly digest: string; readonly size: number }[];
+  readonly children: readonly string[];
+}
+
+export interface TagRecord {
+  readonly digest: string;
+  readonly resolvedAt: number;
+}
+
+export interface DecisionRecord {
+  readonly time: number;
+  readonly repository: string;
+  readonly digest: string;
+  readonly policyDigest: string;
+  readonly allowed: boolean;
+  readonly rule: string;
+  readonly reasons: readonly { readonly code: string; readonly message: string }[];
+}
+
+export interface MetadataStore {
+  admittedManifest(repository: string, digest: string): Promise<AdmittedManifest | undefined>;
+  admit(repository: string, admission: Admission, now: number): Promise<void>;
+  /** The size of a blob that an admitted manifest of `repository` references, or undefined. */
+  admittedBlobSize(repository: string, digest: string): Promise<number | undefined>;
+  /** The digest of an admitted index of `repository` that lists `digest` as a child, if any. */
+  coveringIndex(repository: string, digest: string): Promise<string | undefined>;
+  tag(repository: string, tag: string): Promise<TagRecord | undefined>;
+  setTag(repository: string, tag: string, digest: string, now: number): Promise<void>;
+  recordDecision(record: DecisionRecord): Promise<void>;
+  decisions(filter: { digest?: string; repository?: string; limit: number }): Promise<DecisionRecord[]>;
+  close(): Promise<void>;
+}

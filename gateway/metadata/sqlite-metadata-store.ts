@@ -1,0 +1,141 @@
+import Database from 'better-sqlite3';
+import type { Admission, AdmittedManifest, DecisionRecord, ManifestKind, MetadataStore, TagRecord } from './metadata-store.js';
+
+/**
+ * The embedded MetadataStore: one SQLite file in WAL mode. Migrations are numbered
+ * and applied in order inside a transaction at open; a database newer than this
+ * program is refused rather than guessed at.
+ */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE repositories (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+   CREATE TABLE manifests (
+     repository_id INTEGER NOT NULL REFERENCES repositories(id),
+     digest TEXT NOT NULL, media_type TEXT NOT NULL, size INTEGER NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('image','index','attachment')),
+     admitted_at INTEGER NOT NULL,
+     PRIMARY KEY (repository_id, digest));
+   CREATE TABLE manifest_blobs (
+     repository_id INTEGER NOT NULL, manifest_digest TEXT NOT NULL, blob_digest TEXT NOT NULL, size INTEGER NOT NULL,
+     PRIMARY KEY (repository_id, blob_digest, manifest_digest));
+   CREATE TABLE manifest_children (
+     repository_id INTEGER NOT NULL, index_digest TEXT NOT NULL, child_digest TEXT NOT NULL,
+     PRIMARY KEY (repository_id, child_digest, index_digest));
+   CREATE TABLE tags (
+     repository_id INTEGER NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, resolved_at INTEGER NOT NULL,
+     PRIMARY KEY (repository_id, tag));
+   CREATE TABLE decisions (
+     id INTEGER PRIMARY KEY, time INTEGER NOT NULL, repository TEXT NOT NULL, digest TEXT NOT NULL,
+     policy_digest TEXT NOT NULL, allowed INTEGER NOT NULL, rule TEXT NOT NULL, reasons TEXT NOT NULL);
+   CREATE INDEX decisions_digest ON decisions (digest, time);
+   CREATE INDEX decisions_repository ON decisions (repository, time);`,
+];
+
+export class SqliteMetadataStore implements MetadataStore {
+  readonly #db: Database.Database;
+  readonly #stmts;
+
+  constructor(path: string) {
+    this.#db = new Database(path);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('synchronous = FULL');
+    this.#db.pragma('foreign_keys = ON');
+    this.#db.pragma('busy_timeout = 5000');
+    migrate(this.#db);
+    const db = this.#db;
+    this.#stmts = {
+      repoId: db.prepare<[string], { id: number }>('SELECT id FROM repositories WHERE name = ?'),
+      insertRepo: db.prepare('INSERT OR IGNORE INTO repositories (name) VALUES (?)'),
+      manifest: db.prepare<[string, string], { digest: string; media_type: string; size: number; kind: ManifestKind }>(
+        'SELECT m.digest, m.media_type, m.size, m.kind FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?'),
+      insertManifest: db.prepare('INSERT OR REPLACE INTO manifests (repository_id, digest, media_type, size, kind, admitted_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      insertBlob: db.prepare('INSERT OR IGNORE INTO manifest_blobs (repository_id, manifest_digest, blob_digest, size) VALUES (?, ?, ?, ?)'),
+      insertChild: db.prepare('INSERT OR IGNORE INTO manifest_children (repository_id, index_digest, child_digest) VALUES (?, ?, ?)'),
+      blobSize: db.prepare<[string, string], { size: number }>(
+        'SELECT b.size FROM manifest_blobs b JOIN repositories r ON r.id = b.repository_id WHERE r.name = ? AND b.blob_digest = ? LIMIT 1'),
+      listed: db.prepare<[string, string], { index_digest: string }>(
+        `SELECT c.index_digest FROM manifest_children c JOIN repositories r ON r.id = c.repository_id
+         JOIN manifests m ON m.repository_id = c.repository_id AND m.digest = c.index_digest
+         WHERE r.name = ? AND c.child_digest = ? LIMIT 1`),
+      tag: db.prepare<[string, string], { digest: string; resolved_at: number }>(
+        'SELECT t.digest, t.resolved_at FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.tag = ?'),
+      setTag: db.prepare('INSERT OR REPLACE INTO tags (repository_id, tag, digest, resolved_at) VALUES (?, ?, ?, ?)'),
+      insertDecision: db.prepare('INSERT INTO decisions (time, repository, digest, policy_digest, allowed, rule, reasons) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    };
+  }
+
+  #repo(name: string): number {
+    this.#stmts.insertRepo.run(name);
+    const row = this.#stmts.repoId.get(name);
+    if (!row) throw new Error(`repository ${name} vanished`);
+    return row.id;
+  }
+
+  async admittedManifest(repository: string, digest: string): Promise<AdmittedManifest | undefined> {
+    const row = this.#stmts.manifest.get(repository, digest);
+    return row ? { digest: row.digest, mediaType: row.media_type, size: row.size, kind: row.kind } : undefined;
+  }
+
+  async admit(repository: string, a: Admission, now: number): Promise<void> {
+    this.#db.transaction(() => {
+      const id = this.#repo(repository);
+      this.#stmts.insertManifest.run(id, a.digest, a.mediaType, a.size, a.kind, now);
+      for (const b of a.blobs) this.#stmts.insertBlob.run(id, a.digest, b.digest, b.size);
+      for (const c of a.children) this.#stmts.insertChild.run(id, a.digest, c);
+    })();
+  }
+
+  async admittedBlobSize(repository: string, digest: string): Promise<number | undefined> {
+    return this.#stmts.blobSize.get(repository, digest)?.size;
+  }
+
+  async coveringIndex(repository: string, digest: string): Promise<string | undefined> {
+    return this.#stmts.listed.get(repository, digest)?.index_digest;
+  }
+
+  async tag(repository: string, tag: string): Promise<TagRecord | undefined> {
+    const row = this.#stmts.tag.get(repository, tag);
+    return row ? { digest: row.digest, resolvedAt: row.resolved_at } : undefined;
+  }
+
+  async setTag(repository: string, tag: string, digest: string, now: number): Promise<void> {
+    this.#stmts.setTag.run(this.#repo(repository), tag, digest, now);
+  }
+
+  async recordDecision(r: DecisionRecord): Promise<void> {
+    this.#stmts.insertDecision.run(r.time, r.repository, r.digest, r.policyDigest, r.allowed ? 1 : 0, r.rule, JSON.stringify(r.reasons));
+  }
+
+  async decisions(filter: { digest?: string; repository?: string; limit: number }): Promise<DecisionRecord[]> {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (filter.digest !== undefined) {
+      where.push('digest = ?');
+      args.push(filter.digest);
+    }
+    if (filter.repository !== undefined) {
+      where.push('repository = ?');
+      args.push(filter.repository);
+    }
+    const sql = `SELECT time, repository, digest, policy_digest, allowed, rule, reasons FROM decisions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
+    const rows = this.#db.prepare(sql).all(...args, Math.min(Math.max(filter.limit, 1), 1000)) as { time: number; repository: string; digest: string; policy_digest: string; allowed: number; rule: string; reasons: string }[];
+    return rows.map((r) => ({ time: r.time, repository: r.repository, digest: r.digest, policyDigest: r.policy_digest, allowed: r.allowed === 1, rule: r.rule, reasons: JSON.parse(r.reasons) as DecisionRecord['reasons'] }));
+  }
+
+  async close(): Promise<void> {
+    this.#db.close();
+  }
+}
+
+function migrate(db: Database.Database): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+  const row = db.prepare<[], { version: number }>('SELECT version FROM schema_version').get();
+  const current = row?.version ?? 0;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`metadata database is at schema version ${current}, newer than this program (${MIGRATIONS.length})`);
+  }
+  db.transaction(() => {
+    for (let v = current; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v] as string);
+    if (row) db.prepare('UPDATE schema_version SET version = ?').run(MIGRATIONS.length);
+    else db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(MIGRATIONS.length);
+  })();
+}

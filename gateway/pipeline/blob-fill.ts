@@ -1,0 +1,146 @@
+import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
+import type { Digest } from '../../oci/digest.js';
+import { UpstreamError } from '../../oci/errors.js';
+import { header } from '../../oci/registry-client/client.js';
+import type { StagedBlob } from '../store/blob-store.js';
+import type { Upstream } from '../upstreams.js';
+
+const CHUNK = 1024 * 1024;
+
+/**
+ * One upstream fetch of one blob into staging, which any number of client responses
+ * follow as it grows. The last byte is withheld from followers until the whole blob
+ * has been verified and committed, so a digest or length mismatch always ends a
+ * response short of its Content-Length: clients and chained caches see a failure,
+ * never a clean end (THREATS REG-01). The fill does not depend on any one client:
+ * a disconnecting client does not abort it.
+ */
+export class BlobFill {
+  readonly #events = new EventEmitter();
+  #state: 'running' | 'done' | 'failed' = 'running';
+  #error: unknown;
+  #readers = 0;
+  readonly done: Promise<void>;
+  /** Settles when the upstream has answered: resolved on 200 with a plausible length, else rejected. */
+  readonly started: Promise<void>;
+  #onStarted: (err?: unknown) => void = () => undefined;
+
+  constructor(
+    private readonly staged: StagedBlob,
+    readonly digest: Digest,
+    readonly size: number,
+    upstream: Upstream,
+    repository: string,
+    onBytes: (n: number) => void,
+  ) {
+    this.#events.setMaxListeners(0);
+    this.started = new Promise((resolve, reject) => {
+      this.#onStarted = (err) => (err === undefined ? resolve() : reject(err));
+    });
+    this.done = this.#run(upstream, repository, onBytes);
+    // Observed by whoever awaits them; a failure without followers is not unhandled.
+    this.done.catch(() => undefined);
+    this.started.catch(() => undefined);
+  }
+
+  async #run(upstream: Upstream, repository: string, onBytes: (n: number) => void): Promise<void> {
+    const controller = new AbortController();
+    const { minBytesPerSecond, idleMs } = upstream.config.timeouts;
+    const started = Date.now();
+    const grace = Math.max(idleMs, 1000);
+    const watchdog = setInterval(() => {
+      const elapsed = Date.now() - started;
+      if (minBytesPerSecond > 0 && elapsed > grace && this.staged.written / (elapsed / 1000) < minBytesPerSecond) {
+        controller.abort(new UpstreamError('UPSTREAM_TIMEOUT', `blob arrives slower than ${minBytesPerSecond} bytes/s`));
+      }
+    }, 250);
+    try {
+      const res = await upstream.client.blob(repository, this.digest.text, controller.signal);
+      const declared = header(res.headers, 'content-length');
+      if (declared !== undefined && Number(declared) !== this.size) {
+        res.body.destroy();
+        throw new UpstreamError('UPSTREAM_LENGTH_MISMATCH', `upstream announces ${declared} bytes for a blob of ${this.size}`);
+      }
+      this.#onStarted();
+      try {
+        for await (const chunk of res.body) {
+          const buf = chunk as Buffer;
+          if (this.staged.written + buf.length > this.size) {
+            throw new UpstreamError('UPSTREAM_LENGTH_MISMATCH', `upstream sent more than the ${this.size} bytes of ${this.digest.text}`);
+          }
+          await this.staged.write(buf);
+          onBytes(buf.length);
+          this.#events.emit('progress');
+        }
+      } catch (err) {
+        res.body.destroy();
+        throw controller.signal.aborted && controller.signal.reason instanceof UpstreamError ? controller.signal.reason : err;
+      }
+      await this.staged.commit(this.digest, this.size);
+      this.#state = 'done';
+    } catch (err) {
+      this.#state = 'failed';
+      this.#error = err;
+      this.#onStarted(err);
+      await this.staged.abort();
+      throw err;
+    } finally {
+      clearInterval(watchdog);
+      this.#events.emit('progress');
+      await this.#maybeClose();
+    }
+  }
+
+  get running(): boolean {
+    return this.#state === 'running';
+  }
+
+  /** A stream of the blob from `start`, following the fill. Must be called synchronously on join. */
+  follow(start = 0): Readable {
+    this.#readers++;
+    let pos = start;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.#readers--;
+      void this.#maybeClose();
+    };
+    const fill = this;
+    return new Readable({
+      highWaterMark: CHUNK,
+      read() {
+        void (async () => {
+          try {
+            for (;;) {
+              if (fill.#state === 'failed') throw fill.#error;
+              const limit = fill.#state === 'done' ? fill.size : Math.min(fill.staged.written, fill.size - 1);
+              if (pos < limit) {
+                const chunk = await fill.staged.readAt(pos, Math.min(CHUNK, limit - pos));
+                pos += chunk.length;
+                this.push(chunk);
+                return;
+              }
+              if (fill.#state === 'done') {
+                this.push(null);
+                return;
+              }
+              await new Promise((resolve) => fill.#events.once('progress', resolve));
+            }
+          } catch (err) {
+            this.destroy(err as Error);
+          }
+        })();
+      },
+      destroy(err, cb) {
+        release();
+        cb(err);
+      },
+    });
+  }
+
+  async #maybeClose(): Promise<void> {
+    if (this.#state !== 'running' && this.#readers === 0) await this.staged.close();
+  }
+}

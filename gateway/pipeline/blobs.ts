@@ -1,0 +1,110 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from '../../oci/digest.js';
+import { UpstreamError } from '../../oci/errors.js';
+import { GatewayError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { MetadataStore } from '../metadata/metadata-store.js';
+import type { BlobStore } from '../store/blob-store.js';
+import type { Address } from '../upstreams.js';
+import { BlobFill } from './blob-fill.js';
+
+/**
+ * The blob half of the pipeline. A blob is served only when an admitted manifest of
+ * the same repository references it; its size comes from that manifest's descriptor.
+ * Cache hits stream from the store; misses start (or join) the one fill for that
+ * digest.
+ */
+export interface BlobBody {
+  readonly size: number;
+  /** Present for a range response. */
+  readonly range?: { start: number; end: number };
+  readonly stream: Readable | undefined;
+}
+
+export class BlobService {
+  readonly #fills = new Map<string, BlobFill>();
+
+  constructor(private readonly store: BlobStore, private readonly metadata: MetadataStore, private readonly metrics: Metrics) {}
+
+  /** Size of a servable blob; throws BLOB_UNKNOWN when no admitted manifest here references it. */
+  async size(addr: Address, digest: Digest): Promise<number> {
+    const size = await this.metadata.admittedBlobSize(addr.name, digest.text);
+    if (size === undefined) throw new GatewayError('BLOB_UNKNOWN', `blob ${digest.text} is not part of an admitted image in ${addr.name}`);
+    return size;
+  }
+
+  async open(addr: Address, digest: Digest, rangeHeader: string | undefined): Promise<BlobBody> {
+    const size = await this.size(addr, digest);
+    const range = parseRange(rangeHeader, size);
+    const stored = await this.store.stat(digest);
+    if (stored === size) {
+      this.metrics.cache.inc({ kind: 'blob', result: 'hit' });
+      return { size, ...(range ? { range } : {}), stream: await this.store.read(digest, range) };
+    }
+    this.metrics.cache.inc({ kind: 'blob', result: 'miss' });
+    const fill = await this.#fill(addr, digest, size);
+    try {
+      await fill.started;
+    } catch (err) {
+      if (err instanceof UpstreamError && err.code === 'UPSTREAM_NOT_FOUND') {
+        throw new GatewayError('BLOB_UNKNOWN', `blob ${digest.text} is not known upstream`, { cause: err });
+      }
+      throw err;
+    }
+    if (range || !fill.running) {
+      // A partial request never shapes what is cached: fetch and verify it all first.
+      await fill.done;
+      return { size, ...(range ? { range } : {}), stream: await this.store.read(digest, range) };
+    }
+    return { size, stream: fill.follow() };
+  }
+
+  async #fill(addr: Address, digest: Digest, size: number): Promise<BlobFill> {
+    const existing = this.#fills.get(digest.text);
+    if (existing?.running) return existing;
+    const staged = await this.store.stage();
+    const again = this.#fills.get(digest.text);
+    if (again?.running) {
+      await staged.abort();
+      await staged.close();
+      return again;
+    }
+    const fill = new BlobFill(staged, digest, size, addr.upstream, addr.repository, (n) => this.metrics.bytesFetched.inc(n));
+    this.#fills.set(digest.text, fill);
+    fill.done.finally(() => this.#fills.delete(digest.text)).catch(() => undefined);
+    return fill;
+  }
+
+  /** Upstream fetches in flight (for tests and metrics). */
+  get fillsInFlight(): number {
+    return this.#fills.size;
+  }
+}
+
+/**
+ * One `bytes=a-b`, `bytes=a-` or `bytes=-n` range (RFC 9110 §14). Several ranges are
+ * answered with the whole blob; an unsatisfiable one is RANGE_INVALID (416).
+ */
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | undefined {
+  if (header === undefined) return undefined;
+  const m = /^bytes=(\d{0,15})-(\d{0,15})$/.exec(header.trim());
+  if (!m) {
+    if (/^bytes=.*,/.test(header)) return undefined;
+    throw new GatewayError('RANGE_INVALID', 'malformed Range header', { detail: { reason: 'range.invalid', size } });
+  }
+  const [, a = '', b = ''] = m;
+  let start: number;
+  let end: number;
+  if (a === '' && b === '') throw new GatewayError('RANGE_INVALID', 'malformed Range header', { detail: { reason: 'range.invalid', size } });
+  if (a === '') {
+    const n = Number(b);
+    if (n === 0) throw new GatewayError('RANGE_INVALID', 'empty suffix range', { detail: { reason: 'range.invalid', size } });
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(a);
+    end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
+  }
+  if (start >= size || end < start) throw new GatewayError('RANGE_INVALID', `range not satisfiable for ${size} bytes`, { detail: { reason: 'range.invalid', size } });
+  return { start, end };
+}

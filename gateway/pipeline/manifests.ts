@@ -1,0 +1,171 @@
+import type { Logger } from 'pino';
+import { digestOf, parseDigest, type Digest } from '../../oci/digest.js';
+import { OciError, UpstreamError } from '../../oci/errors.js';
+import { MAX_MANIFEST_BYTES, parseManifest, referencedBlobs, type Manifest } from '../../oci/manifest.js';
+import { MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
+import { header } from '../../oci/registry-client/client.js';
+import type { ManifestRef } from '../../oci/reference.js';
+import { evaluate } from '../../policies/evaluator.js';
+import type { CompiledPolicy, Decision } from '../../policies/model.js';
+import { DeniedError, GatewayError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { AdmittedManifest, ManifestKind, MetadataStore } from '../metadata/metadata-store.js';
+import type { BlobStore } from '../store/blob-store.js';
+import type { Address } from '../upstreams.js';
+import { attachmentProblem, attachmentSubject } from './attachments.js';
+import { gatherEvidence, type EvidenceLimits } from './evidence.js';
+import { SingleFlight } from './single-flight.js';
+
+/**
+ * The manifest half of the pull-through pipeline:
+ *   resolve (tag → digest, re-checked upstream) → fetch bytes → hash them ourselves →
+ *   gather evidence → evaluate → deny (nothing stored) | admit (bytes + links) → serve.
+ * Raw bytes are stored and served byte-exact; nothing is re-serialised.
+ */
+export interface ServedManifest {
+  readonly digest: Digest;
+  readonly mediaType: string;
+  readonly bytes: Buffer;
+}
+
+export interface ManifestServiceDeps {
+  readonly store: BlobStore;
+  readonly metadata: MetadataStore;
+  readonly policy: () => CompiledPolicy;
+  readonly limits: EvidenceLimits;
+  readonly tagTtlSeconds: number;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly now: () => number;
+}
+
+export class ManifestService {
+  readonly #flights = new SingleFlight<ServedManifest>();
+
+  constructor(private readonly deps: ManifestServiceDeps) {}
+
+  async get(addr: Address, ref: ManifestRef, accept: string | undefined): Promise<ServedManifest> {
+    const served = ref.kind === 'tag' ? await this.#byTag(addr, ref.tag, accept) : await this.#byDigest(addr, ref.digest, accept);
+    if (!acceptable(served.mediaType, accept)) {
+      throw new GatewayError('MANIFEST_UNKNOWN', `manifest is ${served.mediaType}, which the request's Accept header does not list`);
+    }
+    return served;
+  }
+
+  async #byTag(addr: Address, tag: string, accept: string | undefined): Promise<ServedManifest> {
+    const attachment = attachmentSubject(tag);
+    if (attachment) return this.#attachmentByTag(addr, tag, attachment, accept);
+    const { metadata, tagTtlSeconds, now } = this.deps;
+    const known = await metadata.tag(addr.name, tag);
+    if (known && now() - known.resolvedAt < tagTtlSeconds * 1000) {
+      const cached = await this.#cached(addr, known.digest);
+      if (cached) return cached;
+    }
+    const upstreamAccept = accept ?? MANIFEST_MEDIA_TYPES.join(', ');
+    const head = await addr.upstream.client.manifest(addr.repository, tag, 'HEAD', upstreamAccept, MAX_MANIFEST_BYTES);
+    if (!head) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is not known upstream`);
+    const claimed = header(head.headers, 'docker-content-digest');
+    if (claimed !== undefined) {
+      // The claim only selects which verified content to serve: what we serve for a
+      // digest was hashed and admitted by us.
+      const cached = await this.#cached(addr, claimed);
+      if (cached) {
+        await metadata.setTag(addr.name, tag, cached.digest.text, now());
+        return cached;
+      }
+    }
+    const res = await addr.upstream.client.manifest(addr.repository, tag, 'GET', upstreamAccept, MAX_MANIFEST_BYTES);
+    if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is not known upstream`);
+    const digest = digestOf(res.bytes);
+    const served = await this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'));
+    await metadata.setTag(addr.name, tag, digest.text, now());
+    return served;
+  }
+
+  async #byDigest(addr: Address, digest: Digest, accept: string | undefined): Promise<ServedManifest> {
+    const cached = await this.#cached(addr, digest.text);
+    if (cached) return cached;
+    const res = await addr.upstream.client.manifest(addr.repository, digest.text, 'GET', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES);
+    if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}@${digest.text} is not known upstream`);
+    const actual = digestOf(res.bytes, digest.algorithm);
+    if (actual.hex !== digest.hex) {
+      throw new UpstreamError('UPSTREAM_DIGEST_MISMATCH', `upstream sent a manifest hashing to ${actual.text} for ${digest.text}`);
+    }
+    return this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'));
+  }
+
+  async #cached(addr: Address, digestText: string): Promise<ServedManifest | undefined> {
+    const admitted = await this.deps.metadata.admittedManifest(addr.name, digestText);
+    if (!admitted) return undefined;
+    const bytes = await this.#storedBytes(admitted);
+    if (!bytes) return undefined;
+    this.deps.metrics.cache.inc({ kind: 'manifest', result: 'hit' });
+    return { digest: parseDigest(admitted.digest), mediaType: admitted.mediaType, bytes };
+  }
+
+  async #storedBytes(m: AdmittedManifest): Promise<Buffer | undefined> {
+    return this.deps.store.readBytes(parseDigest(m.digest), MAX_MANIFEST_BYTES);
+  }
+
+  /** Verifies and, if allowed, stores. Concurrent requests for the same digest share the work. */
+  #admit(addr: Address, digest: Digest, bytes: Buffer, contentType: string | undefined): Promise<ServedManifest> {
+    return this.#flights.run(`${addr.name}@${digest.text}`, async () => {
+      this.deps.metrics.cache.inc({ kind: 'manifest', result: 'miss' });
+      const manifest = parseManifest(bytes, contentType);
+      if (manifest.subject !== undefined && (await this.deps.metadata.admittedManifest(addr.name, manifest.subject.digest.text))) {
+        const problem = attachmentProblem(manifest, '.ref');
+        if (problem === undefined) return this.#store(addr, digest, bytes, manifest, 'attachment');
+      }
+      const decision = await this.#decide(addr, digest, manifest);
+      if (!decision.allowed) throw new DeniedError(decision, `${addr.name}@${digest.text}`);
+      return this.#store(addr, digest, bytes, manifest, manifest.kind);
+    });
+  }
+
+  async #decide(addr: Address, digest: Digest, manifest: Manifest): Promise<Decision> {
+    const { metadata, policy, limits, logger, metrics, now } = this.deps;
+    const evidence = await gatherEvidence(addr.upstream, addr.repository, digest, limits);
+    const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text) : undefined;
+    const decision = evaluate(policy(), { name: addr.name, digest }, { ...evidence, coveringIndex });
+    await metadata.recordDecision({
+      time: now(), repository: addr.name, digest: digest.text, policyDigest: decision.policyDigest,
+      allowed: decision.allowed, rule: decision.rule, reasons: decision.reasons.map((r) => ({ code: r.code, message: r.message })),
+    });
+    metrics.decisions.inc({ result: decision.allowed ? 'allowed' : 'denied' });
+    logger.info({
+      event: 'decision', digest: digest.text, repository: addr.name, policy: decision.policyDigest, allowed: decision.allowed,
+      rule: decision.rule, reason: decision.denial, reasons: decision.reasons.map((r) => r.code),
+    }, decision.allowed ? 'admitted' : 'denied');
+    return decision;
+  }
+
+  async #store(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest, kind: ManifestKind): Promise<ServedManifest> {
+    await this.deps.store.putBytes(digest, bytes);
+    await this.deps.metadata.admit(addr.name, {
+      digest: digest.text, mediaType: manifest.mediaType, size: bytes.length, kind,
+      blobs: referencedBlobs(manifest).map((d) => ({ digest: d.digest.text, size: d.size })),
+      children: manifest.kind === 'index' && kind === 'index' ? manifest.manifests.map((d) => d.digest.text) : [],
+    }, this.deps.now());
+    return { digest, mediaType: manifest.mediaType, bytes };
+  }
+
+  /** `sha256-<hex>.sig` and friends: served while their subject is admitted here. */
+  async #attachmentByTag(addr: Address, tag: string, att: { digest: string; suffix: string }, accept: string | undefined): Promise<ServedManifest> {
+    if (!(await this.deps.metadata.admittedManifest(addr.name, att.digest))) {
+      throw new GatewayError('MANIFEST_UNKNOWN', `${tag}: its subject ${att.digest} has not been admitted in ${addr.name}`);
+    }
+    const res = await addr.upstream.client.manifest(addr.repository, tag, 'GET', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES);
+    if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is not known upstream`);
+    const manifest = parseManifest(res.bytes, header(res.headers, 'content-type'));
+    const problem = attachmentProblem(manifest, att.suffix);
+    if (problem !== undefined) throw new OciError('MANIFEST_INVALID', `${tag} is not served as an attachment: ${problem}`);
+    return this.#store(addr, digestOf(res.bytes), res.bytes, manifest, 'attachment');
+  }
+}
+
+/** Whether a client that sent `accept` can take `mediaType` (no Accept: anything). */
+function acceptable(mediaType: string, accept: string | undefined): boolean {
+  if (accept === undefined || accept.trim() === '') return true;
+  const types = accept.split(',').map((t) => (t.split(';')[0] ?? '').trim().toLowerCase());
+  return types.includes(mediaType) || types.includes('*/*') || !types.some((t) => MANIFEST_MEDIA_TYPES.includes(t));
+}

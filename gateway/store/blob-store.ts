@@ -1,0 +1,39 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from '../../oci/digest.js';
+
+/**
+ * Content-addressed blob storage. Invariant: `read(d)` only ever yields bytes that
+ * hash to `d` — nothing reaches the store except through `StagedBlob.commit`, which
+ * compares digest and size before the blob becomes visible.
+ */
+export interface BlobStore {
+  /** Size of a stored blob, or undefined. */
+  stat(digest: Digest): Promise<number | undefined>;
+  /** A stream of a stored blob, optionally of the inclusive byte range [start, end]. */
+  read(digest: Digest, range?: { start: number; end: number }): Promise<Readable>;
+  /** Small blobs (manifests): stored after the digest is checked. */
+  putBytes(digest: Digest, bytes: Uint8Array): Promise<void>;
+  readBytes(digest: Digest, maxBytes: number): Promise<Buffer | undefined>;
+  /** A place to write a blob before it is verified. */
+  stage(): Promise<StagedBlob>;
+  delete(digest: Digest): Promise<void>;
+  list(): AsyncIterable<Digest>;
+}
+
+export interface StagedBlob {
+  /** Bytes written so far. */
+  readonly written: number;
+  write(chunk: Uint8Array): Promise<void>;
+  /** Reads back already-written bytes (for readers following a fill in progress). */
+  readAt(position: number, length: number): Promise<Buffer>;
+  /**
+   * Makes the blob visible as `expected` if, and only if, what was written hashes to
+   * it and has `expectedSize` bytes. Otherwise the staged bytes are discarded and a
+   * DIGEST_MISMATCH or SIZE_MISMATCH error is thrown.
+   */
+  commit(expected: Digest, expectedSize: number): Promise<void>;
+  /** Discards the staged bytes. Safe to call more than once, and after commit. */
+  abort(): Promise<void>;
+  /** Releases the staging handle once no reader needs `readAt` any more. */
+  close(): Promise<void>;
+}

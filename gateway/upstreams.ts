@@ -1,0 +1,65 @@
+import { assertRepositoryName, normalizeHost } from '../oci/reference.js';
+import type { RegistryClient } from '../oci/registry-client/client.js';
+import type { UpstreamConfig } from './config.js';
+import { GatewayError } from './errors.js';
+
+/**
+ * Maps what a client asked for onto a configured upstream. Three addressing forms:
+ *   /v2/<prefix>/<repo>/…      path prefix per upstream (podman/skopeo mirrors, URLs)
+ *   /v2/<repo>/…?ns=<host>     containerd's mirror parameter
+ *   /v2/<repo>/…               Docker Hub mirror (Docker Engine's registry-mirrors)
+ * Only configured upstreams are ever chosen: `ns` is a lookup key, never a dial
+ * target (THREATS REG-14), so the gateway is not an open proxy.
+ */
+export interface Upstream {
+  readonly config: UpstreamConfig;
+  readonly client: RegistryClient;
+}
+
+export interface Address {
+  readonly upstream: Upstream;
+  /** The repository on the upstream. */
+  readonly repository: string;
+  /** `<upstream name>/<repository>`: the canonical name used for policy, cache and logs. */
+  readonly name: string;
+  /** Set when `ns` chose the upstream; echoed as OCI-Namespace. */
+  readonly namespace: string | undefined;
+}
+
+export class Upstreams {
+  readonly #byPrefix = new Map<string, Upstream>();
+  readonly #byName = new Map<string, Upstream>();
+  readonly #hub: Upstream | undefined;
+
+  constructor(readonly all: readonly Upstream[]) {
+    for (const u of all) {
+      this.#byPrefix.set(u.config.prefix, u);
+      this.#byName.set(u.config.name, u);
+    }
+    this.#hub = all.find((u) => u.config.dockerHubMirror);
+  }
+
+  resolve(pathName: string, ns: string | string[] | undefined): Address {
+    assertRepositoryName(pathName);
+    if (ns !== undefined) {
+      if (Array.isArray(ns)) throw new GatewayError('NAMESPACE_INVALID', 'the ns parameter may appear only once');
+      const host = normalizeHost(ns);
+      const upstream = this.#byName.get(host);
+      if (!upstream) throw new GatewayError('NAME_UNKNOWN', `no upstream is configured for ${JSON.stringify(ns.slice(0, 100))}`);
+      return this.#address(upstream, pathName, ns);
+    }
+    const slash = pathName.indexOf('/');
+    if (slash > 0) {
+      const upstream = this.#byPrefix.get(pathName.slice(0, slash));
+      if (upstream) return this.#address(upstream, pathName.slice(slash + 1), undefined);
+    }
+    if (this.#hub) return this.#address(this.#hub, pathName, undefined);
+    throw new GatewayError('NAME_UNKNOWN', `no upstream serves ${pathName}`, { detail: { reason: 'name.unknown', name: pathName } });
+  }
+
+  #address(upstream: Upstream, repo: string, namespace: string | undefined): Address {
+    const repository = upstream.config.name === 'docker.io' && !repo.includes('/') ? `library/${repo}` : repo;
+    assertRepositoryName(repository);
+    return { upstream, repository, name: `${upstream.config.name}/${repository}`, namespace };
+  }
+}
