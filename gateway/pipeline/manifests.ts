@@ -152,7 +152,9 @@ export class ManifestService {
   /** `sha256-<hex>.sig` and friends: served while their subject is admitted here. */
   async #attachmentByTag(addr: Address, tag: string, att: { digest: string; suffix: string }, accept: string | undefined): Promise<ServedManifest> {
     if (!(await this.deps.metadata.admittedManifest(addr.name, att.digest))) {
-      throw new GatewayError('MANIFEST_UNKNOWN', `${tag}: its subject ${att.digest} has not been admitted in ${addr.name}`);
+      // cosign verify by digest asks for the .sig tag first: admit the subject now
+      // (a denial or an unknown subject ends the request here).
+      await this.#byDigest(addr, parseDigest(att.digest), undefined);
     }
     const res = await addr.upstream.client.manifest(addr.repository, tag, 'GET', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES);
     if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is not known upstream`);

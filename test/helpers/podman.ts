@@ -1,0 +1,35 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run, type RunResult } from './peers.js';
+import { tempDir } from './tmp.js';
+
+/**
+ * The real podman with throwaway storage, configuration and policy, so a test changes
+ * nothing of the machine's containers state.
+ */
+export interface TestPodman {
+  pull(ref: string): Promise<RunResult>;
+  /** `podman image inspect` of a pulled image: its digest. */
+  digestOf(ref: string): Promise<string>;
+  cleanup(): void;
+}
+
+export function testPodman(registriesConf: string): TestPodman {
+  const dir = tempDir('portcullis-podman-');
+  const p = (name: string) => join(dir.path, name);
+  for (const d of ['home', 'root', 'runroot', 'tmp', 'vartmp']) mkdirSync(p(d));
+  writeFileSync(p('registries.conf'), registriesConf);
+  writeFileSync(p('policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+  const env = { PATH: process.env.PATH, CONTAINERS_REGISTRIES_CONF: p('registries.conf'), HOME: p('home'), TMPDIR: p('vartmp') };
+  const base = ['--root', p('root'), '--runroot', p('runroot'), '--storage-driver', 'vfs', '--tmpdir', p('tmp'), '--events-backend', 'none', '--cgroup-manager', 'cgroupfs'];
+  return {
+    pull: (ref) => run('podman', [...base, 'pull', '--signature-policy', p('policy.json'), ref], { env, allowFail: true }),
+    async digestOf(ref) {
+      const r = await run('podman', [...base, 'image', 'inspect', '--format', '{{.Digest}}', ref], { env });
+      return r.stdout.trim();
+    },
+    cleanup: () => {
+      void run('podman', [...base, 'system', 'reset', '--force'], { env, allowFail: true }).finally(() => dir.cleanup());
+    },
+  };
+}

@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { decisionLogs, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { testPodman } from '../helpers/podman.js';
+import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+
+describe('podman pulls through the gateway configured as a registries.conf mirror', () => {
+  let world: SignedWorld;
+  let gw: TestGateway;
+
+  before(async () => {
+    world = await buildSignedWorld();
+    gw = await startTestGateway({
+      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
+      policy: worldPolicy(world.registry.host),
+      files: { 'trusted.pub': readFileSync(world.trusted.pub) },
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+    await world?.stop();
+  });
+
+  test('a signed image pulled by its upstream name is served by the mirror', async () => {
+    const podman = testPodman([
+      '[[registry]]', `prefix = "${world.registry.host}"`, `location = "${world.registry.host}"`,
+      '[[registry.mirror]]', `location = "${gw.host}/up"`, 'insecure = true', '',
+    ].join('\n'));
+    try {
+      const r = await podman.pull(`${world.registry.host}/test/signed:1`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await podman.digestOf(`${world.registry.host}/test/signed:1`), world.digests.signed);
+      assert.ok(decisionLogs(gw).some((l) => l.digest === world.digests.signed && l.allowed === true));
+    } finally {
+      podman.cleanup();
+    }
+  });
+
+  test('an unsigned image is refused when the gateway is the only location', async () => {
+    const podman = testPodman([
+      '[[registry]]', `prefix = "${world.registry.host}"`, `location = "${gw.host}/up"`, 'insecure = true', '',
+    ].join('\n'));
+    try {
+      const r = await podman.pull(`${world.registry.host}/test/unsigned:1`);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /denied/i);
+    } finally {
+      podman.cleanup();
+    }
+  });
+});
