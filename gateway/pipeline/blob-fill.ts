@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import type { Digest } from '../../oci/digest.js';
 import { UpstreamError } from '../../oci/errors.js';
 import { header } from '../../oci/registry-client/client.js';
+import { dispose } from '../../oci/registry-client/body.js';
 import type { StagedBlob } from '../store/blob-store.js';
 import type { Upstream } from '../upstreams.js';
 
@@ -59,7 +60,7 @@ export class BlobFill {
       const res = await upstream.client.blob(repository, this.digest.text, controller.signal);
       const declared = header(res.headers, 'content-length');
       if (declared !== undefined && Number(declared) !== this.size) {
-        res.body.destroy();
+        dispose(res.body);
         throw new UpstreamError('UPSTREAM_LENGTH_MISMATCH', `upstream announces ${declared} bytes for a blob of ${this.size}`);
       }
       this.#onStarted();
@@ -74,7 +75,7 @@ export class BlobFill {
           this.#events.emit('progress');
         }
       } catch (err) {
-        res.body.destroy();
+        dispose(res.body);
         throw controller.signal.aborted && controller.signal.reason instanceof UpstreamError ? controller.signal.reason : err;
       }
       await this.staged.commit(this.digest, this.size);

@@ -1,6 +1,12 @@
 import type { Readable } from 'node:stream';
 import { UpstreamError } from '../errors.js';
 
+/** Ends a body we will not read, without leaving an unhandled 'error' behind. */
+export function dispose(body: Readable): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
 /** Reads at most `max` bytes of a body; more is an error and the stream is destroyed. */
 export async function readBounded(body: Readable, max: number, what: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -15,7 +21,7 @@ export async function readBounded(body: Readable, max: number, what: string): Pr
       chunks.push(buf);
     }
   } catch (err) {
-    body.destroy();
+    dispose(body);
     throw err;
   }
   return Buffer.concat(chunks, total);
@@ -26,6 +32,6 @@ export async function discard(body: Readable, max = 64 * 1024): Promise<void> {
   try {
     await readBounded(body, max, 'response body');
   } catch {
-    body.destroy();
+    dispose(body);
   }
 }

@@ -5,7 +5,7 @@ import { UpstreamError } from '../errors.js';
 import { isObject, parseStrictJson } from '../strict-json.js';
 import { parseChallenges } from './challenge.js';
 import { checkRealm } from './realm.js';
-import { discard, readBounded } from './body.js';
+import { discard, dispose, readBounded } from './body.js';
 
 /**
  * A client for the pull side of one remote registry (distribution-spec, auth per
@@ -105,7 +105,7 @@ export class RegistryClient {
     await this.#expectOk(res, [200]);
     const declared = Number(header(res.headers, 'content-length'));
     if (Number.isFinite(declared) && declared > maxBytes) {
-      res.body.destroy();
+      dispose(res.body);
       throw new UpstreamError('UPSTREAM_BODY_TOO_LARGE', `manifest of ${declared} bytes exceeds ${maxBytes}`);
     }
     const bytes = method === 'HEAD' ? Buffer.alloc(0) : await this.#bounded(res.body, maxBytes, 'manifest');
