@@ -148,7 +148,7 @@ export function buildApp(deps: AppDeps): GatewayApp {
         const artifactType = params.get('artifactType') ?? undefined;
         const { manifests: list, filtered } = await listReferrers(addr, p.digest, deps.metadata, artifactType);
         if (filtered) reply.header('oci-filters-applied', 'artifactType');
-        return reply.header('content-type', MediaType.ociIndex).send(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: list.map(descriptorJson) }));
+        return reply.header('content-type', MediaType.ociIndex).send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: list.map(descriptorJson) })));
       }
     }
   }
