@@ -3,10 +3,16 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+const noShell = [
+  { name: 'node:child_process', importNames: ['exec', 'execSync'], message: 'spawn with an argv array; no shell strings' },
+  { name: 'child_process', importNames: ['exec', 'execSync'], message: 'spawn with an argv array; no shell strings' },
+];
+
 const layer = (dir, forbidden, extra = []) => ({
   files: [`${dir}/**/*.ts`],
   rules: {
     'no-restricted-imports': ['error', {
+      paths: noShell,
       patterns: [
         ...forbidden.map((f) => ({ group: [`**/${f}/**`, `../${f}/*`, `../../${f}/*`, `../../../${f}/*`], message: `${dir}/ must not import from ${f}/ (layering: oci <- policies <- gateway|runner <- cli)` })),
         ...extra,
@@ -22,18 +28,31 @@ export default tseslint.config(
   {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-restricted-imports': ['error', { paths: noShell }],
       'no-restricted-syntax': ['error',
-        { selector: "CallExpression[callee.property.name='exec']", message: 'spawn with an argv array; no shell strings' },
-        { selector: "CallExpression[callee.name='exec']", message: 'spawn with an argv array; no shell strings' },
-        { selector: "CallExpression[callee.name='execSync']", message: 'spawn with an argv array; no shell strings' },
+        { selector: "Property[key.name='shell'][value.value=true]", message: 'spawn with an argv array; no shell strings' },
         { selector: 'ImportExpression', message: 'no loading code by name at run time' },
       ],
     },
   },
   layer('oci', ['policies', 'gateway', 'runner', 'cli']),
   layer('policies', ['gateway', 'runner', 'cli'], [
-    { group: ['fastify', 'better-sqlite3'], message: 'policies/ stays free of HTTP and storage' },
+    { group: ['fastify', 'better-sqlite3', 'undici'], message: 'policies/ stays free of HTTP and storage' },
   ]),
+  {
+    // Only the loader does I/O in policies/: the evaluator and verifiers are pure.
+    files: ['policies/**/*.ts'],
+    ignores: ['policies/loader.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [...noShell, { name: 'node:fs', message: 'only policies/loader.ts reads files' }, { name: 'node:fs/promises', message: 'only policies/loader.ts reads files' }],
+        patterns: [
+          { group: ['**/gateway/**', '**/runner/**', '**/cli/**', '../gateway/*', '../runner/*', '../cli/*', '../../gateway/*', '../../runner/*', '../../cli/*'], message: 'policies/ must not import from gateway/, runner/ or cli/' },
+          { group: ['fastify', 'better-sqlite3', 'undici'], message: 'policies/ stays free of HTTP and storage' },
+        ],
+      }],
+    },
+  },
   layer('gateway', ['runner', 'cli']),
   layer('runner', ['gateway', 'cli']),
 );

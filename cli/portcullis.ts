@@ -17,7 +17,7 @@ const program = new Command('portcullis')
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 program.command('serve')
-  .description('run the gateway (without --config: 127.0.0.1:5000, ./data, no upstreams, reject everything)')
+  .description('run the gateway (without --config: 127.0.0.1:5000, ./data, Docker Hub upstream, reject everything)')
   .option('-c, --config <file>', 'gateway config file (YAML)')
   .option('--listen <host:port>', 'override the listen address')
   .option('--data-dir <dir>', 'override the data directory')

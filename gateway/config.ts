@@ -51,7 +51,11 @@ export function defaultConfig(dataDir: string): GatewayConfig {
     logLevel: 'info',
     tagTtlSeconds: 0,
     limits: { maxSignatures: 16, maxSignatureBytes: 64 * 1024 },
-    upstreams: [],
+    upstreams: [{
+      name: 'docker.io', url: 'https://registry-1.docker.io', prefix: 'docker.io', dockerHubMirror: true,
+      username: undefined, password: undefined, authRealms: undefined,
+      timeouts: { headersMs: 30_000, idleMs: 30_000, totalMs: 60_000, minBytesPerSecond: 1024 },
+    }],
   });
 }
 

@@ -62,7 +62,7 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
   logger.info({
     event: 'started', url, config: config.source, dataDir: config.dataDir, policy: policy.source, policyDigest: policy.digest.text,
     upstreams: config.upstreams.map((u) => ({ name: u.name, prefix: u.prefix, url: u.url, dockerHubMirror: u.dockerHubMirror })),
-  }, options.embeddedDefaults ? 'portcullis is running on embedded defaults: no upstreams and a reject-everything policy (pass --config FILE)' : 'portcullis is running');
+  }, options.embeddedDefaults ? 'portcullis is running on embedded defaults: Docker Hub as the only upstream and a reject-everything policy (pass --config FILE)' : 'portcullis is running');
   if (config.upstreams.length === 0) logger.warn('no upstreams are configured: every pull will answer NAME_UNKNOWN');
   return {
     url, port, gateway, logger,

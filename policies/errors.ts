@@ -7,9 +7,10 @@ export class LoadError extends Error {
   readonly code: PolicyErrorCode;
   readonly diagnostics: readonly Diagnostic[];
   constructor(code: PolicyErrorCode, diagnostics: readonly Diagnostic[], options?: { cause?: unknown }) {
-    super(diagnostics.map(formatDiagnostic).join('\n') || code, options);
+    const sorted = [...diagnostics].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column);
+    super(sorted.map(formatDiagnostic).join('\n') || code, options);
     this.name = 'LoadError';
     this.code = code;
-    this.diagnostics = diagnostics;
+    this.diagnostics = sorted;
   }
 }

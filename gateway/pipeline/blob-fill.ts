@@ -100,45 +100,43 @@ export class BlobFill {
   /** A stream of the blob from `start`, following the fill. Must be called synchronously on join. */
   follow(start = 0): Readable {
     this.#readers++;
-    let pos = start;
-    let released = false;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      this.#readers--;
-      void this.#maybeClose();
-    };
-    const fill = this;
-    return new Readable({
+    const cursor = { pos: start, released: false };
+    const stream: Readable = new Readable({
       highWaterMark: CHUNK,
-      read() {
-        void (async () => {
-          try {
-            for (;;) {
-              if (fill.#state === 'failed') throw fill.#error;
-              const limit = fill.#state === 'done' ? fill.size : Math.min(fill.staged.written, fill.size - 1);
-              if (pos < limit) {
-                const chunk = await fill.staged.readAt(pos, Math.min(CHUNK, limit - pos));
-                pos += chunk.length;
-                this.push(chunk);
-                return;
-              }
-              if (fill.#state === 'done') {
-                this.push(null);
-                return;
-              }
-              await new Promise((resolve) => fill.#events.once('progress', resolve));
-            }
-          } catch (err) {
-            this.destroy(err as Error);
-          }
-        })();
-      },
-      destroy(err, cb) {
-        release();
+      read: () => void this.#pump(stream, cursor),
+      destroy: (err, cb) => {
+        if (!cursor.released) {
+          cursor.released = true;
+          this.#readers--;
+          void this.#maybeClose();
+        }
         cb(err);
       },
     });
+    return stream;
+  }
+
+  /** Pushes the next available chunk, waiting for the fill when the follower has caught up. */
+  async #pump(stream: Readable, cursor: { pos: number }): Promise<void> {
+    try {
+      for (;;) {
+        if (this.#state === 'failed') throw this.#error;
+        const limit = this.#state === 'done' ? this.size : Math.min(this.staged.written, this.size - 1);
+        if (cursor.pos < limit) {
+          const chunk = await this.staged.readAt(cursor.pos, Math.min(CHUNK, limit - cursor.pos));
+          cursor.pos += chunk.length;
+          stream.push(chunk);
+          return;
+        }
+        if (this.#state === 'done') {
+          stream.push(null);
+          return;
+        }
+        await new Promise((resolve) => this.#events.once('progress', resolve));
+      }
+    } catch (err) {
+      stream.destroy(err as Error);
+    }
   }
 
   async #maybeClose(): Promise<void> {

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { MetadataStore } from '../../gateway/metadata/metadata-store.js';
+
+const D = (c: string) => `sha256:${c.repeat(64)}`;
+
+/** What every MetadataStore must do. `open` gives a fresh, empty store. */
+export function metadataStoreContract(name: string, open: () => Promise<{ store: MetadataStore; cleanup: () => Promise<void> }>): void {
+  test(`${name}: admissions link blobs and children per repository`, async () => {
+    const { store, cleanup } = await open();
+    try {
+      await store.admit('reg/a', { digest: D('1'), mediaType: 'application/vnd.oci.image.index.v1+json', size: 10, kind: 'index', blobs: [], children: [D('2')] }, 1);
+      await store.admit('reg/a', { digest: D('2'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 20, kind: 'image', blobs: [{ digest: D('3'), size: 30 }], children: [] }, 2);
+      assert.deepEqual(await store.admittedManifest('reg/a', D('2')), { digest: D('2'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 20, kind: 'image' });
+      assert.equal(await store.admittedManifest('reg/b', D('2')), undefined);
+      assert.equal(await store.admittedBlobSize('reg/a', D('3')), 30);
+      assert.equal(await store.admittedBlobSize('reg/b', D('3')), undefined);
+      assert.equal(await store.coveringIndex('reg/a', D('2')), D('1'));
+      assert.equal(await store.coveringIndex('reg/b', D('2')), undefined);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test(`${name}: tags move and decisions are kept newest first`, async () => {
+    const { store, cleanup } = await open();
+    try {
+      await store.setTag('reg/a', 'v1', D('1'), 100);
+      await store.setTag('reg/a', 'v1', D('2'), 200);
+      assert.deepEqual(await store.tag('reg/a', 'v1'), { digest: D('2'), resolvedAt: 200 });
+      assert.equal(await store.tag('reg/a', 'v2'), undefined);
+      for (const [i, allowed] of [[1, false], [2, true]] as const) {
+        await store.recordDecision({ time: i, repository: 'reg/a', digest: D('1'), policyDigest: D('9'), allowed, rule: 'reg', reasons: [{ code: allowed ? 'signature.verified' : 'signature.missing', message: 'm' }] });
+      }
+      const ds = await store.decisions({ digest: D('1'), limit: 10 });
+      assert.deepEqual(ds.map((d) => d.allowed), [true, false]);
+      assert.equal(ds[1]?.reasons[0]?.code, 'signature.missing');
+    } finally {
+      await cleanup();
+    }
+  });
+}
