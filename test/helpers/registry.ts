@@ -8,6 +8,7 @@ import { tempDir } from './tmp.js';
 /** A real CNCF distribution registry (Debian's docker-registry) on 127.0.0.1. */
 export interface TestRegistry {
   readonly host: string;
+  readonly pid: number | undefined;
   readonly url: string;
   readonly root: string;
   stop(): Promise<void>;
@@ -49,6 +50,7 @@ export async function startRegistry(opts: { basicAuth?: { user: string; password
   }
   return {
     host: `127.0.0.1:${port}`,
+    pid: child.pid,
     url,
     root: dir.path,
     async stop() {

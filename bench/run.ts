@@ -1,0 +1,199 @@
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseDigest } from '../oci/digest.js';
+import { evaluate } from '../policies/evaluator.js';
+import { compilePolicy } from '../policies/loader.js';
+import { cosignKeyPair, cosignSign } from '../test/helpers/cosign.js';
+import { run } from '../test/helpers/peers.js';
+import { startRegistry } from '../test/helpers/registry.js';
+import { tempDir } from '../test/helpers/tmp.js';
+import { countingProxy, direct, peakRssMb, portcullis, registryProxy, type Contender } from './contenders.js';
+import { writeBenchLayout, type BenchImage } from './layout.js';
+import { median, timed } from './measure.js';
+
+/**
+ * `npm run bench`: Portcullis, docker-registry in proxy mode and the upstream itself,
+ * side by side in one run, on the same images; results go to BENCHMARKS.md. Sizes can
+ * be reduced for a quick look: BENCH_LAYER_MIB, BENCH_SMALL_FILES, BENCH_REPEAT.
+ */
+const LAYER_MIB = Number(process.env.BENCH_LAYER_MIB ?? 256);
+const SMALL_FILES = Number(process.env.BENCH_SMALL_FILES ?? 20_000);
+const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
+const OUT = fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url));
+
+interface Row { readonly what: string; readonly values: Record<string, number | undefined>; readonly unit: string }
+
+async function main(): Promise<void> {
+  const work = tempDir('portcullis-bench-');
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  const upstream = await startRegistry();
+  try {
+    const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
+    log(`writing images: 4 × ${LAYER_MIB} MiB layers, and ${SMALL_FILES} small files`);
+    const layout = join(work.path, 'layout');
+    const images = await writeBenchLayout(layout, { layerMiB: LAYER_MIB, layers: 4, smallFiles: SMALL_FILES });
+    const key = await cosignKeyPair(work.path, 'bench');
+    for (const img of images) {
+      await run('skopeo', ['--insecure-policy', 'copy', '--dest-tls-verify=false', `oci:${layout}:${img.tag}`, `docker://${upstream.host}/bench/${img.tag}:1`]);
+      await cosignSign(key, `${upstream.host}/bench/${img.tag}@${img.manifestDigest}`);
+    }
+    rmSync(layout, { recursive: true, force: true });
+
+    const copy = async (c: Contender, img: BenchImage): Promise<number> => {
+      const dest = join(work.path, `out-${Date.now()}`);
+      try {
+        return await timed('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${c.base}/bench/${img.tag}:1`, `dir:${dest}`]);
+      } finally {
+        rmSync(dest, { recursive: true, force: true });
+      }
+    };
+    const totalBytes = (img: BenchImage) => img.layers.reduce((n, l) => n + l.size, 0);
+
+    for (const img of images) {
+      const label = img.tag === 'big' ? `skopeo copy, ${Math.round(totalBytes(img) / 2 ** 20)} MiB in 4 layers` : `skopeo copy, ${SMALL_FILES} small files`;
+      const values: Record<string, number | undefined> = {};
+      log(`${label}: direct`);
+      const d = direct(upstream);
+      const directTimes: number[] = [];
+      for (let i = 0; i < REPEAT; i++) directTimes.push(await copy(d, img));
+      values.direct = median(directTimes);
+      for (const [name, start] of [['proxy', () => registryProxy(upstream.url)], ['portcullis', () => portcullis(upstream.host, upstream.url, key.pub)]] as const) {
+        const cold: number[] = [];
+        const warm: number[] = [];
+        let rss: number | undefined;
+        for (let i = 0; i < REPEAT; i++) {
+          log(`${label}: ${name} cold ${i + 1}/${REPEAT}`);
+          const c = await start();
+          try {
+            cold.push(await copy(c, img));
+            if (i === 0) for (let j = 0; j < REPEAT; j++) warm.push(await copy(c, img));
+            rss = Math.max(rss ?? 0, peakRssMb(c.pid) ?? 0) || undefined;
+          } finally {
+            await c.stop();
+          }
+        }
+        values[`${name} cold`] = median(cold);
+        values[`${name} warm`] = median(warm);
+        if (img.tag === 'big') values[`${name} peak RSS MB`] = rss;
+      }
+      rows.push({ what: label, values, unit: 's' });
+    }
+
+    // One large cached blob with curl: the server's own speed, without skopeo's.
+    const big = images.find((i) => i.tag === 'big') as BenchImage;
+    const layer = big.layers[0] as { digest: string; size: number };
+    log('curl of one cached layer from each');
+    const curlValues: Record<string, number | undefined> = {};
+    const curl = (url: string) => timed('curl', ['-sf', '-o', '/dev/null', url]);
+    const dTimes: number[] = [];
+    for (let i = 0; i < REPEAT + 2; i++) dTimes.push(await curl(`${upstream.url}/v2/bench/big/blobs/${layer.digest}`));
+    curlValues.direct = (layer.size / 2 ** 20) / median(dTimes);
+    for (const [name, start, path] of [
+      ['proxy warm', () => registryProxy(upstream.url), 'bench/big'],
+      ['portcullis warm', () => portcullis(upstream.host, upstream.url, key.pub), 'up/bench/big'],
+    ] as const) {
+      const c = await start();
+      try {
+        const m = await fetch(`${c.url}/v2/${path}/manifests/1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+        await m.arrayBuffer();
+        await curl(`${c.url}/v2/${path}/blobs/${layer.digest}`);
+        const t: number[] = [];
+        for (let i = 0; i < REPEAT + 2; i++) t.push(await curl(`${c.url}/v2/${path}/blobs/${layer.digest}`));
+        curlValues[name] = (layer.size / 2 ** 20) / median(t);
+      } finally {
+        await c.stop();
+      }
+    }
+    rows.push({ what: `curl of one cached ${Math.round(layer.size / 2 ** 20)} MiB layer`, values: curlValues, unit: 'MB/s' });
+
+    // 32 clients at once on one cold blob, through a counter in front of the upstream.
+    log('32 concurrent clients on one cold blob');
+    const counter = await countingProxy(upstream.url);
+    const concurrency: Record<string, number | undefined> = {};
+    for (const [name, start, path] of [
+      ['proxy', () => registryProxy(counter.url), 'bench/big'],
+      ['portcullis', () => portcullis(upstream.host, counter.url, key.pub), 'up/bench/big'],
+    ] as const) {
+      const c = await start();
+      try {
+        const m = await fetch(`${c.url}/v2/${path}/manifests/1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+        await m.arrayBuffer();
+        const before = counter.blobGets(layer.digest);
+        const started = process.hrtime.bigint();
+        const results = await Promise.allSettled(Array.from({ length: 32 }, () => curl(`${c.url}/v2/${path}/blobs/${layer.digest}`)));
+        concurrency[`${name} s`] = Number(process.hrtime.bigint() - started) / 1e9;
+        concurrency[`${name} upstream fetches`] = counter.blobGets(layer.digest) - before;
+        concurrency[`${name} failed clients`] = results.filter((r) => r.status === 'rejected').length;
+        concurrency[`${name} peak RSS MB`] = peakRssMb(c.pid);
+      } finally {
+        await c.stop();
+      }
+    }
+    await counter.stop();
+    rows.push({ what: '32 concurrent clients, one cold layer', values: concurrency, unit: '' });
+
+    // A policy decision with cosign verification, in process (no upstream latency).
+    log('policy decision latency');
+    const sigManifest = await (await fetch(`${upstream.url}/v2/bench/big/manifests/${big.manifestDigest.replace(':', '-')}.sig`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json() as { layers: { digest: string; annotations: Record<string, string> }[] };
+    const sigLayer = sigManifest.layers[0] as { digest: string; annotations: Record<string, string> };
+    const payload = Buffer.from(await (await fetch(`${upstream.url}/v2/bench/big/blobs/${sigLayer.digest}`)).arrayBuffer());
+    const policy = compilePolicy('bench.yaml', `rules:\n  - scope: ${upstream.host}/bench\n    require:\n      - cosign: { keys: [k.pub] }\n`, () => readFileSync(key.pub));
+    const evidence = { cosign: [{ source: 'sig', payload, signature: sigLayer.annotations['dev.cosignproject.cosign/signature'] ?? '' }], problems: [] };
+    const subject = { name: `${upstream.host}/bench/big`, digest: parseDigest(big.manifestDigest) };
+    const times: number[] = [];
+    for (let i = 0; i < 2000; i++) {
+      const t0 = process.hrtime.bigint();
+      const d = evaluate(policy, subject, evidence);
+      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (!d.allowed) throw new Error('the bench signature did not verify');
+    }
+    rows.push({ what: 'policy decision with one cosign signature (median of 2000)', values: { portcullis: median(times.slice(100)) }, unit: 'ms' });
+    notes.push(...judge(rows));
+    writeFileSync(OUT, render(rows, notes));
+    process.stdout.write(render(rows, notes));
+  } finally {
+    await upstream.stop();
+    work.cleanup();
+  }
+}
+
+function fmt(v: number | undefined, unit: string): string {
+  if (v === undefined) return '–';
+  if (unit === 'ms') return v.toFixed(3);
+  return Number.isInteger(v) ? String(v) : v.toFixed(2);
+}
+
+function render(rows: Row[], notes: string[]): string {
+  const out = ['# Benchmarks', '', `Run: ${new Date().toISOString().slice(0, 10)}, ${process.platform} ${process.arch}, Node ${process.version}, 2 cores, everything on 127.0.0.1.`,
+    `Median of ${REPEAT} runs per cell (cold runs each on a fresh instance). Timings on these machines are noisy: read the ratios.`, ''];
+  for (const r of rows) {
+    out.push(`## ${r.what}`, '', `| measure | value${r.unit ? ` (${r.unit})` : ''} |`, '|---|---|');
+    for (const [k, v] of Object.entries(r.values)) out.push(`| ${k} | ${fmt(v, r.unit)} |`);
+    out.push('');
+  }
+  out.push('## Against the targets', '', ...notes.map((n) => `- ${n}`), '');
+  return out.join('\n');
+}
+
+function judge(rows: Row[]): string[] {
+  const notes: string[] = [];
+  const big = rows[0]?.values ?? {};
+  const ratio = (a: number | undefined, b: number | undefined) => (a && b ? b / a : undefined);
+  const show = (x: number | undefined) => (x === undefined ? '–' : `${x.toFixed(2)}×`);
+  const warmVsDirect = ratio(big['portcullis warm'], big.direct);
+  const warmVsProxy = ratio(big['portcullis warm'], big['proxy warm']);
+  const coldVsProxy = ratio(big['portcullis cold'], big['proxy cold']);
+  notes.push(`warm speed vs direct (target ≥ 0.95×): ${show(warmVsDirect)}; vs docker-registry warm (target ≥ 1×): ${show(warmVsProxy)}`);
+  notes.push(`cold speed vs docker-registry cold (target ≥ 1.2×): ${show(coldVsProxy)}`);
+  notes.push(`peak RSS while serving the big image (target < 250 MB): ${fmt(big['portcullis peak RSS MB'], '')} MB`);
+  const curl = rows[2]?.values ?? {};
+  notes.push(`curl of a cached layer: portcullis ${fmt(curl['portcullis warm'], '')} MB/s = ${show(curl['portcullis warm'] && curl.direct ? curl['portcullis warm'] / curl.direct : undefined)} of direct, ${show(curl['portcullis warm'] && curl['proxy warm'] ? curl['portcullis warm'] / curl['proxy warm'] : undefined)} of docker-registry`);
+  const conc = rows[3]?.values ?? {};
+  notes.push(`32 concurrent cold pulls: portcullis made ${fmt(conc['portcullis upstream fetches'], '')} upstream fetch(es) (target 1), docker-registry ${fmt(conc['proxy upstream fetches'], '')}`);
+  notes.push(`cosign policy decision (target < 5 ms): ${fmt(rows[4]?.values.portcullis, 'ms')} ms`);
+  return notes;
+}
+
+await main();
