@@ -8,6 +8,8 @@ import type { StagedBlob } from '../store/blob-store.js';
 import type { Upstream } from '../upstreams.js';
 
 const CHUNK = 1024 * 1024;
+const WRITE_BATCH = 1024 * 1024;
+const RETAIN_BYTES = 4 * 1024 * 1024;
 
 /**
  * One upstream fetch of one blob into staging, which any number of client responses
@@ -22,6 +24,10 @@ export class BlobFill {
   #state: 'running' | 'done' | 'failed' = 'running';
   #error: unknown;
   #readers = 0;
+  /** Bytes received, hashed and published to followers (written to staging or about to be). */
+  #received = 0;
+  /** The latest batches, kept so that followers that keep up never read back from disk. */
+  #recent: { offset: number; data: Buffer }[] = [];
   readonly done: Promise<void>;
   /** Settles when the upstream has answered: resolved on 200 with a plausible length, else rejected. */
   readonly started: Promise<void>;
@@ -52,7 +58,7 @@ export class BlobFill {
     const grace = Math.max(idleMs, 1000);
     const watchdog = setInterval(() => {
       const elapsed = Date.now() - started;
-      if (minBytesPerSecond > 0 && elapsed > grace && this.staged.written / (elapsed / 1000) < minBytesPerSecond) {
+      if (minBytesPerSecond > 0 && elapsed > grace && this.#received / (elapsed / 1000) < minBytesPerSecond) {
         controller.abort(new UpstreamError('UPSTREAM_TIMEOUT', `blob arrives slower than ${minBytesPerSecond} bytes/s`));
       }
     }, 250);
@@ -65,24 +71,48 @@ export class BlobFill {
       }
       this.#onStarted();
       try {
+        // Bytes are batched (about 1 MiB) to spare syscalls, published to followers from
+        // memory as soon as they are hashed, and written to staging meanwhile.
+        let batch: Buffer[] = [];
+        let batched = 0;
+        // One write may be in flight while the next batch is gathered.
+        let inFlight: Promise<void> = Promise.resolve();
+        const flush = async (): Promise<void> => {
+          if (batched === 0) return;
+          const data = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batched);
+          batch = [];
+          batched = 0;
+          await inFlight;
+          this.#prune();
+          inFlight = this.staged.write(data);
+          inFlight.catch(() => undefined);
+          this.#recent.push({ offset: this.#received, data });
+          this.#received += data.length;
+          onBytes(data.length);
+          this.#events.emit('progress');
+        };
         for await (const chunk of res.body) {
           const buf = chunk as Buffer;
-          if (this.staged.written + buf.length > this.size) {
+          if (this.#received + batched + buf.length > this.size) {
             throw new UpstreamError('UPSTREAM_LENGTH_MISMATCH', `upstream sent more than the ${this.size} bytes of ${this.digest.text}`);
           }
-          await this.staged.write(buf);
-          onBytes(buf.length);
-          this.#events.emit('progress');
+          batch.push(buf);
+          batched += buf.length;
+          if (batched >= WRITE_BATCH) await flush();
         }
+        await flush();
+        await inFlight;
       } catch (err) {
         dispose(res.body);
         throw controller.signal.aborted && controller.signal.reason instanceof UpstreamError ? controller.signal.reason : err;
       }
       await this.staged.commit(this.digest, this.size);
       this.#state = 'done';
+      this.#recent = [];
     } catch (err) {
       this.#state = 'failed';
       this.#error = err;
+      this.#recent = [];
       this.#onStarted(err);
       await this.staged.abort();
       throw err;
@@ -121,9 +151,11 @@ export class BlobFill {
     try {
       for (;;) {
         if (this.#state === 'failed') throw this.#error;
-        const limit = this.#state === 'done' ? this.size : Math.min(this.staged.written, this.size - 1);
+        // The last byte is held back until the blob is verified and committed.
+        const limit = this.#state === 'done' ? this.size : Math.min(this.#received, this.size - 1);
         if (cursor.pos < limit) {
-          const chunk = await this.staged.readAt(cursor.pos, Math.min(CHUNK, limit - cursor.pos));
+          const chunk = this.#fromMemory(cursor.pos, limit) ?? (await this.staged.readAt(cursor.pos, Math.min(CHUNK, limit - cursor.pos)));
+          if (chunk.length === 0) throw new Error('staged blob is shorter than published');
           cursor.pos += chunk.length;
           stream.push(chunk);
           return;
@@ -136,6 +168,26 @@ export class BlobFill {
       }
     } catch (err) {
       stream.destroy(err as Error);
+    }
+  }
+
+  #fromMemory(pos: number, limit: number): Buffer | undefined {
+    for (const r of this.#recent) {
+      if (pos >= r.offset && pos < r.offset + r.data.length) {
+        return r.data.subarray(pos - r.offset, Math.min(r.data.length, limit - r.offset));
+      }
+    }
+    return undefined;
+  }
+
+  /** Drops written batches beyond the retention window; readers behind it read from staging. */
+  #prune(): void {
+    let kept = this.#recent.reduce((n, r) => n + r.data.length, 0);
+    while (this.#recent.length > 1 && kept > RETAIN_BYTES) {
+      const oldest = this.#recent[0] as { offset: number; data: Buffer };
+      if (oldest.offset + oldest.data.length > this.staged.written) break;
+      kept -= oldest.data.length;
+      this.#recent.shift();
     }
   }
 

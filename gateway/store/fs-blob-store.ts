@@ -115,6 +115,8 @@ export class FsBlobStore implements BlobStore {
 
 class FsStagedBlob implements StagedBlob {
   #written = 0;
+  #reserved = 0;
+  #queue: Promise<void> = Promise.resolve();
   #hashes = new Map<Algorithm, Hash>([['sha256', createHash('sha256')]]);
   #done = false;
   #closed = false;
@@ -125,15 +127,27 @@ class FsStagedBlob implements StagedBlob {
     return this.#written;
   }
 
-  async write(chunk: Uint8Array): Promise<void> {
-    if (this.#done) throw new GatewayError('STORE_FAILED', 'write after commit or abort');
-    let offset = 0;
-    while (offset < chunk.length) {
-      const { bytesWritten } = await this.handle.write(chunk, offset, chunk.length - offset, this.#written + offset);
-      offset += bytesWritten;
-    }
+  /**
+   * Queues `chunk` after everything written before it. The hash is updated at call
+   * time, so calls may overlap: the bytes land in call order, and `written` counts
+   * the contiguous prefix already on disk.
+   */
+  write(chunk: Uint8Array): Promise<void> {
+    if (this.#done) return Promise.reject(new GatewayError('STORE_FAILED', 'write after commit or abort'));
+    const position = this.#reserved;
+    this.#reserved += chunk.length;
     for (const h of this.#hashes.values()) h.update(chunk);
-    this.#written += chunk.length;
+    const next = this.#queue.then(async () => {
+      let offset = 0;
+      while (offset < chunk.length) {
+        const { bytesWritten } = await this.handle.write(chunk, offset, chunk.length - offset, position + offset);
+        offset += bytesWritten;
+      }
+      this.#written += chunk.length;
+    });
+    // A failed write fails every later one and the commit.
+    this.#queue = next;
+    return next;
   }
 
   async readAt(position: number, length: number): Promise<Buffer> {
@@ -145,6 +159,13 @@ class FsStagedBlob implements StagedBlob {
 
   async commit(expected: Digest, expectedSize: number): Promise<void> {
     if (this.#done) throw new GatewayError('STORE_FAILED', 'blob already committed or aborted');
+    try {
+      await this.#queue;
+    } catch (err) {
+      this.#done = true;
+      await this.#discard();
+      throw new GatewayError('STORE_FAILED', 'writing the staged blob failed', { cause: err });
+    }
     this.#done = true;
     const hash = this.#hashes.get(expected.algorithm) ?? null;
     const actual = hash ? hash.digest('hex') : await this.#rehash(expected.algorithm);
@@ -156,11 +177,16 @@ class FsStagedBlob implements StagedBlob {
       await this.#discard();
       throw new OciError('DIGEST_MISMATCH', `content hashes to ${expected.algorithm}:${actual}, expected ${expected.text}`);
     }
-    await this.handle.sync();
     const target = this.finalPath(expected);
     const dir = target.slice(0, target.lastIndexOf('/'));
-    await mkdir(dir, { recursive: true });
-    await rename(this.path, target);
+    try {
+      await this.handle.sync();
+      await mkdir(dir, { recursive: true });
+      await rename(this.path, target);
+    } catch (err) {
+      await this.#discard();
+      throw new GatewayError('STORE_FAILED', `committing ${expected.text} failed`, { cause: err });
+    }
     const dirHandle = await open(dir, 'r');
     try {
       await dirHandle.sync();
@@ -187,12 +213,14 @@ class FsStagedBlob implements StagedBlob {
   async abort(): Promise<void> {
     if (this.#done) return;
     this.#done = true;
+    await this.#queue.catch(() => undefined);
     await this.#discard();
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#queue.catch(() => undefined);
     await this.handle.close();
   }
 }

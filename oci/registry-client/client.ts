@@ -207,6 +207,8 @@ export class RegistryClient {
         headersTimeout: this.#timeouts.headersMs,
         bodyTimeout: this.#timeouts.idleMs,
         signal: opts.signal,
+        // Blobs stream through: larger reads cut per-chunk overhead (PERF-NOTES: ~3×).
+        highWaterMark: 1024 * 1024,
       });
       this.#options.observe?.({ method, status: res.statusCode, ms: this.#now() - started });
       const location = header(res.headers, 'location');

@@ -88,6 +88,19 @@ describe('the OCI distribution pull API as clients see it', () => {
     await invalid.arrayBuffer();
   });
 
+  test('/healthz answers, and /metrics counts requests, cache use, decisions and upstream latency', async () => {
+    const health = await fetch(`${gw.url}/healthz`);
+    assert.deepEqual(await health.json(), { status: 'ok' });
+    const text = await (await fetch(`${gw.url}/metrics`)).text();
+    for (const metric of [
+      /portcullis_http_requests_total\{route="manifest",method="GET",status="200"\} [1-9]/,
+      /portcullis_cache_requests_total\{kind="manifest",result="miss"\} [1-9]/,
+      /portcullis_decisions_total\{result="allowed"\} [1-9]/,
+      /portcullis_upstream_request_seconds_count\{[^}]*method="GET"[^}]*\} [1-9]/,
+      /portcullis_bytes_served_total [0-9]/,
+    ]) assert.match(text, metric);
+  });
+
   test('push and delete answer 405 UNSUPPORTED', async () => {
     for (const [method, path] of [['PUT', '/v2/local/team/app/manifests/v9'], ['POST', '/v2/local/team/app/blobs/uploads/'], ['DELETE', `/v2/local/team/app/manifests/${image.digest}`]] as const) {
       const res = await fetch(`${gw.url}${path}`, { method, body: method === 'DELETE' ? undefined : 'x' });
