@@ -26,6 +26,8 @@ export interface UpstreamConfig {
   readonly username: string | undefined;
   readonly password: SecretRef | undefined;
   readonly authRealms: readonly string[] | undefined;
+  /** Origins blobs may be redirected to besides the registry's own and public https. */
+  readonly redirectOrigins: readonly string[] | undefined;
   readonly timeouts: { readonly headersMs: number; readonly idleMs: number; readonly totalMs: number; readonly minBytesPerSecond: number };
 }
 
@@ -53,7 +55,7 @@ export function defaultConfig(dataDir: string): GatewayConfig {
     limits: { maxSignatures: 16, maxSignatureBytes: 64 * 1024 },
     upstreams: [{
       name: 'docker.io', url: 'https://registry-1.docker.io', prefix: 'docker.io', dockerHubMirror: true,
-      username: undefined, password: undefined, authRealms: undefined,
+      username: undefined, password: undefined, authRealms: ['https://auth.docker.io'], redirectOrigins: undefined,
       timeouts: { headersMs: 30_000, idleMs: 30_000, totalMs: 60_000, minBytesPerSecond: 1024 },
     }],
   });
@@ -119,7 +121,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
 }
 
 function parseUpstream(src: YamlSource, node: Node, where: string, base: string): UpstreamConfig | undefined {
-  const m = src.map(node, where, ['name', 'url', 'prefix', 'dockerHubMirror', 'username', 'passwordFile', 'passwordEnv', 'authRealms', 'timeouts'], ['name', 'url']);
+  const m = src.map(node, where, ['name', 'url', 'prefix', 'dockerHubMirror', 'username', 'passwordFile', 'passwordEnv', 'authRealms', 'redirectOrigins', 'timeouts'], ['name', 'url']);
   if (!m) return undefined;
   const rawName = src.string(m.get('name'), `${where}.name`);
   const name = rawName === undefined ? undefined : normalizeHost(rawName);
@@ -153,18 +155,24 @@ function parseUpstream(src: YamlSource, node: Node, where: string, base: string)
     if (e !== undefined) password = { env: e };
   }
   if ((username === undefined) !== (password === undefined)) src.report(node, `${where}: username and a password reference go together`);
-  let authRealms: string[] | undefined;
-  if (m.has('authRealms')) {
-    authRealms = [];
-    for (const [j, r] of (src.seq(m.get('authRealms'), `${where}.authRealms`) ?? []).entries()) {
-      const s = src.string(r, `${where}.authRealms[${j}]`);
+  const origins = (key: 'authRealms' | 'redirectOrigins'): string[] | undefined => {
+    if (!m.has(key)) return undefined;
+    const out: string[] = [];
+    for (const [j, r] of (src.seq(m.get(key), `${where}.${key}`) ?? []).entries()) {
+      const s = src.string(r, `${where}.${key}[${j}]`);
+      let url: URL | undefined;
       try {
-        if (s !== undefined) authRealms.push(new URL(s).origin);
+        url = s === undefined ? undefined : new URL(s);
       } catch {
-        src.report(r, `${where}.authRealms[${j}] is not a URL`);
+        url = undefined;
       }
+      if (url && (url.protocol === 'https:' || url.protocol === 'http:')) out.push(url.origin);
+      else if (s !== undefined) src.report(r, `${where}.${key}[${j}] is not an http(s) URL`);
     }
-  }
+    return out;
+  };
+  const authRealms = origins('authRealms');
+  const redirectOrigins = origins('redirectOrigins');
   const timeouts = { headersMs: 30_000, idleMs: 30_000, totalMs: 60_000, minBytesPerSecond: 1024 };
   if (m.has('timeouts')) {
     const t = src.map(m.get('timeouts'), `${where}.timeouts`, ['headersMs', 'idleMs', 'totalMs', 'minBytesPerSecond']);
@@ -173,7 +181,7 @@ function parseUpstream(src: YamlSource, node: Node, where: string, base: string)
     }
   }
   if (name === undefined || url === undefined || prefix === undefined) return undefined;
-  return { name, url: url.replace(/\/$/, ''), prefix, dockerHubMirror, username, password, authRealms, timeouts };
+  return { name, url: url.replace(/\/$/, ''), prefix, dockerHubMirror, username, password, authRealms, redirectOrigins, timeouts };
 }
 
 /** Resolves a secret reference at start-up. The value never enters the config object or a log. */

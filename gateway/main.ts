@@ -46,6 +46,7 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
       baseUrl: u.url,
       credentials: u.username !== undefined && u.password !== undefined ? { username: u.username, password: readSecret(u.password, env) } : undefined,
       allowedRealmOrigins: u.authRealms,
+      allowedRedirectOrigins: u.redirectOrigins,
       timeouts: u.timeouts,
       observe: (o) => metrics.upstreamLatency.observe({ upstream: u.name, method: o.method, status: String(o.status) }, o.ms / 1000),
     }),

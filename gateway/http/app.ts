@@ -45,7 +45,7 @@ export function buildApp(deps: AppDeps): GatewayApp {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     exposeHeadRoutes: false,
-    requestIdHeader: 'x-request-id',
+    requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
@@ -53,7 +53,7 @@ export function buildApp(deps: AppDeps): GatewayApp {
     return503OnClosing: true,
   });
   const manifests = new ManifestService({ ...deps, now });
-  const blobs = new BlobService(deps.store, deps.metadata, deps.metrics);
+  const blobs = new BlobService(deps.store, deps.metadata, deps.metrics, deps.policy);
 
   app.decorateRequest('routeKind', 'other');
   app.addHook('onSend', async (_req, reply) => {
@@ -73,6 +73,7 @@ export function buildApp(deps: AppDeps): GatewayApp {
       return;
     }
     if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter));
+    for (const [name, value] of Object.entries(e.headers ?? {})) reply.header(name, value);
     void reply.status(e.status).header('content-type', 'application/json').send(errorBody(e));
   });
   app.setNotFoundHandler((req, reply) => {

@@ -13,6 +13,7 @@ export interface HttpError {
   readonly message: string;
   readonly detail?: Record<string, unknown>;
   readonly retryAfter?: number;
+  readonly headers?: Record<string, string>;
   readonly expose: boolean;
 }
 
@@ -71,7 +72,12 @@ export function mapError(err: unknown): HttpError {
     const [status, ociCode] = statusFor(err.code);
     const detail = err instanceof GatewayError && err.detail ? err.detail : { reason: reasonFor(err.code) };
     const retryAfter = err instanceof UpstreamError ? err.retryAfterSeconds : undefined;
-    return { status, ociCode, message: err.message, detail, expose: status < 500 || status >= 502, ...(retryAfter !== undefined ? { retryAfter } : {}) };
+    const size = err instanceof GatewayError && err.code === 'RANGE_INVALID' ? err.detail?.size : undefined;
+    return {
+      status, ociCode, message: err.message, detail, expose: status < 500 || status >= 502,
+      ...(retryAfter !== undefined ? { retryAfter } : {}),
+      ...(typeof size === 'number' ? { headers: { 'content-range': `bytes */${size}` } } : {}),
+    };
   }
   const status = (err as { statusCode?: number })?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {

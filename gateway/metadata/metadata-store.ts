@@ -11,6 +11,8 @@ export interface AdmittedManifest {
   readonly mediaType: string;
   readonly size: number;
   readonly kind: ManifestKind;
+  /** The policy under which it was admitted; under another policy it must be decided again. */
+  readonly policyDigest: string;
 }
 
 export interface Admission extends AdmittedManifest {
@@ -36,10 +38,13 @@ export interface DecisionRecord {
 export interface MetadataStore {
   admittedManifest(repository: string, digest: string): Promise<AdmittedManifest | undefined>;
   admit(repository: string, admission: Admission, now: number): Promise<void>;
-  /** The size of a blob that an admitted manifest of `repository` references, or undefined. */
-  admittedBlobSize(repository: string, digest: string): Promise<number | undefined>;
-  /** The digest of an admitted index of `repository` that lists `digest` as a child, if any. */
-  coveringIndex(repository: string, digest: string): Promise<string | undefined>;
+  /**
+   * The size of a blob that a manifest of `repository` admitted under `policyDigest`
+   * references, or undefined. Image and index links win over attachment links.
+   */
+  admittedBlobSize(repository: string, digest: string, policyDigest: string): Promise<number | undefined>;
+  /** The digest of an index of `repository`, admitted under `policyDigest`, that lists `digest`, if any. */
+  coveringIndex(repository: string, digest: string, policyDigest: string): Promise<string | undefined>;
   tag(repository: string, tag: string): Promise<TagRecord | undefined>;
   setTag(repository: string, tag: string, digest: string, now: number): Promise<void>;
   recordDecision(record: DecisionRecord): Promise<void>;

@@ -4,6 +4,8 @@ import { UpstreamError } from '../../oci/errors.js';
 import { GatewayError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
+import type { CompiledPolicy } from '../../policies/model.js';
+import { OciError } from '../../oci/errors.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { Address } from '../upstreams.js';
 import { BlobFill } from './blob-fill.js';
@@ -24,11 +26,16 @@ export interface BlobBody {
 export class BlobService {
   readonly #fills = new Map<string, BlobFill>();
 
-  constructor(private readonly store: BlobStore, private readonly metadata: MetadataStore, private readonly metrics: Metrics) {}
+  constructor(
+    private readonly store: BlobStore,
+    private readonly metadata: MetadataStore,
+    private readonly metrics: Metrics,
+    private readonly policy: () => CompiledPolicy,
+  ) {}
 
   /** Size of a servable blob; throws BLOB_UNKNOWN when no admitted manifest here references it. */
   async size(addr: Address, digest: Digest): Promise<number> {
-    const size = await this.metadata.admittedBlobSize(addr.name, digest.text);
+    const size = await this.metadata.admittedBlobSize(addr.name, digest.text, this.policy().digest.text);
     if (size === undefined) throw new GatewayError('BLOB_UNKNOWN', `blob ${digest.text} is not part of an admitted image in ${addr.name}`);
     return size;
   }
@@ -60,18 +67,26 @@ export class BlobService {
   }
 
   async #fill(addr: Address, digest: Digest, size: number): Promise<BlobFill> {
-    const existing = this.#fills.get(digest.text);
-    if (existing?.running) return existing;
+    const joinable = (f: BlobFill | undefined): BlobFill | undefined => {
+      if (!f?.running) return undefined;
+      if (f.size !== size) throw new OciError('SIZE_MISMATCH', `descriptors disagree on the size of ${digest.text} (${f.size} and ${size})`);
+      return f;
+    };
+    const existing = joinable(this.#fills.get(digest.text));
+    if (existing) return existing;
     const staged = await this.store.stage();
-    const again = this.#fills.get(digest.text);
-    if (again?.running) {
+    const again = joinable(this.#fills.get(digest.text));
+    if (again) {
       await staged.abort();
       await staged.close();
       return again;
     }
     const fill = new BlobFill(staged, digest, size, addr.upstream, addr.repository, (n) => this.metrics.bytesFetched.inc(n));
     this.#fills.set(digest.text, fill);
-    fill.done.finally(() => this.#fills.delete(digest.text)).catch(() => undefined);
+    const forget = (): void => {
+      if (this.#fills.get(digest.text) === fill) this.#fills.delete(digest.text);
+    };
+    fill.done.then(forget, forget);
     return fill;
   }
 
@@ -86,8 +101,8 @@ export class BlobService {
  * answered with the whole blob; an unsatisfiable one is RANGE_INVALID (416).
  */
 export function parseRange(header: string | undefined, size: number): { start: number; end: number } | undefined {
-  if (header === undefined) return undefined;
-  const m = /^bytes=(\d{0,15})-(\d{0,15})$/.exec(header.trim());
+  if (header === undefined || !/^\s*bytes=/i.test(header)) return undefined;
+  const m = /^bytes=(\d{0,15})-(\d{0,15})$/i.exec(header.trim());
   if (!m) {
     if (/^bytes=.*,/.test(header)) return undefined;
     throw new GatewayError('RANGE_INVALID', 'malformed Range header', { detail: { reason: 'range.invalid', size } });

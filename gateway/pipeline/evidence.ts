@@ -2,7 +2,6 @@ import type { Digest } from '../../oci/digest.js';
 import { assertDigest } from '../../oci/digest.js';
 import { MediaType } from '../../oci/media-types.js';
 import { MAX_MANIFEST_BYTES, parseManifest } from '../../oci/manifest.js';
-import { readBounded } from '../../oci/registry-client/body.js';
 import { header } from '../../oci/registry-client/client.js';
 import type { CosignSignatureEvidence, Evidence } from '../../policies/model.js';
 import type { Upstream } from '../upstreams.js';
@@ -47,8 +46,7 @@ export async function gatherEvidence(upstream: Upstream, repository: string, dig
       continue;
     }
     try {
-      const blob = await upstream.client.blob(repository, layer.digest.text);
-      const payload = await readBounded(blob.body, layer.size, 'signature payload');
+      const payload = await upstream.client.smallBlob(repository, layer.digest.text, layer.size);
       assertDigest(payload, layer.digest);
       if (payload.length !== layer.size) throw new Error(`payload has ${payload.length} bytes, descriptor says ${layer.size}`);
       cosign.push({ source, payload, signature: layer.annotations?.[SIGNATURE_ANNOTATION] ?? '' });

@@ -9,7 +9,7 @@ import { evaluate } from '../../policies/evaluator.js';
 import type { CompiledPolicy, Decision } from '../../policies/model.js';
 import { DeniedError, GatewayError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { AdmittedManifest, ManifestKind, MetadataStore } from '../metadata/metadata-store.js';
+import type { ManifestKind, MetadataStore } from '../metadata/metadata-store.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { Address } from '../upstreams.js';
 import { attachmentProblem, attachmentSubject } from './attachments.js';
@@ -20,7 +20,9 @@ import { SingleFlight } from './single-flight.js';
  * The manifest half of the pull-through pipeline:
  *   resolve (tag → digest, re-checked upstream) → fetch bytes → hash them ourselves →
  *   gather evidence → evaluate → deny (nothing stored) | admit (bytes + links) → serve.
- * Raw bytes are stored and served byte-exact; nothing is re-serialised.
+ * Raw bytes are stored and served byte-exact; nothing is re-serialised. An admission
+ * holds only under the policy that made it: under another policy the stored bytes
+ * are decided again before they are served.
  */
 export interface ServedManifest {
   readonly digest: Digest;
@@ -38,6 +40,9 @@ export interface ManifestServiceDeps {
   readonly metrics: Metrics;
   readonly now: () => number;
 }
+
+/** How a manifest was asked for: only by digest may a `subject` make it an attachment. */
+type Route = 'tag' | 'digest';
 
 export class ManifestService {
   readonly #flights = new SingleFlight<ServedManifest>();
@@ -58,8 +63,8 @@ export class ManifestService {
     const { metadata, tagTtlSeconds, now } = this.deps;
     const known = await metadata.tag(addr.name, tag);
     if (known && now() - known.resolvedAt < tagTtlSeconds * 1000) {
-      const cached = await this.#cached(addr, known.digest);
-      if (cached) return cached;
+      const cached = await this.#cached(addr, known.digest, 'tag');
+      if (cached && acceptable(cached.mediaType, accept)) return cached;
     }
     const upstreamAccept = accept ?? MANIFEST_MEDIA_TYPES.join(', ');
     const head = await addr.upstream.client.manifest(addr.repository, tag, 'HEAD', upstreamAccept, MAX_MANIFEST_BYTES);
@@ -67,8 +72,8 @@ export class ManifestService {
     const claimed = header(head.headers, 'docker-content-digest');
     if (claimed !== undefined) {
       // The claim only selects which verified content to serve: what we serve for a
-      // digest was hashed and admitted by us.
-      const cached = await this.#cached(addr, claimed);
+      // digest was hashed and admitted by us, under the current policy.
+      const cached = await this.#cached(addr, claimed, 'tag');
       if (cached) {
         await metadata.setTag(addr.name, tag, cached.digest.text, now());
         return cached;
@@ -77,13 +82,13 @@ export class ManifestService {
     const res = await addr.upstream.client.manifest(addr.repository, tag, 'GET', upstreamAccept, MAX_MANIFEST_BYTES);
     if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is not known upstream`);
     const digest = digestOf(res.bytes);
-    const served = await this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'));
+    const served = await this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'), 'tag');
     await metadata.setTag(addr.name, tag, digest.text, now());
     return served;
   }
 
   async #byDigest(addr: Address, digest: Digest, accept: string | undefined): Promise<ServedManifest> {
-    const cached = await this.#cached(addr, digest.text);
+    const cached = await this.#cached(addr, digest.text, 'digest');
     if (cached) return cached;
     const res = await addr.upstream.client.manifest(addr.repository, digest.text, 'GET', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES);
     if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}@${digest.text} is not known upstream`);
@@ -91,67 +96,95 @@ export class ManifestService {
     if (actual.hex !== digest.hex) {
       throw new UpstreamError('UPSTREAM_DIGEST_MISMATCH', `upstream sent a manifest hashing to ${actual.text} for ${digest.text}`);
     }
-    return this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'));
+    return this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'), 'digest');
   }
 
-  async #cached(addr: Address, digestText: string): Promise<ServedManifest | undefined> {
+  /**
+   * Stored bytes for an admitted manifest, hashed again on the way out. Admitted under
+   * another policy: an image or index is decided again from the stored bytes; an
+   * attachment is fetched again (its subject must be admitted now).
+   */
+  async #cached(addr: Address, digestText: string, route: Route): Promise<ServedManifest | undefined> {
     const admitted = await this.deps.metadata.admittedManifest(addr.name, digestText);
     if (!admitted) return undefined;
-    const bytes = await this.#storedBytes(admitted);
+    const digest = parseDigest(admitted.digest);
+    const bytes = await this.deps.store.readBytes(digest, MAX_MANIFEST_BYTES);
     if (!bytes) return undefined;
+    if (digestOf(bytes, digest.algorithm).hex !== digest.hex) {
+      this.deps.logger.error({ event: 'store.corrupt', digest: digest.text }, 'a stored manifest no longer matches its digest; removed');
+      await this.deps.store.delete(digest);
+      return undefined;
+    }
+    if (admitted.policyDigest !== this.deps.policy().digest.text) {
+      if (admitted.kind === 'attachment') return undefined;
+      return this.#admit(addr, digest, bytes, admitted.mediaType, route);
+    }
     this.deps.metrics.cache.inc({ kind: 'manifest', result: 'hit' });
-    return { digest: parseDigest(admitted.digest), mediaType: admitted.mediaType, bytes };
-  }
-
-  async #storedBytes(m: AdmittedManifest): Promise<Buffer | undefined> {
-    return this.deps.store.readBytes(parseDigest(m.digest), MAX_MANIFEST_BYTES);
+    return { digest, mediaType: admitted.mediaType, bytes };
   }
 
   /** Verifies and, if allowed, stores. Concurrent requests for the same digest share the work. */
-  #admit(addr: Address, digest: Digest, bytes: Buffer, contentType: string | undefined): Promise<ServedManifest> {
+  #admit(addr: Address, digest: Digest, bytes: Buffer, contentType: string | undefined, route: Route): Promise<ServedManifest> {
     return this.#flights.run(`${addr.name}@${digest.text}`, async () => {
       this.deps.metrics.cache.inc({ kind: 'manifest', result: 'miss' });
       const manifest = parseManifest(bytes, contentType);
-      if (manifest.subject !== undefined && (await this.deps.metadata.admittedManifest(addr.name, manifest.subject.digest.text))) {
-        const problem = attachmentProblem(manifest, '.ref');
-        if (problem === undefined) return this.#store(addr, digest, bytes, manifest, 'attachment');
+      const subject = manifest.subject?.digest.text;
+      if (route === 'digest' && subject !== undefined && attachmentProblem(manifest, '.ref') === undefined && (await this.#isAdmitted(addr, subject))) {
+        return this.#storeAttachment(addr, digest, bytes, manifest, subject);
       }
       const decision = await this.#decide(addr, digest, manifest);
       if (!decision.allowed) throw new DeniedError(decision, `${addr.name}@${digest.text}`);
-      return this.#store(addr, digest, bytes, manifest, manifest.kind);
+      return this.#store(addr, digest, bytes, manifest, manifest.kind, decision.policyDigest);
     });
+  }
+
+  async #isAdmitted(addr: Address, digestText: string): Promise<boolean> {
+    const m = await this.deps.metadata.admittedManifest(addr.name, digestText);
+    return m !== undefined && m.kind !== 'attachment' && m.policyDigest === this.deps.policy().digest.text;
   }
 
   async #decide(addr: Address, digest: Digest, manifest: Manifest): Promise<Decision> {
-    const { metadata, policy, limits, logger, metrics, now } = this.deps;
+    const { metadata, policy, limits, metrics } = this.deps;
+    const compiled = policy();
     const evidence = await gatherEvidence(addr.upstream, addr.repository, digest, limits);
-    const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text) : undefined;
-    const decision = evaluate(policy(), { name: addr.name, digest }, { ...evidence, coveringIndex });
-    await metadata.recordDecision({
-      time: now(), repository: addr.name, digest: digest.text, policyDigest: decision.policyDigest,
-      allowed: decision.allowed, rule: decision.rule, reasons: decision.reasons.map((r) => ({ code: r.code, message: r.message })),
-    });
+    const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text, compiled.digest.text) : undefined;
+    const decision = evaluate(compiled, { name: addr.name, digest }, { ...evidence, coveringIndex });
+    await this.#record(addr, digest, decision.allowed, decision.rule, decision.policyDigest, decision.reasons, decision.denial);
     metrics.decisions.inc({ result: decision.allowed ? 'allowed' : 'denied' });
-    logger.info({
-      event: 'decision', digest: digest.text, repository: addr.name, policy: decision.policyDigest, allowed: decision.allowed,
-      rule: decision.rule, reason: decision.denial, reasons: decision.reasons.map((r) => r.code),
-    }, decision.allowed ? 'admitted' : 'denied');
     return decision;
   }
 
-  async #store(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest, kind: ManifestKind): Promise<ServedManifest> {
+  async #record(addr: Address, digest: Digest, allowed: boolean, rule: string, policyDigest: string, reasons: readonly { code: string; message: string }[], denial?: string): Promise<void> {
+    await this.deps.metadata.recordDecision({
+      time: this.deps.now(), repository: addr.name, digest: digest.text, policyDigest, allowed, rule,
+      reasons: reasons.map((r) => ({ code: r.code, message: r.message })),
+    });
+    this.deps.logger.info({
+      event: 'decision', digest: digest.text, repository: addr.name, policy: policyDigest, allowed, rule, reason: denial,
+      reasons: reasons.map((r) => r.code),
+    }, allowed ? 'admitted' : 'denied');
+  }
+
+  async #store(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest, kind: ManifestKind, policyDigest: string): Promise<ServedManifest> {
     await this.deps.store.putBytes(digest, bytes);
     await this.deps.metadata.admit(addr.name, {
-      digest: digest.text, mediaType: manifest.mediaType, size: bytes.length, kind,
+      digest: digest.text, mediaType: manifest.mediaType, size: bytes.length, kind, policyDigest,
       blobs: referencedBlobs(manifest).map((d) => ({ digest: d.digest.text, size: d.size })),
       children: manifest.kind === 'index' && kind === 'index' ? manifest.manifests.map((d) => d.digest.text) : [],
     }, this.deps.now());
     return { digest, mediaType: manifest.mediaType, bytes };
   }
 
+  /** An attachment is recorded as a decision of its own: served because its subject is admitted. */
+  async #storeAttachment(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest, subject: string): Promise<ServedManifest> {
+    const policyDigest = this.deps.policy().digest.text;
+    await this.#record(addr, digest, true, 'attachment', policyDigest, [{ code: 'attachment.subject_admitted', message: `a signature or attestation of admitted ${subject}` }]);
+    return this.#store(addr, digest, bytes, manifest, 'attachment', policyDigest);
+  }
+
   /** `sha256-<hex>.sig` and friends: served while their subject is admitted here. */
   async #attachmentByTag(addr: Address, tag: string, att: { digest: string; suffix: string }, accept: string | undefined): Promise<ServedManifest> {
-    if (!(await this.deps.metadata.admittedManifest(addr.name, att.digest))) {
+    if (!(await this.#isAdmitted(addr, att.digest))) {
       // cosign verify by digest asks for the .sig tag first: admit the subject now
       // (a denial or an unknown subject ends the request here).
       await this.#byDigest(addr, parseDigest(att.digest), undefined);
@@ -161,7 +194,7 @@ export class ManifestService {
     const manifest = parseManifest(res.bytes, header(res.headers, 'content-type'));
     const problem = attachmentProblem(manifest, att.suffix);
     if (problem !== undefined) throw new OciError('MANIFEST_INVALID', `${tag} is not served as an attachment: ${problem}`);
-    return this.#store(addr, digestOf(res.bytes), res.bytes, manifest, 'attachment');
+    return this.#storeAttachment(addr, digestOf(res.bytes), res.bytes, manifest, att.digest);
   }
 }
 

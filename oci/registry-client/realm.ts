@@ -1,3 +1,4 @@
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { isIP } from 'node:net';
 import { UpstreamError } from '../errors.js';
 
@@ -11,7 +12,13 @@ import { UpstreamError } from '../errors.js';
  * IP literal or `localhost`. Userinfo in the realm is always refused; redirects from
  * the token endpoint are never followed.
  */
-export function checkRealm(realm: string, upstream: URL, allowedOrigins: readonly string[] | undefined): URL {
+export interface AllowedTarget {
+  readonly url: URL;
+  /** True for the upstream's own origin or a configured one: credentials may go there. */
+  readonly trusted: boolean;
+}
+
+export function checkRealm(realm: string, upstream: URL, allowedOrigins: readonly string[] | undefined): AllowedTarget {
   let url: URL;
   try {
     url = new URL(realm);
@@ -24,13 +31,50 @@ export function checkRealm(realm: string, upstream: URL, allowedOrigins: readonl
   if (url.username !== '' || url.password !== '') {
     throw new UpstreamError('UPSTREAM_AUTH_REALM_REJECTED', 'token realm must not carry credentials');
   }
-  if (url.origin === upstream.origin) return url;
+  if (url.origin === upstream.origin) return { url, trusted: true };
   if (allowedOrigins !== undefined) {
-    if (allowedOrigins.includes(url.origin)) return url;
+    if (allowedOrigins.includes(url.origin)) return { url, trusted: true };
     throw new UpstreamError('UPSTREAM_AUTH_REALM_REJECTED', `token realm origin ${url.origin} is not in the upstream's allowed list`);
   }
-  if (url.protocol === 'https:' && !isInternalHost(url.hostname)) return url;
+  if (url.protocol === 'https:' && !isInternalHost(url.hostname)) return { url, trusted: false };
   throw new UpstreamError('UPSTREAM_AUTH_REALM_REJECTED', `token realm origin ${url.origin} is not allowed for ${upstream.origin}`);
+}
+
+/**
+ * Where a registry may redirect us (blob storage): its own origin, a configured
+ * origin, or an https origin that is not an internal address. Credentials are never
+ * sent off the registry's origin; untrusted targets are also checked after DNS.
+ */
+export function checkRedirect(location: string, from: URL, upstream: URL, allowedOrigins: readonly string[] | undefined): AllowedTarget {
+  let url: URL;
+  try {
+    url = new URL(location, from);
+  } catch (cause) {
+    throw new UpstreamError('UPSTREAM_REDIRECT_REJECTED', 'redirect to an invalid URL', { cause });
+  }
+  if (url.username !== '' || url.password !== '') throw new UpstreamError('UPSTREAM_REDIRECT_REJECTED', 'redirect URL carries credentials');
+  if (url.origin === upstream.origin) return { url, trusted: true };
+  if (allowedOrigins?.includes(url.origin)) return { url, trusted: true };
+  if (url.protocol === 'https:' && !isInternalHost(url.hostname)) return { url, trusted: false };
+  throw new UpstreamError('UPSTREAM_REDIRECT_REJECTED', `redirect to ${url.origin} is not allowed (the registry's origin, a configured origin, or public https)`);
+}
+
+/** A DNS lookup for untrusted targets that refuses names resolving to internal addresses. */
+export function publicOnlyLookup(
+  hostname: string,
+  options: LookupOptions,
+  callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
+): void {
+  dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+    if (err) return callback(err, '');
+    const bad = addresses.find((a) => isInternalHost(a.address));
+    if (bad || addresses.length === 0) {
+      return callback(Object.assign(new Error(`${hostname} resolves to an internal address`), { code: 'EPORTCULLIS_INTERNAL' }), '');
+    }
+    if (options.all) return callback(null, addresses);
+    const first = addresses[0] as LookupAddress;
+    return callback(null, first.address, first.family);
+  });
 }
 
 /** True for names and IP literals that point into this machine or a private network. */

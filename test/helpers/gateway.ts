@@ -31,13 +31,15 @@ export interface TestGatewayOptions {
   readonly files?: Record<string, string | Buffer>;
   readonly extraConfig?: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** An existing data directory to use (kept when the gateway stops), e.g. to restart on the same data. */
+  readonly dataDir?: string;
 }
 
 export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
   const dir = tempDir('portcullis-gw-');
   for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir.path, name), content);
   writeFileSync(join(dir.path, 'policy.yaml'), opts.policy);
-  const config = ['listen: 127.0.0.1:0', 'dataDir: data', 'policy: policy.yaml', 'logLevel: info', opts.extraConfig ?? '', 'upstreams:', opts.upstreamsYaml].join('\n');
+  const config = ['listen: 127.0.0.1:0', `dataDir: ${JSON.stringify(opts.dataDir ?? 'data')}`, 'policy: policy.yaml', 'logLevel: info', opts.extraConfig ?? '', 'upstreams:', opts.upstreamsYaml].join('\n');
   writeFileSync(join(dir.path, 'config.yaml'), config);
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -49,7 +51,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   const logger = pino({ level: 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
   const running = await startGateway(loadConfigFile(join(dir.path, 'config.yaml')), { logger, env: opts.env ?? process.env });
   return {
-    running, host: `127.0.0.1:${running.port}`, url: running.url, dir: dir.path, dataDir: join(dir.path, 'data'), logs,
+    running, host: `127.0.0.1:${running.port}`, url: running.url, dir: dir.path, dataDir: opts.dataDir ?? join(dir.path, 'data'), logs,
     async stop() {
       await running.close();
       dir.cleanup();

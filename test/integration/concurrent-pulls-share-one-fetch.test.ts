@@ -50,6 +50,7 @@ describe('concurrent requests for one cold blob share a single upstream fetch', 
     assert.deepEqual(Buffer.from(await res.arrayBuffer()), layer.subarray(10, 20));
     const bad = await fetch(`${gw.url}/v2/many/many/app/blobs/${digest}`, { headers: { range: `bytes=${layer.length}-` } });
     assert.equal(bad.status, 416);
+    assert.equal(bad.headers.get('content-range'), `bytes */${layer.length}`);
     await bad.arrayBuffer();
   });
 });

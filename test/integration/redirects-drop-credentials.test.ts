@@ -9,6 +9,7 @@ describe('a blob redirected to storage elsewhere is fetched without the registry
   let gw: TestGateway;
   const layer = Buffer.from('stored elsewhere');
   let digest: string;
+  let other: string;
   const expected = `Basic ${Buffer.from('carol:pw-carol').toString('base64')}`;
 
   before(async () => {
@@ -26,9 +27,16 @@ describe('a blob redirected to storage elsewhere is fetched without the registry
     up.route('GET', `/v2/redir/app/blobs/${digest}`, guard((_req, res) => {
       res.writeHead(307, { location: `${storage.url}/bucket/${digest.slice(7)}?sig=abc` }).end();
     }));
+    other = serveImage(up, 'redir/other', 'v1', [{ bytes: Buffer.from('another layer') }]).layerDigests[0] as string;
+    up.route('GET', `/v2/redir/other/blobs/${other}`, guard((_req, res) => {
+      res.writeHead(307, { location: `${storage.url}/bucket/${other.slice(7)}` }).end();
+    }));
     storage.route('GET', `/bucket/${digest.slice(7)}`, (_req, res) => res.writeHead(200, { 'content-length': layer.length }).end(layer));
     gw = await startTestGateway({
-      upstreamsYaml: `  - { name: "${up.host}", url: "${up.url}", prefix: redir, username: carol, passwordEnv: TEST_REDIRECT_PASSWORD }`,
+      upstreamsYaml: [
+        `  - { name: "${up.host}", url: "${up.url}", prefix: redir, username: carol, passwordEnv: TEST_REDIRECT_PASSWORD, redirectOrigins: ["${storage.url}"] }`,
+        `  - { name: "unlisted.invalid", url: "${up.url}", prefix: unlisted, username: carol, passwordEnv: TEST_REDIRECT_PASSWORD }`,
+      ].join('\n'),
       policy: acceptAnythingPolicy(),
       env: { ...process.env, TEST_REDIRECT_PASSWORD: 'pw-carol' },
     });
@@ -48,5 +56,16 @@ describe('a blob redirected to storage elsewhere is fetched without the registry
     assert.equal(sha256(Buffer.from(await res.arrayBuffer())), digest);
     assert.equal(storage.requests.length, 1);
     assert.equal(storage.requests[0]?.headers.authorization, undefined);
+  });
+
+  test('a redirect to an origin that is not configured (here: plain http on loopback) is refused', async () => {
+    const m = await fetch(`${gw.url}/v2/unlisted/redir/other/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(m.status, 200);
+    await m.arrayBuffer();
+    const before = storage.requests.length;
+    const res = await fetch(`${gw.url}/v2/unlisted/redir/other/blobs/${other}`);
+    assert.equal(res.status, 502);
+    assert.equal(((await res.json()) as { errors: { detail: { reason: string } }[] }).errors[0]?.detail.reason, 'upstream.redirect_rejected');
+    assert.equal(storage.requests.length, before);
   });
 });
