@@ -21,7 +21,8 @@ const RETAIN_BYTES = 4 * 1024 * 1024;
  */
 export class BlobFill {
   readonly #events = new EventEmitter();
-  #state: 'running' | 'done' | 'failed' = 'running';
+  /** running → verified (all bytes hashed and checked) → done (committed), or failed. */
+  #state: 'running' | 'verified' | 'done' | 'failed' = 'running';
   #error: unknown;
   #readers = 0;
   /** Bytes received, hashed and published to followers (written to staging or about to be). */
@@ -106,6 +107,10 @@ export class BlobFill {
         dispose(res.body);
         throw controller.signal.aborted && controller.signal.reason instanceof UpstreamError ? controller.signal.reason : err;
       }
+      await this.staged.verify(this.digest, this.size);
+      // Verified: followers may now finish while the blob is made durable.
+      this.#state = 'verified';
+      this.#events.emit('progress');
       await this.staged.commit(this.digest, this.size);
       this.#state = 'done';
       this.#recent = [];
@@ -152,7 +157,8 @@ export class BlobFill {
       for (;;) {
         if (this.#state === 'failed') throw this.#error;
         // The last byte is held back until the blob is verified and committed.
-        const limit = this.#state === 'done' ? this.size : Math.min(this.#received, this.size - 1);
+        const complete = this.#state === 'done' || this.#state === 'verified';
+        const limit = complete ? this.size : Math.min(this.#received, this.size - 1);
         if (cursor.pos < limit) {
           const chunk = this.#fromMemory(cursor.pos, limit) ?? (await this.staged.readAt(cursor.pos, Math.min(CHUNK, limit - cursor.pos)));
           if (chunk.length === 0) throw new Error('staged blob is shorter than published');
@@ -160,7 +166,7 @@ export class BlobFill {
           stream.push(chunk);
           return;
         }
-        if (this.#state === 'done') {
+        if (complete) {
           stream.push(null);
           return;
         }
@@ -192,6 +198,6 @@ export class BlobFill {
   }
 
   async #maybeClose(): Promise<void> {
-    if (this.#state !== 'running' && this.#readers === 0) await this.staged.close();
+    if ((this.#state === 'done' || this.#state === 'failed') && this.#readers === 0) await this.staged.close();
   }
 }

@@ -27,9 +27,14 @@ export interface StagedBlob {
   /** Reads back already-written bytes (for readers following a fill in progress). */
   readAt(position: number, length: number): Promise<Buffer>;
   /**
-   * Makes the blob visible as `expected` if, and only if, what was written hashes to
-   * it and has `expectedSize` bytes. Otherwise the staged bytes are discarded and a
-   * DIGEST_MISMATCH or SIZE_MISMATCH error is thrown.
+   * Checks, once every write has landed, that what was written hashes to `expected`
+   * and has `expectedSize` bytes; otherwise discards it and throws DIGEST_MISMATCH or
+   * SIZE_MISMATCH. Nothing becomes visible yet.
+   */
+  verify(expected: Digest, expectedSize: number): Promise<void>;
+  /**
+   * Makes the blob visible as `expected` (durably: fsync, rename, fsync of the
+   * directory) if, and only if, it verifies; `verify` is run first when it has not been.
    */
   commit(expected: Digest, expectedSize: number): Promise<void>;
   /** Discards the staged bytes. Safe to call more than once, and after commit. */

@@ -120,6 +120,7 @@ class FsStagedBlob implements StagedBlob {
   #hashes = new Map<Algorithm, Hash>([['sha256', createHash('sha256')]]);
   #done = false;
   #closed = false;
+  #verified: string | undefined;
 
   constructor(private readonly handle: FileHandle, private readonly path: string, private readonly finalPath: (d: Digest) => string) {}
 
@@ -133,7 +134,7 @@ class FsStagedBlob implements StagedBlob {
    * the contiguous prefix already on disk.
    */
   write(chunk: Uint8Array): Promise<void> {
-    if (this.#done) return Promise.reject(new GatewayError('STORE_FAILED', 'write after commit or abort'));
+    if (this.#done || this.#verified !== undefined) return Promise.reject(new GatewayError('STORE_FAILED', 'write after commit or abort'));
     const position = this.#reserved;
     this.#reserved += chunk.length;
     for (const h of this.#hashes.values()) h.update(chunk);
@@ -157,7 +158,8 @@ class FsStagedBlob implements StagedBlob {
     return buf.subarray(0, bytesRead);
   }
 
-  async commit(expected: Digest, expectedSize: number): Promise<void> {
+  async verify(expected: Digest, expectedSize: number): Promise<void> {
+    if (this.#verified === expected.text) return;
     if (this.#done) throw new GatewayError('STORE_FAILED', 'blob already committed or aborted');
     try {
       await this.#queue;
@@ -166,17 +168,26 @@ class FsStagedBlob implements StagedBlob {
       await this.#discard();
       throw new GatewayError('STORE_FAILED', 'writing the staged blob failed', { cause: err });
     }
-    this.#done = true;
-    const hash = this.#hashes.get(expected.algorithm) ?? null;
+    const hash = this.#hashes.get(expected.algorithm);
     const actual = hash ? hash.digest('hex') : await this.#rehash(expected.algorithm);
+    this.#hashes.clear();
     if (this.#written !== expectedSize) {
+      this.#done = true;
       await this.#discard();
       throw new OciError('SIZE_MISMATCH', `received ${this.#written} bytes, expected ${expectedSize}`);
     }
     if (actual !== expected.hex) {
+      this.#done = true;
       await this.#discard();
       throw new OciError('DIGEST_MISMATCH', `content hashes to ${expected.algorithm}:${actual}, expected ${expected.text}`);
     }
+    this.#verified = expected.text;
+  }
+
+  async commit(expected: Digest, expectedSize: number): Promise<void> {
+    await this.verify(expected, expectedSize);
+    if (this.#done) throw new GatewayError('STORE_FAILED', 'blob already committed or aborted');
+    this.#done = true;
     const target = this.finalPath(expected);
     const dir = target.slice(0, target.lastIndexOf('/'));
     try {

@@ -48,6 +48,7 @@ describe('SIGKILL in the middle of a cold fill loses nothing and serves nothing 
     dir.cleanup();
   });
 
+  const exited = (c: ChildProcess): Promise<unknown> => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)));
   const start = async (): Promise<ChildProcess> => {
     const c = spawn(process.execPath, [CLI, 'serve', '--config', join(dir.path, 'config.yaml')], { stdio: 'ignore' });
     await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, 'the gateway to start');
@@ -67,6 +68,7 @@ describe('SIGKILL in the middle of a cold fill loses nothing and serves nothing 
 
   test('kill mid-fill, restart: temp cleaned, no partial blob, then the pull succeeds', async () => {
     child = await start();
+    const firstExit = exited(child);
     const m = await fetch(`http://127.0.0.1:${port}/v2/crash/crash/app/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
     assert.equal(m.status, 200);
     await m.arrayBuffer();
@@ -86,7 +88,7 @@ describe('SIGKILL in the middle of a cold fill loses nothing and serves nothing 
       req.end();
     });
     await killed;
-    await new Promise((r) => child?.once('exit', r));
+    await firstExit;
     assert.ok(received < layer.length, 'the client must not have received the whole blob');
     const staged = readdirSync(join(dir.path, 'data', 'store', 'tmp'));
     assert.ok(staged.length > 0, 'the kill left a staged file behind, as a crash would');
@@ -99,7 +101,8 @@ describe('SIGKILL in the middle of a cold fill loses nothing and serves nothing 
     assert.equal(res.status, 200);
     assert.equal(sha256(Buffer.from(await res.arrayBuffer())), digest);
     assert.ok(blobFiles().some((f) => f.endsWith(digest.slice(7))));
+    const secondExit = exited(child);
     child.kill('SIGTERM');
-    await new Promise((r) => child?.once('exit', r));
+    await secondExit;
   });
 });
