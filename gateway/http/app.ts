@@ -1,16 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { Logger } from 'pino';
 import { MediaType } from '../../oci/media-types.js';
-import type { CompiledPolicy } from '../../policies/model.js';
 import { GatewayError } from '../errors.js';
-import type { Metrics } from '../metrics.js';
-import type { MetadataStore } from '../metadata/metadata-store.js';
 import { BlobService } from '../pipeline/blobs.js';
 import { descriptorJson, listReferrers, listTags, parsePageSize } from '../pipeline/listings.js';
-import { ManifestService } from '../pipeline/manifests.js';
-import type { EvidenceLimits } from '../pipeline/evidence.js';
-import type { BlobStore } from '../store/blob-store.js';
+import { ManifestService, type ManifestServiceDeps } from '../pipeline/manifests.js';
 import type { Upstreams } from '../upstreams.js';
 import { errorBody, mapError } from './error-mapper.js';
 import { parseRegistryPath, type RegistryPath } from './registry-path.js';
@@ -20,15 +14,8 @@ import { parseRegistryPath, type RegistryPath } from './registry-path.js';
  * /metrics. `buildApp` returns an un-listened instance; tests drive it with inject()
  * or a real port. Push and delete answer 405 UNSUPPORTED.
  */
-export interface AppDeps {
+export interface AppDeps extends Omit<ManifestServiceDeps, 'now'> {
   readonly upstreams: Upstreams;
-  readonly store: BlobStore;
-  readonly metadata: MetadataStore;
-  readonly policy: () => CompiledPolicy;
-  readonly limits: EvidenceLimits;
-  readonly tagTtlSeconds: number;
-  readonly logger: Logger;
-  readonly metrics: Metrics;
   readonly now?: () => number;
 }
 

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { startTestGateway, type TestGateway } from './gateway.js';
 import { cosignKeyPair, cosignSign, type CosignKey } from './cosign.js';
 import { buildImage, buildIndex, pushImage } from './images.js';
 import { startRegistry, type TestRegistry } from './registry.js';
@@ -100,4 +102,26 @@ async function putManifest(base: string, repo: string, ref: string, body: Buffer
 /** The policy used with a signed world: `test/` needs the trusted key. */
 export function worldPolicy(upstreamName: string): string {
   return ['version: 1', 'default: reject', 'rules:', `  - scope: ${upstreamName}/test`, '    require:', '      - cosign: { keys: [trusted.pub] }', ''].join('\n');
+}
+
+/** A signed world with a gateway in front of it (prefix `up`, policy: `test/` needs the trusted key). */
+export async function startWorldGateway(): Promise<{ world: SignedWorld; gw: TestGateway; stop: () => Promise<void> }> {
+  const world = await buildSignedWorld();
+  try {
+    const gw = await startTestGateway({
+      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
+      policy: worldPolicy(world.registry.host),
+      files: { 'trusted.pub': readFileSync(world.trusted.pub) },
+    });
+    return {
+      world, gw,
+      async stop() {
+        await gw.stop();
+        await world.stop();
+      },
+    };
+  } catch (err) {
+    await world.stop();
+    throw err;
+  }
 }

@@ -69,7 +69,6 @@ describe('bearer tokens: credentialed token flow, and realms on forbidden origin
   let front: Recorder;
   let hostileFront: Recorder;
   let gw: TestGateway;
-
   before(async () => {
     world = await buildSignedWorld();
     tokens = await tokenServer(issued);

@@ -1,25 +1,19 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { cosignVerify } from '../helpers/cosign.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { buildSignedWorld, sigTag, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+import type { TestGateway } from '../helpers/gateway.js';
+import { sigTag, startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
 
 describe('cosign verify pointed at the gateway', () => {
   let world: SignedWorld;
   let gw: TestGateway;
+  let stop: () => Promise<void> = async () => undefined;
 
   before(async () => {
-    world = await buildSignedWorld();
-    gw = await startTestGateway({
-      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-      policy: worldPolicy(world.registry.host),
-      files: { 'trusted.pub': readFileSync(world.trusted.pub) },
-    });
+    ({ world, gw, stop } = await startWorldGateway());
   });
   after(async () => {
-    await gw?.stop();
-    await world?.stop();
+    await stop();
   });
 
   test('succeeds for an admitted image, reading the signature through the gateway', async () => {

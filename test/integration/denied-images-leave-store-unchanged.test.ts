@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { decisionLogs, startTestGateway, storeSnapshot, type TestGateway } from '../helpers/gateway.js';
+import { decisionLogs, storeSnapshot, type TestGateway } from '../helpers/gateway.js';
 import { run } from '../helpers/peers.js';
-import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+import { startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const OCI_ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
@@ -14,17 +13,13 @@ describe('denied images reach neither the client nor the store', () => {
   let gw: TestGateway;
   const out = tempDir('portcullis-out-');
 
+  let stop: () => Promise<void> = async () => undefined;
+
   before(async () => {
-    world = await buildSignedWorld();
-    gw = await startTestGateway({
-      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-      policy: worldPolicy(world.registry.host),
-      files: { 'trusted.pub': readFileSync(world.trusted.pub) },
-    });
+    ({ world, gw, stop } = await startWorldGateway());
   });
   after(async () => {
-    await gw?.stop();
-    await world?.stop();
+    await stop();
     out.cleanup();
   });
 

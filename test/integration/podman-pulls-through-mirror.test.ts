@@ -1,25 +1,19 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { decisionLogs, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { decisionLogs, type TestGateway } from '../helpers/gateway.js';
 import { testPodman } from '../helpers/podman.js';
-import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+import { startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
 
 describe('podman pulls through the gateway configured as a registries.conf mirror', () => {
   let world: SignedWorld;
   let gw: TestGateway;
+  let stop: () => Promise<void> = async () => undefined;
 
   before(async () => {
-    world = await buildSignedWorld();
-    gw = await startTestGateway({
-      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-      policy: worldPolicy(world.registry.host),
-      files: { 'trusted.pub': readFileSync(world.trusted.pub) },
-    });
+    ({ world, gw, stop } = await startWorldGateway());
   });
   after(async () => {
-    await gw?.stop();
-    await world?.stop();
+    await stop();
   });
 
   test('a signed image pulled by its upstream name is served by the mirror', async () => {

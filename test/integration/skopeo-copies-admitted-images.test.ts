@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { decisionLogs, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { decisionLogs, type TestGateway } from '../helpers/gateway.js';
 import { run } from '../helpers/peers.js';
-import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+import { startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
 
 describe('skopeo copies admitted images through the gateway with their digests intact', () => {
@@ -13,17 +13,13 @@ describe('skopeo copies admitted images through the gateway with their digests i
   let gw: TestGateway;
   const out = tempDir('portcullis-out-');
 
+  let stop: () => Promise<void> = async () => undefined;
+
   before(async () => {
-    world = await buildSignedWorld();
-    gw = await startTestGateway({
-      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-      policy: worldPolicy(world.registry.host),
-      files: { 'trusted.pub': readFileSync(world.trusted.pub) },
-    });
+    ({ world, gw, stop } = await startWorldGateway());
   });
   after(async () => {
-    await gw?.stop();
-    await world?.stop();
+    await stop();
     out.cleanup();
   });
 

@@ -8,7 +8,6 @@ const OCI = 'application/vnd.oci.image.manifest.v1+json';
 describe('hostile manifests from an upstream are refused with a clear error and store nothing', () => {
   let up: FaultRegistry;
   let gw: TestGateway;
-
   before(async () => {
     up = await startFaultRegistry();
     const serve = (tag: string, body: Buffer, headers: Record<string, string> = {}) => {

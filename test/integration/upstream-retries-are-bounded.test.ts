@@ -6,7 +6,6 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 describe('429 and 5xx from an upstream are retried a bounded number of times, then reported', () => {
   let up: FaultRegistry;
   let gw: TestGateway;
-
   before(async () => {
     up = await startFaultRegistry();
     for (const method of ['GET', 'HEAD']) {
