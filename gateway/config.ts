@@ -40,6 +40,10 @@ export interface GatewayConfig {
   readonly tagTtlSeconds: number;
   readonly limits: { readonly maxSignatures: number; readonly maxSignatureBytes: number };
   readonly upstreams: readonly UpstreamConfig[];
+  /** The gateway's signing key (PEM, ECDSA P-256, mode 0600); undefined: `<dataDir>/gateway.key`, made on first start. */
+  readonly attestationKey: string | undefined;
+  readonly verifierId: string | undefined;
+  readonly tls: { readonly cert: string; readonly key: string } | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -53,6 +57,9 @@ export function defaultConfig(dataDir: string): GatewayConfig {
     logLevel: 'info',
     tagTtlSeconds: 0,
     limits: { maxSignatures: 16, maxSignatureBytes: 64 * 1024 },
+    attestationKey: undefined,
+    verifierId: undefined,
+    tls: undefined,
     upstreams: [{
       name: 'docker.io', url: 'https://registry-1.docker.io', prefix: 'docker.io', dockerHubMirror: true,
       username: undefined, password: undefined, authRealms: ['https://auth.docker.io'], redirectOrigins: undefined,
@@ -74,7 +81,7 @@ export function loadConfigFile(path: string): GatewayConfig {
 export function parseConfig(file: string, text: string): GatewayConfig {
   const src = new YamlSource(file, text);
   const base = dirname(resolve(file));
-  const top = src.root === undefined ? undefined : src.map(src.root, 'the config', ['listen', 'dataDir', 'policy', 'logLevel', 'tagTtlSeconds', 'limits', 'upstreams']);
+  const top = src.root === undefined ? undefined : src.map(src.root, 'the config', ['listen', 'dataDir', 'policy', 'logLevel', 'tagTtlSeconds', 'limits', 'upstreams', 'attestation', 'tls']);
   const defaults = defaultConfig(resolve(base, 'data'));
   if (!top) throw new LoadError('CONFIG_INVALID', src.diagnostics.length ? src.diagnostics : [{ file, line: 1, column: 1, message: 'the config must be a mapping' }]);
 
@@ -106,6 +113,24 @@ export function parseConfig(file: string, text: string): GatewayConfig {
     }
   }
 
+  let attestationKey: string | undefined;
+  let verifierId: string | undefined;
+  if (top.has('attestation')) {
+    const a = src.map(top.get('attestation'), 'attestation', ['key', 'verifierId']);
+    if (a?.has('key')) {
+      const k = src.string(a.get('key'), 'attestation.key');
+      if (k !== undefined) attestationKey = resolve(base, k);
+    }
+    if (a?.has('verifierId')) verifierId = src.string(a.get('verifierId'), 'attestation.verifierId');
+  }
+  let tls: GatewayConfig['tls'];
+  if (top.has('tls')) {
+    const t = src.map(top.get('tls'), 'tls', ['cert', 'key'], ['cert', 'key']);
+    const cert = t ? src.string(t.get('cert'), 'tls.cert') : undefined;
+    const key = t ? src.string(t.get('key'), 'tls.key') : undefined;
+    if (cert !== undefined && key !== undefined) tls = { cert: resolve(base, cert), key: resolve(base, key) };
+  }
+
   const upstreams: UpstreamConfig[] = [];
   const list = top.has('upstreams') ? (src.seq(top.get('upstreams'), 'upstreams') ?? []) : [];
   list.forEach((node, i) => {
@@ -117,7 +142,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
     else upstreams.push(u);
   });
   if (src.diagnostics.length > 0) throw new LoadError('CONFIG_INVALID', src.diagnostics);
-  return deepFreeze({ source: file, listen, dataDir, policy, logLevel, tagTtlSeconds, limits, upstreams });
+  return deepFreeze({ source: file, listen, dataDir, policy, logLevel, tagTtlSeconds, limits, upstreams, attestationKey, verifierId, tls });
 }
 
 function parseUpstream(src: YamlSource, node: Node, where: string, base: string): UpstreamConfig | undefined {

@@ -1,8 +1,12 @@
-import { mkdirSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { RegistryClient } from '../oci/registry-client/client.js';
+import { parseSigningKey, publicKeyPem } from '../policies/attestation.js';
+import { LoadError } from '../policies/errors.js';
 import { loadPolicyFile, rejectEverythingPolicy } from '../policies/loader.js';
+import { AttestationService, fingerprintOf, type GatewaySigner } from './attestations.js';
 import type { CompiledPolicy } from '../policies/model.js';
 import { readSecret, type GatewayConfig } from './config.js';
 import { buildApp, type GatewayApp } from './http/app.js';
@@ -51,17 +55,20 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
       observe: (o) => metrics.upstreamLatency.observe({ upstream: u.name, method: o.method, status: String(o.status) }, o.ms / 1000),
     }),
   }));
+  const signer = loadSigner(config.attestationKey ?? join(config.dataDir, 'gateway.key'), config.attestationKey === undefined, config.verifierId);
+  const attestations = new AttestationService({ store, metadata, signer, policy: () => policy, now: Date.now });
   const gateway = buildApp({
     upstreams: new Upstreams(upstreamList), store, metadata, policy: () => policy, limits: config.limits,
-    tagTtlSeconds: config.tagTtlSeconds, logger, metrics,
+    tagTtlSeconds: config.tagTtlSeconds, logger, metrics, attestations, signer,
+    ...(config.tls ? { https: { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } } : {}),
   });
   await gateway.app.listen({ host: config.listen.host, port: config.listen.port });
   const address = gateway.app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.listen.port;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
-  const url = `http://${host}:${port}`;
+  const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
   logger.info({
-    event: 'started', url, config: config.source, dataDir: config.dataDir, policy: policy.source, policyDigest: policy.digest.text,
+    event: 'started', url, config: config.source, gatewayKey: `sha256:${signer.fingerprint}`, dataDir: config.dataDir, policy: policy.source, policyDigest: policy.digest.text,
     upstreams: config.upstreams.map((u) => ({ name: u.name, prefix: u.prefix, url: u.url, dockerHubMirror: u.dockerHubMirror })),
   }, options.embeddedDefaults ? 'portcullis is running on embedded defaults: Docker Hub as the only upstream and a reject-everything policy (pass --config FILE)' : 'portcullis is running');
   if (config.upstreams.length === 0) logger.warn('no upstreams are configured: every pull will answer NAME_UNKNOWN');
@@ -74,3 +81,33 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
     },
   };
 }
+
+/**
+ * The gateway's attestation signing key. A configured key must exist, be ECDSA P-256
+ * and be readable by its owner only; the default key is created (0600) on first start.
+ */
+export function loadSigner(path: string, createIfMissing: boolean, verifierId: string | undefined): GatewaySigner {
+  let pem: string;
+  try {
+    const mode = statSync(path).mode;
+    if ((mode & 0o077) !== 0) {
+      throw new LoadError('CONFIG_INVALID', [{ file: path, line: 1, column: 1, message: `the gateway signing key is readable by others (mode ${(mode & 0o777).toString(8)})`, hint: `chmod 600 ${path}` }]);
+    }
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    if (err instanceof LoadError) throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !createIfMissing) {
+      throw new LoadError('FILE_UNREADABLE', [{ file: path, line: 1, column: 1, message: `cannot read the gateway signing key: ${(err as Error).message}` }], { cause: err });
+    }
+    pem = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    writeFileSync(path, pem, { mode: 0o600, flag: 'wx' });
+    chmodSync(path, 0o600);
+  }
+  const key = parseSigningKey(pem);
+  if (typeof key === 'string') throw new LoadError('CONFIG_INVALID', [{ file: path, line: 1, column: 1, message: key }]);
+  const publicPem = publicKeyPem(key);
+  const fingerprint = fingerprintOf(publicPem);
+  return { key, publicKeyPem: publicPem, fingerprint, verifierId: verifierId ?? `urn:portcullis:gateway:sha256:${fingerprint}`, version: PACKAGE_VERSION };
+}
+
+const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { MediaType } from '../../oci/media-types.js';
+import type { GatewaySigner } from '../attestations.js';
 import { GatewayError } from '../errors.js';
 import { BlobService } from '../pipeline/blobs.js';
 import { descriptorJson, listReferrers, listTags, parsePageSize } from '../pipeline/listings.js';
@@ -16,6 +17,8 @@ import { parseRegistryPath, type RegistryPath } from './registry-path.js';
  */
 export interface AppDeps extends Omit<ManifestServiceDeps, 'now'> {
   readonly upstreams: Upstreams;
+  readonly signer: GatewaySigner;
+  readonly https?: { readonly cert: Buffer; readonly key: Buffer };
   readonly now?: () => number;
 }
 
@@ -38,7 +41,8 @@ export function buildApp(deps: AppDeps): GatewayApp {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     return503OnClosing: true,
-  });
+    ...(deps.https ? { https: { cert: deps.https.cert, key: deps.https.key } } : {}),
+  }) as unknown as FastifyInstance;
   const manifests = new ManifestService({ ...deps, now });
   const blobs = new BlobService(deps.store, deps.metadata, deps.metrics, deps.policy);
 
@@ -72,6 +76,9 @@ export function buildApp(deps: AppDeps): GatewayApp {
     void reply.header('content-type', deps.metrics.registry.contentType);
     return deps.metrics.registry.metrics();
   });
+  // The gateway's public key, for pinning (`_` cannot start a repository name: no collision).
+  app.get('/v2/_portcullis/gateway.pub', async (_req, reply) => reply.header('content-type', 'application/x-pem-file').send(deps.signer.publicKeyPem));
+  app.get('/v2/_portcullis/gateway.json', async () => ({ fingerprint: `sha256:${deps.signer.fingerprint}`, verifierId: deps.signer.verifierId, publicKey: deps.signer.publicKeyPem }));
   app.route({ method: ['GET', 'HEAD'], url: '/v2/', handler: async (_req, reply) => reply.header('content-type', 'application/json').send('{}') });
 
   const unsupported = async (): Promise<never> => {
@@ -135,8 +142,10 @@ export function buildApp(deps: AppDeps): GatewayApp {
       case 'referrers': {
         const artifactType = params.get('artifactType') ?? undefined;
         const { manifests: list, filtered } = await listReferrers(addr, p.digest, deps.metadata, artifactType);
+        const ours = await manifests.attestationReferrer(addr, p.digest);
+        const entries = [...list.map(descriptorJson), ...(artifactType === undefined || artifactType === ours.artifactType ? [ours] : [])];
         if (filtered) reply.header('oci-filters-applied', 'artifactType');
-        return reply.header('content-type', MediaType.ociIndex).send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: list.map(descriptorJson) })));
+        return reply.header('content-type', MediaType.ociIndex).send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: entries })));
       }
     }
   }

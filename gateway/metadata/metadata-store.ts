@@ -35,7 +35,19 @@ export interface DecisionRecord {
   readonly reasons: readonly { readonly code: string; readonly message: string }[];
 }
 
+/** The gateway's signed verification summary for one admitted subject. */
+export interface AttestationRecord {
+  readonly subject: string;
+  readonly envelope: string;
+  readonly size: number;
+  readonly policyDigest: string;
+  readonly createdAt: number;
+}
+
 export interface MetadataStore {
+  recordAttestation(repository: string, record: AttestationRecord): Promise<void>;
+  /** The newest attestation of `subject` in `repository` issued under `policyDigest`. */
+  attestation(repository: string, subject: string, policyDigest: string): Promise<AttestationRecord | undefined>;
   admittedManifest(repository: string, digest: string): Promise<AdmittedManifest | undefined>;
   admit(repository: string, admission: Admission, now: number): Promise<void>;
   /**

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import type { Admission, AdmittedManifest, DecisionRecord, ManifestKind, MetadataStore, TagRecord } from './metadata-store.js';
+import type { Admission, AdmittedManifest, AttestationRecord, DecisionRecord, ManifestKind, MetadataStore, TagRecord } from './metadata-store.js';
 
 /**
  * The embedded MetadataStore: one SQLite file in WAL mode. Migrations are numbered
@@ -30,6 +30,10 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX decisions_repository ON decisions (repository, time);`,
   // Admissions remember the policy that made them: under another policy they are decided again.
   `ALTER TABLE manifests ADD COLUMN policy_digest TEXT NOT NULL DEFAULT '';`,
+  `CREATE TABLE attestations (
+     repository_id INTEGER NOT NULL REFERENCES repositories(id), subject_digest TEXT NOT NULL,
+     envelope_digest TEXT NOT NULL, envelope_size INTEGER NOT NULL, policy_digest TEXT NOT NULL, created_at INTEGER NOT NULL,
+     PRIMARY KEY (repository_id, subject_digest, envelope_digest));`,
 ];
 
 export class SqliteMetadataStore implements MetadataStore {
@@ -66,6 +70,10 @@ export class SqliteMetadataStore implements MetadataStore {
       tag: db.prepare<[string, string], { digest: string; resolved_at: number }>(
         'SELECT t.digest, t.resolved_at FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.tag = ?'),
       setTag: db.prepare('INSERT OR REPLACE INTO tags (repository_id, tag, digest, resolved_at) VALUES (?, ?, ?, ?)'),
+      insertAttestation: db.prepare('INSERT OR REPLACE INTO attestations (repository_id, subject_digest, envelope_digest, envelope_size, policy_digest, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      attestation: db.prepare<[string, string, string], { envelope_digest: string; envelope_size: number; policy_digest: string; created_at: number }>(
+        `SELECT a.envelope_digest, a.envelope_size, a.policy_digest, a.created_at FROM attestations a JOIN repositories r ON r.id = a.repository_id
+         WHERE r.name = ? AND a.subject_digest = ? AND a.policy_digest = ? ORDER BY a.created_at DESC LIMIT 1`),
       insertDecision: db.prepare('INSERT INTO decisions (time, repository, digest, policy_digest, allowed, rule, reasons) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     };
   }
@@ -108,6 +116,15 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async setTag(repository: string, tag: string, digest: string, now: number): Promise<void> {
     this.#stmts.setTag.run(this.#repo(repository), tag, digest, now);
+  }
+
+  async recordAttestation(repository: string, a: AttestationRecord): Promise<void> {
+    this.#stmts.insertAttestation.run(this.#repo(repository), a.subject, a.envelope, a.size, a.policyDigest, a.createdAt);
+  }
+
+  async attestation(repository: string, subject: string, policyDigest: string): Promise<AttestationRecord | undefined> {
+    const row = this.#stmts.attestation.get(repository, subject, policyDigest);
+    return row ? { subject, envelope: row.envelope_digest, size: row.envelope_size, policyDigest: row.policy_digest, createdAt: row.created_at } : undefined;
   }
 
   async recordDecision(r: DecisionRecord): Promise<void> {

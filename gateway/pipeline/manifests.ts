@@ -6,7 +6,9 @@ import { MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
 import { header } from '../../oci/registry-client/client.js';
 import type { ManifestRef } from '../../oci/reference.js';
 import { evaluate } from '../../policies/evaluator.js';
-import type { CompiledPolicy, Decision } from '../../policies/model.js';
+import type { CompiledPolicy, Decision, Evidence } from '../../policies/model.js';
+import type { ResourceRef } from '../../policies/attestation.js';
+import type { AttestationService } from '../attestations.js';
 import { DeniedError, GatewayError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { ManifestKind, MetadataStore } from '../metadata/metadata-store.js';
@@ -38,6 +40,7 @@ export interface ManifestServiceDeps {
   readonly tagTtlSeconds: number;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  readonly attestations: AttestationService;
   readonly now: () => number;
 }
 
@@ -132,9 +135,11 @@ export class ManifestService {
       if (route === 'digest' && subject !== undefined && attachmentProblem(manifest, '.ref') === undefined && (await this.#isAdmitted(addr, subject))) {
         return this.#storeAttachment(addr, digest, bytes, manifest, subject);
       }
-      const decision = await this.#decide(addr, digest, manifest);
+      const { decision, evidence } = await this.#decide(addr, digest, manifest);
       if (!decision.allowed) throw new DeniedError(decision, `${addr.name}@${digest.text}`);
-      return this.#store(addr, digest, bytes, manifest, manifest.kind, decision.policyDigest);
+      const served = await this.#store(addr, digest, bytes, manifest, manifest.kind, decision.policyDigest);
+      await this.deps.attestations.issue(addr, digest, inputsOf(addr, decision, evidence));
+      return served;
     });
   }
 
@@ -143,7 +148,7 @@ export class ManifestService {
     return m !== undefined && m.kind !== 'attachment' && m.policyDigest === this.deps.policy().digest.text;
   }
 
-  async #decide(addr: Address, digest: Digest, manifest: Manifest): Promise<Decision> {
+  async #decide(addr: Address, digest: Digest, manifest: Manifest): Promise<{ decision: Decision; evidence: Evidence }> {
     const { metadata, policy, limits, metrics } = this.deps;
     const compiled = policy();
     const evidence = await gatherEvidence(addr.upstream, addr.repository, digest, limits);
@@ -151,7 +156,7 @@ export class ManifestService {
     const decision = evaluate(compiled, { name: addr.name, digest }, { ...evidence, coveringIndex });
     await this.#record(addr, digest, decision.allowed, decision.rule, decision.policyDigest, decision.reasons, decision.denial);
     metrics.decisions.inc({ result: decision.allowed ? 'allowed' : 'denied' });
-    return decision;
+    return { decision, evidence };
   }
 
   async #record(addr: Address, digest: Digest, allowed: boolean, rule: string, policyDigest: string, reasons: readonly { code: string; message: string }[], denial?: string): Promise<void> {
@@ -189,13 +194,49 @@ export class ManifestService {
       // (a denial or an unknown subject ends the request here).
       await this.#byDigest(addr, parseDigest(att.digest), undefined);
     }
-    const res = await addr.upstream.client.manifest(addr.repository, tag, 'GET', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES);
-    if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is not known upstream`);
-    const manifest = parseManifest(res.bytes, header(res.headers, 'content-type'));
-    const problem = attachmentProblem(manifest, att.suffix);
-    if (problem !== undefined) throw new OciError('MANIFEST_INVALID', `${tag} is not served as an attachment: ${problem}`);
-    return this.#storeAttachment(addr, digestOf(res.bytes), res.bytes, manifest, att.digest);
+    const upstream = await this.#upstreamAttachment(addr, tag, att.suffix, accept);
+    if (att.suffix === '.att') {
+      // The publisher's attestations, unchanged, plus the gateway's own.
+      const envelope = await this.deps.attestations.current(addr, parseDigest(att.digest));
+      if (upstream && upstream.manifest.kind !== 'image') throw new OciError('MANIFEST_INVALID', `${tag} upstream is not an image manifest`);
+      const bytes = await this.deps.attestations.attTagManifest(envelope, upstream?.manifest.kind === 'image' ? upstream.manifest : undefined);
+      return this.#storeAttachment(addr, digestOf(bytes), bytes, parseManifest(bytes), att.digest);
+    }
+    if (!upstream) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is not known upstream`);
+    return this.#storeAttachment(addr, digestOf(upstream.bytes), upstream.bytes, upstream.manifest, att.digest);
   }
+
+  async #upstreamAttachment(addr: Address, tag: string, suffix: string, accept: string | undefined): Promise<{ bytes: Buffer; manifest: Manifest } | undefined> {
+    const res = await addr.upstream.client.manifest(addr.repository, tag, 'GET', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES);
+    if (!res) return undefined;
+    const manifest = parseManifest(res.bytes, header(res.headers, 'content-type'));
+    const problem = attachmentProblem(manifest, suffix);
+    if (problem !== undefined) throw new OciError('MANIFEST_INVALID', `${tag} is not served as an attachment: ${problem}`);
+    return { bytes: res.bytes, manifest };
+  }
+
+  /** The descriptor of the gateway's attestation of an admitted subject, for the referrers API. */
+  async attestationReferrer(addr: Address, subject: Digest): Promise<{ mediaType: string; digest: string; size: number; artifactType: string; annotations: Record<string, string> }> {
+    const admitted = await this.deps.metadata.admittedManifest(addr.name, subject.text);
+    if (!admitted || !(await this.#isAdmitted(addr, subject.text))) throw new GatewayError('MANIFEST_UNKNOWN', `${subject.text} has not been admitted in ${addr.name}`);
+    const envelope = await this.deps.attestations.current(addr, subject);
+    const bytes = await this.deps.attestations.referrerManifest(envelope, { mediaType: admitted.mediaType, digest: subject, size: admitted.size });
+    const manifest = parseManifest(bytes);
+    const served = await this.#storeAttachment(addr, digestOf(bytes), bytes, manifest, subject.text);
+    return {
+      mediaType: served.mediaType, digest: served.digest.text, size: bytes.length,
+      artifactType: manifest.artifactType ?? '', annotations: { ...(manifest.annotations ?? {}) },
+    };
+  }
+}
+
+/** The signatures a decision rested on, by the digest of their signed payload. */
+function inputsOf(addr: Address, decision: Decision, evidence: Evidence): ResourceRef[] {
+  const used = new Set(decision.reasons.filter((r) => r.code === 'signature.verified').map((r) => r.evidence));
+  return evidence.cosign.filter((c) => used.has(c.source)).map((c) => ({
+    uri: `docker://${addr.name} ${c.source}`,
+    digest: { sha256: digestOf(c.payload).hex },
+  }));
 }
 
 /** Whether a client that sent `accept` can take `mediaType` (no Accept: anything). */

@@ -1,0 +1,122 @@
+import { createHash, type KeyObject } from 'node:crypto';
+import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
+import { MediaType } from '../oci/media-types.js';
+import type { ImageManifest } from '../oci/manifest.js';
+import { signStatement, verificationSummary, VSA_PREDICATE_TYPE, type ResourceRef } from '../policies/attestation.js';
+import type { CompiledPolicy } from '../policies/model.js';
+import type { MetadataStore } from './metadata/metadata-store.js';
+import type { BlobStore } from './store/blob-store.js';
+import type { Address } from './upstreams.js';
+
+/**
+ * Signs what the gateway verified. On every admission of an image or index the
+ * gateway issues an in-toto Statement with a SLSA verification summary in a DSSE
+ * envelope, signed with its own key, and stores it next to the image. It is served
+ * where standard tools look: the cosign `sha256-<hex>.att` tag (merged with the
+ * publisher's own attestations, never hiding them) and the referrers API.
+ *
+ * An attestation says: this gateway's policy (digest given) admitted this digest on
+ * the strength of these signatures, at this time. It says nothing more.
+ */
+export interface GatewaySigner {
+  readonly key: KeyObject;
+  readonly publicKeyPem: string;
+  /** sha256 of the public key's SubjectPublicKeyInfo DER, hex. */
+  readonly fingerprint: string;
+  readonly verifierId: string;
+  readonly version: string;
+}
+
+export interface AttestationDeps {
+  readonly store: BlobStore;
+  readonly metadata: MetadataStore;
+  readonly signer: GatewaySigner;
+  readonly policy: () => CompiledPolicy;
+  readonly now: () => number;
+}
+
+export interface StoredEnvelope {
+  readonly digest: Digest;
+  readonly size: number;
+}
+
+const COSIGN_SIGNATURE = 'dev.cosignproject.cosign/signature';
+export const REFERRER_ARTIFACT_TYPE = MediaType.inTotoPayload;
+
+export class AttestationService {
+  constructor(private readonly deps: AttestationDeps) {}
+
+  /** Issues and stores the attestation for a just-admitted subject. */
+  async issue(addr: Address, subject: Digest, inputs: readonly ResourceRef[]): Promise<StoredEnvelope> {
+    const { signer, policy, store, metadata, now } = this.deps;
+    const compiled = policy();
+    const statement = verificationSummary({
+      subjectName: addr.name,
+      subjectDigest: subject.text,
+      verifierId: signer.verifierId,
+      verifierVersion: signer.version,
+      timeVerified: new Date(now()),
+      resourceUri: `docker://${addr.name}@${subject.text}`,
+      policy: { uri: compiled.source, digest: { sha256: compiled.digest.hex } },
+      inputAttestations: inputs,
+    });
+    const envelope = signStatement(statement, signer.key, signer.fingerprint.slice(0, 16));
+    const digest = digestOf(envelope);
+    await store.putBytes(digest, envelope);
+    await metadata.recordAttestation(addr.name, { subject: subject.text, envelope: digest.text, size: envelope.length, policyDigest: compiled.digest.text, createdAt: now() });
+    return { digest, size: envelope.length };
+  }
+
+  /** The current attestation of an admitted subject (issued now when there is none under this policy). */
+  async current(addr: Address, subject: Digest): Promise<StoredEnvelope> {
+    const record = await this.deps.metadata.attestation(addr.name, subject.text, this.deps.policy().digest.text);
+    if (record && (await this.deps.store.stat(parseDigest(record.envelope))) === record.size) {
+      return { digest: parseDigest(record.envelope), size: record.size };
+    }
+    return this.issue(addr, subject, []);
+  }
+
+  /**
+   * The manifest served at `sha256-<hex>.att`: the publisher's attestation layers
+   * first, unchanged, then the gateway's own, with cosign's layer annotations.
+   */
+  async attTagManifest(envelope: StoredEnvelope, upstream: ImageManifest | undefined): Promise<Buffer> {
+    const layers: Record<string, unknown>[] = (upstream?.layers ?? []).map((l) => ({
+      mediaType: l.mediaType, size: l.size, digest: l.digest.text, ...(l.annotations ? { annotations: l.annotations } : {}),
+    }));
+    layers.push({ mediaType: MediaType.dsseEnvelope, size: envelope.size, digest: envelope.digest.text, annotations: { [COSIGN_SIGNATURE]: '', predicateType: VSA_PREDICATE_TYPE } });
+    const config = await this.#putJson({
+      architecture: '', created: '0001-01-01T00:00:00Z', history: layers.map(() => ({ created: '0001-01-01T00:00:00Z' })), os: '',
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) }, config: {},
+    });
+    return Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: MediaType.ociManifest,
+      config: { mediaType: MediaType.ociConfig, size: config.size, digest: config.digest.text },
+      layers,
+    }));
+  }
+
+  /** An OCI 1.1 artifact manifest carrying the envelope, with `subject` set, for the referrers API. */
+  async referrerManifest(envelope: StoredEnvelope, subject: { mediaType: string; digest: Digest; size: number }): Promise<Buffer> {
+    const empty = await this.#putJson({});
+    return Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: MediaType.ociManifest, artifactType: REFERRER_ARTIFACT_TYPE,
+      config: { mediaType: MediaType.ociEmpty, size: empty.size, digest: empty.digest.text },
+      layers: [{ mediaType: MediaType.dsseEnvelope, size: envelope.size, digest: envelope.digest.text, annotations: { 'in-toto.io/predicate-type': VSA_PREDICATE_TYPE } }],
+      subject: { mediaType: subject.mediaType, digest: subject.digest.text, size: subject.size },
+      annotations: { 'dev.portcullis.attestation': 'verification-summary', 'in-toto.io/predicate-type': VSA_PREDICATE_TYPE },
+    }));
+  }
+
+  async #putJson(value: unknown): Promise<StoredEnvelope> {
+    const bytes = Buffer.from(JSON.stringify(value));
+    const digest = digestOf(bytes);
+    await this.deps.store.putBytes(digest, bytes);
+    return { digest, size: bytes.length };
+  }
+}
+
+export function fingerprintOf(publicKeyPem: string): string {
+  const body = publicKeyPem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+  return createHash('sha256').update(Buffer.from(body, 'base64')).digest('hex');
+}

@@ -1,0 +1,170 @@
+import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { isObject, parseStrictJson } from '../oci/strict-json.js';
+
+/**
+ * The gateway's verification attestation: an in-toto Statement v1 whose predicate is
+ * a SLSA Verification Summary (https://slsa.dev/verification_summary/v1), in a DSSE
+ * envelope (secure-systems-lab/dsse v1.0) signed with the gateway's ECDSA P-256 key.
+ * Building and signing are pure; verification returns the claims it checked, and
+ * the caller decides whether they fit (subject digest, freshness).
+ */
+export const VSA_PREDICATE_TYPE = 'https://slsa.dev/verification_summary/v1';
+export const IN_TOTO_STATEMENT_V1 = 'https://in-toto.io/Statement/v1';
+export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
+export const MAX_ENVELOPE_BYTES = 256 * 1024;
+
+export interface ResourceRef {
+  readonly uri: string;
+  readonly digest: Readonly<Record<string, string>>;
+}
+
+export interface VerificationSummaryInput {
+  /** The name the image was served under: `gateway-prefix/repo` as clients pulled it, or the canonical name. */
+  readonly subjectName: string;
+  readonly subjectDigest: string;
+  readonly verifierId: string;
+  readonly verifierVersion: string;
+  readonly timeVerified: Date;
+  /** The upstream reference that was verified, e.g. `docker://ghcr.io/team/app@sha256:…`. */
+  readonly resourceUri: string;
+  readonly policy: ResourceRef;
+  /** The signatures that made the decision, by digest. */
+  readonly inputAttestations: readonly ResourceRef[];
+}
+
+export interface Statement {
+  readonly _type: string;
+  readonly subject: readonly { name: string; digest: Record<string, string> }[];
+  readonly predicateType: string;
+  readonly predicate: Record<string, unknown>;
+}
+
+export function verificationSummary(input: VerificationSummaryInput): Statement {
+  const [alg, hex] = input.subjectDigest.split(':') as [string, string];
+  return {
+    _type: IN_TOTO_STATEMENT_V1,
+    subject: [{ name: input.subjectName, digest: { [alg]: hex } }],
+    predicateType: VSA_PREDICATE_TYPE,
+    predicate: {
+      verifier: { id: input.verifierId, version: { portcullis: input.verifierVersion } },
+      timeVerified: input.timeVerified.toISOString(),
+      resourceUri: input.resourceUri,
+      policy: { uri: input.policy.uri, digest: { ...input.policy.digest } },
+      inputAttestations: input.inputAttestations.map((a) => ({ uri: a.uri, digest: { ...a.digest } })),
+      verificationResult: 'PASSED',
+      // Portcullis checks signatures against a policy; it makes no SLSA build-track claim.
+      verifiedLevels: ['SLSA_BUILD_LEVEL_0'],
+      slsaVersion: '1.0',
+    },
+  };
+}
+
+/** DSSE pre-authentication encoding (dsse protocol.md). */
+export function pae(payloadType: string, body: Uint8Array): Buffer {
+  const type = Buffer.from(payloadType, 'utf8');
+  return Buffer.concat([Buffer.from(`DSSEv1 ${type.length} `), type, Buffer.from(` ${body.length} `), body]);
+}
+
+export interface Envelope {
+  readonly payload: string;
+  readonly payloadType: string;
+  readonly signatures: readonly { keyid: string; sig: string }[];
+}
+
+/** Signs a statement; the envelope's bytes are what is stored and served. */
+export function signStatement(statement: Statement, privateKey: KeyObject, keyid = ''): Buffer {
+  const body = Buffer.from(JSON.stringify(statement));
+  const sig = sign('sha256', pae(IN_TOTO_PAYLOAD_TYPE, body), { key: privateKey, dsaEncoding: 'der' });
+  const envelope: Envelope = { payload: body.toString('base64'), payloadType: IN_TOTO_PAYLOAD_TYPE, signatures: [{ keyid, sig: sig.toString('base64') }] };
+  return Buffer.from(JSON.stringify(envelope));
+}
+
+export type AttestationProblem =
+  | 'attestation.malformed'
+  | 'attestation.bad_signature'
+  | 'attestation.wrong_type';
+
+export class AttestationError extends Error {
+  constructor(readonly code: AttestationProblem, message: string) {
+    super(message);
+    this.name = 'AttestationError';
+  }
+}
+
+export interface VerifiedSummary {
+  readonly subjectDigests: readonly string[];
+  readonly timeVerified: Date;
+  readonly verificationResult: string;
+  readonly resourceUri: string;
+  readonly policyDigest: string | undefined;
+}
+
+const B64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
+/**
+ * Verifies a DSSE envelope with `publicKey` and parses the verification summary it
+ * carries. Only the exact verified payload bytes are parsed (never the envelope
+ * again). The caller must still compare the subject digest and the age.
+ */
+export function verifySummaryEnvelope(bytes: Uint8Array, publicKey: KeyObject): VerifiedSummary {
+  if (bytes.length > MAX_ENVELOPE_BYTES) throw new AttestationError('attestation.malformed', `envelope larger than ${MAX_ENVELOPE_BYTES} bytes`);
+  let env: unknown;
+  try {
+    env = parseStrictJson(bytes, { maxDepth: 8 });
+  } catch (err) {
+    throw new AttestationError('attestation.malformed', `envelope is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(env) || typeof env.payload !== 'string' || typeof env.payloadType !== 'string' || !Array.isArray(env.signatures)) {
+    throw new AttestationError('attestation.malformed', 'not a DSSE envelope');
+  }
+  if (env.payloadType !== IN_TOTO_PAYLOAD_TYPE) throw new AttestationError('attestation.wrong_type', `payloadType ${env.payloadType} is not ${IN_TOTO_PAYLOAD_TYPE}`);
+  if (!B64.test(env.payload)) throw new AttestationError('attestation.malformed', 'payload is not base64');
+  const body = Buffer.from(env.payload, env.payload.includes('-') || env.payload.includes('_') ? 'base64url' : 'base64');
+  const message = pae(env.payloadType, body);
+  const ok = env.signatures.slice(0, 16).some((s) => {
+    if (!isObject(s) || typeof s.sig !== 'string' || !B64.test(s.sig)) return false;
+    const sig = Buffer.from(s.sig, 'base64');
+    try {
+      return verify('sha256', message, { key: publicKey, dsaEncoding: 'der' }, sig) || (sig.length === 64 && verify('sha256', message, { key: publicKey, dsaEncoding: 'ieee-p1363' }, sig));
+    } catch {
+      return false;
+    }
+  });
+  if (!ok) throw new AttestationError('attestation.bad_signature', 'no signature on the envelope verifies with the pinned gateway key');
+  let st: unknown;
+  try {
+    st = parseStrictJson(body, { maxDepth: 16 });
+  } catch (err) {
+    throw new AttestationError('attestation.malformed', `statement is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(st) || st._type !== IN_TOTO_STATEMENT_V1 || !Array.isArray(st.subject) || !isObject(st.predicate)) {
+    throw new AttestationError('attestation.malformed', 'not an in-toto Statement v1');
+  }
+  if (st.predicateType !== VSA_PREDICATE_TYPE) throw new AttestationError('attestation.wrong_type', `predicateType ${String(st.predicateType)} is not ${VSA_PREDICATE_TYPE}`);
+  const p = st.predicate;
+  const time = typeof p.timeVerified === 'string' ? new Date(p.timeVerified) : undefined;
+  if (!time || Number.isNaN(time.getTime())) throw new AttestationError('attestation.malformed', 'timeVerified is missing or invalid');
+  const subjectDigests = st.subject.flatMap((s) => (isObject(s) && isObject(s.digest) ? Object.entries(s.digest).filter(([, v]) => typeof v === 'string').map(([a, v]) => `${a}:${String(v)}`) : []));
+  const policy = isObject(p.policy) && isObject(p.policy.digest) && typeof p.policy.digest.sha256 === 'string' ? `sha256:${p.policy.digest.sha256}` : undefined;
+  return {
+    subjectDigests, timeVerified: time, policyDigest: policy,
+    verificationResult: typeof p.verificationResult === 'string' ? p.verificationResult : '',
+    resourceUri: typeof p.resourceUri === 'string' ? p.resourceUri : '',
+  };
+}
+
+/** Loads a PEM private key and checks it is ECDSA P-256. */
+export function parseSigningKey(pem: string): KeyObject | string {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch (err) {
+    return `cannot parse private key: ${(err as Error).message}`;
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') return 'the gateway signing key must be ECDSA P-256';
+  return key;
+}
+
+export function publicKeyPem(privateKey: KeyObject): string {
+  return createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }) as string;
+}
