@@ -6,6 +6,7 @@ import { LoadError } from '../policies/errors.js';
 import { formatDiagnostic } from '../policies/diagnostics.js';
 import { lintPolicyFiles } from './policy-lint.js';
 import { runServe } from './serve.js';
+import { initGateway } from '../gateway/init.js';
 
 /** Entry point of `portcullis`. Exit codes: 0 ok, 1 findings or failure, 2 usage. */
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -23,6 +24,16 @@ program.command('serve')
   .option('--data-dir <dir>', 'override the data directory')
   .action(async (opts: { config?: string; listen?: string; dataDir?: string }) => {
     await runServe({ configPath: opts.config, listen: opts.listen, dataDir: opts.dataDir === undefined ? undefined : resolve(opts.dataDir) });
+  });
+
+program.command('init')
+  .description('write a starter config and policy, the gateway signing key, and a local CA with a TLS certificate')
+  .argument('[dir]', 'directory to write into', '.')
+  .option('--host <name...>', 'extra host names or addresses for the TLS certificate')
+  .action((dir: string, opts: { host?: string[] }) => {
+    const r = initGateway(dir, { hosts: opts.host ?? [] });
+    process.stdout.write(`wrote ${r.files.length} files under ${r.dir}\n${r.files.map((f) => `  ${f}`).join('\n')}\n`);
+    process.stdout.write(`start it with: portcullis serve --config ${r.dir}/portcullis.yaml\nclients must trust ${r.caCert} (see README.md, "TLS")\n`);
   });
 
 const policy = program.command('policy').description('work with policy files');

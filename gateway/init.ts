@@ -1,0 +1,132 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { isIP } from 'node:net';
+import { join, resolve } from 'node:path';
+import forge from 'node-forge';
+
+/**
+ * `portcullis init [DIR]`: a starter configuration and policy, the gateway's
+ * attestation signing key (ECDSA P-256), and a local CA with a TLS server
+ * certificate for the gateway. Private keys are written 0600; existing files are
+ * never overwritten.
+ */
+export interface InitResult {
+  readonly dir: string;
+  readonly files: readonly string[];
+  readonly caCert: string;
+}
+
+const DAY = 24 * 60 * 60 * 1000;
+
+export function initGateway(dirArg: string, opts: { hosts?: readonly string[]; now?: Date } = {}): InitResult {
+  const dir = resolve(dirArg);
+  const now = opts.now ?? new Date();
+  const hosts = [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...(opts.hosts ?? [])])];
+  const files = {
+    config: join(dir, 'portcullis.yaml'),
+    policy: join(dir, 'policy.yaml'),
+    signingKey: join(dir, 'keys', 'gateway.key'),
+    signingPub: join(dir, 'keys', 'gateway.pub'),
+    caKey: join(dir, 'tls', 'ca.key'),
+    caCert: join(dir, 'tls', 'ca.crt'),
+    serverKey: join(dir, 'tls', 'server.key'),
+    serverCert: join(dir, 'tls', 'server.crt'),
+  };
+  const existing = Object.values(files).filter((f) => existsSync(f));
+  if (existing.length > 0) throw new Error(`refusing to overwrite ${existing.join(', ')}`);
+  mkdirSync(join(dir, 'keys'), { recursive: true, mode: 0o700 });
+  mkdirSync(join(dir, 'tls'), { recursive: true, mode: 0o700 });
+
+  const signing = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  writeFileSync(files.signingKey, signing.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
+  writeFileSync(files.signingPub, signing.publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o644, flag: 'wx' });
+
+  const ca = rsaKeyPair();
+  const caCert = certificate({
+    subject: [{ name: 'commonName', value: `Portcullis local CA (${hostname()})` }, { name: 'organizationName', value: 'Portcullis' }],
+    publicKey: ca.publicKey, signer: ca.privateKey, issuer: undefined, now, days: 3650,
+    extensions: [
+      { name: 'basicConstraints', cA: true, critical: true, pathLenConstraint: 0 },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+      { name: 'subjectKeyIdentifier' },
+    ],
+  });
+  const server = rsaKeyPair();
+  const serverCert = certificate({
+    subject: [{ name: 'commonName', value: hosts[0] as string }],
+    publicKey: server.publicKey, signer: ca.privateKey, issuer: caCert, now, days: 825,
+    extensions: [
+      { name: 'basicConstraints', cA: false, critical: true },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      { name: 'subjectAltName', altNames: hosts.map((h) => (isIP(h) ? { type: 7, ip: h } : { type: 2, value: h })) },
+      { name: 'subjectKeyIdentifier' },
+      { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
+    ],
+  });
+  writeFileSync(files.caKey, forge.pki.privateKeyToPem(ca.privateKey), { mode: 0o600, flag: 'wx' });
+  writeFileSync(files.caCert, forge.pki.certificateToPem(caCert), { mode: 0o644, flag: 'wx' });
+  writeFileSync(files.serverKey, forge.pki.privateKeyToPem(server.privateKey), { mode: 0o600, flag: 'wx' });
+  writeFileSync(files.serverCert, forge.pki.certificateToPem(serverCert) + forge.pki.certificateToPem(caCert), { mode: 0o644, flag: 'wx' });
+
+  writeFileSync(files.config, STARTER_CONFIG, { mode: 0o644, flag: 'wx' });
+  writeFileSync(files.policy, STARTER_POLICY, { mode: 0o644, flag: 'wx' });
+  return { dir, files: Object.values(files), caCert: files.caCert };
+}
+
+/** RSA keys come from node's native generator (node-forge's would take seconds). */
+function rsaKeyPair(): { privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki.rsa.PublicKey } {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const key = forge.pki.privateKeyFromPem(privateKey.export({ type: 'pkcs1', format: 'pem' }) as string) as forge.pki.rsa.PrivateKey;
+  return { privateKey: key, publicKey: forge.pki.setRsaPublicKey(key.n, key.e) };
+}
+
+function certificate(o: {
+  subject: forge.pki.CertificateField[]; publicKey: forge.pki.rsa.PublicKey; signer: forge.pki.rsa.PrivateKey;
+  issuer: forge.pki.Certificate | undefined; now: Date; days: number; extensions: object[];
+}): forge.pki.Certificate {
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = o.publicKey;
+  // A positive 128-bit serial (the top bit cleared so DER does not read it as negative).
+  const serial = randomBytes(16);
+  serial[0] = (serial[0] ?? 0) & 0x7f;
+  cert.serialNumber = serial.toString('hex');
+  cert.validity.notBefore = new Date(o.now.getTime() - DAY);
+  cert.validity.notAfter = new Date(o.now.getTime() + o.days * DAY);
+  cert.setSubject(o.subject);
+  cert.setIssuer(o.issuer ? o.issuer.subject.attributes : o.subject);
+  cert.setExtensions(o.extensions);
+  cert.sign(o.signer, forge.md.sha256.create());
+  return cert;
+}
+
+const STARTER_CONFIG = `# Portcullis gateway configuration (see README.md, "Configuration").
+listen: 127.0.0.1:5000
+dataDir: data
+policy: policy.yaml
+logLevel: info
+attestation:
+  key: keys/gateway.key        # clients pin keys/gateway.pub (also served at /v2/_portcullis/gateway.pub)
+tls:
+  cert: tls/server.crt         # signed by tls/ca.crt: make clients trust that CA
+  key: tls/server.key
+upstreams:
+  - name: docker.io
+    url: https://registry-1.docker.io
+    dockerHubMirror: true
+    authRealms: [https://auth.docker.io]
+  - name: ghcr.io
+    url: https://ghcr.io
+`;
+
+const STARTER_POLICY = `# Portcullis policy (see README.md, "Policy"). Nothing is admitted until a rule says so.
+version: 1
+default: reject
+rules:
+  # - scope: ghcr.io/your-org
+  #   require:
+  #     - cosign: { keys: [keys/your-org.pub] }
+  - scope: docker.io/library
+    reject: "official images need a signer: add a rule with the keys you trust"
+`;

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { loadConfigFile } from '../../gateway/config.js';
+import { startGateway, type RunningGateway } from '../../gateway/main.js';
+import { lintPolicyFiles } from '../../cli/policy-lint.js';
+import { run } from '../helpers/peers.js';
+import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const CLI = fileURLToPath(new URL('../../cli/portcullis.js', import.meta.url));
+
+describe('portcullis init, then serve with TLS: clients that trust the local CA pull over https', () => {
+  let world: SignedWorld;
+  let gw: RunningGateway;
+  const dir = tempDir('portcullis-init-');
+  const conf = join(dir.path, 'gw');
+
+  before(async () => {
+    world = await buildSignedWorld();
+    const r = spawnSync(process.execPath, [CLI, 'init', conf], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  });
+  after(async () => {
+    await gw?.close();
+    await world?.stop();
+    dir.cleanup();
+  });
+
+  test('init writes a config and a policy that load, private keys 0600, and refuses to overwrite', () => {
+    assert.equal(loadConfigFile(join(conf, 'portcullis.yaml')).tls?.cert, join(conf, 'tls', 'server.crt'));
+    assert.equal(lintPolicyFiles([join(conf, 'policy.yaml')], () => undefined), 0);
+    for (const key of ['keys/gateway.key', 'tls/ca.key', 'tls/server.key']) assert.equal(statSync(join(conf, key)).mode & 0o777, 0o600, key);
+    const again = spawnSync(process.execPath, [CLI, 'init', conf], { encoding: 'utf8' });
+    assert.notEqual(again.status, 0);
+  });
+
+  test('skopeo with the CA in its cert dir copies a signed image over https; the served key is the init key', async () => {
+    writeFileSync(join(conf, 'trusted.pub'), readFileSync(world.trusted.pub));
+    writeFileSync(join(conf, 'policy.yaml'), worldPolicy(world.registry.host));
+    writeFileSync(join(conf, 'portcullis.yaml'), [
+      'listen: 127.0.0.1:0', 'dataDir: data', 'policy: policy.yaml', 'attestation:', '  key: keys/gateway.key',
+      'tls:', '  cert: tls/server.crt', '  key: tls/server.key', 'upstreams:',
+      `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`, '',
+    ].join('\n'));
+    gw = await startGateway(loadConfigFile(join(conf, 'portcullis.yaml')), { logger: pino({ level: 'silent' }) });
+    assert.match(gw.url, /^https:/);
+    const certs = join(dir.path, 'certs');
+    mkdirSync(certs);
+    copyFileSync(join(conf, 'tls', 'ca.crt'), join(certs, 'ca.crt'));
+    const out = join(dir.path, 'out');
+    await run('skopeo', ['--insecure-policy', 'copy', '--src-cert-dir', certs, `docker://127.0.0.1:${gw.port}/up/test/signed:1`, `dir:${out}`]);
+    const untrusted = await run('skopeo', ['--insecure-policy', 'inspect', '--raw', `docker://127.0.0.1:${gw.port}/up/test/signed:1`], { allowFail: true });
+    assert.notEqual(untrusted.code, 0, 'without the CA the certificate is not trusted');
+    const key = await run('curl', ['-sf', '--cacert', join(conf, 'tls', 'ca.crt'), `https://127.0.0.1:${gw.port}/v2/_portcullis/gateway.pub`]);
+    assert.equal(key.stdout, readFileSync(join(conf, 'keys', 'gateway.pub'), 'utf8'));
+  });
+});
