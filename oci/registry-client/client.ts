@@ -47,6 +47,8 @@ export interface RegistryClientOptions {
   readonly dispatcher?: Dispatcher | undefined;
   readonly observe?: ((o: UpstreamObservation) => void) | undefined;
   readonly now?: (() => number) | undefined;
+  /** Sent as `?ns=` on every repository request: the registry host a pull-through proxy should use. */
+  readonly namespace?: string | undefined;
 }
 
 export interface RawResponse {
@@ -182,7 +184,7 @@ export class RegistryClient {
     for (let attempt = 0; ; attempt++) {
       let res: RawResponse;
       try {
-        res = await this.#follow(method, new URL(pathAndQuery, this.baseUrl), opts);
+        res = await this.#follow(method, this.#url(pathAndQuery), opts);
       } catch (err) {
         if (err instanceof UpstreamError || attempt >= retries || opts.signal?.aborted) throw wrapNetwork(err);
         await sleep(backoff(attempt));
@@ -206,6 +208,12 @@ export class RegistryClient {
       }
       return res;
     }
+  }
+
+  #url(pathAndQuery: string): URL {
+    const url = new URL(pathAndQuery, this.baseUrl);
+    if (this.#options.namespace !== undefined && url.pathname !== '/v2/') url.searchParams.set('ns', this.#options.namespace);
+    return url;
   }
 
   async #follow(method: string, url: URL, opts: { repository?: string; headers?: Record<string, string>; signal?: AbortSignal | undefined }): Promise<RawResponse> {

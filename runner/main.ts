@@ -1,0 +1,53 @@
+import { createInterface } from 'node:readline/promises';
+import { RunnerError } from './errors.js';
+import { hostPlatform, parsePlatform } from './gateway-client.js';
+import { readTrust, runnerPaths } from './settings.js';
+import { fetchGatewayKey, pinKey } from './trust.js';
+import { verifyImage } from './verify.js';
+
+/**
+ * secure-run's composition root: the only place that reads the environment, the
+ * terminal and the user's files.
+ */
+export interface Output {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+export async function trustCommand(url: string, opts: { fingerprint?: string; yes?: boolean }, io: Output): Promise<number> {
+  const paths = runnerPaths();
+  const offered = await fetchGatewayKey(url);
+  io.out(`gateway ${offered.gateway} offers key ${offered.fingerprint}`);
+  let confirmed = opts.yes === true;
+  if (opts.fingerprint === undefined && !confirmed) {
+    if (!process.stdin.isTTY) throw new RunnerError('NOT_TRUSTED', 'not a terminal: pass --fingerprint sha256:… (compare it with the gateway\'s start-up log)');
+    const rl = createInterface({ input: process.stdin, output: process.stdout });
+    try {
+      confirmed = /^y(es)?$/i.test((await rl.question('Is this the key the gateway logged at start-up? Pin it? [y/N] ')).trim());
+    } finally {
+      rl.close();
+    }
+  }
+  const trust = pinKey(paths, offered, { expected: opts.fingerprint, confirmed });
+  io.out(`pinned ${trust.fingerprint} for ${trust.gateway} in ${paths.trustFile}`);
+  return 0;
+}
+
+export async function verifyCommand(image: string, opts: { platform?: string; maxAge: string; json?: boolean }, io: Output): Promise<number> {
+  const trust = readTrust(runnerPaths());
+  const v = await verifyImage(trust, image, { platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(), maxAgeMs: parseDuration(opts.maxAge) });
+  if (opts.json) {
+    io.out(JSON.stringify({ image, digest: v.image.manifestDigest.text, index: v.image.indexDigest?.text, verified: v.summary.timeVerified.toISOString(), policy: v.summary.policyDigest, resource: v.summary.resourceUri }));
+  } else {
+    io.out(`${image} → ${v.image.manifestDigest.text}: attested by ${trust.gateway} (key ${trust.fingerprint}) at ${v.summary.timeVerified.toISOString()}, policy ${v.summary.policyDigest ?? 'unknown'}`);
+  }
+  return 0;
+}
+
+/** `90d`, `12h`, `30m`, `45s`. */
+export function parseDuration(text: string): number {
+  const m = /^(\d{1,6})([dhms])$/.exec(text.trim());
+  if (!m) throw new RunnerError('IMAGE_INVALID', `not a duration: ${JSON.stringify(text)} (use 30d, 12h, 30m or 45s)`);
+  const unit = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000 }[m[2] as 'd' | 'h' | 'm' | 's'];
+  return Number(m[1]) * unit;
+}

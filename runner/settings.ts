@@ -1,0 +1,57 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { isObject, parseStrictJson } from '../oci/strict-json.js';
+import { RunnerError } from './errors.js';
+
+/**
+ * Where secure-run keeps its state: settings (the pinned gateway) in the user's
+ * config directory, image and rootfs caches in the user's data directory (XDG base
+ * directories). Nothing here is shared between users.
+ */
+export interface RunnerPaths {
+  readonly configDir: string;
+  readonly dataDir: string;
+  readonly trustFile: string;
+}
+
+export function runnerPaths(env: NodeJS.ProcessEnv = process.env, home: string = homedir()): RunnerPaths {
+  const configDir = join(env.XDG_CONFIG_HOME || join(home, '.config'), 'secure-run');
+  const dataDir = join(env.XDG_DATA_HOME || join(home, '.local', 'share'), 'secure-run');
+  return { configDir, dataDir, trustFile: join(configDir, 'trust.json') };
+}
+
+/** The one gateway this user trusts, and its pinned key. */
+export interface Trust {
+  readonly gateway: string;
+  readonly publicKeyPem: string;
+  readonly fingerprint: string;
+  readonly pinnedAt: string;
+}
+
+export function readTrust(paths: RunnerPaths): Trust {
+  let text: string;
+  try {
+    text = readFileSync(paths.trustFile, 'utf8');
+  } catch {
+    throw new RunnerError('NOT_TRUSTED', `no gateway is trusted yet: run \`secure-run trust GATEWAY_URL\` (looked in ${paths.trustFile})`);
+  }
+  const doc = parseStrictJson(text, { maxDepth: 4 });
+  if (!isObject(doc) || typeof doc.gateway !== 'string' || typeof doc.publicKeyPem !== 'string' || typeof doc.fingerprint !== 'string') {
+    throw new RunnerError('NOT_TRUSTED', `${paths.trustFile} is not a trust file written by secure-run`);
+  }
+  return { gateway: doc.gateway, publicKeyPem: doc.publicKeyPem, fingerprint: doc.fingerprint, pinnedAt: String(doc.pinnedAt ?? '') };
+}
+
+export function pinnedKey(trust: Trust): KeyObject {
+  return createPublicKey(trust.publicKeyPem);
+}
+
+/** Writes the trust file atomically (write, rename) in a directory only the user can enter. */
+export function writeTrust(paths: RunnerPaths, trust: Trust): void {
+  mkdirSync(paths.configDir, { recursive: true, mode: 0o700 });
+  const tmp = `${paths.trustFile}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(trust, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, paths.trustFile);
+}

@@ -1,0 +1,50 @@
+import { createHash, createPublicKey } from 'node:crypto';
+import { request } from 'undici';
+import { readBounded } from '../oci/registry-client/body.js';
+import { RunnerError } from './errors.js';
+import { writeTrust, type RunnerPaths, type Trust } from './settings.js';
+
+/**
+ * `secure-run trust GATEWAY_URL`: fetch the gateway's public key, show its
+ * fingerprint, and pin it once the user confirms it (or it equals `--fingerprint`).
+ * The fingerprint is sha256 over the key's SubjectPublicKeyInfo DER, the same value
+ * the gateway logs at start-up.
+ */
+export interface OfferedKey {
+  readonly gateway: string;
+  readonly publicKeyPem: string;
+  readonly fingerprint: string;
+}
+
+export async function fetchGatewayKey(gatewayUrl: string): Promise<OfferedKey> {
+  const base = new URL(gatewayUrl);
+  if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new RunnerError('NOT_TRUSTED', 'the gateway URL must be http(s)');
+  const res = await request(new URL('/v2/_portcullis/gateway.pub', base), { method: 'GET', headersTimeout: 15_000, bodyTimeout: 15_000 });
+  if (res.statusCode !== 200) {
+    await readBounded(res.body, 64 * 1024, 'response').catch(() => undefined);
+    throw new RunnerError('NOT_TRUSTED', `${base.origin} did not serve a gateway key (HTTP ${res.statusCode})`);
+  }
+  const pem = (await readBounded(res.body, 16 * 1024, 'gateway key')).toString('utf8');
+  let key;
+  try {
+    key = createPublicKey(pem);
+  } catch (err) {
+    throw new RunnerError('NOT_TRUSTED', `the gateway's key cannot be parsed: ${(err as Error).message}`, { cause: err });
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new RunnerError('NOT_TRUSTED', 'the gateway key is not ECDSA P-256');
+  const der = key.export({ type: 'spki', format: 'der' });
+  return { gateway: base.origin, publicKeyPem: key.export({ type: 'spki', format: 'pem' }) as string, fingerprint: `sha256:${createHash('sha256').update(der).digest('hex')}` };
+}
+
+/** Pins `offered` when `expected` matches its fingerprint (scripts) or `confirmed` says yes (people). */
+export function pinKey(paths: RunnerPaths, offered: OfferedKey, decision: { expected?: string | undefined; confirmed?: boolean }, now = new Date()): Trust {
+  if (decision.expected !== undefined) {
+    const want = decision.expected.startsWith('sha256:') ? decision.expected.toLowerCase() : `sha256:${decision.expected.toLowerCase()}`;
+    if (want !== offered.fingerprint) throw new RunnerError('TRUST_MISMATCH', `the gateway offers key ${offered.fingerprint}, not ${want}: nothing was pinned`);
+  } else if (!decision.confirmed) {
+    throw new RunnerError('NOT_TRUSTED', 'the key was not confirmed: nothing was pinned');
+  }
+  const trust: Trust = { gateway: offered.gateway, publicKeyPem: offered.publicKeyPem, fingerprint: offered.fingerprint, pinnedAt: now.toISOString() };
+  writeTrust(paths, trust);
+  return trust;
+}
