@@ -30,8 +30,9 @@ program.command('init')
   .description('write a starter config and policy, the gateway signing key, and a local CA with a TLS certificate')
   .argument('[dir]', 'directory to write into', '.')
   .option('--host <name...>', 'extra host names or addresses for the TLS certificate')
-  .action((dir: string, opts: { host?: string[] }) => {
-    const r = initGateway(dir, { hosts: opts.host ?? [] });
+  .option('--keep-ca-key', 'keep tls/ca.key (by default the CA key is discarded once the server certificate is signed)')
+  .action((dir: string, opts: { host?: string[]; keepCaKey?: boolean }) => {
+    const r = initGateway(dir, { hosts: opts.host ?? [], keepCaKey: opts.keepCaKey === true });
     process.stdout.write(`wrote ${r.files.length} files under ${r.dir}\n${r.files.map((f) => `  ${f}`).join('\n')}\n`);
     process.stdout.write(`start it with: portcullis serve --config ${r.dir}/portcullis.yaml\nclients must trust ${r.caCert} (see README.md, "TLS")\n`);
   });

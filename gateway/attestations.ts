@@ -3,7 +3,6 @@ import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/media-types.js';
 import type { ImageManifest } from '../oci/manifest.js';
 import { signStatement, verificationSummary, VSA_PREDICATE_TYPE, type ResourceRef } from '../policies/attestation.js';
-import type { CompiledPolicy } from '../policies/model.js';
 import type { MetadataStore } from './metadata/metadata-store.js';
 import type { BlobStore } from './store/blob-store.js';
 import type { Address } from './upstreams.js';
@@ -31,7 +30,6 @@ export interface AttestationDeps {
   readonly store: BlobStore;
   readonly metadata: MetadataStore;
   readonly signer: GatewaySigner;
-  readonly policy: () => CompiledPolicy;
   readonly now: () => number;
 }
 
@@ -41,15 +39,26 @@ export interface StoredEnvelope {
 }
 
 const COSIGN_SIGNATURE = 'dev.cosignproject.cosign/signature';
+/** Marks the gateway's own entries; removed from anything that comes from upstream. */
+export const GATEWAY_MARK = 'dev.portcullis.attestation';
+const GATEWAY_MARK_VALUE = 'verification-summary';
+
+/** Upstream content that claims to be, or could be taken for, the gateway's attestation. */
+export function impersonatesGateway(annotations: Readonly<Record<string, string>> | undefined): boolean {
+  if (!annotations) return false;
+  return GATEWAY_MARK in annotations || annotations.predicateType === VSA_PREDICATE_TYPE || annotations['in-toto.io/predicate-type'] === VSA_PREDICATE_TYPE;
+}
 export const REFERRER_ARTIFACT_TYPE = MediaType.inTotoPayload;
 
 export class AttestationService {
   constructor(private readonly deps: AttestationDeps) {}
 
-  /** Issues and stores the attestation for a just-admitted subject. */
-  async issue(addr: Address, subject: Digest, inputs: readonly ResourceRef[]): Promise<StoredEnvelope> {
-    const { signer, policy, store, metadata, now } = this.deps;
-    const compiled = policy();
+  /**
+   * Issues and stores the attestation for a subject that `policy` has just admitted.
+   * Callers guarantee the admission; this signs what they decided.
+   */
+  async issue(addr: Address, subject: Digest, inputs: readonly ResourceRef[], policy: { source: string; digest: Digest }): Promise<StoredEnvelope> {
+    const { signer, store, metadata, now } = this.deps;
     const statement = verificationSummary({
       subjectName: addr.name,
       subjectDigest: subject.text,
@@ -57,34 +66,37 @@ export class AttestationService {
       verifierVersion: signer.version,
       timeVerified: new Date(now()),
       resourceUri: `docker://${addr.name}@${subject.text}`,
-      policy: { uri: compiled.source, digest: { sha256: compiled.digest.hex } },
+      policy: { uri: policy.source, digest: { [policy.digest.algorithm]: policy.digest.hex } },
       inputAttestations: inputs,
     });
     const envelope = signStatement(statement, signer.key, signer.fingerprint.slice(0, 16));
     const digest = digestOf(envelope);
     await store.putBytes(digest, envelope);
-    await metadata.recordAttestation(addr.name, { subject: subject.text, envelope: digest.text, size: envelope.length, policyDigest: compiled.digest.text, createdAt: now() });
+    await metadata.recordAttestation(addr.name, { subject: subject.text, envelope: digest.text, size: envelope.length, policyDigest: policy.digest.text, createdAt: now() });
     return { digest, size: envelope.length };
   }
 
-  /** The current attestation of an admitted subject (issued now when there is none under this policy). */
-  async current(addr: Address, subject: Digest): Promise<StoredEnvelope> {
-    const record = await this.deps.metadata.attestation(addr.name, subject.text, this.deps.policy().digest.text);
-    if (record && (await this.deps.store.stat(parseDigest(record.envelope))) === record.size) {
-      return { digest: parseDigest(record.envelope), size: record.size };
-    }
-    return this.issue(addr, subject, []);
+  /** The stored attestation of `subject` under `policyDigest`, if there is one. */
+  async find(addr: Address, subject: Digest, policyDigest: string): Promise<StoredEnvelope | undefined> {
+    const record = await this.deps.metadata.attestation(addr.name, subject.text, policyDigest);
+    if (!record || (await this.deps.store.stat(parseDigest(record.envelope))) !== record.size) return undefined;
+    return { digest: parseDigest(record.envelope), size: record.size };
   }
 
   /**
    * The manifest served at `sha256-<hex>.att`: the publisher's attestation layers
    * first, unchanged, then the gateway's own, with cosign's layer annotations.
    */
-  async attTagManifest(envelope: StoredEnvelope, upstream: ImageManifest | undefined): Promise<Buffer> {
-    const layers: Record<string, unknown>[] = (upstream?.layers ?? []).map((l) => ({
+  async attTagManifest(envelope: StoredEnvelope | undefined, upstream: ImageManifest | undefined): Promise<Buffer> {
+    const layers: Record<string, unknown>[] = (upstream?.layers ?? []).filter((l) => !impersonatesGateway(l.annotations)).map((l) => ({
       mediaType: l.mediaType, size: l.size, digest: l.digest.text, ...(l.annotations ? { annotations: l.annotations } : {}),
     }));
-    layers.push({ mediaType: MediaType.dsseEnvelope, size: envelope.size, digest: envelope.digest.text, annotations: { [COSIGN_SIGNATURE]: '', predicateType: VSA_PREDICATE_TYPE } });
+    if (envelope) {
+      layers.push({
+        mediaType: MediaType.dsseEnvelope, size: envelope.size, digest: envelope.digest.text,
+        annotations: { [COSIGN_SIGNATURE]: '', predicateType: VSA_PREDICATE_TYPE, [GATEWAY_MARK]: GATEWAY_MARK_VALUE },
+      });
+    }
     const config = await this.#putJson({
       architecture: '', created: '0001-01-01T00:00:00Z', history: layers.map(() => ({ created: '0001-01-01T00:00:00Z' })), os: '',
       rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) }, config: {},
@@ -104,7 +116,7 @@ export class AttestationService {
       config: { mediaType: MediaType.ociEmpty, size: empty.size, digest: empty.digest.text },
       layers: [{ mediaType: MediaType.dsseEnvelope, size: envelope.size, digest: envelope.digest.text, annotations: { 'in-toto.io/predicate-type': VSA_PREDICATE_TYPE } }],
       subject: { mediaType: subject.mediaType, digest: subject.digest.text, size: subject.size },
-      annotations: { 'dev.portcullis.attestation': 'verification-summary', 'in-toto.io/predicate-type': VSA_PREDICATE_TYPE },
+      annotations: { [GATEWAY_MARK]: GATEWAY_MARK_VALUE, 'in-toto.io/predicate-type': VSA_PREDICATE_TYPE },
     }));
   }
 

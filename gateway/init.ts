@@ -9,7 +9,7 @@ import forge from 'node-forge';
  * `portcullis init [DIR]`: a starter configuration and policy, the gateway's
  * attestation signing key (ECDSA P-256), and a local CA with a TLS server
  * certificate for the gateway. Private keys are written 0600; existing files are
- * never overwritten.
+ * never overwritten. The CA key is discarded after signing unless `keepCaKey`.
  */
 export interface InitResult {
   readonly dir: string;
@@ -19,7 +19,7 @@ export interface InitResult {
 
 const DAY = 24 * 60 * 60 * 1000;
 
-export function initGateway(dirArg: string, opts: { hosts?: readonly string[]; now?: Date } = {}): InitResult {
+export function initGateway(dirArg: string, opts: { hosts?: readonly string[]; now?: Date; keepCaKey?: boolean } = {}): InitResult {
   const dir = resolve(dirArg);
   const now = opts.now ?? new Date();
   const hosts = [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...(opts.hosts ?? [])])];
@@ -34,6 +34,7 @@ export function initGateway(dirArg: string, opts: { hosts?: readonly string[]; n
     serverCert: join(dir, 'tls', 'server.crt'),
   };
   const existing = Object.values(files).filter((f) => existsSync(f));
+  const written = Object.values(files).filter((f) => f !== files.caKey || opts.keepCaKey === true);
   if (existing.length > 0) throw new Error(`refusing to overwrite ${existing.join(', ')}`);
   mkdirSync(join(dir, 'keys'), { recursive: true, mode: 0o700 });
   mkdirSync(join(dir, 'tls'), { recursive: true, mode: 0o700 });
@@ -65,14 +66,17 @@ export function initGateway(dirArg: string, opts: { hosts?: readonly string[]; n
       { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
     ],
   });
-  writeFileSync(files.caKey, forge.pki.privateKeyToPem(ca.privateKey), { mode: 0o600, flag: 'wx' });
+  // The CA signs one server certificate and, unless asked to keep it, its key is then
+  // forgotten: clients that trust ca.crt cannot be fooled by anyone who later reads
+  // this directory. Run init again (elsewhere) for new host names.
+  if (opts.keepCaKey) writeFileSync(files.caKey, forge.pki.privateKeyToPem(ca.privateKey), { mode: 0o600, flag: 'wx' });
   writeFileSync(files.caCert, forge.pki.certificateToPem(caCert), { mode: 0o644, flag: 'wx' });
   writeFileSync(files.serverKey, forge.pki.privateKeyToPem(server.privateKey), { mode: 0o600, flag: 'wx' });
   writeFileSync(files.serverCert, forge.pki.certificateToPem(serverCert) + forge.pki.certificateToPem(caCert), { mode: 0o644, flag: 'wx' });
 
   writeFileSync(files.config, STARTER_CONFIG, { mode: 0o644, flag: 'wx' });
   writeFileSync(files.policy, STARTER_POLICY, { mode: 0o644, flag: 'wx' });
-  return { dir, files: Object.values(files), caCert: files.caCert };
+  return { dir, files: written, caCert: files.caCert };
 }
 
 /** RSA keys come from node's native generator (node-forge's would take seconds). */

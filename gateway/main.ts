@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { RegistryClient } from '../oci/registry-client/client.js';
@@ -56,7 +56,7 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
     }),
   }));
   const signer = loadSigner(config.attestationKey ?? join(config.dataDir, 'gateway.key'), config.attestationKey === undefined, config.verifierId);
-  const attestations = new AttestationService({ store, metadata, signer, policy: () => policy, now: Date.now });
+  const attestations = new AttestationService({ store, metadata, signer, now: Date.now });
   const gateway = buildApp({
     upstreams: new Upstreams(upstreamList), store, metadata, policy: () => policy, limits: config.limits,
     tagTtlSeconds: config.tagTtlSeconds, logger, metrics, attestations, signer,
@@ -87,27 +87,50 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
  * and be readable by its owner only; the default key is created (0600) on first start.
  */
 export function loadSigner(path: string, createIfMissing: boolean, verifierId: string | undefined): GatewaySigner {
-  let pem: string;
-  try {
-    const mode = statSync(path).mode;
-    if ((mode & 0o077) !== 0) {
-      throw new LoadError('CONFIG_INVALID', [{ file: path, line: 1, column: 1, message: `the gateway signing key is readable by others (mode ${(mode & 0o777).toString(8)})`, hint: `chmod 600 ${path}` }]);
+  let pem = readPrivateKeyFile(path);
+  if (pem === undefined) {
+    if (!createIfMissing) throw new LoadError('FILE_UNREADABLE', [{ file: path, line: 1, column: 1, message: 'the gateway signing key does not exist' }]);
+    // Written whole under a temporary name, then linked into place: a crash leaves no
+    // half-written key, and of two processes starting together one key wins.
+    const fresh = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, fresh, { mode: 0o600, flag: 'wx' });
+    try {
+      linkSync(tmp, path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      unlinkSync(tmp);
     }
-    pem = readFileSync(path, 'utf8');
-  } catch (err) {
-    if (err instanceof LoadError) throw err;
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !createIfMissing) {
-      throw new LoadError('FILE_UNREADABLE', [{ file: path, line: 1, column: 1, message: `cannot read the gateway signing key: ${(err as Error).message}` }], { cause: err });
-    }
-    pem = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-    writeFileSync(path, pem, { mode: 0o600, flag: 'wx' });
-    chmodSync(path, 0o600);
+    pem = readPrivateKeyFile(path);
+    if (pem === undefined) throw new LoadError('FILE_UNREADABLE', [{ file: path, line: 1, column: 1, message: 'the gateway signing key vanished while it was created' }]);
   }
   const key = parseSigningKey(pem);
   if (typeof key === 'string') throw new LoadError('CONFIG_INVALID', [{ file: path, line: 1, column: 1, message: key }]);
   const publicPem = publicKeyPem(key);
   const fingerprint = fingerprintOf(publicPem);
   return { key, publicKeyPem: publicPem, fingerprint, verifierId: verifierId ?? `urn:portcullis:gateway:sha256:${fingerprint}`, version: PACKAGE_VERSION };
+}
+
+/** Reads a private key through one descriptor, after checking that descriptor's mode. Undefined when absent. */
+function readPrivateKeyFile(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new LoadError('FILE_UNREADABLE', [{ file: path, line: 1, column: 1, message: `cannot read the gateway signing key: ${(err as Error).message}` }], { cause: err });
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || (st.mode & 0o077) !== 0) {
+      throw new LoadError('CONFIG_INVALID', [{ file: path, line: 1, column: 1, message: `the gateway signing key is readable by others (mode ${(st.mode & 0o777).toString(8)})`, hint: `chmod 600 ${path}` }]);
+    }
+    if (st.size > 64 * 1024) throw new LoadError('CONFIG_INVALID', [{ file: path, line: 1, column: 1, message: 'the gateway signing key file is too large' }]);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;

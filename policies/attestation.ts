@@ -82,7 +82,10 @@ export function signStatement(statement: Statement, privateKey: KeyObject, keyid
 export type AttestationProblem =
   | 'attestation.malformed'
   | 'attestation.bad_signature'
-  | 'attestation.wrong_type';
+  | 'attestation.wrong_type'
+  | 'attestation.wrong_subject'
+  | 'attestation.not_passed'
+  | 'attestation.expired';
 
 export class AttestationError extends Error {
   constructor(readonly code: AttestationProblem, message: string) {
@@ -92,6 +95,8 @@ export class AttestationError extends Error {
 }
 
 export interface VerifiedSummary {
+  readonly subjectName: string;
+  readonly verifierId: string;
   readonly subjectDigests: readonly string[];
   readonly timeVerified: Date;
   readonly verificationResult: string;
@@ -101,12 +106,39 @@ export interface VerifiedSummary {
 
 const B64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
+/** What an attestation must say to be accepted. */
+export interface SummaryExpectation {
+  /** The manifest digest about to be used: the statement must name exactly this one subject. */
+  readonly digest: string;
+  readonly now: Date;
+  readonly maxAgeMs: number;
+}
+
 /**
- * Verifies a DSSE envelope with `publicKey` and parses the verification summary it
- * carries. Only the exact verified payload bytes are parsed (never the envelope
- * again). The caller must still compare the subject digest and the age.
+ * Verifies a DSSE envelope with `publicKey` and checks the verification summary it
+ * carries against `expect`: one subject, exactly the expected digest; PASSED; made
+ * no longer than `maxAgeMs` ago and not in the future (5 minutes of clock skew).
+ * Only the exact verified payload bytes are parsed, never the envelope again.
  */
-export function verifySummaryEnvelope(bytes: Uint8Array, publicKey: KeyObject): VerifiedSummary {
+export function verifySummaryEnvelope(bytes: Uint8Array, publicKey: KeyObject, expect: SummaryExpectation): VerifiedSummary {
+  const summary = readSummaryEnvelope(bytes, publicKey);
+  if (summary.subjectDigests.length !== 1 || summary.subjectDigests[0] !== expect.digest) {
+    throw new AttestationError('attestation.wrong_subject', `the attestation is for ${summary.subjectDigests.join(', ') || 'no digest'}, not ${expect.digest}`);
+  }
+  if (summary.verificationResult !== 'PASSED') {
+    throw new AttestationError('attestation.not_passed', `the attestation says ${summary.verificationResult || 'nothing'}, not PASSED`);
+  }
+  const age = expect.now.getTime() - summary.timeVerified.getTime();
+  if (age > expect.maxAgeMs || age < -5 * 60_000) {
+    throw new AttestationError('attestation.expired', `the attestation was made ${summary.timeVerified.toISOString()}, outside the allowed age of ${Math.round(expect.maxAgeMs / 3_600_000)} h`);
+  }
+  return summary;
+}
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
+/** Signature and shape only; callers that act on an attestation use verifySummaryEnvelope. */
+function readSummaryEnvelope(bytes: Uint8Array, publicKey: KeyObject): VerifiedSummary {
   if (bytes.length > MAX_ENVELOPE_BYTES) throw new AttestationError('attestation.malformed', `envelope larger than ${MAX_ENVELOPE_BYTES} bytes`);
   let env: unknown;
   try {
@@ -142,11 +174,14 @@ export function verifySummaryEnvelope(bytes: Uint8Array, publicKey: KeyObject): 
   }
   if (st.predicateType !== VSA_PREDICATE_TYPE) throw new AttestationError('attestation.wrong_type', `predicateType ${String(st.predicateType)} is not ${VSA_PREDICATE_TYPE}`);
   const p = st.predicate;
-  const time = typeof p.timeVerified === 'string' ? new Date(p.timeVerified) : undefined;
+  const time = typeof p.timeVerified === 'string' && RFC3339.test(p.timeVerified) ? new Date(p.timeVerified) : undefined;
   if (!time || Number.isNaN(time.getTime())) throw new AttestationError('attestation.malformed', 'timeVerified is missing or invalid');
   const subjectDigests = st.subject.flatMap((s) => (isObject(s) && isObject(s.digest) ? Object.entries(s.digest).filter(([, v]) => typeof v === 'string').map(([a, v]) => `${a}:${String(v)}`) : []));
   const policy = isObject(p.policy) && isObject(p.policy.digest) && typeof p.policy.digest.sha256 === 'string' ? `sha256:${p.policy.digest.sha256}` : undefined;
+  const first = st.subject[0];
   return {
+    subjectName: isObject(first) && typeof first.name === 'string' ? first.name : '',
+    verifierId: isObject(p.verifier) && typeof p.verifier.id === 'string' ? p.verifier.id : '',
     subjectDigests, timeVerified: time, policyDigest: policy,
     verificationResult: typeof p.verificationResult === 'string' ? p.verificationResult : '',
     resourceUri: typeof p.resourceUri === 'string' ? p.resourceUri : '',

@@ -19,32 +19,26 @@ export interface AttestationCheck {
 
 const RANK = ['ATTESTATION_EXPIRED', 'ATTESTATION_NOT_PASSED', 'ATTESTATION_WRONG_SUBJECT', 'ATTESTATION_INVALID'] as const;
 
+const CODES = {
+  'attestation.malformed': 'ATTESTATION_INVALID',
+  'attestation.bad_signature': 'ATTESTATION_INVALID',
+  'attestation.wrong_type': 'ATTESTATION_INVALID',
+  'attestation.wrong_subject': 'ATTESTATION_WRONG_SUBJECT',
+  'attestation.not_passed': 'ATTESTATION_NOT_PASSED',
+  'attestation.expired': 'ATTESTATION_EXPIRED',
+} as const;
+
 export function checkAttestation(c: AttestationCheck): { summary: VerifiedSummary; index: number } {
   if (c.envelopes.length === 0) throw new RunnerError('ATTESTATION_MISSING', `the gateway has no attestation for ${c.manifestDigest}`);
   const failures: RunnerError[] = [];
   for (const [index, bytes] of c.envelopes.entries()) {
-    let summary: VerifiedSummary;
     try {
-      summary = verifySummaryEnvelope(bytes, c.pinnedKey);
+      const summary = verifySummaryEnvelope(bytes, c.pinnedKey, { digest: c.manifestDigest, now: c.now, maxAgeMs: c.maxAgeMs });
+      return { summary, index };
     } catch (err) {
       if (!(err instanceof AttestationError)) throw err;
-      failures.push(new RunnerError('ATTESTATION_INVALID', `attestation ${index}: ${err.message}`, { cause: err }));
-      continue;
+      failures.push(new RunnerError(CODES[err.code], `attestation ${index}: ${err.message}`, { cause: err }));
     }
-    if (summary.subjectDigests.length !== 1 || summary.subjectDigests[0] !== c.manifestDigest) {
-      failures.push(new RunnerError('ATTESTATION_WRONG_SUBJECT', `attestation ${index} is for ${summary.subjectDigests.join(', ') || 'no digest'}, not ${c.manifestDigest}`));
-      continue;
-    }
-    if (summary.verificationResult !== 'PASSED') {
-      failures.push(new RunnerError('ATTESTATION_NOT_PASSED', `attestation ${index} says ${summary.verificationResult || 'nothing'}, not PASSED`));
-      continue;
-    }
-    const age = c.now.getTime() - summary.timeVerified.getTime();
-    if (age > c.maxAgeMs || age < -5 * 60_000) {
-      failures.push(new RunnerError('ATTESTATION_EXPIRED', `attestation ${index} was made ${summary.timeVerified.toISOString()}, outside the allowed age of ${Math.round(c.maxAgeMs / 3_600_000)} h`));
-      continue;
-    }
-    return { summary, index };
   }
   // Report the failure that says most: a valid signature on a stale or foreign claim
   // is more telling than junk next to it.

@@ -30,6 +30,8 @@ export interface ResolvedImage {
 
 const ACCEPT = [MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerList].join(', ');
 const MAX_ATTESTATION_LAYERS = 16;
+/** The gateway marks its own attestation layers (and strips the mark from upstream content). */
+const GATEWAY_MARK = 'dev.portcullis.attestation';
 
 export function gatewayClient(gatewayUrl: string, ref: ImageReference): RegistryClient {
   return new RegistryClient({ baseUrl: gatewayUrl, namespace: ref.host, retries: 1 });
@@ -94,7 +96,7 @@ export async function fetchAttestationEnvelopes(client: RegistryClient, reposito
   }
   if (manifest.kind !== 'image') throw new RunnerError('ATTESTATION_INVALID', 'the attestation tag holds an index');
   const ours = manifest.layers
-    .filter((l) => l.mediaType === MediaType.dsseEnvelope && l.annotations?.predicateType === VSA_PREDICATE_TYPE && l.size <= MAX_ENVELOPE_BYTES)
+    .filter((l) => l.mediaType === MediaType.dsseEnvelope && l.annotations?.predicateType === VSA_PREDICATE_TYPE && l.annotations?.[GATEWAY_MARK] !== undefined && l.size <= MAX_ENVELOPE_BYTES)
     .slice(-MAX_ATTESTATION_LAYERS);
   const envelopes: Buffer[] = [];
   for (const layer of ours) {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { MediaType } from '../../oci/media-types.js';
-import type { GatewaySigner } from '../attestations.js';
+import { impersonatesGateway, type GatewaySigner } from '../attestations.js';
 import { GatewayError } from '../errors.js';
 import { BlobService } from '../pipeline/blobs.js';
 import { descriptorJson, listReferrers, listTags, parsePageSize } from '../pipeline/listings.js';
@@ -77,8 +77,11 @@ export function buildApp(deps: AppDeps): GatewayApp {
     return deps.metrics.registry.metrics();
   });
   // The gateway's public key, for pinning (`_` cannot start a repository name: no collision).
-  app.get('/v2/_portcullis/gateway.pub', async (_req, reply) => reply.header('content-type', 'application/x-pem-file').send(deps.signer.publicKeyPem));
-  app.get('/v2/_portcullis/gateway.json', async () => ({ fingerprint: `sha256:${deps.signer.fingerprint}`, verifierId: deps.signer.verifierId, publicKey: deps.signer.publicKeyPem }));
+  app.route({ method: ['GET', 'HEAD'], url: '/v2/_portcullis/gateway.pub', handler: async (_req, reply) => reply.header('content-type', 'application/x-pem-file').send(deps.signer.publicKeyPem) });
+  app.route({
+    method: ['GET', 'HEAD'], url: '/v2/_portcullis/gateway.json',
+    handler: async () => ({ fingerprint: `sha256:${deps.signer.fingerprint}`, verifierId: deps.signer.verifierId, publicKey: deps.signer.publicKeyPem, policyDigest: deps.policy().digest.text }),
+  });
   app.route({ method: ['GET', 'HEAD'], url: '/v2/', handler: async (_req, reply) => reply.header('content-type', 'application/json').send('{}') });
 
   const unsupported = async (): Promise<never> => {
@@ -143,7 +146,8 @@ export function buildApp(deps: AppDeps): GatewayApp {
         const artifactType = params.get('artifactType') ?? undefined;
         const { manifests: list, filtered } = await listReferrers(addr, p.digest, deps.metadata, artifactType);
         const ours = await manifests.attestationReferrer(addr, p.digest);
-        const entries = [...list.map(descriptorJson), ...(artifactType === undefined || artifactType === ours.artifactType ? [ours] : [])];
+        const theirs = list.filter((d) => !impersonatesGateway(d.annotations)).map(descriptorJson);
+        const entries = [...theirs, ...(ours && (artifactType === undefined || artifactType === ours.artifactType) ? [ours] : [])];
         if (filtered) reply.header('oci-filters-applied', 'artifactType');
         return reply.header('content-type', MediaType.ociIndex).send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: entries })));
       }

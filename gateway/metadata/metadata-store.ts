@@ -46,7 +46,7 @@ export interface AttestationRecord {
 
 export interface MetadataStore {
   recordAttestation(repository: string, record: AttestationRecord): Promise<void>;
-  /** The newest attestation of `subject` in `repository` issued under `policyDigest`. */
+  /** The attestation of `subject` in `repository` issued under `policyDigest` (one per policy). */
   attestation(repository: string, subject: string, policyDigest: string): Promise<AttestationRecord | undefined>;
   admittedManifest(repository: string, digest: string): Promise<AdmittedManifest | undefined>;
   admit(repository: string, admission: Admission, now: number): Promise<void>;

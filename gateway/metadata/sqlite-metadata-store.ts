@@ -33,7 +33,7 @@ const MIGRATIONS: readonly string[] = [
   `CREATE TABLE attestations (
      repository_id INTEGER NOT NULL REFERENCES repositories(id), subject_digest TEXT NOT NULL,
      envelope_digest TEXT NOT NULL, envelope_size INTEGER NOT NULL, policy_digest TEXT NOT NULL, created_at INTEGER NOT NULL,
-     PRIMARY KEY (repository_id, subject_digest, envelope_digest));`,
+     PRIMARY KEY (repository_id, subject_digest, policy_digest));`,
 ];
 
 export class SqliteMetadataStore implements MetadataStore {
@@ -73,7 +73,7 @@ export class SqliteMetadataStore implements MetadataStore {
       insertAttestation: db.prepare('INSERT OR REPLACE INTO attestations (repository_id, subject_digest, envelope_digest, envelope_size, policy_digest, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
       attestation: db.prepare<[string, string, string], { envelope_digest: string; envelope_size: number; policy_digest: string; created_at: number }>(
         `SELECT a.envelope_digest, a.envelope_size, a.policy_digest, a.created_at FROM attestations a JOIN repositories r ON r.id = a.repository_id
-         WHERE r.name = ? AND a.subject_digest = ? AND a.policy_digest = ? ORDER BY a.created_at DESC LIMIT 1`),
+         WHERE r.name = ? AND a.subject_digest = ? AND a.policy_digest = ? LIMIT 1`),
       insertDecision: db.prepare('INSERT INTO decisions (time, repository, digest, policy_digest, allowed, rule, reasons) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     };
   }

@@ -8,7 +8,7 @@ import type { ManifestRef } from '../../oci/reference.js';
 import { evaluate } from '../../policies/evaluator.js';
 import type { CompiledPolicy, Decision, Evidence } from '../../policies/model.js';
 import type { ResourceRef } from '../../policies/attestation.js';
-import type { AttestationService } from '../attestations.js';
+import type { AttestationService, StoredEnvelope } from '../attestations.js';
 import { DeniedError, GatewayError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { ManifestKind, MetadataStore } from '../metadata/metadata-store.js';
@@ -135,12 +135,23 @@ export class ManifestService {
       if (route === 'digest' && subject !== undefined && attachmentProblem(manifest, '.ref') === undefined && (await this.#isAdmitted(addr, subject))) {
         return this.#storeAttachment(addr, digest, bytes, manifest, subject);
       }
-      const { decision, evidence } = await this.#decide(addr, digest, manifest);
-      if (!decision.allowed) throw new DeniedError(decision, `${addr.name}@${digest.text}`);
-      const served = await this.#store(addr, digest, bytes, manifest, manifest.kind, decision.policyDigest);
-      await this.deps.attestations.issue(addr, digest, inputsOf(addr, decision, evidence));
-      return served;
+      return this.#decideAndStore(addr, digest, bytes, manifest);
     });
+  }
+
+  /**
+   * Decides, stores on admission, and signs the attestation. An admission that rests
+   * on no signature at all (`accept: anything`) gets no attestation: the gateway
+   * vouches only for what it verified.
+   */
+  async #decideAndStore(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest): Promise<ServedManifest> {
+    const compiled = this.deps.policy();
+    const { decision, evidence } = await this.#decide(addr, digest, manifest, compiled);
+    if (!decision.allowed) throw new DeniedError(decision, `${addr.name}@${digest.text}`);
+    if (!decision.reasons.some((r) => r.code === 'policy.accept_anything')) {
+      await this.deps.attestations.issue(addr, digest, inputsOf(addr, digest, decision, evidence), compiled);
+    }
+    return this.#store(addr, digest, bytes, manifest, manifest.kind, compiled.digest.text);
   }
 
   async #isAdmitted(addr: Address, digestText: string): Promise<boolean> {
@@ -148,9 +159,8 @@ export class ManifestService {
     return m !== undefined && m.kind !== 'attachment' && m.policyDigest === this.deps.policy().digest.text;
   }
 
-  async #decide(addr: Address, digest: Digest, manifest: Manifest): Promise<{ decision: Decision; evidence: Evidence }> {
-    const { metadata, policy, limits, metrics } = this.deps;
-    const compiled = policy();
+  async #decide(addr: Address, digest: Digest, manifest: Manifest, compiled: CompiledPolicy): Promise<{ decision: Decision; evidence: Evidence }> {
+    const { metadata, limits, metrics } = this.deps;
     const evidence = await gatherEvidence(addr.upstream, addr.repository, digest, limits);
     const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text, compiled.digest.text) : undefined;
     const decision = evaluate(compiled, { name: addr.name, digest }, { ...evidence, coveringIndex });
@@ -183,27 +193,66 @@ export class ManifestService {
   /** An attachment is recorded as a decision of its own: served because its subject is admitted. */
   async #storeAttachment(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest, subject: string): Promise<ServedManifest> {
     const policyDigest = this.deps.policy().digest.text;
+    const known = await this.deps.metadata.admittedManifest(addr.name, digest.text);
+    if (known?.kind === 'attachment' && known.policyDigest === policyDigest && (await this.deps.store.stat(digest)) === bytes.length) {
+      return { digest, mediaType: manifest.mediaType, bytes };
+    }
     await this.#record(addr, digest, true, 'attachment', policyDigest, [{ code: 'attachment.subject_admitted', message: `a signature or attestation of admitted ${subject}` }]);
     return this.#store(addr, digest, bytes, manifest, 'attachment', policyDigest);
   }
 
   /** `sha256-<hex>.sig` and friends: served while their subject is admitted here. */
   async #attachmentByTag(addr: Address, tag: string, att: { digest: string; suffix: string }, accept: string | undefined): Promise<ServedManifest> {
-    if (!(await this.#isAdmitted(addr, att.digest))) {
-      // cosign verify by digest asks for the .sig tag first: admit the subject now
-      // (a denial or an unknown subject ends the request here).
-      await this.#byDigest(addr, parseDigest(att.digest), undefined);
-    }
-    const upstream = await this.#upstreamAttachment(addr, tag, att.suffix, accept);
+    const subject = parseDigest(att.digest);
+    await this.#requireSubject(addr, subject);
     if (att.suffix === '.att') {
-      // The publisher's attestations, unchanged, plus the gateway's own.
-      const envelope = await this.deps.attestations.current(addr, parseDigest(att.digest));
-      if (upstream && upstream.manifest.kind !== 'image') throw new OciError('MANIFEST_INVALID', `${tag} upstream is not an image manifest`);
-      const bytes = await this.deps.attestations.attTagManifest(envelope, upstream?.manifest.kind === 'image' ? upstream.manifest : undefined);
+      // The publisher's attestations, unchanged, then the gateway's own. A broken or
+      // unreachable upstream .att does not hide the gateway's attestation.
+      const ours = await this.#ensureAttested(addr, subject);
+      let upstream: { bytes: Buffer; manifest: Manifest } | undefined;
+      try {
+        upstream = await this.#upstreamAttachment(addr, tag, att.suffix, accept);
+      } catch (err) {
+        this.deps.logger.warn({ err, tag, repository: addr.name }, 'the upstream attestation tag is unusable; serving the gateway\'s alone');
+      }
+      const publisher = upstream?.manifest.kind === 'image' ? upstream.manifest : undefined;
+      if (!ours && !publisher) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag}: no attestation`);
+      const bytes = await this.deps.attestations.attTagManifest(ours, publisher);
       return this.#storeAttachment(addr, digestOf(bytes), bytes, parseManifest(bytes), att.digest);
     }
+    const upstream = await this.#upstreamAttachment(addr, tag, att.suffix, accept);
     if (!upstream) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is not known upstream`);
     return this.#storeAttachment(addr, digestOf(upstream.bytes), upstream.bytes, upstream.manifest, att.digest);
+  }
+
+  /**
+   * The subject of an attachment must be an image or index admitted under the current
+   * policy. cosign verify by digest asks for the .sig tag first, so it is admitted
+   * now when it can be (a denial ends the request here).
+   */
+  async #requireSubject(addr: Address, subject: Digest): Promise<void> {
+    if (await this.#isAdmitted(addr, subject.text)) return;
+    await this.#byDigest(addr, subject, undefined);
+    if (!(await this.#isAdmitted(addr, subject.text))) {
+      throw new GatewayError('MANIFEST_UNKNOWN', `${subject.text} is not an admitted image in ${addr.name}`);
+    }
+  }
+
+  /**
+   * The gateway's attestation of an admitted subject under the current policy. When
+   * none is stored (admitted before, or its blob is gone), the subject is decided
+   * again from its stored bytes rather than signed blindly.
+   */
+  async #ensureAttested(addr: Address, subject: Digest): Promise<StoredEnvelope | undefined> {
+    const { attestations, policy, metadata, store } = this.deps;
+    const found = await attestations.find(addr, subject, policy().digest.text);
+    if (found) return found;
+    const admitted = await metadata.admittedManifest(addr.name, subject.text);
+    const bytes = admitted ? await store.readBytes(subject, MAX_MANIFEST_BYTES) : undefined;
+    if (!admitted || !bytes || digestOf(bytes, subject.algorithm).hex !== subject.hex) return undefined;
+    const manifest = parseManifest(bytes, admitted.mediaType);
+    await this.#flights.run(`${addr.name}@${subject.text}`, () => this.#decideAndStore(addr, subject, bytes, manifest));
+    return attestations.find(addr, subject, policy().digest.text);
   }
 
   async #upstreamAttachment(addr: Address, tag: string, suffix: string, accept: string | undefined): Promise<{ bytes: Buffer; manifest: Manifest } | undefined> {
@@ -215,11 +264,12 @@ export class ManifestService {
     return { bytes: res.bytes, manifest };
   }
 
-  /** The descriptor of the gateway's attestation of an admitted subject, for the referrers API. */
-  async attestationReferrer(addr: Address, subject: Digest): Promise<{ mediaType: string; digest: string; size: number; artifactType: string; annotations: Record<string, string> }> {
+  /** The descriptor of the gateway's attestation of an admitted subject, for the referrers API; undefined when there is none. */
+  async attestationReferrer(addr: Address, subject: Digest): Promise<{ mediaType: string; digest: string; size: number; artifactType: string; annotations: Record<string, string> } | undefined> {
     const admitted = await this.deps.metadata.admittedManifest(addr.name, subject.text);
-    if (!admitted || !(await this.#isAdmitted(addr, subject.text))) throw new GatewayError('MANIFEST_UNKNOWN', `${subject.text} has not been admitted in ${addr.name}`);
-    const envelope = await this.deps.attestations.current(addr, subject);
+    if (!admitted || !(await this.#isAdmitted(addr, subject.text))) return undefined;
+    const envelope = await this.#ensureAttested(addr, subject);
+    if (!envelope) return undefined;
     const bytes = await this.deps.attestations.referrerManifest(envelope, { mediaType: admitted.mediaType, digest: subject, size: admitted.size });
     const manifest = parseManifest(bytes);
     const served = await this.#storeAttachment(addr, digestOf(bytes), bytes, manifest, subject.text);
@@ -231,12 +281,18 @@ export class ManifestService {
 }
 
 /** The signatures a decision rested on, by the digest of their signed payload. */
-function inputsOf(addr: Address, decision: Decision, evidence: Evidence): ResourceRef[] {
+function inputsOf(addr: Address, subject: Digest, decision: Decision, evidence: Evidence): ResourceRef[] {
   const used = new Set(decision.reasons.filter((r) => r.code === 'signature.verified').map((r) => r.evidence));
-  return evidence.cosign.filter((c) => used.has(c.source)).map((c) => ({
-    uri: `docker://${addr.name} ${c.source}`,
+  const signatures: ResourceRef[] = evidence.cosign.filter((c) => used.has(c.source)).map((c) => ({
+    uri: `docker://${addr.name}:${subject.algorithm}-${subject.hex}.sig`,
     digest: { sha256: digestOf(c.payload).hex },
   }));
+  const index = decision.reasons.find((r) => r.code === 'signature.covered_by_index') ? evidence.coveringIndex : undefined;
+  if (index !== undefined) {
+    const d = parseDigest(index);
+    signatures.push({ uri: `docker://${addr.name}@${index}`, digest: { [d.algorithm]: d.hex } });
+  }
+  return signatures;
 }
 
 /** Whether a client that sent `accept` can take `mediaType` (no Accept: anything). */

@@ -58,7 +58,7 @@ describe('every admitted image gets a verification attestation that standard too
     const manifest = (await att.json()) as { layers: { digest: string; annotations: Record<string, string> }[] };
     const ours = manifest.layers.find((l) => l.annotations.predicateType === VSA);
     const envelope = Buffer.from(await (await fetch(`${gw.url}/v2/up/test/signed/blobs/${ours?.digest}`)).arrayBuffer());
-    const summary = verifySummaryEnvelope(envelope, createPublicKey(await (await fetch(`${gw.url}/v2/_portcullis/gateway.pub`)).text()));
+    const summary = verifySummaryEnvelope(envelope, createPublicKey(await (await fetch(`${gw.url}/v2/_portcullis/gateway.pub`)).text()), { digest: world.digests.signed, now: new Date(), maxAgeMs: 3_600_000 });
     assert.deepEqual(summary.subjectDigests, [world.digests.signed]);
   });
 
@@ -72,6 +72,39 @@ describe('every admitted image gets a verification attestation that standard too
     assert.equal(publisher.code, 0, publisher.stderr);
     const gateway = await verifyAttestation(gatewayPub, viaGateway, world.trusted);
     assert.equal(gateway.code, 0, gateway.stderr);
+  });
+
+  test('the referrers API lists the attestation, which can be fetched by digest', async () => {
+    const res = await fetch(`${gw.url}/v2/up/test/signed/referrers/${world.digests.signed}`);
+    assert.equal(res.status, 200);
+    const list = ((await res.json()) as { manifests: { digest: string; artifactType: string }[] }).manifests;
+    const ours = list.find((m) => m.artifactType === 'application/vnd.in-toto+json');
+    assert.ok(ours);
+    const m = await fetch(`${gw.url}/v2/up/test/signed/manifests/${ours.digest}`, { headers: { accept: OCI } });
+    assert.equal(m.status, 200);
+    assert.equal(((await m.json()) as { subject: { digest: string } }).subject.digest, world.digests.signed);
+  });
+
+  test('nothing that is not an admitted image gets an attestation: a .sig manifest asked for as a subject', async () => {
+    const sig = await fetch(`${gw.url}/v2/up/test/signed/manifests/${world.digests.signed.replace(':', '-')}.sig`, { headers: { accept: OCI } });
+    assert.equal(sig.status, 200);
+    const sigDigest = sig.headers.get('docker-content-digest') as string;
+    await sig.arrayBuffer();
+    const att = await fetch(`${gw.url}/v2/up/test/signed/manifests/${sigDigest.replace(':', '-')}.att`, { headers: { accept: OCI } });
+    assert.equal(att.status, 404);
+    assert.equal(((await att.json()) as { errors: { code: string }[] }).errors[0]?.code, 'MANIFEST_UNKNOWN');
+  });
+
+  test("a publisher's attestation that claims the gateway's predicate type is not passed off as the gateway's", async () => {
+    const predicate = join(dir.path, 'fake-vsa.json');
+    writeFileSync(predicate, JSON.stringify({ verifier: { id: 'urn:not-the-gateway' }, verificationResult: 'PASSED' }));
+    const ref = `${world.registry.host}/test/multi@${world.digests.multi}`;
+    await run('cosign', ['attest', '--key', world.trusted.key, '--type', VSA, '--predicate', predicate, '--tlog-upload=false', '-y', ref], { env: cosignEnv(world.trusted.home, world.trusted.password) });
+    const att = await fetch(`${gw.url}/v2/up/test/multi/manifests/${world.digests.multi.replace(':', '-')}.att`, { headers: { accept: OCI } });
+    assert.equal(att.status, 200);
+    const layers = ((await att.json()) as { layers: { annotations: Record<string, string> }[] }).layers.filter((l) => l.annotations.predicateType === VSA);
+    assert.equal(layers.length, 1);
+    assert.equal(layers[0]?.annotations['dev.portcullis.attestation'], 'verification-summary');
   });
 
   test('a denied image has no attestation to show', async () => {

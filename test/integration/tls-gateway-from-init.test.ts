@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +34,8 @@ describe('portcullis init, then serve with TLS: clients that trust the local CA 
   test('init writes a config and a policy that load, private keys 0600, and refuses to overwrite', () => {
     assert.equal(loadConfigFile(join(conf, 'portcullis.yaml')).tls?.cert, join(conf, 'tls', 'server.crt'));
     assert.equal(lintPolicyFiles([join(conf, 'policy.yaml')], () => undefined), 0);
-    for (const key of ['keys/gateway.key', 'tls/ca.key', 'tls/server.key']) assert.equal(statSync(join(conf, key)).mode & 0o777, 0o600, key);
+    for (const key of ['keys/gateway.key', 'tls/server.key']) assert.equal(statSync(join(conf, key)).mode & 0o777, 0o600, key);
+    assert.equal(existsSync(join(conf, 'tls', 'ca.key')), false, 'the CA key is discarded after signing');
     const again = spawnSync(process.execPath, [CLI, 'init', conf], { encoding: 'utf8' });
     assert.notEqual(again.status, 0);
   });
