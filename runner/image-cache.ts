@@ -1,0 +1,124 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Digest } from '../oci/digest.js';
+import { isObject, parseStrictJson } from '../oci/strict-json.js';
+import { RunnerError } from './errors.js';
+
+/**
+ * The user's image cache: content-addressed blobs (manifests, configs, layers,
+ * attestation envelopes) and, per image reference, which manifest and envelope it
+ * resolved to. A cached entry is a convenience, never a credential: every run checks
+ * the envelope again with the pinned key before anything is used.
+ */
+export interface CachedRef {
+  readonly manifest: string;
+  readonly index: string | undefined;
+  readonly envelope: string;
+  readonly resolvedAt: string;
+}
+
+export class ImageCache {
+  readonly #blobs: string;
+  readonly #refs: string;
+  readonly #tmp: string;
+
+  constructor(readonly root: string) {
+    this.#blobs = join(root, 'blobs', 'sha256');
+    this.#refs = join(root, 'refs');
+    this.#tmp = join(root, 'tmp');
+    for (const d of [this.#blobs, this.#refs, this.#tmp]) mkdirSync(d, { recursive: true, mode: 0o700 });
+  }
+
+  #path(d: Digest): string {
+    if (d.algorithm !== 'sha256') throw new RunnerError('IMAGE_INVALID', `only sha256 content is cached, not ${d.algorithm}`);
+    return join(this.#blobs, d.hex);
+  }
+
+  blobPath(d: Digest): string {
+    return this.#path(d);
+  }
+
+  has(d: Digest, size?: number): boolean {
+    try {
+      const st = statSync(this.#path(d));
+      return size === undefined || st.size === size;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Small blobs (manifests, configs, envelopes), hashed again on the way out. */
+  readSmall(d: Digest, max: number): Buffer | undefined {
+    let bytes: Buffer;
+    try {
+      if (statSync(this.#path(d)).size > max) return undefined;
+      bytes = readFileSync(this.#path(d));
+    } catch {
+      return undefined;
+    }
+    return createHash('sha256').update(bytes).digest('hex') === d.hex ? bytes : undefined;
+  }
+
+  putSmall(d: Digest, bytes: Uint8Array): void {
+    if (createHash('sha256').update(bytes).digest('hex') !== d.hex) throw new RunnerError('IMAGE_INVALID', `content does not match ${d.text}`);
+    const tmp = join(this.#tmp, randomUUID());
+    writeFileSync(tmp, bytes, { mode: 0o600 });
+    renameSync(tmp, this.#path(d));
+  }
+
+  /**
+   * Streams a blob into the cache, hashing and counting as it goes; it becomes
+   * visible only if it has exactly `size` bytes hashing to `d`.
+   */
+  async putStream(d: Digest, size: number, body: Readable, progress?: (bytes: number) => void): Promise<void> {
+    const tmp = join(this.#tmp, randomUUID());
+    const hash = createHash('sha256');
+    const handle = await open(tmp, 'wx', 0o600);
+    let written = 0;
+    try {
+      for await (const chunk of body) {
+        const buf = chunk as Buffer;
+        written += buf.length;
+        if (written > size) throw new RunnerError('IMAGE_INVALID', `blob ${d.text} is longer than its ${size} bytes`);
+        hash.update(buf);
+        await handle.write(buf);
+        progress?.(buf.length);
+      }
+      if (written !== size) throw new RunnerError('IMAGE_INVALID', `blob ${d.text} ended after ${written} of ${size} bytes`);
+      const actual = hash.digest('hex');
+      if (actual !== d.hex) throw new RunnerError('IMAGE_INVALID', `blob bytes hash to sha256:${actual}, not ${d.text}`);
+      await handle.sync();
+      await handle.close();
+      renameSync(tmp, this.#path(d));
+    } catch (err) {
+      body.destroy();
+      await handle.close().catch(() => undefined);
+      rmSync(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  recordRef(ref: string, entry: CachedRef): void {
+    const tmp = join(this.#tmp, randomUUID());
+    writeFileSync(tmp, JSON.stringify(entry), { mode: 0o600 });
+    renameSync(tmp, join(this.#refs, refKey(ref)));
+  }
+
+  readRef(ref: string): CachedRef | undefined {
+    let doc: unknown;
+    try {
+      doc = parseStrictJson(readFileSync(join(this.#refs, refKey(ref))), { maxDepth: 3 });
+    } catch {
+      return undefined;
+    }
+    if (!isObject(doc) || typeof doc.manifest !== 'string' || typeof doc.envelope !== 'string') return undefined;
+    return { manifest: doc.manifest, index: typeof doc.index === 'string' ? doc.index : undefined, envelope: doc.envelope, resolvedAt: String(doc.resolvedAt ?? '') };
+  }
+}
+
+function refKey(ref: string): string {
+  return createHash('sha256').update(ref).digest('hex');
+}

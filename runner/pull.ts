@@ -1,0 +1,97 @@
+import type { Digest } from '../oci/digest.js';
+import { digestOf, parseDigest } from '../oci/digest.js';
+import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.js';
+import { formatImageReference, parseImageReference } from '../oci/reference.js';
+import { MAX_ENVELOPE_BYTES, type VerifiedSummary } from '../policies/attestation.js';
+import { checkAttestation } from './attestation-check.js';
+import { RunnerError } from './errors.js';
+import { gatewayClient, type Platform } from './gateway-client.js';
+import type { ImageCache } from './image-cache.js';
+import { pinnedKey, type Trust } from './settings.js';
+import { verifyImage } from './verify.js';
+
+/**
+ * Gets an image ready to unpack: resolved and attested (online), or taken from the
+ * cache; in both cases the attestation is checked with the pinned key right here,
+ * for this run. Then the config and every layer are fetched into the cache, each
+ * checked against its digest and size while it streams. Nothing is returned, and so
+ * nothing unpacked or launched, unless all of that held.
+ */
+export type PullPolicy = 'always' | 'missing' | 'never';
+
+export interface PulledImage {
+  readonly manifestDigest: Digest;
+  readonly manifest: ImageManifest;
+  readonly config: Buffer;
+  readonly layers: readonly Descriptor[];
+  readonly summary: VerifiedSummary;
+}
+
+export interface PullOptions {
+  readonly platform: Platform;
+  readonly maxAgeMs: number;
+  readonly pull: PullPolicy;
+  readonly now?: Date;
+  readonly progress?: ((event: { layer: number; of: number; bytes: number; size: number }) => void) | undefined;
+}
+
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+export async function pullImage(trust: Trust, cache: ImageCache, imageText: string, opts: PullOptions): Promise<PulledImage> {
+  const ref = parseImageReference(imageText);
+  const key = `${trust.gateway} ${formatImageReference(ref)} ${opts.platform.os}/${opts.platform.architecture}/${opts.platform.variant ?? ''}`;
+  const now = opts.now ?? new Date();
+  const cached = cache.readRef(key);
+  let manifestDigest: Digest;
+  let manifestBytes: Buffer;
+  let envelope: Buffer;
+  if (opts.pull === 'never' || (opts.pull === 'missing' && cached)) {
+    if (!cached) throw new RunnerError('NOT_CACHED', `${imageText} is not in the cache and --pull never was given`);
+    manifestDigest = parseDigest(cached.manifest);
+    const m = cache.readSmall(manifestDigest, MAX_MANIFEST_BYTES);
+    const e = cache.readSmall(parseDigest(cached.envelope), MAX_ENVELOPE_BYTES);
+    if (!m || !e) throw new RunnerError('NOT_CACHED', `the cache entry of ${imageText} is incomplete: pull it again`);
+    manifestBytes = m;
+    envelope = e;
+  } else {
+    const v = await verifyImage(trust, imageText, { platform: opts.platform, maxAgeMs: opts.maxAgeMs, now });
+    manifestDigest = v.image.manifestDigest;
+    manifestBytes = v.image.manifestBytes;
+    envelope = v.envelope;
+    const envelopeDigest = digestOf(envelope);
+    cache.putSmall(manifestDigest, manifestBytes);
+    cache.putSmall(envelopeDigest, envelope);
+    cache.recordRef(key, { manifest: manifestDigest.text, index: v.image.indexDigest?.text, envelope: envelopeDigest.text, resolvedAt: now.toISOString() });
+  }
+  // The check that counts: with the pinned key, for this digest, now.
+  const { summary } = checkAttestation({ envelopes: [envelope], pinnedKey: pinnedKey(trust), manifestDigest: manifestDigest.text, now, maxAgeMs: opts.maxAgeMs });
+  const manifest = parseManifest(manifestBytes);
+  if (manifest.kind !== 'image') throw new RunnerError('IMAGE_INVALID', 'the cached manifest is not an image manifest');
+  await fetchBlobs(trust, cache, ref.repository, ref.host, manifest, opts);
+  const config = cache.readSmall(manifest.config.digest, MAX_CONFIG_BYTES);
+  if (!config) throw new RunnerError('IMAGE_INVALID', `the image config ${manifest.config.digest.text} is missing or too large`);
+  return { manifestDigest, manifest, config, layers: manifest.layers, summary };
+}
+
+async function fetchBlobs(trust: Trust, cache: ImageCache, repository: string, host: string, manifest: ImageManifest, opts: PullOptions): Promise<void> {
+  const wanted = [manifest.config, ...manifest.layers];
+  const missing = wanted.filter((d) => !cache.has(d.digest, d.size));
+  if (missing.length === 0) return;
+  if (opts.pull === 'never') throw new RunnerError('NOT_CACHED', `${missing.length} blob(s) of the image are not cached and --pull never was given`);
+  const client = gatewayClient(trust.gateway, { host, repository, tag: undefined, digest: manifest.config.digest });
+  try {
+    // Blobs come from the gateway by digest, or not at all: descriptor `urls` are never followed.
+    for (const [i, d] of missing.entries()) {
+      const res = await client.blob(repository, d.digest.text).catch((err: unknown) => {
+        throw new RunnerError('IMAGE_UNAVAILABLE', `the gateway did not serve blob ${d.digest.text}: ${(err as Error).message}`, { cause: err });
+      });
+      let done = 0;
+      await cache.putStream(d.digest, d.size, res.body, (n) => {
+        done += n;
+        opts.progress?.({ layer: i + 1, of: missing.length, bytes: done, size: d.size });
+      });
+    }
+  } finally {
+    await client.close();
+  }
+}
