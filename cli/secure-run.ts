@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { OciError, UpstreamError } from '../oci/errors.js';
 import { RunnerError } from '../runner/errors.js';
-import { trustCommand, verifyCommand } from '../runner/main.js';
+import { runCommand, trustCommand, verifyCommand, type RunFlags } from '../runner/main.js';
 
 /**
  * Entry point of `secure-run`, the rootless launcher that only starts images with a
@@ -13,11 +13,40 @@ import { trustCommand, verifyCommand } from '../runner/main.js';
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 const io = { out: (l: string) => process.stdout.write(`${l}\n`), err: (l: string) => process.stderr.write(`${l}\n`) };
 
+const collect = (v: string, all: string[]) => [...all, v];
 const program = new Command('secure-run')
   .description('Run only container images that carry a valid attestation from your trusted Portcullis gateway.')
   .version(pkg.version, '-V, --version', 'print the version')
+  .usage('[options] IMAGE [COMMAND [ARG...]]  |  secure-run trust|verify ...')
+  .argument('[image]', 'image reference, e.g. ghcr.io/team/app:1')
+  .argument('[command...]', 'command and arguments (replace the image\'s Cmd)')
+  .option('-e, --env <KEY=VALUE>', 'set an environment variable (KEY alone: take it from here)', collect, [])
+  .option('--env-file <file>', 'read KEY=VALUE lines from a file', collect, [])
+  .option('-v, --volume <SRC:DST[:ro]>', 'bind-mount an absolute host path', collect, [])
+  .option('-w, --workdir <dir>', 'working directory inside the container')
+  .option('-u, --user <user[:group]>', 'user (name or uid) inside the container')
+  .option('--entrypoint <path>', 'replace the image\'s entrypoint ("" for none)')
+  .option('-i, --interactive', 'keep standard input attached')
+  .option('-t, --tty', 'allocate a terminal')
+  .addOption(new Option('--network <mode>', 'network: none (the container\'s own loopback only)').choices(['none']).default('none'))
+  .option('--platform <os/arch[/variant]>', 'platform to choose from a multi-arch image')
+  .addOption(new Option('--pull <when>', 'pull from the gateway').choices(['always', 'missing', 'never']).default('missing'))
+  .addOption(new Option('--runtime <name>', 'OCI runtime').choices(['crun', 'runc']).default('crun'))
+  .option('--read-only', 'read-only root filesystem (the default)')
+  .option('--writable-root', 'let the container write to its root filesystem (a private copy, removed afterwards)')
+  .option('--keep-setuid', 'keep setuid/setgid bits from the image')
+  .option('--max-age <duration>', 'oldest acceptable gateway attestation (30d, 12h, …)', '30d')
+  .passThroughOptions()
+  .enablePositionalOptions()
   .showHelpAfterError()
-  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+  .action(async (image: string | undefined, command: string[], flags: RunFlags) => {
+    if (image === undefined) {
+      program.help();
+      return;
+    }
+    process.exitCode = await runCommand(image, command, flags, io);
+  });
 
 program.command('trust')
   .description('fetch a gateway\'s public key, show its fingerprint and pin it')

@@ -4,6 +4,8 @@ import { hostPlatform, parsePlatform } from './gateway-client.js';
 import { readTrust, runnerPaths } from './settings.js';
 import { fetchGatewayKey, pinKey } from './trust.js';
 import { verifyImage } from './verify.js';
+import { launch } from './launch.js';
+import type { PullPolicy } from './pull.js';
 
 /**
  * secure-run's composition root: the only place that reads the environment, the
@@ -50,4 +52,32 @@ export function parseDuration(text: string): number {
   if (!m) throw new RunnerError('IMAGE_INVALID', `not a duration: ${JSON.stringify(text)} (use 30d, 12h, 30m or 45s)`);
   const unit = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000 }[m[2] as 'd' | 'h' | 'm' | 's'];
   return Number(m[1]) * unit;
+}
+
+export interface RunFlags {
+  env: string[];
+  envFile: string[];
+  volume: string[];
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  interactive?: boolean;
+  tty?: boolean;
+  network: 'none';
+  platform?: string;
+  pull: PullPolicy;
+  runtime: 'crun' | 'runc';
+  readOnly?: boolean;
+  writableRoot?: boolean;
+  keepSetuid?: boolean;
+  maxAge: string;
+}
+
+export async function runCommand(image: string, command: string[], f: RunFlags, _io: Output): Promise<number> {
+  if (f.readOnly && f.writableRoot) throw new RunnerError('IMAGE_INVALID', '--read-only and --writable-root contradict each other');
+  return launch(runnerPaths(), {
+    image, command, env: f.env, envFiles: f.envFile, volumes: f.volume, workdir: f.workdir, user: f.user, entrypoint: f.entrypoint,
+    interactive: f.interactive === true, tty: f.tty === true, platform: f.platform, pull: f.pull, runtime: f.runtime,
+    readOnly: f.writableRoot !== true, maxAgeMs: parseDuration(f.maxAge), keepSetuid: f.keepSetuid === true, maxLayerBytes: 16 * 1024 ** 3,
+  }, process.env);
 }

@@ -51,6 +51,8 @@ export interface HostFacts {
   readonly rlimits: readonly Rlimit[];
   /** Host path of a static init (tini); mounted read-only at INIT_PATH and run as pid 1. */
   readonly initPath: string;
+  /** The unpacked image; `rootfs` (next to config.json) when omitted. */
+  readonly rootfsPath?: string | undefined;
   /** The container's /etc/passwd and /etc/group, for resolving user names. */
   readonly etcPasswd?: string | undefined;
   readonly etcGroup?: string | undefined;
@@ -70,7 +72,7 @@ export function buildSpec(image: ImageConfig, opts: RunOptions, host: HostFacts)
   const caps = DEFAULT_CAPABILITIES;
   return {
     ociVersion: '1.0.2',
-    root: { path: 'rootfs', readonly: opts.readOnlyRoot },
+    root: { path: host.rootfsPath ?? 'rootfs', readonly: opts.readOnlyRoot },
     hostname: opts.hostname ?? 'secure-run',
     process: {
       terminal: opts.tty,

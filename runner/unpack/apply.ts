@@ -1,4 +1,4 @@
-import { closeSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, unlinkSync, writeSync, chmodSync, constants } from 'node:fs';
+import { closeSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, unlinkSync, writeSync, chmodSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
@@ -26,6 +26,12 @@ import { UnpackError } from './errors.js';
 export interface ApplyOptions {
   readonly keepSetuid: boolean;
   readonly maxEntries: number;
+  /**
+   * When set, entries are owned by `idBase + uid` / `idBase + gid` from the tar header
+   * (the host ids of the container's user namespace); ids at or above `idSize` are
+   * refused. Unset: everything belongs to the extracting user.
+   */
+  readonly idMap?: { readonly idBase: number; readonly idSize: number } | undefined;
 }
 
 export interface ApplyResult {
@@ -144,6 +150,16 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
       return;
     default:
       throw new UnpackError('TAR_BAD_ENTRY', `unsupported entry type ${String(header.type)}`, name);
+  }
+  if (opts.idMap) {
+    const uid = header.uid ?? 0;
+    const gid = header.gid ?? 0;
+    if (uid >= opts.idMap.idSize || gid >= opts.idMap.idSize || uid < 0 || gid < 0) {
+      throw new UnpackError('TAR_LIMIT', `owner ${uid}:${gid} is outside the container's ${opts.idMap.idSize} ids`, name);
+    }
+    lchownSync(target, opts.idMap.idBase + uid, opts.idMap.idBase + gid);
+    // chown clears setuid/setgid; put back what the (already filtered) mode says.
+    if (header.type !== 'symlink') chmodSync(target, mode);
   }
   const mtime = header.mtime instanceof Date ? header.mtime : new Date(0);
   lutimesSync(target, mtime, mtime);

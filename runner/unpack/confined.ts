@@ -19,6 +19,8 @@ export interface ExtractPlan {
   readonly keepSetuid: boolean;
   readonly maxEntries: number;
   readonly maxLayerBytes: number;
+  /** Root mode: give entries the host ids of the container's range (needs CAP_CHOWN in the child). */
+  readonly idMap?: { readonly idBase: number; readonly idSize: number } | undefined;
 }
 
 const CHILD = fileURLToPath(new URL('./extract-child.js', import.meta.url));
@@ -41,7 +43,12 @@ export async function extractConfined(plan: ExtractPlan): Promise<{ entries: num
   if (!bwrap) throw new UnpackError('CONFINEMENT_UNAVAILABLE', 'bubblewrap (bwrap) is needed to unpack layers safely: apt-get install bubblewrap (see `secure-run doctor`)');
   const args = [
     '--ro-bind', '/', '/', '--bind', plan.root, plan.root, '--dev', '/dev', '--proc', '/proc',
-    '--unshare-all', '--die-with-parent', '--new-session', '--cap-drop', 'ALL',
+    // Root mode hands files to the container's id range, which a fresh user namespace
+    // could not name: every namespace but the user one, and only the ownership capabilities.
+    ...(plan.idMap
+      ? ['--unshare-ipc', '--unshare-pid', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try', '--cap-drop', 'ALL', '--cap-add', 'CAP_CHOWN', '--cap-add', 'CAP_FOWNER', '--cap-add', 'CAP_DAC_OVERRIDE']
+      : ['--unshare-all', '--cap-drop', 'ALL']),
+    '--die-with-parent', '--new-session',
     '--', process.execPath, CHILD,
   ];
   const child = spawn(bwrap, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' } });

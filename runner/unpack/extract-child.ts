@@ -1,3 +1,4 @@
+import { lchownSync } from 'node:fs';
 import { isObject, parseStrictJson } from '../../oci/strict-json.js';
 import { OciError } from '../../oci/errors.js';
 import { applyLayer } from './apply.js';
@@ -15,6 +16,7 @@ interface Plan {
   keepSetuid: boolean;
   maxEntries: number;
   maxLayerBytes: number;
+  idMap?: { idBase: number; idSize: number };
 }
 
 async function main(): Promise<void> {
@@ -27,7 +29,7 @@ async function main(): Promise<void> {
   for (const [i, layer] of plan.layers.entries()) {
     const { tar, counter } = openLayer(layer.path, plan.maxLayerBytes);
     try {
-      const r = await applyLayer(plan.root, tar, { keepSetuid: plan.keepSetuid, maxEntries: plan.maxEntries });
+      const r = await applyLayer(plan.root, tar, { keepSetuid: plan.keepSetuid, maxEntries: plan.maxEntries, idMap: plan.idMap });
       entries += r.entries;
       skipped.push(...r.skipped);
     } catch (err) {
@@ -39,6 +41,7 @@ async function main(): Promise<void> {
     const diffId = counter.digest().text;
     if (diffId !== layer.diffId) throw new UnpackError('LAYER_DIFFID_MISMATCH', `layer ${i} uncompresses to ${diffId}, the config says ${layer.diffId}`);
   }
+  if (plan.idMap) lchownSync(plan.root, plan.idMap.idBase, plan.idMap.idBase);
   process.stdout.write(`${JSON.stringify({ ok: true, entries, skipped })}\n`);
 }
 

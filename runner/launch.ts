@@ -1,0 +1,145 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import { RunnerError } from './errors.js';
+import { hostPlatform, parsePlatform } from './gateway-client.js';
+import { hostRlimits, idPlan, initBinary } from './host.js';
+import { ImageCache } from './image-cache.js';
+import { pullImage, type PullPolicy } from './pull.js';
+import { prepareRootfs, privateRootfs } from './rootfs.js';
+import { parseImageConfig } from './runtime/image-config.js';
+import { ociRuntime } from './runtime/oci-runtime.js';
+import { buildSpec, type Volume } from './runtime/spec.js';
+import { readTrust, type RunnerPaths } from './settings.js';
+
+/**
+ * One `secure-run IMAGE [COMMAND…]`: pull (or take from the cache) and check the
+ * gateway's attestation for the exact digest, unpack in confinement, build the spec,
+ * run it, and hand back the container's exit status. Any refusal happens before
+ * anything is unpacked or launched.
+ */
+export interface LaunchOptions {
+  readonly image: string;
+  readonly command: readonly string[];
+  readonly env: readonly string[];
+  readonly envFiles: readonly string[];
+  readonly volumes: readonly string[];
+  readonly workdir?: string | undefined;
+  readonly user?: string | undefined;
+  readonly entrypoint?: string | undefined;
+  readonly interactive: boolean;
+  readonly tty: boolean;
+  readonly platform?: string | undefined;
+  readonly pull: PullPolicy;
+  readonly runtime: 'crun' | 'runc';
+  readonly readOnly: boolean;
+  readonly maxAgeMs: number;
+  readonly keepSetuid: boolean;
+  readonly maxLayerBytes: number;
+}
+
+export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: NodeJS.ProcessEnv): Promise<number> {
+  const trust = readTrust(paths);
+  const env = [...opts.envFiles.flatMap(readEnvFile), ...opts.env].map((e) => resolveEnv(e, hostEnv));
+  const volumes = opts.volumes.map(parseVolume);
+  const ids = idPlan(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
+  const driver = ociRuntime(opts.runtime);
+  const initPath = initBinary();
+  mkdirSync(paths.dataDir, { recursive: true, mode: 0o711 });
+  const cache = new ImageCache(join(paths.dataDir, 'images'));
+  const pulled = await pullImage(trust, cache, opts.image, {
+    platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(), maxAgeMs: opts.maxAgeMs, pull: opts.pull,
+    progress: process.stderr.isTTY ? progressBar() : undefined,
+  });
+  const config = parseImageConfig(pulled.config);
+  const id = `secure-run-${randomBytes(6).toString('hex')}`;
+  const bundle = join(paths.dataDir, 'containers', id);
+  mkdirSync(bundle, { recursive: true, mode: 0o711 });
+  try {
+    const rootfsOptions = { keepSetuid: opts.keepSetuid, idMap: ids.idMap, maxLayerBytes: opts.maxLayerBytes };
+    // A writable root is a private copy: the cached tree stays exactly what was attested.
+    const rootfs = opts.readOnly
+      ? await prepareRootfs(paths.dataDir, cache, pulled.manifestDigest, pulled.layers, config.diffIds, rootfsOptions)
+      : await privateRootfs(bundle, cache, pulled.layers, config.diffIds, rootfsOptions);
+    const spec = buildSpec(config, {
+      command: opts.command.length ? opts.command : undefined, entrypoint: opts.entrypoint, env, workdir: opts.workdir, user: opts.user,
+      volumes, tty: opts.tty, readOnlyRoot: opts.readOnly,
+    }, {
+      uidMappings: ids.uidMappings, gidMappings: ids.gidMappings, rlimits: hostRlimits(), initPath, rootfsPath: rootfs,
+      etcPasswd: readContainerFile(rootfs, ['etc', 'passwd']), etcGroup: readContainerFile(rootfs, ['etc', 'group']),
+    });
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o644 });
+    return await driver.run({ bundle, id, stateDir: join(paths.dataDir, 'state'), interactive: opts.interactive });
+  } finally {
+    rmSync(bundle, { recursive: true, force: true });
+  }
+}
+
+/** `-v SRC:DST[:ro|rw]`, SRC an existing absolute host path. */
+export function parseVolume(text: string): Volume {
+  const parts = text.split(':');
+  if (parts.length < 2 || parts.length > 3) throw new RunnerError('IMAGE_INVALID', `volume must be SRC:DST[:ro]: ${JSON.stringify(text)}`);
+  const [source = '', destination = '', mode = 'rw'] = parts;
+  if (!isAbsolute(source)) throw new RunnerError('IMAGE_INVALID', `volume source must be an absolute host path: ${JSON.stringify(source)}`);
+  if (mode !== 'ro' && mode !== 'rw') throw new RunnerError('IMAGE_INVALID', `volume mode must be ro or rw: ${JSON.stringify(mode)}`);
+  try {
+    statSync(source);
+  } catch {
+    throw new RunnerError('IMAGE_INVALID', `volume source does not exist: ${source}`);
+  }
+  return { source, destination, readOnly: mode === 'ro' };
+}
+
+/** `KEY=VALUE` as given; a bare `KEY` takes the value from secure-run's environment (docker -e KEY). */
+export function resolveEnv(entry: string, hostEnv: NodeJS.ProcessEnv): string {
+  if (entry.includes('=')) return entry;
+  const v = hostEnv[entry];
+  return v === undefined ? `${entry}=` : `${entry}=${v}`;
+}
+
+export function readEnvFile(path: string): string[] {
+  return readFileSync(path, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+}
+
+/**
+ * Reads a small file of the unpacked image without following any symlink: an image
+ * whose /etc/passwd points at a host file must not make us read the host file.
+ */
+export function readContainerFile(rootfs: string, parts: readonly string[]): string | undefined {
+  let path = rootfs;
+  for (const p of parts.slice(0, -1)) {
+    path = join(path, p);
+    try {
+      if (!lstatSync(path).isDirectory()) return undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  let fd: number;
+  try {
+    fd = openSync(join(path, parts[parts.length - 1] as string), constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > 1024 * 1024) return undefined;
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** docker pull-style progress on a terminal: one line per blob, rewritten in place. */
+function progressBar(): (e: { layer: number; of: number; bytes: number; size: number }) => void {
+  let last = 0;
+  return (e) => {
+    const now = Date.now();
+    if (now - last < 100 && e.bytes < e.size) return;
+    last = now;
+    const pct = e.size ? Math.floor((e.bytes / e.size) * 100) : 100;
+    const width = 30;
+    const bar = '='.repeat(Math.floor((pct / 100) * width)).padEnd(width, ' ');
+    process.stderr.write(`\r${e.layer}/${e.of} [${bar}] ${pct}% ${(e.bytes / 1048576).toFixed(1)}/${(e.size / 1048576).toFixed(1)} MiB${e.bytes >= e.size ? '\n' : ''}`);
+  };
+}

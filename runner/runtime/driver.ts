@@ -1,0 +1,20 @@
+/**
+ * Starting a prepared OCI bundle. One interface, several runtimes (crun by default,
+ * runc, and later bwrap), each proven by the same contract suite. A driver returns
+ * the container's exit status as a shell would report it (128 + signal number when
+ * it was killed) and leaves no container behind.
+ */
+export interface RunRequest {
+  /** Directory holding config.json. */
+  readonly bundle: string;
+  readonly id: string;
+  /** Runtime state directory (the runtime's --root). */
+  readonly stateDir: string;
+  /** Keep standard input attached (-i). */
+  readonly interactive: boolean;
+}
+
+export interface RuntimeDriver {
+  readonly name: 'crun' | 'runc';
+  run(req: RunRequest): Promise<number>;
+}

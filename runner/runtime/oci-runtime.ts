@@ -1,0 +1,86 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { constants } from 'node:os';
+import { RunnerError } from '../errors.js';
+import { findProgram } from '../unpack/confined.js';
+import type { RunRequest, RuntimeDriver } from './driver.js';
+
+/**
+ * crun and runc, driven the same way. The runtime runs in a private mount namespace
+ * held by a small holder process, where the cgroup2 half of a hybrid cgroup
+ * hierarchy is unmounted: crun refuses hybrid hosts otherwise, and neither needs
+ * cgroups here (no resource limits are set). The runtime is started with a death
+ * signal (setpriv --pdeathsig KILL) so that killing secure-run kills the container;
+ * SIGINT and SIGTERM are forwarded to it; its state is deleted afterwards.
+ */
+export function ociRuntime(name: 'crun' | 'runc'): RuntimeDriver {
+  const binary = findProgram(name);
+  if (!binary) throw new RunnerError('IMAGE_INVALID', `${name} is not installed: apt-get install ${name} (see \`secure-run doctor\`)`);
+  const tools = ['unshare', 'nsenter', 'setpriv'].map((t) => [t, findProgram(t)] as const);
+  const missing = tools.filter(([, p]) => !p).map(([t]) => t);
+  if (missing.length) throw new RunnerError('IMAGE_INVALID', `${missing.join(', ')} missing: apt-get install util-linux`);
+  const [unshare, nsenter, setpriv] = tools.map(([, p]) => p as string) as [string, string, string];
+  return {
+    name,
+    async run(req: RunRequest): Promise<number> {
+      const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, '--mount', '--propagation', 'private', '--', 'sleep', '86400'], { stdio: 'ignore' });
+      try {
+        const pid = await holderReady(holder);
+        if (hybridCgroups()) {
+          const u = spawnSync(nsenter, ['-t', String(pid), '--mount', '--', 'umount', '/sys/fs/cgroup/unified'], { stdio: 'ignore' });
+          if (u.status !== 0) throw new RunnerError('IMAGE_INVALID', 'cannot hide the cgroup2 mount from the runtime (hybrid cgroups)');
+        }
+        const runtimeArgs = name === 'crun'
+          ? ['--root', req.stateDir, '--cgroup-manager=disabled', 'run', '--bundle', req.bundle, req.id]
+          : ['--root', req.stateDir, 'run', '--bundle', req.bundle, req.id];
+        const child = spawn(nsenter, ['-t', String(pid), '--mount', '--', setpriv, '--pdeathsig', 'KILL', '--', binary, ...runtimeArgs], { stdio: [req.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit'] });
+        return await supervise(child);
+      } finally {
+        holder.kill('SIGKILL');
+        spawnSync(binary, ['--root', req.stateDir, 'delete', '--force', req.id], { stdio: 'ignore' });
+      }
+    },
+  };
+}
+
+/** Waits until the holder has its own mount namespace; returns its pid. */
+async function holderReady(holder: ChildProcess): Promise<number> {
+  const pid = holder.pid;
+  if (pid === undefined) throw new RunnerError('IMAGE_INVALID', 'could not start the namespace holder');
+  const mine = readlinkSync('/proc/self/ns/mnt');
+  for (let i = 0; i < 200; i++) {
+    try {
+      if (readlinkSync(`/proc/${pid}/ns/mnt`) !== mine && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep') return pid;
+    } catch {
+      // not there yet
+    }
+    if (holder.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new RunnerError('IMAGE_INVALID', 'the namespace holder did not start (are mount namespaces allowed?)');
+}
+
+function hybridCgroups(): boolean {
+  try {
+    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.includes(' /sys/fs/cgroup/unified ') && l.includes(' - cgroup2 '));
+  } catch {
+    return false;
+  }
+}
+
+/** Forwards SIGINT/SIGTERM, and reports the exit status as a shell would. */
+function supervise(child: ChildProcess): Promise<number> {
+  const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
+  const onInt = forward('SIGINT');
+  const onTerm = forward('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  return new Promise<number>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
+    });
+  });
+}

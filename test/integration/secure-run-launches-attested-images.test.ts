@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ROOT_ID_BASE } from '../../runner/host.js';
+import type { TestGateway } from '../helpers/gateway.js';
+import { peer, run } from '../helpers/peers.js';
+import { startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const CLI = fileURLToPath(new URL('../../cli/secure-run.js', import.meta.url));
+
+describe('secure-run launches attested images (as root: in a dedicated unprivileged id range)', () => {
+  let world: SignedWorld;
+  let gw: TestGateway;
+  let stop: () => Promise<void> = async () => undefined;
+  const home = tempDir('portcullis-home-');
+  const env = { ...process.env, XDG_CONFIG_HOME: join(home.path, 'config'), XDG_DATA_HOME: join(home.path, 'data') };
+  const sr = async (...args: string[]) => {
+    const r = await run(process.execPath, [CLI, ...args], { env, allowFail: true });
+    return { status: r.code, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  before(async () => {
+    for (const p of ['crun', 'runc', 'bwrap', 'tini-static', 'unshare', 'nsenter', 'setpriv']) peer(p);
+    // The container's root (an unprivileged host id) must be able to reach its bundle.
+    chmodSync(home.path, 0o711);
+    ({ world, gw, stop } = await startWorldGateway());
+    const fp = ((await (await fetch(`${gw.url}/v2/_portcullis/gateway.json`)).json()) as { fingerprint: string }).fingerprint;
+    const t = await sr('trust', gw.url, '--fingerprint', fp);
+    assert.equal(t.status, 0, t.stderr);
+  });
+  after(async () => {
+    await stop();
+    home.cleanup();
+  });
+
+  for (const runtime of ['crun', 'runc']) {
+    test(`${runtime}: the image's own command runs and its output and exit code come back`, async () => {
+      const r = await sr('--runtime', runtime, `${world.registry.host}/test/signed:1`);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, 'signed\n');
+      const code = await sr('--runtime', runtime, '--entrypoint', '', `${world.registry.host}/test/signed:1`, '/bin/sh', '-c', 'exit 7');
+      assert.equal(code.status, 7, code.stderr);
+    });
+  }
+
+  test('env, workdir, user, and the id mapping', async () => {
+    const r = await sr('-e', 'FOO=bar', '-w', '/srv', '-u', '1000:1000', `${world.registry.host}/test/signed:1`, '-c', 'echo $FOO; pwd; id -u; id -g; cat /proc/self/uid_map');
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    assert.deepEqual(lines.slice(0, 4), ['bar', '/srv', '1000', '1000']);
+    assert.deepEqual(lines[4]?.trim().split(/\s+/), ['0', String(ROOT_ID_BASE), '65536']);
+  });
+
+  test('read-only root and a read-only volume; /tmp is writable', async () => {
+    const vol = join(home.path, 'vol');
+    mkdirSync(vol);
+    chmodSync(vol, 0o755);
+    writeFileSync(join(vol, 'f'), 'from the host\n', { mode: 0o644 });
+    const r = await sr('-v', `${vol}:/data:ro`, `${world.registry.host}/test/signed:1`, '-c', 'cat /data/f; touch /tmp/ok && echo tmp-ok; touch /data/x || echo vol-ro; touch /etc/x || echo root-ro');
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['from the host', 'tmp-ok', 'vol-ro', 'root-ro']);
+    assert.equal(existsSync(join(vol, 'x')), false);
+  });
+
+  test('an unsigned image is refused before anything is unpacked or launched', async () => {
+    const rootfsDir = join(home.path, 'data', 'secure-run', 'rootfs');
+    const before = existsSync(rootfsDir) ? readdirSync(rootfsDir).sort() : [];
+    const r = await sr(`${world.registry.host}/test/unsigned:1`);
+    assert.equal(r.status, 125);
+    assert.match(r.stderr, /\[IMAGE_UNAVAILABLE\]/);
+    assert.deepEqual(existsSync(rootfsDir) ? readdirSync(rootfsDir).sort() : [], before);
+    const containers = join(home.path, 'data', 'secure-run', 'containers');
+    assert.deepEqual(existsSync(containers) ? readdirSync(containers) : [], []);
+  });
+});
