@@ -77,7 +77,8 @@ export function buildSpec(image: ImageConfig, opts: RunOptions, host: HostFacts)
     process: {
       terminal: opts.tty,
       user,
-      args: [INIT_PATH, '-s', '-g', '--', ...args],
+      // tini: reap zombies (-s), signal the whole group (-g), die with the runtime (-p SIGKILL).
+      args: [INIT_PATH, '-s', '-g', '-p', 'SIGKILL', '--', ...args],
       env: mergeEnv(image.env, opts.env),
       cwd: posix.normalize(cwd),
       noNewPrivileges: true,

@@ -28,7 +28,7 @@ test('the spec has rootless defaults: namespaces, no new privileges, seccomp, ma
   const spec = buildSpec(image, opts, host) as { process: Record<string, unknown>; root: { readonly: boolean }; linux: Record<string, unknown>; mounts: { destination: string; source: string }[] };
   assert.equal(spec.root.readonly, true);
   assert.equal(spec.process.noNewPrivileges, true);
-  assert.deepEqual(spec.process.args, [INIT_PATH, '-s', '-g', '--', '/bin/sh', '-c', 'echo hi']);
+  assert.deepEqual(spec.process.args, [INIT_PATH, '-s', '-g', '-p', 'SIGKILL', '--', '/bin/sh', '-c', 'echo hi']);
   assert.deepEqual(spec.process.user, { uid: 1000, gid: 1001 });
   assert.equal(spec.process.cwd, '/srv');
   assert.deepEqual((spec.linux.namespaces as { type: string }[]).map((n) => n.type).sort(), ['ipc', 'mount', 'network', 'pid', 'user', 'uts']);

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { TestGateway } from '../helpers/gateway.js';
+import { run } from '../helpers/peers.js';
+import { waitFor } from '../helpers/ports.js';
+import { startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const CLI = fileURLToPath(new URL('../../cli/secure-run.js', import.meta.url));
+
+/** The container's `sleep <marker>` processes (not secure-run, whose argv also holds the marker). */
+function processesWith(marker: string): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv[0] === '/bin/sleep' && argv[1] === marker) out.push(Number(pid));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+describe('signals reach the container, and killing secure-run leaves no container behind', () => {
+  let world: SignedWorld;
+  let gw: TestGateway;
+  let stop: () => Promise<void> = async () => undefined;
+  const home = tempDir('portcullis-home-');
+  const env = { ...process.env, XDG_CONFIG_HOME: join(home.path, 'config'), XDG_DATA_HOME: join(home.path, 'data') };
+
+  before(async () => {
+    chmodSync(home.path, 0o711);
+    ({ world, gw, stop } = await startWorldGateway());
+    const fp = ((await (await fetch(`${gw.url}/v2/_portcullis/gateway.json`)).json()) as { fingerprint: string }).fingerprint;
+    await run(process.execPath, [CLI, 'trust', gw.url, '--fingerprint', fp], { env });
+    // Warm the caches so that the tests below time the container, not the pull.
+    await run(process.execPath, [CLI, `${world.registry.host}/test/signed:1`, '-c', 'true'], { env });
+  });
+  after(async () => {
+    await stop();
+    home.cleanup();
+  });
+
+  const start = (marker: string) => spawn(process.execPath, [CLI, '--entrypoint', '', `${world.registry.host}/test/signed:1`, '/bin/sleep', marker], { env, stdio: 'ignore' });
+
+  test('SIGTERM to secure-run stops the container; its status comes back', async () => {
+    const marker = '301';
+    const child = start(marker);
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    await waitFor(async () => processesWith(marker).length > 0, 'the container to start');
+    child.kill('SIGTERM');
+    assert.equal(await exited, 143);
+    await waitFor(async () => processesWith(marker).length === 0, 'the container to go away', 5000);
+  });
+
+  test('SIGKILL to secure-run takes the container with it', async () => {
+    const marker = '302';
+    const child = start(marker);
+    const exited = new Promise((r) => child.on('exit', r));
+    await waitFor(async () => processesWith(marker).length > 0, 'the container to start');
+    child.kill('SIGKILL');
+    await exited;
+    await waitFor(async () => processesWith(marker).length === 0, 'the container to die with secure-run', 5000);
+  });
+});
