@@ -15,15 +15,24 @@ export const ROOT_ID_BASE = 0x70000000;
 export const ID_RANGE = 65536;
 
 export interface IdPlan {
+  /** root: a dedicated host id range; single: the user's own id is the container's only one. */
+  readonly mode: 'root' | 'single';
   readonly uidMappings: readonly IdMapping[];
   readonly gidMappings: readonly IdMapping[];
   /** Host ids for files: set when the rootfs must be owned by mapped ids (root mode). */
   readonly idMap: { idBase: number; idSize: number } | undefined;
 }
 
-export function idPlan(uid: number, gid: number, subuid = readOr('/etc/subuid'), subgid = readOr('/etc/subgid')): IdPlan {
+/**
+ * As an unprivileged user, the runtime runs in a user namespace where the user is
+ * root (`unshare --map-root-user`), and the container maps its root to that: one
+ * id, the user's own. Images that run as another user get a warning and run as the
+ * container's root, which on the host is still just this user.
+ */
+export function idPlan(uid: number, _gid: number, subuid = readOr('/etc/subuid'), subgid = readOr('/etc/subgid')): IdPlan {
   if (uid !== 0) {
-    throw new RunnerError('IMAGE_INVALID', 'running as an unprivileged user is not available yet in this version: run secure-run as root (containers still get an unprivileged id range)');
+    const one = [{ containerID: 0, hostID: 0, size: 1 }];
+    return { mode: 'single', uidMappings: one, gidMappings: one, idMap: undefined };
   }
   for (const [file, text] of [['/etc/subuid', subuid], ['/etc/subgid', subgid]] as const) {
     for (const line of text.split('\n')) {
@@ -36,7 +45,7 @@ export function idPlan(uid: number, gid: number, subuid = readOr('/etc/subuid'),
     }
   }
   const m = [{ containerID: 0, hostID: ROOT_ID_BASE, size: ID_RANGE }];
-  return { uidMappings: m, gidMappings: m, idMap: { idBase: ROOT_ID_BASE, idSize: ID_RANGE } };
+  return { mode: 'root', uidMappings: m, gidMappings: m, idMap: { idBase: ROOT_ID_BASE, idSize: ID_RANGE } };
 }
 
 function readOr(path: string): string {

@@ -9,7 +9,7 @@ import { pullImage, type PullPolicy } from './pull.js';
 import { prepareRootfs, privateRootfs } from './rootfs.js';
 import { parseImageConfig } from './runtime/image-config.js';
 import { ociRuntime } from './runtime/oci-runtime.js';
-import { buildSpec, type Volume } from './runtime/spec.js';
+import { buildSpec, resolveUser, type Volume } from './runtime/spec.js';
 import { readTrust, type RunnerPaths } from './settings.js';
 
 /**
@@ -38,7 +38,7 @@ export interface LaunchOptions {
   readonly maxLayerBytes: number;
 }
 
-export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: NodeJS.ProcessEnv): Promise<number> {
+export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: NodeJS.ProcessEnv, warn: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<number> {
   const trust = readTrust(paths);
   const env = [...opts.envFiles.flatMap(readEnvFile), ...opts.env].map((e) => resolveEnv(e, hostEnv));
   const volumes = opts.volumes.map(parseVolume);
@@ -61,15 +61,22 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
     const rootfs = opts.readOnly
       ? await prepareRootfs(paths.dataDir, cache, pulled.manifestDigest, pulled.layers, config.diffIds, rootfsOptions)
       : await privateRootfs(bundle, cache, pulled.layers, config.diffIds, rootfsOptions);
+    const etcPasswd = readContainerFile(rootfs, ['etc', 'passwd']);
+    const etcGroup = readContainerFile(rootfs, ['etc', 'group']);
+    let user = opts.user ?? config.user;
+    if (ids.mode === 'single' && user !== '' && resolveUser(user, { etcPasswd, etcGroup }).uid !== 0) {
+      warn(`secure-run: warning: ${opts.image} runs as ${JSON.stringify(user)}, but without a subordinate id range this container has only one id; running it as the container's root (your own unprivileged user on the host)`);
+      user = '0:0';
+    }
     const spec = buildSpec(config, {
-      command: opts.command.length ? opts.command : undefined, entrypoint: opts.entrypoint, env, workdir: opts.workdir, user: opts.user,
+      command: opts.command.length ? opts.command : undefined, entrypoint: opts.entrypoint, env, workdir: opts.workdir, user,
       volumes, tty: opts.tty, readOnlyRoot: opts.readOnly,
     }, {
       uidMappings: ids.uidMappings, gidMappings: ids.gidMappings, rlimits: hostRlimits(), initPath, rootfsPath: rootfs,
-      etcPasswd: readContainerFile(rootfs, ['etc', 'passwd']), etcGroup: readContainerFile(rootfs, ['etc', 'group']),
+      etcPasswd, etcGroup,
     });
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o644 });
-    return await driver.run({ bundle, id, stateDir: join(paths.dataDir, 'state'), interactive: opts.interactive });
+    return await driver.run({ bundle, id, stateDir: join(paths.dataDir, 'state'), interactive: opts.interactive, mode: ids.mode === 'root' ? 'root' : 'user' });
   } finally {
     rmSync(bundle, { recursive: true, force: true });
   }

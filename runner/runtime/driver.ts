@@ -12,6 +12,8 @@ export interface RunRequest {
   readonly stateDir: string;
   /** Keep standard input attached (-i). */
   readonly interactive: boolean;
+  /** root: real root starts the runtime; user: an unprivileged user, through its own user namespace. */
+  readonly mode: 'root' | 'user';
 }
 
 export interface RuntimeDriver {

@@ -23,20 +23,26 @@ export function ociRuntime(name: 'crun' | 'runc'): RuntimeDriver {
   return {
     name,
     async run(req: RunRequest): Promise<number> {
-      const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, '--mount', '--propagation', 'private', '--', 'sleep', '86400'], { stdio: 'ignore' });
+      // As a user, the holder owns a user namespace in which the user is root.
+      const userns = req.mode === 'user' ? ['--user', '--map-root-user'] : [];
+      const enter = req.mode === 'user' ? ['--user', '--mount', '--preserve-credentials'] : ['--mount'];
+      const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, ...userns, '--mount', '--propagation', 'private', '--', 'sleep', '86400'], { stdio: 'ignore' });
       try {
         const pid = await holderReady(holder);
         if (hybridCgroups()) {
-          const u = spawnSync(nsenter, ['-t', String(pid), '--mount', '--', 'umount', '/sys/fs/cgroup/unified'], { stdio: 'ignore' });
+          // Root can unmount it; a user namespace can only cover it.
+          const hide = req.mode === 'user' ? ['mount', '-t', 'tmpfs', '-o', 'ro', 'tmpfs', '/sys/fs/cgroup/unified'] : ['umount', '/sys/fs/cgroup/unified'];
+          const u = spawnSync(nsenter, ['-t', String(pid), ...enter, '--', ...hide], { stdio: 'ignore' });
           if (u.status !== 0) throw new RunnerError('IMAGE_INVALID', 'cannot hide the cgroup2 mount from the runtime (hybrid cgroups)');
         }
         const runtimeArgs = name === 'crun'
           ? ['--root', req.stateDir, '--cgroup-manager=disabled', 'run', '--bundle', req.bundle, req.id]
           : ['--root', req.stateDir, 'run', '--bundle', req.bundle, req.id];
-        const child = spawn(nsenter, ['-t', String(pid), '--mount', '--', setpriv, '--pdeathsig', 'KILL', '--', binary, ...runtimeArgs], { stdio: [req.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit'] });
+        const child = spawn(nsenter, ['-t', String(pid), ...enter, '--', setpriv, '--pdeathsig', 'KILL', '--', binary, ...runtimeArgs], { stdio: [req.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit'] });
         return await supervise(child);
       } finally {
         holder.kill('SIGKILL');
+        // The state lives in the holder's namespaces' view of the state dir, which is the same directory.
         spawnSync(binary, ['--root', req.stateDir, 'delete', '--force', req.id], { stdio: 'ignore' });
       }
     },
