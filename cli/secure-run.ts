@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { OciError, UpstreamError } from '../oci/errors.js';
 import { RunnerError } from '../runner/errors.js';
+import { defaultDoctorInput, diagnose, renderFindings } from '../runner/doctor.js';
 import { runCommand, trustCommand, verifyCommand, type RunFlags } from '../runner/main.js';
 
 /**
@@ -55,6 +56,16 @@ program.command('trust')
   .option('-y, --yes', 'pin without asking (trust on first use)')
   .action(async (url: string, opts: { fingerprint?: string; yes?: boolean }) => {
     process.exitCode = await trustCommand(url, opts, io);
+  });
+
+program.command('doctor')
+  .description('check this machine for rootless containers and explain each fix')
+  .option('--json', 'print the findings as JSON')
+  .action((opts: { json?: boolean }) => {
+    const findings = diagnose(defaultDoctorInput());
+    if (opts.json) io.out(JSON.stringify(findings));
+    else for (const line of renderFindings(findings)) io.out(line);
+    process.exitCode = findings.some((f) => f.status === 'fail') ? 1 : 0;
   });
 
 program.command('verify')

@@ -1,0 +1,28 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { diagnose, type DoctorInput } from '../../../runner/doctor.js';
+
+const files = (over: Record<string, string | undefined>) => (p: string) => over[p];
+const all = (p: string) => `/usr/bin/${p}`;
+const base: DoctorInput = { uid: 1000, user: 'dev', read: files({ '/proc/sys/user/max_user_namespaces': '15000\n' }), which: all };
+const status = (i: DoctorInput, check: string) => diagnose(i).find((f) => f.check === check)?.status;
+
+test('a ready machine has no failures', () => {
+  assert.ok(diagnose(base).every((f) => f.status !== 'fail'));
+});
+
+test('disabled user namespaces, the AppArmor restriction and a missing bwrap fail with a fix', () => {
+  assert.equal(status({ ...base, read: files({ '/proc/sys/user/max_user_namespaces': '0' }) }, 'user namespaces'), 'fail');
+  const apparmor = { ...base, read: files({ '/proc/sys/user/max_user_namespaces': '15000', '/proc/sys/kernel/apparmor_restrict_unprivileged_userns': '1' }) };
+  assert.equal(status(apparmor, 'AppArmor user-namespace restriction'), 'fail');
+  const noBwrap = { ...base, which: (p: string) => (p === 'bwrap' ? undefined : all(p)) };
+  const f = diagnose(noBwrap).find((x) => x.check === 'bwrap');
+  assert.equal(f?.status, 'fail');
+  assert.match(f?.fix ?? '', /apt-get install bubblewrap/);
+});
+
+test('hybrid cgroups are recognised; missing subordinate ids are a warning', () => {
+  const hybrid = { ...base, read: files({ '/proc/sys/user/max_user_namespaces': '1', '/proc/self/mountinfo': '41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n' }) };
+  assert.match(diagnose(hybrid).find((f) => f.check === 'cgroups')?.detail ?? '', /hybrid/);
+  assert.equal(status(base, 'subordinate ids'), 'warn');
+});
