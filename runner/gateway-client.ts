@@ -6,6 +6,7 @@ import { header, RegistryClient } from '../oci/registry-client/client.js';
 import type { ImageReference } from '../oci/reference.js';
 import { MAX_ENVELOPE_BYTES, VSA_PREDICATE_TYPE } from '../policies/attestation.js';
 import { RunnerError } from './errors.js';
+import type { Platform } from './platform.js';
 
 /**
  * secure-run's view of the gateway: resolve an image (choosing the platform from an
@@ -14,12 +15,6 @@ import { RunnerError } from './errors.js';
  * The gateway is asked with `?ns=<registry>`, so any upstream it is configured for
  * can be named by its own host.
  */
-export interface Platform {
-  readonly os: string;
-  readonly architecture: string;
-  readonly variant?: string | undefined;
-}
-
 export interface ResolvedImage {
   readonly manifestDigest: Digest;
   readonly manifestBytes: Buffer;
@@ -35,17 +30,6 @@ const GATEWAY_MARK = 'dev.portcullis.attestation';
 
 export function gatewayClient(gatewayUrl: string, ref: ImageReference): RegistryClient {
   return new RegistryClient({ baseUrl: gatewayUrl, namespace: ref.host, retries: 1 });
-}
-
-export function hostPlatform(): Platform {
-  const arch: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
-  return { os: 'linux', architecture: arch[process.arch] ?? process.arch };
-}
-
-export function parsePlatform(text: string): Platform {
-  const [os, architecture, variant] = text.split('/');
-  if (!os || !architecture) throw new RunnerError('IMAGE_INVALID', `platform must be os/arch[/variant], not ${JSON.stringify(text)}`);
-  return { os, architecture, variant };
 }
 
 export async function resolveImage(client: RegistryClient, ref: ImageReference, platform: Platform): Promise<ResolvedImage> {

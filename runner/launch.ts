@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { RunnerError } from './errors.js';
-import { hostPlatform, parsePlatform } from './gateway-client.js';
+import { hostPlatform, parsePlatform } from './platform.js';
 import { hostRlimits, idPlan, initBinary } from './host.js';
 import { ImageCache } from './image-cache.js';
 import { pullImage, type PullPolicy } from './pull.js';

@@ -1,9 +1,7 @@
 import { createInterface } from 'node:readline/promises';
 import { RunnerError } from './errors.js';
-import { hostPlatform, parsePlatform } from './gateway-client.js';
+import { hostPlatform, parsePlatform } from './platform.js';
 import { readTrust, runnerPaths } from './settings.js';
-import { fetchGatewayKey, pinKey } from './trust.js';
-import { verifyImage } from './verify.js';
 import { launch } from './launch.js';
 import type { PullPolicy } from './pull.js';
 
@@ -18,6 +16,7 @@ export interface Output {
 
 export async function trustCommand(url: string, opts: { fingerprint?: string; yes?: boolean }, io: Output): Promise<number> {
   const paths = runnerPaths();
+  const { fetchGatewayKey, pinKey } = await import('./trust.js');
   const offered = await fetchGatewayKey(url);
   io.out(`gateway ${offered.gateway} offers key ${offered.fingerprint}`);
   let confirmed = opts.yes === true;
@@ -37,6 +36,7 @@ export async function trustCommand(url: string, opts: { fingerprint?: string; ye
 
 export async function verifyCommand(image: string, opts: { platform?: string; maxAge: string; json?: boolean }, io: Output): Promise<number> {
   const trust = readTrust(runnerPaths());
+  const { verifyImage } = await import('./verify.js');
   const v = await verifyImage(trust, image, { platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(), maxAgeMs: parseDuration(opts.maxAge) });
   if (opts.json) {
     io.out(JSON.stringify({ image, digest: v.image.manifestDigest.text, index: v.image.indexDigest?.text, verified: v.summary.timeVerified.toISOString(), policy: v.summary.policyDigest, resource: v.summary.resourceUri }));

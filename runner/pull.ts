@@ -5,10 +5,9 @@ import { formatImageReference, parseImageReference } from '../oci/reference.js';
 import { MAX_ENVELOPE_BYTES, type VerifiedSummary } from '../policies/attestation.js';
 import { checkAttestation } from './attestation-check.js';
 import { RunnerError } from './errors.js';
-import { gatewayClient, type Platform } from './gateway-client.js';
+import type { Platform } from './platform.js';
 import type { ImageCache } from './image-cache.js';
 import { pinnedKey, type Trust } from './settings.js';
-import { verifyImage } from './verify.js';
 
 /**
  * Gets an image ready to unpack: resolved and attested (online), or taken from the
@@ -54,6 +53,9 @@ export async function pullImage(trust: Trust, cache: ImageCache, imageText: stri
     manifestBytes = m;
     envelope = e;
   } else {
+    // The network code (and its HTTP client) is loaded only when the network is used:
+    // a cached run starts faster. The module names are fixed strings.
+    const { verifyImage } = await import('./verify.js');
     const v = await verifyImage(trust, imageText, { platform: opts.platform, maxAgeMs: opts.maxAgeMs, now });
     manifestDigest = v.image.manifestDigest;
     manifestBytes = v.image.manifestBytes;
@@ -78,6 +80,7 @@ async function fetchBlobs(trust: Trust, cache: ImageCache, repository: string, h
   const missing = wanted.filter((d) => !cache.has(d.digest, d.size));
   if (missing.length === 0) return;
   if (opts.pull === 'never') throw new RunnerError('NOT_CACHED', `${missing.length} blob(s) of the image are not cached and --pull never was given`);
+  const { gatewayClient } = await import('./gateway-client.js');
   const client = gatewayClient(trust.gateway, { host, repository, tag: undefined, digest: manifest.config.digest });
   try {
     // Blobs come from the gateway by digest, or not at all: descriptor `urls` are never followed.

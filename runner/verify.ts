@@ -1,7 +1,8 @@
 import { parseImageReference } from '../oci/reference.js';
 import type { VerifiedSummary } from '../policies/attestation.js';
 import { checkAttestation } from './attestation-check.js';
-import { fetchAttestationEnvelopes, gatewayClient, resolveImage, type Platform, type ResolvedImage } from './gateway-client.js';
+import { fetchAttestationEnvelopes, gatewayClient, resolveImage, type ResolvedImage } from './gateway-client.js';
+import type { Platform } from './platform.js';
 import { pinnedKey, type Trust } from './settings.js';
 
 /**

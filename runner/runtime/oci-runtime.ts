@@ -26,6 +26,8 @@ export function ociRuntime(name: 'crun' | 'runc'): RuntimeDriver {
       // As a user, the holder owns a user namespace in which the user is root.
       const userns = req.mode === 'user' ? ['--user', '--map-root-user'] : [];
       const enter = req.mode === 'user' ? ['--user', '--mount', '--preserve-credentials'] : ['--mount'];
+      let started = false;
+      let clean = false;
       const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, ...userns, '--mount', '--propagation', 'private', '--', 'sleep', '86400'], { stdio: 'ignore' });
       try {
         const pid = await holderReady(holder);
@@ -38,12 +40,15 @@ export function ociRuntime(name: 'crun' | 'runc'): RuntimeDriver {
         const runtimeArgs = name === 'crun'
           ? ['--root', req.stateDir, '--cgroup-manager=disabled', 'run', '--bundle', req.bundle, req.id]
           : ['--root', req.stateDir, 'run', '--bundle', req.bundle, req.id];
+        started = true;
         const child = spawn(nsenter, ['-t', String(pid), ...enter, '--', setpriv, '--pdeathsig', 'KILL', '--', binary, ...runtimeArgs], { stdio: [req.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit'] });
-        return await supervise(child);
+        const status = await supervise(child);
+        clean = status < 128;
+        return status;
       } finally {
         holder.kill('SIGKILL');
-        // The state lives in the holder's namespaces' view of the state dir, which is the same directory.
-        spawnSync(binary, ['--root', req.stateDir, 'delete', '--force', req.id], { stdio: 'ignore' });
+        // `run` removes its state when the container exits normally; otherwise make sure.
+        if (started && !clean) spawnSync(binary, ['--root', req.stateDir, 'delete', '--force', req.id], { stdio: 'ignore' });
       }
     },
   };

@@ -45,6 +45,7 @@ const WHITEOUT = '.wh.';
 export async function applyLayer(root: string, tarStream: Readable, opts: ApplyOptions): Promise<ApplyResult> {
   const extract = tar.extract();
   const created = new Set<string>();
+  const dirs = new DirCache();
   const skipped: string[] = [];
   let entries = 0;
   const done = new Promise<void>((resolve, reject) => {
@@ -52,7 +53,7 @@ export async function applyLayer(root: string, tarStream: Readable, opts: ApplyO
       (async () => {
         entries++;
         if (entries > opts.maxEntries) throw new UnpackError('TAR_LIMIT', `more than ${opts.maxEntries} entries in one layer`, header.name);
-        await applyEntry(root, header, stream as unknown as Readable, created, skipped, opts);
+        await applyEntry(root, header, stream as unknown as Readable, created, skipped, opts, dirs);
       })().then(() => next(), (err: unknown) => {
         stream.resume();
         extract.destroy(err as Error);
@@ -74,7 +75,7 @@ export async function applyLayer(root: string, tarStream: Readable, opts: ApplyO
   return { entries, skipped };
 }
 
-async function applyEntry(root: string, header: tar.Header, stream: Readable, created: Set<string>, skipped: string[], opts: ApplyOptions): Promise<void> {
+async function applyEntry(root: string, header: tar.Header, stream: Readable, created: Set<string>, skipped: string[], opts: ApplyOptions, dirs: DirCache): Promise<void> {
   const name = header.name;
   const parts = entryComponents(name);
   if (parts.length === 0) {
@@ -84,13 +85,16 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
   }
   const base = parts[parts.length - 1] as string;
   const parentParts = parts.slice(0, -1);
-  const parent = ensureParents(root, parentParts, name);
+  const parent = ensureParents(root, parentParts, name, true, dirs);
 
   if (base === OPAQUE) {
     // Hide everything lower layers put in this directory; this layer's own entries stay.
     for (const child of readdirSync(parent)) {
       const rel = [...parentParts, child].join('/');
-      if (!created.has(rel)) rmSync(join(parent, child), { recursive: true, force: true });
+      if (!created.has(rel)) {
+        rmSync(join(parent, child), { recursive: true, force: true });
+        dirs.forget(rel);
+      }
     }
     stream.resume();
     return;
@@ -99,6 +103,7 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
     const victim = base.slice(WHITEOUT.length);
     if (victim === '' || victim === '.' || victim === '..' || victim.includes('/')) throw new UnpackError('TAR_BAD_ENTRY', 'invalid whiteout', name);
     rmSync(join(parent, victim), { recursive: true, force: true });
+    dirs.forget([...parentParts, victim].join('/'));
     stream.resume();
     return;
   }
@@ -107,11 +112,13 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
   const rel = parts.join('/');
   const mode = (header.mode ?? 0o644) & (opts.keepSetuid ? 0o7777 : 0o1777);
   const existing = lstatOrUndefined(target);
+  if (existing?.isDirectory() && header.type !== 'directory') dirs.forget(rel);
   switch (header.type) {
     case 'directory': {
       if (existing && !existing.isDirectory()) unlinkSync(target);
       if (!existing || !existing.isDirectory()) mkdirSync(target, { mode: 0o700 });
       chmodSync(target, mode);
+      dirs.add(rel);
       stream.resume();
       break;
     }
@@ -132,7 +139,7 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
     case 'link': {
       const linkParts = entryComponents(header.linkname ?? '');
       if (linkParts.length === 0) throw new UnpackError('TAR_HARDLINK_ESCAPE', 'hardlink to the root', name);
-      const source = join(ensureParents(root, linkParts.slice(0, -1), name, false), linkParts[linkParts.length - 1] as string);
+      const source = join(ensureParents(root, linkParts.slice(0, -1), name, false, dirs), linkParts[linkParts.length - 1] as string);
       const st = lstatOrUndefined(source);
       if (!st) throw new UnpackError('TAR_HARDLINK_ESCAPE', 'hardlink to a file that is not in the image', name);
       if (!st.isFile()) throw new UnpackError('TAR_HARDLINK_ESCAPE', 'hardlink to something other than a regular file', name);
@@ -170,14 +177,18 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
  * Makes sure every parent component is a real directory inside the root, creating
  * missing ones; a symlink anywhere on the way is refused (TAR-03, TAR-04).
  */
-function ensureParents(root: string, parts: readonly string[], entry: string, create = true): string {
+function ensureParents(root: string, parts: readonly string[], entry: string, create: boolean, dirs: DirCache): string {
   let dir = root;
+  let rel = '';
   for (const p of parts) {
     dir = join(dir, p);
+    rel = rel === '' ? p : `${rel}/${p}`;
+    if (dirs.has(rel)) continue;
     const st = lstatOrUndefined(dir);
     if (!st) {
       if (!create) throw new UnpackError('TAR_HARDLINK_ESCAPE', 'hardlink target is not in the image', entry);
       mkdirSync(dir, { mode: 0o755 });
+      dirs.add(rel);
       continue;
     }
     if (st.isSymbolicLink()) throw new UnpackError('TAR_THROUGH_SYMLINK', `would write through the symlink ${p}`, entry);
@@ -186,8 +197,30 @@ function ensureParents(root: string, parts: readonly string[], entry: string, cr
       unlinkSync(dir);
       mkdirSync(dir, { mode: 0o755 });
     }
+    dirs.add(rel);
   }
   return dir;
+}
+
+/**
+ * Directories this extraction has already seen to be real directories, so that
+ * every entry does not lstat its whole path again. Anything that replaces or
+ * removes a path forgets it and everything below it; nothing else in the tree
+ * changes while the (single) extraction runs.
+ */
+class DirCache {
+  readonly #known = new Set<string>();
+  has(rel: string): boolean {
+    return this.#known.has(rel);
+  }
+  add(rel: string): void {
+    this.#known.add(rel);
+  }
+  forget(rel: string): void {
+    this.#known.delete(rel);
+    const prefix = `${rel}/`;
+    for (const k of this.#known) if (k.startsWith(prefix)) this.#known.delete(k);
+  }
 }
 
 function removeExisting(path: string, isDir: boolean): void {

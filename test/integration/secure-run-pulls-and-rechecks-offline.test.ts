@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { parseDigest } from '../../oci/digest.js';
 import { signStatement, verificationSummary } from '../../policies/attestation.js';
 import { RunnerError } from '../../runner/errors.js';
-import { hostPlatform } from '../../runner/gateway-client.js';
+import { hostPlatform } from '../../runner/platform.js';
 import { ImageCache } from '../../runner/image-cache.js';
 import { pullImage, type PullOptions } from '../../runner/pull.js';
 import { runnerPaths } from '../../runner/settings.js';

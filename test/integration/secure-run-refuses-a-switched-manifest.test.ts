@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { signStatement, verificationSummary } from '../../policies/attestation.js';
 import { RunnerError } from '../../runner/errors.js';
-import { hostPlatform } from '../../runner/gateway-client.js';
+import { hostPlatform } from '../../runner/platform.js';
 import { ImageCache } from '../../runner/image-cache.js';
 import { pullImage } from '../../runner/pull.js';
 import { runnerPaths } from '../../runner/settings.js';
