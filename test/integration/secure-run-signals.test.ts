@@ -46,17 +46,18 @@ describe('signals reach the container, and killing secure-run leaves no containe
     home.cleanup();
   });
 
-  const start = (marker: string) => spawn(process.execPath, [CLI, '--entrypoint', '', `${world.registry.host}/test/signed:1`, '/bin/sleep', marker], { env, stdio: 'ignore' });
+  const start = (marker: string, runtime = 'crun') => spawn(process.execPath, [CLI, '--runtime', runtime, '--entrypoint', '', `${world.registry.host}/test/signed:1`, '/bin/sleep', marker], { env, stdio: 'ignore' });
 
-  test('SIGTERM to secure-run stops the container; its status comes back', async () => {
-    const marker = '301';
-    const child = start(marker);
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    await waitFor(async () => processesWith(marker).length > 0, 'the container to start');
-    child.kill('SIGTERM');
-    assert.equal(await exited, 143);
-    await waitFor(async () => processesWith(marker).length === 0, 'the container to go away', 5000);
-  });
+  for (const [runtime, marker] of [['crun', '301'], ['runc', '303']] as const) {
+    test(`${runtime}: SIGTERM to secure-run stops the container; its status comes back`, async () => {
+      const child = start(marker, runtime);
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      await waitFor(async () => processesWith(marker).length > 0, 'the container to start');
+      child.kill('SIGTERM');
+      assert.equal(await exited, 143);
+      await waitFor(async () => processesWith(marker).length === 0, 'the container to go away', 5000);
+    });
+  }
 
   test('SIGKILL to secure-run takes the container with it', async () => {
     const marker = '302';

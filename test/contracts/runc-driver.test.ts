@@ -1,0 +1,4 @@
+import { ociRuntime } from '../../runner/runtime/oci-runtime.js';
+import { runtimeDriverContract } from './runtime-driver.contract.js';
+
+runtimeDriverContract('runc', () => ociRuntime('runc'));

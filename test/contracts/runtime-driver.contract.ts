@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { createReadStream, chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parseDigest } from '../../oci/digest.js';
+import { parseManifest } from '../../oci/manifest.js';
+import { hostRlimits, idPlan, initBinary } from '../../runner/host.js';
+import { ImageCache } from '../../runner/image-cache.js';
+import { prepareRootfs } from '../../runner/rootfs.js';
+import type { RuntimeDriver } from '../../runner/runtime/driver.js';
+import { parseImageConfig } from '../../runner/runtime/image-config.js';
+import { buildSpec, type RunOptions } from '../../runner/runtime/spec.js';
+import { buildImage } from '../helpers/images.js';
+import { tempDir } from '../helpers/tmp.js';
+
+/**
+ * What every RuntimeDriver must do with a bundle built by buildSpec: run it, give
+ * back the exit status, and honour the spec (env, cwd, user, read-only root). Signal
+ * forwarding is proven through the CLI (secure-run-signals). Runs as root, so
+ * containers get the dedicated id range.
+ */
+export function runtimeDriverContract(name: string, make: () => RuntimeDriver): void {
+  describe(`RuntimeDriver contract: ${name}`, () => {
+    const dir = tempDir('portcullis-driver-');
+    let rootfs: string;
+    let image: ReturnType<typeof parseImageConfig>;
+    let n = 0;
+
+    before(async () => {
+      chmodSync(dir.path, 0o711);
+      const layout = join(dir.path, 'layout');
+      await buildImage(layout, 't', { text: 'contract' });
+      const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+      const mDigest = parseDigest(index.manifests[0]?.digest as string);
+      const blob = (hex: string) => join(layout, 'blobs', 'sha256', hex);
+      const manifest = parseManifest(readFileSync(blob(mDigest.hex)), 'application/vnd.oci.image.manifest.v1+json');
+      if (manifest.kind !== 'image') throw new Error('not an image');
+      const cache = new ImageCache(join(dir.path, 'cache'));
+      for (const d of [manifest.config, ...manifest.layers]) await cache.putStream(d.digest, d.size, createReadStream(blob(d.digest.hex)));
+      image = parseImageConfig(readFileSync(blob(manifest.config.digest.hex)));
+      rootfs = await prepareRootfs(join(dir.path, 'data'), cache, mDigest, manifest.layers, image.diffIds, { keepSetuid: false, idMap: idPlan(0, 0).idMap, maxLayerBytes: 1 << 30 });
+    });
+    after(() => dir.cleanup());
+
+    async function runWith(opts: Partial<RunOptions>, out?: string): Promise<number> {
+      const ids = idPlan(0, 0);
+      const bundle = join(dir.path, `bundle-${++n}`);
+      mkdirSync(bundle, { mode: 0o711 });
+      const volumes = out ? [{ source: out, destination: '/out', readOnly: false }] : [];
+      const spec = buildSpec(image, { env: [], volumes, tty: false, readOnlyRoot: true, ...opts }, {
+        uidMappings: ids.uidMappings, gidMappings: ids.gidMappings, rlimits: hostRlimits(), initPath: initBinary(), rootfsPath: rootfs,
+        etcPasswd: undefined, etcGroup: undefined,
+      });
+      writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
+      return make().run({ bundle, id: `contract-${name}-${n}`, stateDir: join(dir.path, 'state'), interactive: false, mode: 'root' });
+    }
+
+    const outDir = () => {
+      const out = join(dir.path, `out-${n + 1}`);
+      mkdirSync(out, { mode: 0o777 });
+      chmodSync(out, 0o777);
+      return out;
+    };
+
+    test('the exit status comes back', async () => {
+      assert.equal(await runWith({ entrypoint: '', command: ['/bin/sh', '-c', 'exit 9'] }), 9);
+    });
+
+    test('env, working directory and user are those of the spec; the root is read-only', async () => {
+      const out = outDir();
+      const code = await runWith({ entrypoint: '', command: ['/bin/sh', '-c', 'echo "$FOO $(pwd) $(id -u)" > /out/r; touch /etc/x 2>/dev/null || echo ro >> /out/r'], env: ['FOO=bar'], workdir: '/srv', user: '1234:1234' }, out);
+      assert.equal(code, 0);
+      assert.equal(readFileSync(join(out, 'r'), 'utf8'), 'bar /srv 1234\nro\n');
+      assert.equal(statSync(join(out, 'r')).uid, 0x70000000 + 1234, 'the container user is a high host id, never root');
+    });
+
+  });
+}
