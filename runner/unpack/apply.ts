@@ -18,6 +18,8 @@ import { UnpackError } from './errors.js';
  * setgid bits are stripped unless `keepSetuid`. Ownership is not applied: the
  * rootfs belongs to the extracting user, who is root inside the container.
  *
+ * Modes are taken from the layer as they are: the extraction child runs with umask 0.
+ *
  * Node has no openat(2): a concurrent writer could swap a checked directory for a
  * symlink between check and use. That is why this runs in a confined child whose
  * only writable path is the target (see confined.ts); the checks here give clear
@@ -46,6 +48,7 @@ export async function applyLayer(root: string, tarStream: Readable, opts: ApplyO
   const extract = tar.extract();
   const created = new Set<string>();
   const dirs = new DirCache();
+  const dirModes = new Map<string, number>();
   const skipped: string[] = [];
   let entries = 0;
   const done = new Promise<void>((resolve, reject) => {
@@ -53,7 +56,7 @@ export async function applyLayer(root: string, tarStream: Readable, opts: ApplyO
       (async () => {
         entries++;
         if (entries > opts.maxEntries) throw new UnpackError('TAR_LIMIT', `more than ${opts.maxEntries} entries in one layer`, header.name);
-        await applyEntry(root, header, stream as unknown as Readable, created, skipped, opts, dirs);
+        await applyEntry(root, header, stream as unknown as Readable, created, skipped, opts, dirs, dirModes);
       })().then(() => next(), (err: unknown) => {
         stream.resume();
         extract.destroy(err as Error);
@@ -72,10 +75,14 @@ export async function applyLayer(root: string, tarStream: Readable, opts: ApplyO
     if (err instanceof UnpackError || err instanceof OciError) throw err;
     throw new UnpackError('TAR_BAD_ENTRY', `unreadable tar stream: ${(err as Error).message}`);
   }
+  // Directory modes without owner write are applied last, deepest first.
+  for (const [dir, mode] of [...dirModes].sort((a, b) => b[0].length - a[0].length)) {
+    if (lstatOrUndefined(dir)?.isDirectory()) chmodSync(dir, mode);
+  }
   return { entries, skipped };
 }
 
-async function applyEntry(root: string, header: tar.Header, stream: Readable, created: Set<string>, skipped: string[], opts: ApplyOptions, dirs: DirCache): Promise<void> {
+async function applyEntry(root: string, header: tar.Header, stream: Readable, created: Set<string>, skipped: string[], opts: ApplyOptions, dirs: DirCache, dirModes: Map<string, number>): Promise<void> {
   const name = header.name;
   const parts = entryComponents(name);
   if (parts.length === 0) {
@@ -111,28 +118,53 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
   const target = join(parent, base);
   const rel = parts.join('/');
   const mode = (header.mode ?? 0o644) & (opts.keepSetuid ? 0o7777 : 0o1777);
-  const existing = lstatOrUndefined(target);
-  if (existing?.isDirectory() && header.type !== 'directory') dirs.forget(rel);
+  // Create first and look only when something is in the way: most entries are new,
+  // and a failed O_EXCL create is the cheap way to find out (the child runs with umask 0).
+  const replacing = (): void => {
+    const existing = lstatOrUndefined(target);
+    if (!existing) return;
+    if (existing.isDirectory()) {
+      dirs.forget(rel);
+      rmSync(target, { recursive: true, force: true });
+    } else {
+      unlinkSync(target);
+    }
+  };
   switch (header.type) {
     case 'directory': {
-      if (existing && !existing.isDirectory()) unlinkSync(target);
-      if (!existing || !existing.isDirectory()) mkdirSync(target, { mode: 0o700 });
-      chmodSync(target, mode);
+      // Owner rwx until the layer is done, so that a read-only directory can still be filled.
+      const working = mode | 0o700;
+      if (!tryCreate(() => mkdirSync(target, { mode: working }))) {
+        const existing = lstatOrUndefined(target);
+        if (existing?.isDirectory()) chmodSync(target, working);
+        else {
+          replacing();
+          mkdirSync(target, { mode: working });
+        }
+      }
+      if (working !== mode) dirModes.set(target, mode);
       dirs.add(rel);
       stream.resume();
       break;
     }
     case 'file':
     case 'contiguous-file': {
-      if (existing) removeExisting(target, existing.isDirectory());
-      await writeFile(target, stream, header.size ?? 0, name);
-      chmodSync(target, mode);
+      let fd = tryOpen(target, mode);
+      if (fd === undefined) {
+        replacing();
+        fd = tryOpen(target, mode);
+        if (fd === undefined) throw new UnpackError('TAR_BAD_ENTRY', 'cannot create the file', name);
+      }
+      await writeFile(fd, stream, header.size ?? 0, name);
       break;
     }
     case 'symlink': {
-      if (existing) removeExisting(target, existing.isDirectory());
       if (!header.linkname || header.linkname.includes('\0')) throw new UnpackError('TAR_BAD_ENTRY', 'symlink without a valid target', name);
-      symlinkSync(header.linkname, target);
+      const linkname = header.linkname;
+      if (!tryCreate(() => symlinkSync(linkname, target))) {
+        replacing();
+        symlinkSync(linkname, target);
+      }
       stream.resume();
       break;
     }
@@ -143,8 +175,10 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
       const st = lstatOrUndefined(source);
       if (!st) throw new UnpackError('TAR_HARDLINK_ESCAPE', 'hardlink to a file that is not in the image', name);
       if (!st.isFile()) throw new UnpackError('TAR_HARDLINK_ESCAPE', 'hardlink to something other than a regular file', name);
-      if (existing) removeExisting(target, existing.isDirectory());
-      linkSync(source, target);
+      if (!tryCreate(() => linkSync(source, target))) {
+        replacing();
+        linkSync(source, target);
+      }
       stream.resume();
       break;
     }
@@ -223,11 +257,6 @@ class DirCache {
   }
 }
 
-function removeExisting(path: string, isDir: boolean): void {
-  if (isDir) rmSync(path, { recursive: true, force: true });
-  else unlinkSync(path);
-}
-
 function lstatOrUndefined(path: string): ReturnType<typeof lstatSync> | undefined {
   try {
     return lstatSync(path);
@@ -237,9 +266,28 @@ function lstatOrUndefined(path: string): ReturnType<typeof lstatSync> | undefine
   }
 }
 
-async function writeFile(path: string, stream: Readable, size: number, entry: string): Promise<void> {
-  // O_NOFOLLOW|O_EXCL: never through a symlink, never into something already there.
-  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+/** Runs a create call; false when the path already exists (EEXIST), any other error is thrown. */
+function tryCreate(create: () => void): boolean {
+  try {
+    create();
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+/** O_NOFOLLOW|O_EXCL: never through a symlink, never into something already there. Undefined on EEXIST. */
+function tryOpen(path: string, mode: number): number | undefined {
+  try {
+    return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+    throw err;
+  }
+}
+
+async function writeFile(fd: number, stream: Readable, size: number, entry: string): Promise<void> {
   let written = 0;
   try {
     for await (const chunk of stream) {

@@ -20,6 +20,8 @@ interface Plan {
 }
 
 async function main(): Promise<void> {
+  // Modes come from the layer exactly (setuid/setgid already filtered by the applier).
+  process.umask(0);
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   const plan = parseStrictJson(Buffer.concat(chunks), { maxDepth: 6 }) as Plan;

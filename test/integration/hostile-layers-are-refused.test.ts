@@ -68,6 +68,17 @@ describe('layers are unpacked in a confined child, and hostile entries are refus
     assert.deepEqual(readdirSync(join(root, 'd')), ['new'], 'the opaque marker keeps this layer\'s own entries');
   });
 
+  test('entries replace what lower layers left (file by directory, directory by file, symlink by file); a read-only directory is still filled', async () => {
+    const lower = await tarLayer([{ name: 'x', body: 'file' }, { name: 'y/' }, { name: 'y/inner', body: 'i' }, { name: 'z', type: 'symlink', linkname: '/etc' }]);
+    const upper = await tarLayer([{ name: 'x/' }, { name: 'x/a', body: 'a' }, { name: 'y', body: 'now a file' }, { name: 'z', body: 'plain' }, { name: 'ro/', mode: 0o555 }, { name: 'ro/f', body: 'f' }]);
+    const root = await unpack([lower, upper]);
+    assert.equal(readFileSync(join(root, 'x', 'a'), 'utf8'), 'a');
+    assert.equal(readFileSync(join(root, 'y'), 'utf8'), 'now a file');
+    assert.ok(lstatSync(join(root, 'z')).isFile());
+    assert.equal(readFileSync(join(root, 'ro', 'f'), 'utf8'), 'f');
+    assert.equal(lstatSync(join(root, 'ro')).mode & 0o777, 0o555);
+  });
+
   test('setuid and setgid bits are stripped; symlinks are created as they are', async () => {
     const root = await unpack([await tarLayer([{ name: 'bin/' }, { name: 'bin/su', body: '#!', mode: 0o6755 }, { name: 'bin/sh', type: 'symlink', linkname: '/bin/busybox' }])]);
     assert.equal(lstatSync(join(root, 'bin', 'su')).mode & 0o7777, 0o755);
