@@ -6,9 +6,10 @@ import { hostPlatform, parsePlatform } from './platform.js';
 import { hostRlimits, idPlan, initBinary } from './host.js';
 import { ImageCache } from './image-cache.js';
 import { pullImage, type PullPolicy } from './pull.js';
-import { prepareRootfs, privateRootfs } from './rootfs.js';
+import { ensureVolumeMountpoint, prepareRootfs, privateRootfs } from './rootfs.js';
 import { parseImageConfig } from './runtime/image-config.js';
 import { ociRuntime } from './runtime/oci-runtime.js';
+import { bwrapRuntime } from './runtime/bwrap.js';
 import { buildSpec, resolveUser, type Volume } from './runtime/spec.js';
 import { readTrust, type RunnerPaths } from './settings.js';
 
@@ -31,7 +32,7 @@ export interface LaunchOptions {
   readonly tty: boolean;
   readonly platform?: string | undefined;
   readonly pull: PullPolicy;
-  readonly runtime: 'crun' | 'runc';
+  readonly runtime: 'crun' | 'runc' | 'bwrap';
   readonly readOnly: boolean;
   readonly maxAgeMs: number;
   readonly keepSetuid: boolean;
@@ -43,7 +44,7 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
   const env = [...opts.envFiles.flatMap(readEnvFile), ...opts.env].map((e) => resolveEnv(e, hostEnv));
   const volumes = opts.volumes.map(parseVolume);
   const ids = idPlan(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
-  const driver = ociRuntime(opts.runtime);
+  const driver = opts.runtime === 'bwrap' ? bwrapRuntime() : ociRuntime(opts.runtime);
   const initPath = initBinary();
   mkdirSync(paths.dataDir, { recursive: true, mode: 0o711 });
   const cache = new ImageCache(join(paths.dataDir, 'images'));
@@ -61,6 +62,7 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
     const rootfs = opts.readOnly
       ? await prepareRootfs(paths.dataDir, cache, pulled.manifestDigest, pulled.layers, config.diffIds, rootfsOptions)
       : await privateRootfs(bundle, cache, pulled.layers, config.diffIds, rootfsOptions);
+    for (const v of volumes) ensureVolumeMountpoint(rootfs, v.destination, ids.idMap);
     const etcPasswd = readContainerFile(rootfs, ['etc', 'passwd']);
     const etcGroup = readContainerFile(rootfs, ['etc', 'group']);
     let user = opts.user ?? config.user;

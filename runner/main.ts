@@ -66,7 +66,7 @@ export interface RunFlags {
   network: 'none';
   platform?: string;
   pull: PullPolicy;
-  runtime: 'crun' | 'runc';
+  runtime: 'crun' | 'runc' | 'bwrap';
   readOnly?: boolean;
   writableRoot?: boolean;
   keepSetuid?: boolean;

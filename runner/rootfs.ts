@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, constants, existsSync, lchownSync, lstatSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
@@ -19,6 +19,57 @@ export interface RootfsOptions {
   readonly maxLayerBytes: number;
 }
 
+/**
+ * The mount points every runtime needs, made before the tree is used (bwrap cannot
+ * create them on a read-only root). One that the image made a symlink is refused:
+ * mounting /proc or /sys through a symlink is how runtimes get tricked (RUN-04).
+ */
+const MOUNT_DIRS = ['proc', 'sys', 'dev', 'tmp', '.secure-run'];
+
+export function ensureMountpoints(root: string, idMap: RootfsOptions['idMap']): void {
+  for (const d of MOUNT_DIRS) {
+    const path = join(root, d);
+    const st = lstatOrUndefined(path);
+    if (st?.isSymbolicLink()) throw new RunnerError('IMAGE_INVALID', `the image makes /${d} a symlink; refusing to mount over it`);
+    if (st && !st.isDirectory()) throw new RunnerError('IMAGE_INVALID', `the image makes /${d} something other than a directory`);
+    if (!st) {
+      mkdirSync(path, { mode: 0o755 });
+      if (idMap) lchownSync(path, idMap.idBase, idMap.idBase);
+    }
+  }
+  const init = join(root, '.secure-run', 'init');
+  const st = lstatOrUndefined(init);
+  if (st && !st.isFile()) throw new RunnerError('IMAGE_INVALID', 'the image has something other than a file at /.secure-run/init');
+  if (!st) closeSync(openSync(init, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644));
+}
+
+/**
+ * The mount point of a volume: each component below the root must be a real
+ * directory (symlinks refused); missing ones are created, as crun would.
+ */
+export function ensureVolumeMountpoint(root: string, destination: string, idMap: RootfsOptions['idMap']): void {
+  let path = root;
+  for (const part of destination.split('/').filter((p) => p !== '')) {
+    if (part === '..') throw new RunnerError('IMAGE_INVALID', `volume destination climbs out: ${destination}`);
+    path = join(path, part);
+    const st = lstatOrUndefined(path);
+    if (st?.isSymbolicLink()) throw new RunnerError('IMAGE_INVALID', `volume destination ${destination} goes through a symlink in the image`);
+    if (st && !st.isDirectory()) throw new RunnerError('IMAGE_INVALID', `volume destination ${destination} is not a directory in the image`);
+    if (!st) {
+      mkdirSync(path, { mode: 0o755 });
+      if (idMap) lchownSync(path, idMap.idBase, idMap.idBase);
+    }
+  }
+}
+
+function lstatOrUndefined(path: string): ReturnType<typeof lstatSync> | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 /** A private, writable rootfs for one container (under `bundle`), removed with it. */
 export async function privateRootfs(bundle: string, cache: ImageCache, layers: readonly Descriptor[], diffIds: readonly string[], opts: RootfsOptions): Promise<string> {
   if (layers.length !== diffIds.length) throw new RunnerError('IMAGE_INVALID', `the manifest has ${layers.length} layers and the config ${diffIds.length} diffIDs`);
@@ -28,6 +79,7 @@ export async function privateRootfs(bundle: string, cache: ImageCache, layers: r
     root, layers: layers.map((l, i) => ({ path: cache.blobPath(l.digest), diffId: diffIds[i] as string })),
     keepSetuid: opts.keepSetuid, maxEntries: 1_000_000, maxLayerBytes: opts.maxLayerBytes, idMap: opts.idMap,
   });
+  ensureMountpoints(root, opts.idMap);
   return root;
 }
 
@@ -48,6 +100,7 @@ export async function prepareRootfs(dataDir: string, cache: ImageCache, manifest
       layers: layers.map((l, i) => ({ path: cache.blobPath(l.digest), diffId: diffIds[i] as string })),
       keepSetuid: opts.keepSetuid, maxEntries: 1_000_000, maxLayerBytes: opts.maxLayerBytes, idMap: opts.idMap,
     });
+    ensureMountpoints(join(tmp, 'rootfs'), opts.idMap);
     renameSync(tmp, final);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });

@@ -17,6 +17,6 @@ export interface RunRequest {
 }
 
 export interface RuntimeDriver {
-  readonly name: 'crun' | 'runc';
+  readonly name: 'crun' | 'runc' | 'bwrap';
   run(req: RunRequest): Promise<number>;
 }

@@ -1,9 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, readlinkSync } from 'node:fs';
-import { constants } from 'node:os';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { RunnerError } from '../errors.js';
 import { findProgram } from '../unpack/confined.js';
 import type { RunRequest, RuntimeDriver } from './driver.js';
+import { holderReady, supervise } from './holder.js';
 
 /**
  * crun and runc, driven the same way. The runtime runs in a private mount namespace
@@ -30,7 +30,7 @@ export function ociRuntime(name: 'crun' | 'runc'): RuntimeDriver {
       let clean = false;
       const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, ...userns, '--mount', '--propagation', 'private', '--', 'sleep', '86400'], { stdio: 'ignore' });
       try {
-        const pid = await holderReady(holder);
+        const pid = await holderReady(holder, 'mnt');
         if (hybridCgroups()) {
           // Root can unmount it; a user namespace can only cover it.
           const hide = req.mode === 'user' ? ['mount', '-t', 'tmpfs', '-o', 'ro', 'tmpfs', '/sys/fs/cgroup/unified'] : ['umount', '/sys/fs/cgroup/unified'];
@@ -55,21 +55,6 @@ export function ociRuntime(name: 'crun' | 'runc'): RuntimeDriver {
 }
 
 /** Waits until the holder has its own mount namespace; returns its pid. */
-async function holderReady(holder: ChildProcess): Promise<number> {
-  const pid = holder.pid;
-  if (pid === undefined) throw new RunnerError('IMAGE_INVALID', 'could not start the namespace holder');
-  const mine = readlinkSync('/proc/self/ns/mnt');
-  for (let i = 0; i < 200; i++) {
-    try {
-      if (readlinkSync(`/proc/${pid}/ns/mnt`) !== mine && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep') return pid;
-    } catch {
-      // not there yet
-    }
-    if (holder.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new RunnerError('IMAGE_INVALID', 'the namespace holder did not start (are mount namespaces allowed?)');
-}
 
 function hybridCgroups(): boolean {
   try {
@@ -79,19 +64,3 @@ function hybridCgroups(): boolean {
   }
 }
 
-/** Forwards SIGINT/SIGTERM, and reports the exit status as a shell would. */
-function supervise(child: ChildProcess): Promise<number> {
-  const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
-  const onInt = forward('SIGINT');
-  const onTerm = forward('SIGTERM');
-  process.on('SIGINT', onInt);
-  process.on('SIGTERM', onTerm);
-  return new Promise<number>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
-      resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
-    });
-  });
-}

@@ -36,7 +36,7 @@ describe('secure-run as an unprivileged user (runuser): no root anywhere', () =>
     cli?.cleanup();
   });
 
-  for (const runtime of ['crun', 'runc']) {
+  for (const runtime of ['crun', 'runc', 'bwrap']) {
     test(`${runtime}: an attested image runs, and what it writes belongs to the user on the host`, async () => {
       const vol = join(home.path, `vol-${runtime}`);
       mkdirSync(vol);

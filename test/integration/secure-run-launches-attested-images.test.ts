@@ -36,7 +36,7 @@ describe('secure-run launches attested images (as root: in a dedicated unprivile
     home.cleanup();
   });
 
-  for (const runtime of ['crun', 'runc']) {
+  for (const runtime of ['crun', 'runc', 'bwrap']) {
     test(`${runtime}: the image's own command runs and its output and exit code come back`, async () => {
       const r = await sr('--runtime', runtime, `${world.registry.host}/test/signed:1`);
       assert.equal(r.status, 0, r.stderr);

@@ -1,0 +1,40 @@
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { constants } from 'node:os';
+import { RunnerError } from '../errors.js';
+
+/**
+ * The small process that holds namespaces open for a runtime, and supervision of
+ * the runtime process itself (signal forwarding, exit status as a shell reports it).
+ */
+export async function holderReady(holder: ChildProcess, ns: 'mnt' | 'user'): Promise<number> {
+  const pid = holder.pid;
+  if (pid === undefined) throw new RunnerError('IMAGE_INVALID', 'could not start the namespace holder');
+  const mine = readlinkSync(`/proc/self/ns/${ns}`);
+  for (let i = 0; i < 200; i++) {
+    try {
+      if (readlinkSync(`/proc/${pid}/ns/${ns}`) !== mine && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep') return pid;
+    } catch {
+      // not there yet
+    }
+    if (holder.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new RunnerError('IMAGE_INVALID', `the namespace holder did not start (are ${ns === 'user' ? 'user' : 'mount'} namespaces allowed?)`);
+}
+
+/** Forwards SIGINT/SIGTERM, and reports the exit status as a shell would. */
+export function supervise(child: ChildProcess): Promise<number> {
+  const onInt = () => child.kill('SIGINT');
+  const onTerm = () => child.kill('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  return new Promise<number>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
+    });
+  });
+}
