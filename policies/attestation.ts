@@ -112,6 +112,8 @@ export interface SummaryExpectation {
   readonly digest: string;
   readonly now: Date;
   readonly maxAgeMs: number;
+  /** When set, the statement's subject name must be exactly this (`registry/repository`). */
+  readonly subjectName?: string | undefined;
 }
 
 /**
@@ -124,6 +126,9 @@ export function verifySummaryEnvelope(bytes: Uint8Array, publicKey: KeyObject, e
   const summary = readSummaryEnvelope(bytes, publicKey);
   if (summary.subjectDigests.length !== 1 || summary.subjectDigests[0] !== expect.digest) {
     throw new AttestationError('attestation.wrong_subject', `the attestation is for ${summary.subjectDigests.join(', ') || 'no digest'}, not ${expect.digest}`);
+  }
+  if (expect.subjectName !== undefined && summary.subjectName !== expect.subjectName) {
+    throw new AttestationError('attestation.wrong_subject', `the attestation is for ${summary.subjectName || 'an unnamed image'}, not ${expect.subjectName}`);
   }
   if (summary.verificationResult !== 'PASSED') {
     throw new AttestationError('attestation.not_passed', `the attestation says ${summary.verificationResult || 'nothing'}, not PASSED`);

@@ -15,6 +15,8 @@ export interface AttestationCheck {
   readonly manifestDigest: string;
   readonly now: Date;
   readonly maxAgeMs: number;
+  /** `registry/repository` the user asked for: an attestation of the same digest under another name does not count. */
+  readonly subjectName: string;
 }
 
 const RANK = ['ATTESTATION_EXPIRED', 'ATTESTATION_NOT_PASSED', 'ATTESTATION_WRONG_SUBJECT', 'ATTESTATION_INVALID'] as const;
@@ -33,7 +35,7 @@ export function checkAttestation(c: AttestationCheck): { summary: VerifiedSummar
   const failures: RunnerError[] = [];
   for (const [index, bytes] of c.envelopes.entries()) {
     try {
-      const summary = verifySummaryEnvelope(bytes, c.pinnedKey, { digest: c.manifestDigest, now: c.now, maxAgeMs: c.maxAgeMs });
+      const summary = verifySummaryEnvelope(bytes, c.pinnedKey, { digest: c.manifestDigest, now: c.now, maxAgeMs: c.maxAgeMs, subjectName: c.subjectName });
       return { summary, index };
     } catch (err) {
       if (!(err instanceof AttestationError)) throw err;

@@ -18,6 +18,8 @@ export interface CachedRef {
   readonly index: string | undefined;
   readonly envelope: string;
   readonly resolvedAt: string;
+  /** timeVerified of the attestation used: a later run never accepts an older one. */
+  readonly verifiedAt?: string | undefined;
 }
 
 export class ImageCache {
@@ -115,7 +117,10 @@ export class ImageCache {
       return undefined;
     }
     if (!isObject(doc) || typeof doc.manifest !== 'string' || typeof doc.envelope !== 'string') return undefined;
-    return { manifest: doc.manifest, index: typeof doc.index === 'string' ? doc.index : undefined, envelope: doc.envelope, resolvedAt: String(doc.resolvedAt ?? '') };
+    return {
+      manifest: doc.manifest, index: typeof doc.index === 'string' ? doc.index : undefined, envelope: doc.envelope, resolvedAt: String(doc.resolvedAt ?? ''),
+      verifiedAt: typeof doc.verifiedAt === 'string' ? doc.verifiedAt : undefined,
+    };
   }
 }
 

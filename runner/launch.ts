@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { RunnerError } from './errors.js';
 import { hostPlatform, parsePlatform } from './platform.js';
@@ -11,7 +11,8 @@ import { parseImageConfig } from './runtime/image-config.js';
 import { ociRuntime } from './runtime/oci-runtime.js';
 import { bwrapRuntime } from './runtime/bwrap.js';
 import { buildSpec, resolveUser, type Volume } from './runtime/spec.js';
-import { readTrust, type RunnerPaths } from './settings.js';
+import { assertPrivate, readTrust, type RunnerPaths } from './settings.js';
+import { removeTree } from './rootfs.js';
 
 /**
  * One `secure-run IMAGE [COMMAND…]`: pull (or take from the cache) and check the
@@ -47,6 +48,7 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
   const driver = opts.runtime === 'bwrap' ? bwrapRuntime() : ociRuntime(opts.runtime);
   const initPath = initBinary();
   mkdirSync(paths.dataDir, { recursive: true, mode: 0o711 });
+  assertPrivate(paths.dataDir);
   const cache = new ImageCache(join(paths.dataDir, 'images'));
   const pulled = await pullImage(trust, cache, opts.image, {
     platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(), maxAgeMs: opts.maxAgeMs, pull: opts.pull,
@@ -77,10 +79,11 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
       uidMappings: ids.uidMappings, gidMappings: ids.gidMappings, rlimits: hostRlimits(), initPath, rootfsPath: rootfs,
       etcPasswd, etcGroup,
     });
-    writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o644 });
+    // The spec holds the -e values: readable by its owner only (the runtime runs as the same user).
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
     return await driver.run({ bundle, id, stateDir: join(paths.dataDir, 'state'), interactive: opts.interactive, mode: ids.mode === 'root' ? 'root' : 'user' });
   } finally {
-    rmSync(bundle, { recursive: true, force: true });
+    removeTree(bundle);
   }
 }
 

@@ -17,7 +17,7 @@ export interface Output {
 export async function trustCommand(url: string, opts: { fingerprint?: string; yes?: boolean }, io: Output): Promise<number> {
   const paths = runnerPaths();
   const { fetchGatewayKey, pinKey } = await import('./trust.js');
-  const offered = await fetchGatewayKey(url);
+  const offered = await fetchGatewayKey(url, io.err);
   io.out(`gateway ${offered.gateway} offers key ${offered.fingerprint}`);
   let confirmed = opts.yes === true;
   if (opts.fingerprint === undefined && !confirmed) {

@@ -41,32 +41,48 @@ export async function pullImage(trust: Trust, cache: ImageCache, imageText: stri
   const key = `${trust.gateway} ${formatImageReference(ref)} ${opts.platform.os}/${opts.platform.architecture}/${opts.platform.variant ?? ''}`;
   const now = opts.now ?? new Date();
   const cached = cache.readRef(key);
-  let manifestDigest: Digest;
-  let manifestBytes: Buffer;
-  let envelope: Buffer;
+  const subjectName = `${ref.host}/${ref.repository}`;
+  const check = (digest: Digest, envelope: Buffer) =>
+    checkAttestation({ envelopes: [envelope], pinnedKey: pinnedKey(trust), manifestDigest: digest.text, now, maxAgeMs: opts.maxAgeMs, subjectName }).summary;
+  let manifestDigest: Digest | undefined;
+  let manifestBytes: Buffer | undefined;
+  let summary: VerifiedSummary | undefined;
   if (opts.pull === 'never' || (opts.pull === 'missing' && cached)) {
     if (!cached) throw new RunnerError('NOT_CACHED', `${imageText} is not in the cache and --pull never was given`);
-    manifestDigest = parseDigest(cached.manifest);
-    const m = cache.readSmall(manifestDigest, MAX_MANIFEST_BYTES);
+    const digest = parseDigest(cached.manifest);
+    const m = cache.readSmall(digest, MAX_MANIFEST_BYTES);
     const e = cache.readSmall(parseDigest(cached.envelope), MAX_ENVELOPE_BYTES);
-    if (!m || !e) throw new RunnerError('NOT_CACHED', `the cache entry of ${imageText} is incomplete: pull it again`);
-    manifestBytes = m;
-    envelope = e;
-  } else {
+    if (!m || !e) {
+      if (opts.pull === 'never') throw new RunnerError('NOT_CACHED', `the cache entry of ${imageText} is incomplete: pull it again`);
+    } else {
+      try {
+        // The check that counts: with the pinned key, for this digest and name, now.
+        summary = check(digest, e);
+        manifestDigest = digest;
+        manifestBytes = m;
+      } catch (err) {
+        // An expired cached attestation is refreshed from the gateway unless told to stay offline.
+        if (!(err instanceof RunnerError && err.code === 'ATTESTATION_EXPIRED' && opts.pull === 'missing')) throw err;
+      }
+    }
+  }
+  if (!manifestDigest || !manifestBytes || !summary) {
     // The network code (and its HTTP client) is loaded only when the network is used:
     // a cached run starts faster. The module names are fixed strings.
     const { verifyImage } = await import('./verify.js');
     const v = await verifyImage(trust, imageText, { platform: opts.platform, maxAgeMs: opts.maxAgeMs, now });
+    // No rollback: a reference never goes back to an attestation older than the one it had.
+    if (cached?.verifiedAt !== undefined && v.summary.timeVerified.getTime() < Date.parse(cached.verifiedAt)) {
+      throw new RunnerError('ATTESTATION_EXPIRED', `the gateway offers an attestation from ${v.summary.timeVerified.toISOString()}, older than the one already used for ${imageText} (${cached.verifiedAt})`);
+    }
     manifestDigest = v.image.manifestDigest;
     manifestBytes = v.image.manifestBytes;
-    envelope = v.envelope;
-    const envelopeDigest = digestOf(envelope);
+    summary = check(manifestDigest, v.envelope);
+    const envelopeDigest = digestOf(v.envelope);
     cache.putSmall(manifestDigest, manifestBytes);
-    cache.putSmall(envelopeDigest, envelope);
-    cache.recordRef(key, { manifest: manifestDigest.text, index: v.image.indexDigest?.text, envelope: envelopeDigest.text, resolvedAt: now.toISOString() });
+    cache.putSmall(envelopeDigest, v.envelope);
+    cache.recordRef(key, { manifest: manifestDigest.text, index: v.image.indexDigest?.text, envelope: envelopeDigest.text, resolvedAt: now.toISOString(), verifiedAt: summary.timeVerified.toISOString() });
   }
-  // The check that counts: with the pinned key, for this digest, now.
-  const { summary } = checkAttestation({ envelopes: [envelope], pinnedKey: pinnedKey(trust), manifestDigest: manifestDigest.text, now, maxAgeMs: opts.maxAgeMs });
   const manifest = parseManifest(manifestBytes);
   if (manifest.kind !== 'image') throw new RunnerError('IMAGE_INVALID', 'the cached manifest is not an image manifest');
   await fetchBlobs(trust, cache, ref.repository, ref.host, manifest, opts);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, constants, existsSync, lchownSync, lstatSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, constants, existsSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
@@ -83,6 +83,74 @@ export async function privateRootfs(bundle: string, cache: ImageCache, layers: r
   return root;
 }
 
+/**
+ * A seal of an unpacked tree: for every entry its type, mode, owner and inode, and
+ * for files and symlinks also size and ctime (which no one can set back). A cached
+ * tree is used only when its seal still holds: anything of the user's (or a
+ * container given the cache as a volume) that changed a file in it is detected,
+ * and the tree is unpacked again. Empty directories and empty files that runtimes
+ * create as mount points are tolerated.
+ */
+export function sealOf(root: string): Map<string, string> {
+  const seal = new Map<string, string>();
+  const walk = (dir: string, rel: string): void => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      const r = rel ? `${rel}/${name}` : name;
+      const st = lstatSync(path, { bigint: true });
+      const common = `${st.mode}:${st.uid}:${st.gid}:${st.ino}`;
+      if (st.isDirectory()) {
+        seal.set(r, common);
+        walk(path, r);
+      } else {
+        seal.set(r, `${common}:${st.size}:${st.ctimeNs}`);
+      }
+    }
+  };
+  walk(root, '');
+  return seal;
+}
+
+function sealHolds(root: string, sealFile: string): boolean {
+  let stored: Record<string, string>;
+  try {
+    stored = JSON.parse(readFileSync(sealFile, 'utf8')) as Record<string, string>;
+  } catch {
+    return false;
+  }
+  let now: Map<string, string>;
+  try {
+    now = sealOf(root);
+  } catch {
+    return false;
+  }
+  for (const [rel, value] of Object.entries(stored)) if (now.get(rel) !== value) return false;
+  for (const [rel] of now) {
+    if (rel in stored) continue;
+    const st = lstatSync(join(root, rel));
+    const emptyDir = st.isDirectory() && readdirSync(join(root, rel)).length === 0;
+    const emptyFile = st.isFile() && st.size === 0;
+    if (!emptyDir && !emptyFile) return false;
+  }
+  return true;
+}
+
+/** Removes a tree even where the image made directories read-only. Never throws. */
+export function removeTree(path: string): void {
+  const open = (p: string): void => {
+    try {
+      const st = lstatSync(p);
+      if (!st.isDirectory()) return;
+      chmodSync(p, 0o700);
+      for (const name of readdirSync(p)) open(join(p, name));
+    } catch {
+      // best effort
+    }
+  };
+  open(path);
+  rmSync(path, { recursive: true, force: true, maxRetries: 2 });
+}
+
 export async function prepareRootfs(dataDir: string, cache: ImageCache, manifestDigest: Digest, layers: readonly Descriptor[], diffIds: readonly string[], opts: RootfsOptions): Promise<string> {
   if (layers.length !== diffIds.length) throw new RunnerError('IMAGE_INVALID', `the manifest has ${layers.length} layers and the config ${diffIds.length} diffIDs`);
   const dir = join(dataDir, 'rootfs');
@@ -90,7 +158,11 @@ export async function prepareRootfs(dataDir: string, cache: ImageCache, manifest
   chmodSync(dir, 0o711);
   const name = `${manifestDigest.hex}${opts.idMap ? `-${opts.idMap.idBase}` : ''}${opts.keepSetuid ? '-setuid' : ''}`;
   const final = join(dir, name);
-  if (existsSync(join(final, 'rootfs'))) return join(final, 'rootfs');
+  if (existsSync(join(final, 'rootfs'))) {
+    if (sealHolds(join(final, 'rootfs'), join(final, 'seal.json'))) return join(final, 'rootfs');
+    // Changed since it was unpacked: never used; unpacked again below.
+    removeTree(final);
+  }
   const tmp = join(dir, `.tmp-${randomUUID()}`);
   mkdirSync(join(tmp, 'rootfs'), { recursive: true, mode: 0o755 });
   chmodSync(tmp, 0o711);
@@ -101,10 +173,11 @@ export async function prepareRootfs(dataDir: string, cache: ImageCache, manifest
       keepSetuid: opts.keepSetuid, maxEntries: 1_000_000, maxLayerBytes: opts.maxLayerBytes, idMap: opts.idMap,
     });
     ensureMountpoints(join(tmp, 'rootfs'), opts.idMap);
+    writeFileSync(join(tmp, 'seal.json'), JSON.stringify(Object.fromEntries(sealOf(join(tmp, 'rootfs')))), { mode: 0o600 });
     renameSync(tmp, final);
   } catch (err) {
-    rmSync(tmp, { recursive: true, force: true });
-    if (existsSync(join(final, 'rootfs'))) return join(final, 'rootfs');
+    removeTree(tmp);
+    if (existsSync(join(final, 'rootfs')) && sealHolds(join(final, 'rootfs'), join(final, 'seal.json'))) return join(final, 'rootfs');
     throw err;
   }
   return join(final, 'rootfs');

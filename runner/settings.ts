@@ -1,5 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { lstatSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { isObject, parseStrictJson } from '../oci/strict-json.js';
@@ -33,8 +34,10 @@ export interface Trust {
 export function readTrust(paths: RunnerPaths): Trust {
   let text: string;
   try {
+    assertPrivate(paths.trustFile);
     text = readFileSync(paths.trustFile, 'utf8');
-  } catch {
+  } catch (err) {
+    if (err instanceof RunnerError) throw err;
     throw new RunnerError('NOT_TRUSTED', `no gateway is trusted yet: run \`secure-run trust GATEWAY_URL\` (looked in ${paths.trustFile})`);
   }
   const doc = parseStrictJson(text, { maxDepth: 4 });
@@ -51,7 +54,27 @@ export function pinnedKey(trust: Trust): KeyObject {
 /** Writes the trust file atomically (write, rename) in a directory only the user can enter. */
 export function writeTrust(paths: RunnerPaths, trust: Trust): void {
   mkdirSync(paths.configDir, { recursive: true, mode: 0o700 });
-  const tmp = `${paths.trustFile}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(trust, null, 2)}\n`, { mode: 0o600 });
+  assertPrivate(paths.configDir);
+  const tmp = `${paths.trustFile}.${randomBytes(8).toString('hex')}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(trust, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
   renameSync(tmp, paths.trustFile);
+}
+
+/**
+ * Settings and caches must belong to the user running secure-run and be writable by
+ * nobody else: root reading another user's trust file (sudo -E keeps HOME and the
+ * XDG variables) would run what that user chose to trust.
+ */
+export function assertPrivate(path: string): void {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw err;
+    throw new RunnerError('NOT_TRUSTED', `cannot check ${path}: ${(err as Error).message}`);
+  }
+  const uid = process.geteuid?.() ?? 0;
+  if (st.isSymbolicLink()) throw new RunnerError('NOT_TRUSTED', `${path} is a symlink; secure-run uses only its own files`);
+  if (st.uid !== uid) throw new RunnerError('NOT_TRUSTED', `${path} belongs to uid ${st.uid}, not to you (uid ${uid}): refusing to use another user's settings or caches`);
+  if ((st.mode & 0o022) !== 0) throw new RunnerError('NOT_TRUSTED', `${path} is writable by others (mode ${(st.mode & 0o777).toString(8)}): chmod go-w ${path}`);
 }

@@ -16,9 +16,12 @@ export interface OfferedKey {
   readonly fingerprint: string;
 }
 
-export async function fetchGatewayKey(gatewayUrl: string): Promise<OfferedKey> {
+export async function fetchGatewayKey(gatewayUrl: string, warn: (line: string) => void = () => undefined): Promise<OfferedKey> {
   const base = new URL(gatewayUrl);
   if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new RunnerError('NOT_TRUSTED', 'the gateway URL must be http(s)');
+  if (base.protocol === 'http:' && !['127.0.0.1', 'localhost', '[::1]'].includes(base.hostname)) {
+    warn(`secure-run: warning: ${base.origin} is plain HTTP: anyone on the path can swap the key now and the images later; compare the fingerprint out of band, and prefer https (portcullis init makes a TLS certificate)`);
+  }
   const res = await request(new URL('/v2/_portcullis/gateway.pub', base), { method: 'GET', headersTimeout: 15_000, bodyTimeout: 15_000 });
   if (res.statusCode !== 200) {
     await readBounded(res.body, 64 * 1024, 'response').catch(() => undefined);

@@ -24,6 +24,7 @@ export async function verifyImage(trust: Trust, imageText: string, opts: { platf
     const envelopes = await fetchAttestationEnvelopes(client, ref.repository, image.manifestDigest);
     const { summary, index } = checkAttestation({
       envelopes, pinnedKey: pinnedKey(trust), manifestDigest: image.manifestDigest.text, now: opts.now ?? new Date(), maxAgeMs: opts.maxAgeMs,
+      subjectName: `${ref.host}/${ref.repository}`,
     });
     return { image, summary, envelope: envelopes[index] as Buffer };
   } finally {

@@ -72,6 +72,7 @@ export function translate(spec: unknown, mode: 'root' | 'user'): string[] {
     else if (dest === '/dev/pts' || dest === '/dev/shm') continue; // part of --dev
     else if (m.type === 'mqueue') out.push('--mqueue', dest);
     else if (m.type === 'tmpfs') out.push('--tmpfs', dest);
+    if (m.type === 'tmpfs' && opts.includes('ro')) out.push('--remount-ro', dest);
     else if (m.type === 'bind' || m.type === 'none') out.push(opts.includes('ro') ? '--ro-bind' : '--bind', String(m.source), dest);
   }
   const linux = isObject(spec.linux) ? spec.linux : {};

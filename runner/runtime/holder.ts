@@ -23,17 +23,20 @@ export async function holderReady(holder: ChildProcess, ns: 'mnt' | 'user'): Pro
   throw new RunnerError('IMAGE_INVALID', `the namespace holder did not start (are ${ns === 'user' ? 'user' : 'mount'} namespaces allowed?)`);
 }
 
-/** Forwards SIGINT/SIGTERM, and reports the exit status as a shell would. */
+/** Forwards SIGINT, SIGTERM and SIGHUP (a closed terminal), and reports the exit status as a shell would. */
 export function supervise(child: ChildProcess): Promise<number> {
   const onInt = () => child.kill('SIGINT');
   const onTerm = () => child.kill('SIGTERM');
+  const onHup = () => child.kill('SIGHUP');
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
+  process.on('SIGHUP', onHup);
   return new Promise<number>((resolve, reject) => {
     child.on('error', reject);
     child.on('exit', (code, signal) => {
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
+      process.off('SIGHUP', onHup);
       resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
     });
   });

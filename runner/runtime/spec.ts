@@ -92,6 +92,8 @@ export function buildSpec(image: ImageConfig, opts: RunOptions, host: HostFacts)
       { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/sys', type: 'none', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] },
+      // A bind's `ro` is not recursive: cover the host's cgroup hierarchy below /sys with an empty read-only tmpfs.
+      { destination: '/sys/fs/cgroup', type: 'tmpfs', source: 'tmpfs', options: ['ro', 'nosuid', 'noexec', 'nodev', 'mode=755', 'size=4k'] },
       { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', 'size=262144k'] },
       { destination: INIT_PATH, type: 'bind', source: host.initPath, options: ['bind', 'ro', 'nosuid', 'nodev'] },
       ...opts.volumes.map(volumeMount),

@@ -92,7 +92,7 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
   }
   const base = parts[parts.length - 1] as string;
   const parentParts = parts.slice(0, -1);
-  const parent = ensureParents(root, parentParts, name, true, dirs);
+  const parent = ensureParents(root, parentParts, name, true, dirs, opts.idMap);
 
   if (base === OPAQUE) {
     // Hide everything lower layers put in this directory; this layer's own entries stay.
@@ -192,7 +192,8 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
     default:
       throw new UnpackError('TAR_BAD_ENTRY', `unsupported entry type ${String(header.type)}`, name);
   }
-  if (opts.idMap) {
+  // A hardlink shares the inode of its target: its header must not change that file's owner or mode.
+  if (opts.idMap && header.type !== 'link') {
     const uid = header.uid ?? 0;
     const gid = header.gid ?? 0;
     if (uid >= opts.idMap.idSize || gid >= opts.idMap.idSize || uid < 0 || gid < 0) {
@@ -211,7 +212,7 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
  * Makes sure every parent component is a real directory inside the root, creating
  * missing ones; a symlink anywhere on the way is refused (TAR-03, TAR-04).
  */
-function ensureParents(root: string, parts: readonly string[], entry: string, create: boolean, dirs: DirCache): string {
+function ensureParents(root: string, parts: readonly string[], entry: string, create: boolean, dirs: DirCache, idMap?: ApplyOptions['idMap']): string {
   let dir = root;
   let rel = '';
   for (const p of parts) {
@@ -222,6 +223,8 @@ function ensureParents(root: string, parts: readonly string[], entry: string, cr
     if (!st) {
       if (!create) throw new UnpackError('TAR_HARDLINK_ESCAPE', 'hardlink target is not in the image', entry);
       mkdirSync(dir, { mode: 0o755 });
+      // Implicit parents belong to the container's root, like those the layer names.
+      if (idMap) lchownSync(dir, idMap.idBase, idMap.idBase);
       dirs.add(rel);
       continue;
     }

@@ -27,6 +27,8 @@ const CHILD = fileURLToPath(new URL('./extract-child.js', import.meta.url));
 
 export function findProgram(name: string, path = process.env.PATH ?? ''): string | undefined {
   for (const dir of path.split(delimiter)) {
+    // Empty or relative PATH entries would look in the current directory.
+    if (!dir.startsWith('/')) continue;
     const candidate = join(dir, name);
     try {
       accessSync(candidate, constants.X_OK);

@@ -65,6 +65,17 @@ describe('secure-run launches attested images (as root: in a dedicated unprivile
     assert.equal(existsSync(join(vol, 'x')), false);
   });
 
+  test('a cached rootfs that was changed after unpacking is never used: it is unpacked again', async () => {
+    const rootfsDir = join(home.path, 'data', 'secure-run', 'rootfs');
+    for (const entry of readdirSync(rootfsDir).filter((d) => !d.startsWith('.'))) {
+      const file = join(rootfsDir, entry, 'rootfs', 'srv', 'hello.txt');
+      if (existsSync(file)) writeFileSync(file, 'tampered\n');
+    }
+    const r = await sr(`${world.registry.host}/test/signed:1`);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'signed\n');
+  });
+
   test('an unsigned image is refused before anything is unpacked or launched', async () => {
     const rootfsDir = join(home.path, 'data', 'secure-run', 'rootfs');
     const before = existsSync(rootfsDir) ? readdirSync(rootfsDir).sort() : [];

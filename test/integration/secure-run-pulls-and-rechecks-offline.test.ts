@@ -79,7 +79,7 @@ describe('a layer whose bytes do not match its digest is refused and nothing is 
     fake.route('GET', `/v2/team/app/blobs/${layer}`, (_req, res) => res.writeHead(200, { 'content-length': 14 }).end('a forged layer'));
     // A correct attestation from the pinned key: only the layer is wrong.
     const envelope = signStatement(verificationSummary({
-      subjectName: 'x', subjectDigest: image.digest, verifierId: 'urn:test', verifierVersion: '0', timeVerified: new Date(),
+      subjectName: 'reg.example/team/app', subjectDigest: image.digest, verifierId: 'urn:test', verifierVersion: '0', timeVerified: new Date(),
       resourceUri: 'docker://x', policy: { uri: 'p', digest: { sha256: 'a'.repeat(64) } }, inputAttestations: [],
     }), key.privateKey);
     const envDigest = `sha256:${createHash('sha256').update(envelope).digest('hex')}`;

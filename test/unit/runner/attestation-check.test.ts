@@ -20,7 +20,7 @@ const envelope = (subject: string, opts: { at?: Date; key?: typeof gateway.priva
   if (opts.result) (st.predicate as Record<string, unknown>).verificationResult = opts.result;
   return signStatement(st, opts.key ?? gateway.privateKey);
 };
-const check = (envelopes: Buffer[], maxAgeMs = 30 * DAY) => checkAttestation({ envelopes, pinnedKey: gateway.publicKey, manifestDigest: A, now, maxAgeMs });
+const check = (envelopes: Buffer[], maxAgeMs = 30 * DAY, subjectName = 'reg.example/app') => checkAttestation({ envelopes, pinnedKey: gateway.publicKey, manifestDigest: A, now, maxAgeMs, subjectName });
 const refusal = (f: () => unknown) => {
   try {
     f();
@@ -46,6 +46,10 @@ const refusals: [string, () => Buffer[], string, number?][] = [
 for (const [what, make, code] of refusals) {
   test(`${what} is refused with ${code}`, () => assert.equal(refusal(() => check(make())), code));
 }
+
+test('an attestation of the same digest under another name does not count', () => {
+  assert.equal(refusal(() => check([envelope(A)], 30 * DAY, 'reg.example/other')), 'ATTESTATION_WRONG_SUBJECT');
+});
 
 test('one good envelope among bad ones is enough; the most telling failure is reported otherwise', () => {
   assert.equal(check([Buffer.from('{}'), envelope(B), envelope(A)]).index, 2);
