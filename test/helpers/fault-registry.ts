@@ -1,6 +1,7 @@
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { signStatement, verificationSummary } from '../../policies/attestation.js';
 
 /**
  * An in-process registry for faults a real registry cannot produce (wrong digest,
@@ -84,4 +85,26 @@ export function serveImage(reg: FaultRegistry, repo: string, tag: string, layers
 
 export function acceptAnythingPolicy(): string {
   return 'version: 1\ndefault: accept-anything\nrules: []\n';
+}
+
+/**
+ * Serves, for each of `subjects`, a `.att` tag holding one gateway-style attestation
+ * envelope (signed with `key`) for `attested` under `name`: a fake gateway for
+ * faults a real one cannot produce (forged layers, switched manifests).
+ */
+export function serveGatewayAttestation(reg: FaultRegistry, repo: string, opts: { attested: string; name: string; key: KeyObject; subjects: readonly string[] }): void {
+  const envelope = signStatement(verificationSummary({
+    subjectName: opts.name, subjectDigest: opts.attested, verifierId: 'urn:test', verifierVersion: '0', timeVerified: new Date(),
+    resourceUri: `docker://${opts.name}@${opts.attested}`, policy: { uri: 'policy.yaml', digest: { sha256: 'a'.repeat(64) } }, inputAttestations: [],
+  }), opts.key);
+  const envDigest = sha256(envelope);
+  const att = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 2 },
+    layers: [{ mediaType: 'application/vnd.dsse.envelope.v1+json', digest: envDigest, size: envelope.length, annotations: { predicateType: 'https://slsa.dev/verification_summary/v1', 'dev.portcullis.attestation': 'verification-summary' } }],
+  }));
+  for (const subject of opts.subjects) {
+    reg.route('GET', `/v2/${repo}/manifests/${subject.replace(':', '-')}.att`, (_req, res) => res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': att.length }).end(att));
+  }
+  reg.route('GET', `/v2/${repo}/blobs/${envDigest}`, (_req, res) => res.writeHead(200, { 'content-length': envelope.length }).end(envelope));
 }

@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseDigest } from '../../oci/digest.js';
-import { signStatement, verificationSummary } from '../../policies/attestation.js';
 import { RunnerError } from '../../runner/errors.js';
 import { hostPlatform } from '../../runner/platform.js';
 import { ImageCache } from '../../runner/image-cache.js';
 import { pullImage, type PullOptions } from '../../runner/pull.js';
 import { runnerPaths } from '../../runner/settings.js';
 import { fetchGatewayKey, pinKey } from '../../runner/trust.js';
-import { serveImage, startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
+import { serveGatewayAttestation, serveImage, startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
 import { startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
 import type { TestGateway } from '../helpers/gateway.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -78,18 +77,7 @@ describe('a layer whose bytes do not match its digest is refused and nothing is 
     layer = image.layerDigests[0] as string;
     fake.route('GET', `/v2/team/app/blobs/${layer}`, (_req, res) => res.writeHead(200, { 'content-length': 14 }).end('a forged layer'));
     // A correct attestation from the pinned key: only the layer is wrong.
-    const envelope = signStatement(verificationSummary({
-      subjectName: 'reg.example/team/app', subjectDigest: image.digest, verifierId: 'urn:test', verifierVersion: '0', timeVerified: new Date(),
-      resourceUri: 'docker://x', policy: { uri: 'p', digest: { sha256: 'a'.repeat(64) } }, inputAttestations: [],
-    }), key.privateKey);
-    const envDigest = `sha256:${createHash('sha256').update(envelope).digest('hex')}`;
-    const att = Buffer.from(JSON.stringify({
-      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 2 },
-      layers: [{ mediaType: 'application/vnd.dsse.envelope.v1+json', digest: envDigest, size: envelope.length, annotations: { predicateType: 'https://slsa.dev/verification_summary/v1', 'dev.portcullis.attestation': 'verification-summary' } }],
-    }));
-    fake.route('GET', `/v2/team/app/manifests/${image.digest.replace(':', '-')}.att`, (_req, res) => res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': att.length }).end(att));
-    fake.route('GET', `/v2/team/app/blobs/${envDigest}`, (_req, res) => res.writeHead(200, { 'content-length': envelope.length }).end(envelope));
+    serveGatewayAttestation(fake, 'team/app', { attested: image.digest, name: 'reg.example/team/app', key: key.privateKey, subjects: [image.digest] });
   });
   after(async () => {
     await fake.stop();

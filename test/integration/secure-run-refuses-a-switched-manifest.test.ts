@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { signStatement, verificationSummary } from '../../policies/attestation.js';
 import { RunnerError } from '../../runner/errors.js';
 import { hostPlatform } from '../../runner/platform.js';
 import { ImageCache } from '../../runner/image-cache.js';
 import { pullImage } from '../../runner/pull.js';
 import { runnerPaths } from '../../runner/settings.js';
 import { pinKey } from '../../runner/trust.js';
-import { serveImage, startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
+import { serveGatewayAttestation, serveImage, startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
@@ -36,20 +35,8 @@ describe('a gateway that serves a different manifest on the second request', () 
       const m = requests++ === 0 ? first.manifest : second.manifest;
       res.writeHead(200, { 'content-type': OCI, 'content-length': m.length }).end(m);
     });
-    const envelope = signStatement(verificationSummary({
-      subjectName: 'reg.example/team/app', subjectDigest: first.digest, verifierId: 'urn:test', verifierVersion: '0', timeVerified: new Date(),
-      resourceUri: 'docker://x', policy: { uri: 'p', digest: { sha256: 'a'.repeat(64) } }, inputAttestations: [],
-    }), key.privateKey);
-    const envDigest = `sha256:${createHash('sha256').update(envelope).digest('hex')}`;
-    const att = Buffer.from(JSON.stringify({
-      schemaVersion: 2, mediaType: OCI, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 2 },
-      layers: [{ mediaType: 'application/vnd.dsse.envelope.v1+json', digest: envDigest, size: envelope.length, annotations: { predicateType: 'https://slsa.dev/verification_summary/v1', 'dev.portcullis.attestation': 'verification-summary' } }],
-    }));
     // The attacker also answers the second image's .att tag with the first image's attestation.
-    for (const img of [first, second]) {
-      fake.route('GET', `/v2/team/app/manifests/${img.digest.replace(':', '-')}.att`, (_q, res) => res.writeHead(200, { 'content-type': OCI, 'content-length': att.length }).end(att));
-    }
-    fake.route('GET', `/v2/team/app/blobs/${envDigest}`, (_q, res) => res.writeHead(200, { 'content-length': envelope.length }).end(envelope));
+    serveGatewayAttestation(fake, 'team/app', { attested: first.digest, name: 'reg.example/team/app', key: key.privateKey, subjects: [first.digest, second.digest] });
   });
   after(async () => {
     await fake.stop();
