@@ -73,7 +73,7 @@ export function translate(spec: unknown, mode: 'root' | 'user'): string[] {
     else if (m.type === 'mqueue') out.push('--mqueue', dest);
     else if (m.type === 'tmpfs') out.push('--tmpfs', dest);
     if (m.type === 'tmpfs' && opts.includes('ro')) out.push('--remount-ro', dest);
-    else if (m.type === 'bind' || m.type === 'none') out.push(opts.includes('ro') ? '--ro-bind' : '--bind', String(m.source), dest);
+    else if (m.type === 'bind' || m.type === 'none') out.push(opts.includes('ro') || opts.includes('rro') ? '--ro-bind' : '--bind', String(m.source), dest);
   }
   const linux = isObject(spec.linux) ? spec.linux : {};
   for (const path of Array.isArray(linux.maskedPaths) ? linux.maskedPaths.map(String) : []) {

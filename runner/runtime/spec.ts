@@ -91,7 +91,8 @@ export function buildSpec(image: ImageConfig, opts: RunOptions, host: HostFacts)
       { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
       { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/sys', type: 'none', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] },
+      // `rro`: read-only all the way down, submounts included (a plain bind `ro` is not recursive).
+      { destination: '/sys', type: 'none', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro', 'rro'] },
       // A bind's `ro` is not recursive: cover the host's cgroup hierarchy below /sys with an empty read-only tmpfs.
       { destination: '/sys/fs/cgroup', type: 'tmpfs', source: 'tmpfs', options: ['ro', 'nosuid', 'noexec', 'nodev', 'mode=755', 'size=4k'] },
       { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', 'size=262144k'] },
@@ -134,7 +135,7 @@ function volumeMount(v: Volume): Record<string, unknown> {
   if (!posix.isAbsolute(v.destination) || posix.normalize(v.destination) === '/' || v.destination.includes('\0')) {
     throw new RunnerError('IMAGE_INVALID', `volume destination must be an absolute path below /: ${JSON.stringify(v.destination)}`);
   }
-  return { destination: posix.normalize(v.destination), type: 'bind', source: v.source, options: ['rbind', 'nosuid', 'nodev', v.readOnly ? 'ro' : 'rw'] };
+  return { destination: posix.normalize(v.destination), type: 'bind', source: v.source, options: ['rbind', 'nosuid', 'nodev', ...(v.readOnly ? ['ro', 'rro'] : ['rw'])] };
 }
 
 /**

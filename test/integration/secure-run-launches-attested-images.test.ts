@@ -54,16 +54,25 @@ describe('secure-run launches attested images (as root: in a dedicated unprivile
     assert.deepEqual(lines[4]?.trim().split(/\s+/), ['0', String(ROOT_ID_BASE), '65536']);
   });
 
-  test('read-only root and a read-only volume; /tmp is writable', async () => {
-    const vol = join(home.path, 'vol');
-    mkdirSync(vol);
-    chmodSync(vol, 0o755);
-    writeFileSync(join(vol, 'f'), 'from the host\n', { mode: 0o644 });
-    const r = await sr('-v', `${vol}:/data:ro`, `${world.registry.host}/test/signed:1`, '-c', 'cat /data/f; touch /tmp/ok && echo tmp-ok; touch /data/x || echo vol-ro; touch /etc/x || echo root-ro');
-    assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(r.stdout.trim().split('\n'), ['from the host', 'tmp-ok', 'vol-ro', 'root-ro']);
-    assert.equal(existsSync(join(vol, 'x')), false);
-  });
+  for (const runtime of ['crun', 'runc', 'bwrap']) {
+    test(`${runtime}: read-only root and a read-only volume, submounts included; /tmp is writable`, async () => {
+      const vol = join(home.path, `vol-${runtime}`);
+      mkdirSync(join(vol, 'sub'), { recursive: true });
+      chmodSync(vol, 0o777);
+      chmodSync(join(vol, 'sub'), 0o777);
+      writeFileSync(join(vol, 'f'), 'from the host\n', { mode: 0o644 });
+      // A mount below the volume: a plain bind `ro` would leave it writable.
+      await run('mount', ['-t', 'tmpfs', '-o', 'mode=0777', 'tmpfs', join(vol, 'sub')]);
+      try {
+        const r = await sr('--runtime', runtime, '-v', `${vol}:/data:ro`, `${world.registry.host}/test/signed:1`, '-c', 'cat /data/f; touch /tmp/ok && echo tmp-ok; touch /data/x || echo vol-ro; touch /data/sub/x || echo sub-ro; touch /etc/x || echo root-ro');
+        assert.equal(r.status, 0, r.stderr);
+        assert.deepEqual(r.stdout.trim().split('\n'), ['from the host', 'tmp-ok', 'vol-ro', 'sub-ro', 'root-ro']);
+        assert.equal(existsSync(join(vol, 'x')), false);
+      } finally {
+        await run('umount', [join(vol, 'sub')]);
+      }
+    });
+  }
 
   test('a cached rootfs that was changed after unpacking is never used: it is unpacked again', async () => {
     const rootfsDir = join(home.path, 'data', 'secure-run', 'rootfs');
