@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import type { TestGateway } from '../helpers/gateway.js';
 import { peer, run } from '../helpers/peers.js';
 import { startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
+import { gatewayFingerprint } from '../helpers/secure-run.js';
 import { cliForUser, ensureTestUser, TEST_USER, userDir } from '../helpers/unprivileged.js';
 
 describe('secure-run as an unprivileged user (runuser): no root anywhere', () => {
@@ -26,8 +27,7 @@ describe('secure-run as an unprivileged user (runuser): no root anywhere', () =>
     cli = await cliForUser();
     home = userDir(ids.uid, ids.gid);
     ({ world, gw, stop } = await startWorldGateway());
-    const fp = ((await (await fetch(`${gw.url}/v2/_portcullis/gateway.json`)).json()) as { fingerprint: string }).fingerprint;
-    const t = await sr('trust', gw.url, '--fingerprint', fp);
+    const t = await sr('trust', gw.url, '--fingerprint', await gatewayFingerprint(gw.url));
     assert.equal(t.status, 0, t.stderr);
   });
   after(async () => {

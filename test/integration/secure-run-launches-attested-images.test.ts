@@ -2,33 +2,24 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { ROOT_ID_BASE } from '../../runner/host.js';
 import type { TestGateway } from '../helpers/gateway.js';
 import { peer, run } from '../helpers/peers.js';
 import { startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
-import { tempDir } from '../helpers/tmp.js';
-
-const CLI = fileURLToPath(new URL('../../cli/secure-run.js', import.meta.url));
+import { gatewayFingerprint, secureRunHome } from '../helpers/secure-run.js';
 
 describe('secure-run launches attested images (as root: in a dedicated unprivileged id range)', () => {
   let world: SignedWorld;
   let gw: TestGateway;
   let stop: () => Promise<void> = async () => undefined;
-  const home = tempDir('portcullis-home-');
-  const env = { ...process.env, XDG_CONFIG_HOME: join(home.path, 'config'), XDG_DATA_HOME: join(home.path, 'data') };
-  const sr = async (...args: string[]) => {
-    const r = await run(process.execPath, [CLI, ...args], { env, allowFail: true });
-    return { status: r.code, stdout: r.stdout, stderr: r.stderr };
-  };
+  const { home, sr } = secureRunHome();
 
   before(async () => {
     for (const p of ['crun', 'runc', 'bwrap', 'tini-static', 'unshare', 'nsenter', 'setpriv']) peer(p);
     // The container's root (an unprivileged host id) must be able to reach its bundle.
     chmodSync(home.path, 0o711);
     ({ world, gw, stop } = await startWorldGateway());
-    const fp = ((await (await fetch(`${gw.url}/v2/_portcullis/gateway.json`)).json()) as { fingerprint: string }).fingerprint;
-    const t = await sr('trust', gw.url, '--fingerprint', fp);
+    const t = await sr('trust', gw.url, '--fingerprint', await gatewayFingerprint(gw.url));
     assert.equal(t.status, 0, t.stderr);
   });
   after(async () => {

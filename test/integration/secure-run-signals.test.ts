@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { TestGateway } from '../helpers/gateway.js';
 import { run } from '../helpers/peers.js';
 import { waitFor } from '../helpers/ports.js';
 import { startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
-import { tempDir } from '../helpers/tmp.js';
+import { gatewayFingerprint, SECURE_RUN_CLI, secureRunHome } from '../helpers/secure-run.js';
 
-const CLI = fileURLToPath(new URL('../../cli/secure-run.js', import.meta.url));
+const CLI = SECURE_RUN_CLI;
 
 /** The container's `sleep <marker>` processes (not secure-run, whose argv also holds the marker). */
 function processesWith(marker: string): number[] {
@@ -30,14 +28,12 @@ describe('signals reach the container, and killing secure-run leaves no containe
   let world: SignedWorld;
   let gw: TestGateway;
   let stop: () => Promise<void> = async () => undefined;
-  const home = tempDir('portcullis-home-');
-  const env = { ...process.env, XDG_CONFIG_HOME: join(home.path, 'config'), XDG_DATA_HOME: join(home.path, 'data') };
+  const { home, env } = secureRunHome();
 
   before(async () => {
     chmodSync(home.path, 0o711);
     ({ world, gw, stop } = await startWorldGateway());
-    const fp = ((await (await fetch(`${gw.url}/v2/_portcullis/gateway.json`)).json()) as { fingerprint: string }).fingerprint;
-    await run(process.execPath, [CLI, 'trust', gw.url, '--fingerprint', fp], { env });
+    await run(process.execPath, [CLI, 'trust', gw.url, '--fingerprint', await gatewayFingerprint(gw.url)], { env });
     // Warm the caches so that the tests below time the container, not the pull.
     await run(process.execPath, [CLI, `${world.registry.host}/test/signed:1`, '-c', 'true'], { env });
   });

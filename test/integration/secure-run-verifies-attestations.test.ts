@@ -2,30 +2,20 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { tempDir } from '../helpers/tmp.js';
-import { run } from '../helpers/peers.js';
-
-const CLI = fileURLToPath(new URL('../../cli/secure-run.js', import.meta.url));
+import { gatewayFingerprint, secureRunHome } from '../helpers/secure-run.js';
 
 describe('secure-run trust and verify against a real gateway', () => {
   let world: SignedWorld;
   let gw: TestGateway;
   let stop: () => Promise<void> = async () => undefined;
-  const home = tempDir('portcullis-home-');
-  const env = { ...process.env, XDG_CONFIG_HOME: join(home.path, 'config'), XDG_DATA_HOME: join(home.path, 'data') };
-  // Asynchronous: the gateway runs in this process and must keep answering.
-  const sr = async (...args: string[]) => {
-    const r = await run(process.execPath, [CLI, ...args], { env, allowFail: true });
-    return { status: r.code, stdout: r.stdout, stderr: r.stderr };
-  };
+  const { home, sr } = secureRunHome();
   let fingerprint: string;
 
   before(async () => {
     ({ world, gw, stop } = await startWorldGateway());
-    fingerprint = ((await (await fetch(`${gw.url}/v2/_portcullis/gateway.json`)).json()) as { fingerprint: string }).fingerprint;
+    fingerprint = await gatewayFingerprint(gw.url);
   });
   after(async () => {
     await stop();
