@@ -1,18 +1,20 @@
 import { spawn } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { isObject, parseStrictJson } from '../../oci/strict-json.js';
 import { RunnerError } from '../errors.js';
 import { findProgram } from '../unpack/confined.js';
 import type { RunRequest, RuntimeDriver } from './driver.js';
 import { holderReady, supervise } from './holder.js';
+import { compileSeccomp } from './seccomp-bpf.js';
 
 /**
  * bubblewrap as a runtime: the OCI spec secure-run built is translated into bwrap
  * arguments (root, mounts, namespaces, environment, working directory, user,
  * capabilities, masked and read-only paths). bwrap always sets no-new-privileges.
  *
- * Not carried over: the seccomp profile (bwrap takes only compiled BPF) and
- * rlimits (the container inherits secure-run's, which are the ceiling anyway); the
+ * The seccomp profile is compiled to BPF here and handed to bwrap on a pipe
+ * (`--seccomp 3`). Not carried over: rlimits (the container inherits secure-run's, which are the ceiling anyway); the
  * requested user is the one id mapped in bwrap's own user namespace.
  *
  * Run by real root, bwrap would be real root: in root mode it runs inside a user
@@ -30,14 +32,24 @@ export function bwrapRuntime(): RuntimeDriver {
     async run(req: RunRequest): Promise<number> {
       const spec = parseStrictJson(readFileSync(`${req.bundle}/config.json`), { maxDepth: 16 });
       const args = translate(spec, req.mode);
-      if (req.mode === 'user') return supervise(spawn(bwrap, args, { stdio: [req.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit'] }));
-      const maps = isObject(spec) && isObject(spec.linux) ? spec.linux : {};
+      const linux = isObject(spec) && isObject(spec.linux) ? spec.linux : {};
+      const filter = linux.seccomp !== undefined ? compileSeccomp(linux.seccomp) : undefined;
+      const stdio = [req.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit', 'pipe'] as const;
+      const start = (cmd: string, argv: string[]) => {
+        const child = spawn(cmd, argv, { stdio: [...stdio] });
+        const pipe = child.stdio[3] as Writable;
+        pipe.on('error', () => undefined);
+        pipe.end(filter ?? Buffer.alloc(0));
+        return supervise(child);
+      };
+      if (req.mode === 'user') return start(bwrap, args);
+      const maps = linux;
       const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, '--user', '--mount', '--propagation', 'private', '--', 'sleep', '86400'], { stdio: 'ignore' });
       try {
         const pid = await holderReady(holder, 'user');
         writeFileSync(`/proc/${pid}/uid_map`, mapText(maps.uidMappings));
         writeFileSync(`/proc/${pid}/gid_map`, mapText(maps.gidMappings));
-        return await supervise(spawn(nsenter, ['-t', String(pid), '--user', '--mount', '--setuid', '0', '--setgid', '0', '--', bwrap, ...args], { stdio: [req.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit'] }));
+        return await start(nsenter, ['-t', String(pid), '--user', '--mount', '--setuid', '0', '--setgid', '0', '--', bwrap, ...args]);
       } finally {
         holder.kill('SIGKILL');
       }
@@ -83,6 +95,8 @@ export function translate(spec: unknown, mode: 'root' | 'user'): string[] {
   }
   for (const path of Array.isArray(linux.readonlyPaths) ? linux.readonlyPaths.map(String) : []) out.push('--ro-bind-try', path, path);
   if (typeof spec.hostname === 'string') out.push('--hostname', spec.hostname);
+  // The compiled filter arrives on fd 3 (see run).
+  if (linux.seccomp !== undefined) out.push('--seccomp', '3');
   out.push('--clearenv');
   for (const e of Array.isArray(p.env) ? p.env.map(String) : []) {
     const eq = e.indexOf('=');

@@ -78,5 +78,11 @@ export function runtimeDriverContract(name: string, make: () => RuntimeDriver, t
       if (traits.mapsEveryId) assert.equal(hostUid, 0x70000000 + 1234);
     });
 
+    test('the seccomp profile is in force: a denied call fails', async () => {
+      const out = outDir();
+      const code = await runWith({ entrypoint: '', command: ['/bin/sh', '-c', 'grep "^Seccomp:" /proc/self/status | tr -d "\\t " > /out/r; unshare -U true 2>/dev/null && echo allowed >> /out/r || echo denied >> /out/r'] }, out);
+      assert.equal(code, 0);
+      assert.equal(readFileSync(join(out, 'r'), 'utf8'), 'Seccomp:2\ndenied\n');
+    });
   });
 }
