@@ -54,9 +54,12 @@ export function diagnose(i: DoctorInput): Finding[] {
   if (i.uid === 0) {
     out.push({ check: 'subordinate ids', status: 'ok', detail: 'root: containers use the dedicated range from 0x70000000' });
   } else if (sub('/etc/subuid') && sub('/etc/subgid')) {
-    out.push({ check: 'subordinate ids', status: 'warn', detail: `${i.user} has ${sub('/etc/subuid')}; secure-run does not use subordinate ranges yet (one id per container)` });
+    const helpers = i.which('newuidmap') && i.which('newgidmap');
+    out.push(helpers
+      ? { check: 'subordinate ids', status: 'ok', detail: `${i.user} has ${sub('/etc/subuid')}: containers get that range (image users and file owners are kept)` }
+      : { check: 'subordinate ids', status: 'warn', detail: `${i.user} has a range, but newuidmap/newgidmap are missing: run with --userns single until they are installed`, fix: 'apt-get install uidmap' });
   } else {
-    out.push({ check: 'subordinate ids', status: 'warn', detail: `no /etc/subuid or /etc/subgid range for ${i.user}: images that run as a non-root user run as the container's root`, fix: `usermod --add-subuids 200000-265535 --add-subgids 200000-265535 ${i.user}` });
+    out.push({ check: 'subordinate ids', status: 'warn', detail: `no /etc/subuid or /etc/subgid range for ${i.user}: each container has one id, and images that run as a non-root user run as the container's root`, fix: `usermod --add-subuids 200000-265535 --add-subgids 200000-265535 ${i.user}` });
   }
   for (const [program, pkg, needed] of [['crun', 'crun', false], ['runc', 'runc', false], ['bwrap', 'bubblewrap', true], ['tini-static', 'tini', true], ['unshare', 'util-linux', true], ['nsenter', 'util-linux', true], ['setpriv', 'util-linux', true]] as const) {
     const path = i.which(program);

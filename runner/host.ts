@@ -15,22 +15,57 @@ export const ROOT_ID_BASE = 0x70000000;
 export const ID_RANGE = 65536;
 
 export interface IdPlan {
-  /** root: a dedicated host id range; single: the user's own id is the container's only one. */
-  readonly mode: 'root' | 'single';
+  /**
+   * root: a dedicated host id range; subids: the user's own id as the container's
+   * root and the user's subordinate range (/etc/subuid, /etc/subgid) for the rest;
+   * single: the user's own id is the container's only one.
+   */
+  readonly mode: 'root' | 'subids' | 'single';
+  /** Mappings of the container's user namespace, relative to the namespace the runtime runs in. */
   readonly uidMappings: readonly IdMapping[];
   readonly gidMappings: readonly IdMapping[];
-  /** Host ids for files: set when the rootfs must be owned by mapped ids (root mode). */
+  /**
+   * Ids for files of the rootfs, as seen where the extraction runs: host ids (root
+   * mode) or ids of the user namespace with the subordinate range (subids mode).
+   */
   readonly idMap: { idBase: number; idSize: number } | undefined;
+  /** subids mode: the user namespace secure-run sets up with newuidmap/newgidmap. */
+  readonly subids?: { readonly uid: number; readonly gid: number; readonly uids: SubRange; readonly gids: SubRange } | undefined;
+}
+
+export interface SubRange { readonly start: number; readonly count: number }
+
+export interface IdPlanInput {
+  readonly uid: number;
+  readonly gid: number;
+  /** The login name, for /etc/subuid entries by name. */
+  readonly user?: string | undefined;
+  /** auto: use a subordinate range when the user has one; single: never. */
+  readonly userns?: 'auto' | 'single';
+  readonly subuid?: string;
+  readonly subgid?: string;
 }
 
 /**
- * As an unprivileged user, the runtime runs in a user namespace where the user is
- * root (`unshare --map-root-user`), and the container maps its root to that: one
- * id, the user's own. Images that run as another user get a warning and run as the
- * container's root, which on the host is still just this user.
+ * As an unprivileged user with a subordinate id range (useradd gives one by
+ * default), the container's root is the user and its other ids come from that
+ * range, as with rootless podman. Without one (or with `--userns single`), the
+ * container has one id, the user's own: images that run as another user get a
+ * warning and run as the container's root, which on the host is still just this user.
  */
-export function idPlan(uid: number, _gid: number, subuid = readOr('/etc/subuid'), subgid = readOr('/etc/subgid')): IdPlan {
-  if (uid !== 0) {
+export function idPlan(input: IdPlanInput): IdPlan {
+  const subuid = input.subuid ?? readOr('/etc/subuid');
+  const subgid = input.subgid ?? readOr('/etc/subgid');
+  if (input.uid !== 0) {
+    const uids = input.userns === 'single' ? undefined : subRange(subuid, input.uid, input.user);
+    const gids = input.userns === 'single' ? undefined : subRange(subgid, input.uid, input.user);
+    if (uids && gids) {
+      const size = 1 + Math.min(uids.count, gids.count, ID_RANGE - 1);
+      // One extent per extent of the namespace's own map: the kernel refuses an extent that spans two.
+      const m = [{ containerID: 0, hostID: 0, size: 1 }, { containerID: 1, hostID: 1, size: size - 1 }];
+      const clipped = { uids: { start: uids.start, count: size - 1 }, gids: { start: gids.start, count: size - 1 } };
+      return { mode: 'subids', uidMappings: m, gidMappings: m, idMap: { idBase: 0, idSize: size }, subids: { uid: input.uid, gid: input.gid, ...clipped } };
+    }
     const one = [{ containerID: 0, hostID: 0, size: 1 }];
     return { mode: 'single', uidMappings: one, gidMappings: one, idMap: undefined };
   }
@@ -46,6 +81,21 @@ export function idPlan(uid: number, _gid: number, subuid = readOr('/etc/subuid')
   }
   const m = [{ containerID: 0, hostID: ROOT_ID_BASE, size: ID_RANGE }];
   return { mode: 'root', uidMappings: m, gidMappings: m, idMap: { idBase: ROOT_ID_BASE, idSize: ID_RANGE } };
+}
+
+/** The first range of /etc/subuid or /etc/subgid for this user (by name or by number), if any. */
+export function subRange(text: string, uid: number, user: string | undefined): SubRange | undefined {
+  for (const line of text.split('\n').slice(0, 100_000)) {
+    const parts = line.trim().split(':');
+    if (parts.length !== 3) continue;
+    const [owner, start, count] = parts as [string, string, string];
+    if (owner !== String(uid) && (user === undefined || owner !== user)) continue;
+    if (!/^\d+$/.test(start) || !/^\d+$/.test(count)) continue;
+    const s = Number(start);
+    const c = Number(count);
+    if (c >= 1 && s > 0 && s + c <= 0xffffffff) return { start: s, count: c };
+  }
+  return undefined;
 }
 
 function readOr(path: string): string {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { userInfo } from 'node:os';
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { RunnerError } from './errors.js';
@@ -9,6 +10,7 @@ import { pullImage, type PullPolicy } from './pull.js';
 import { ensureVolumeMountpoint, prepareRootfs, privateRootfs } from './rootfs.js';
 import { parseImageConfig } from './runtime/image-config.js';
 import { ociRuntime } from './runtime/oci-runtime.js';
+import { openSubidNamespace } from './runtime/userns.js';
 import { bwrapRuntime } from './runtime/bwrap.js';
 import { buildSpec, resolveUser, type Volume } from './runtime/spec.js';
 import { assertPrivate, readTrust, type RunnerPaths } from './settings.js';
@@ -38,13 +40,15 @@ export interface LaunchOptions {
   readonly maxAgeMs: number;
   readonly keepSetuid: boolean;
   readonly maxLayerBytes: number;
+  /** auto: the user's subordinate ids when there are any; single: the user's own id only. */
+  readonly userns: 'auto' | 'single';
 }
 
 export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: NodeJS.ProcessEnv, warn: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<number> {
   const trust = readTrust(paths);
   const env = [...opts.envFiles.flatMap(readEnvFile), ...opts.env].map((e) => resolveEnv(e, hostEnv));
   const volumes = opts.volumes.map(parseVolume);
-  const ids = idPlan(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
+  const ids = idPlan({ uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, user: loginName(), userns: opts.userns });
   const driver = opts.runtime === 'bwrap' ? bwrapRuntime() : ociRuntime(opts.runtime);
   const initPath = initBinary();
   mkdirSync(paths.dataDir, { recursive: true, mode: 0o711 });
@@ -57,19 +61,21 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
   const config = parseImageConfig(pulled.config);
   const id = `secure-run-${randomBytes(6).toString('hex')}`;
   const bundle = join(paths.dataDir, 'containers', id);
+  const userns = ids.subids ? await openSubidNamespace(ids.subids) : undefined;
   mkdirSync(bundle, { recursive: true, mode: 0o711 });
   try {
-    const rootfsOptions = { keepSetuid: opts.keepSetuid, idMap: ids.idMap, maxLayerBytes: opts.maxLayerBytes };
+    const rootfsOptions = { keepSetuid: opts.keepSetuid, idMap: ids.idMap, maxLayerBytes: opts.maxLayerBytes, userns };
     // A writable root is a private copy: the cached tree stays exactly what was attested.
     const rootfs = opts.readOnly
       ? await prepareRootfs(paths.dataDir, cache, pulled.manifestDigest, pulled.layers, config.diffIds, rootfsOptions)
       : await privateRootfs(bundle, cache, pulled.layers, config.diffIds, rootfsOptions);
-    for (const v of volumes) ensureVolumeMountpoint(rootfs, v.destination, ids.idMap);
+    // Made by the user outside the namespace, where they already belong to the container's root.
+    for (const v of volumes) ensureVolumeMountpoint(rootfs, v.destination, ids.mode === 'root' ? ids.idMap : undefined);
     const etcPasswd = readContainerFile(rootfs, ['etc', 'passwd']);
     const etcGroup = readContainerFile(rootfs, ['etc', 'group']);
     let user = opts.user ?? config.user;
     if (ids.mode === 'single' && user !== '' && resolveUser(user, { etcPasswd, etcGroup }).uid !== 0) {
-      warn(`secure-run: warning: ${opts.image} runs as ${JSON.stringify(user)}, but without a subordinate id range this container has only one id; running it as the container's root (your own unprivileged user on the host)`);
+      warn(`secure-run: warning: ${opts.image} runs as ${JSON.stringify(user)}, but without a subordinate id range (/etc/subuid, /etc/subgid) this container has only one id; running it as the container's root (your own unprivileged user on the host)`);
       user = '0:0';
     }
     const spec = buildSpec(config, {
@@ -81,9 +87,10 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
     });
     // The spec holds the -e values: readable by its owner only (the runtime runs as the same user).
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
-    return await driver.run({ bundle, id, stateDir: join(paths.dataDir, 'state'), interactive: opts.interactive, mode: ids.mode === 'root' ? 'root' : 'user' });
+    return await driver.run({ bundle, id, stateDir: join(paths.dataDir, 'state'), interactive: opts.interactive, mode: ids.mode === 'root' ? 'root' : 'user', userns });
   } finally {
-    removeTree(bundle);
+    await removeTree(bundle, userns);
+    userns?.close();
   }
 }
 
@@ -154,4 +161,12 @@ function progressBar(): (e: { layer: number; of: number; bytes: number; size: nu
     const bar = '='.repeat(Math.floor((pct / 100) * width)).padEnd(width, ' ');
     process.stderr.write(`\r${e.layer}/${e.of} [${bar}] ${pct}% ${(e.bytes / 1048576).toFixed(1)}/${(e.size / 1048576).toFixed(1)} MiB${e.bytes >= e.size ? '\n' : ''}`);
   };
+}
+
+function loginName(): string | undefined {
+  try {
+    return userInfo().username;
+  } catch {
+    return undefined;
+  }
 }

@@ -71,6 +71,7 @@ export interface RunFlags {
   writableRoot?: boolean;
   keepSetuid?: boolean;
   maxAge: string;
+  userns: 'auto' | 'single';
 }
 
 export async function runCommand(image: string, command: string[], f: RunFlags, _io: Output): Promise<number> {
@@ -79,5 +80,6 @@ export async function runCommand(image: string, command: string[], f: RunFlags, 
     image, command, env: f.env, envFiles: f.envFile, volumes: f.volume, workdir: f.workdir, user: f.user, entrypoint: f.entrypoint,
     interactive: f.interactive === true, tty: f.tty === true, platform: f.platform, pull: f.pull, runtime: f.runtime,
     readOnly: f.writableRoot !== true, maxAgeMs: parseDuration(f.maxAge), keepSetuid: f.keepSetuid === true, maxLayerBytes: 16 * 1024 ** 3,
+    userns: f.userns,
   }, process.env);
 }

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, constants, existsSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { RunnerError } from './errors.js';
 import type { ImageCache } from './image-cache.js';
-import { extractConfined } from './unpack/confined.js';
+import { extractConfined, type ExtractPlan } from './unpack/confined.js';
+import { runIn, type UserNamespace } from './runtime/userns.js';
+import { sealOf } from './unpack/tree.js';
 
 /**
  * Unpacked images, cached by manifest digest (and id range). An entry is built in a
@@ -17,30 +19,8 @@ export interface RootfsOptions {
   readonly keepSetuid: boolean;
   readonly idMap: { idBase: number; idSize: number } | undefined;
   readonly maxLayerBytes: number;
-}
-
-/**
- * The mount points every runtime needs, made before the tree is used (bwrap cannot
- * create them on a read-only root). One that the image made a symlink is refused:
- * mounting /proc or /sys through a symlink is how runtimes get tricked (RUN-04).
- */
-const MOUNT_DIRS = ['proc', 'sys', 'dev', 'tmp', '.secure-run'];
-
-export function ensureMountpoints(root: string, idMap: RootfsOptions['idMap']): void {
-  for (const d of MOUNT_DIRS) {
-    const path = join(root, d);
-    const st = lstatOrUndefined(path);
-    if (st?.isSymbolicLink()) throw new RunnerError('IMAGE_INVALID', `the image makes /${d} a symlink; refusing to mount over it`);
-    if (st && !st.isDirectory()) throw new RunnerError('IMAGE_INVALID', `the image makes /${d} something other than a directory`);
-    if (!st) {
-      mkdirSync(path, { mode: 0o755 });
-      if (idMap) lchownSync(path, idMap.idBase, idMap.idBase);
-    }
-  }
-  const init = join(root, '.secure-run', 'init');
-  const st = lstatOrUndefined(init);
-  if (st && !st.isFile()) throw new RunnerError('IMAGE_INVALID', 'the image has something other than a file at /.secure-run/init');
-  if (!st) closeSync(openSync(init, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644));
+  /** Subordinate-id mode: extraction and removal happen inside this namespace. */
+  readonly userns?: UserNamespace | undefined;
 }
 
 /**
@@ -75,40 +55,15 @@ export async function privateRootfs(bundle: string, cache: ImageCache, layers: r
   if (layers.length !== diffIds.length) throw new RunnerError('IMAGE_INVALID', `the manifest has ${layers.length} layers and the config ${diffIds.length} diffIDs`);
   const root = join(bundle, 'rootfs');
   mkdirSync(root, { recursive: true, mode: 0o755 });
-  await extractConfined({
-    root, layers: layers.map((l, i) => ({ path: cache.blobPath(l.digest), diffId: diffIds[i] as string })),
-    keepSetuid: opts.keepSetuid, maxEntries: 1_000_000, maxLayerBytes: opts.maxLayerBytes, idMap: opts.idMap,
-  });
-  ensureMountpoints(root, opts.idMap);
+  await extractConfined(extractPlan(root, cache, layers, diffIds, opts, false), opts.userns?.enter);
   return root;
 }
 
-/**
- * A seal of an unpacked tree: for every entry its type, mode, owner and inode, and
- * for files and symlinks also size and ctime (which no one can set back). A cached
- * tree is used only when its seal still holds: anything of the user's (or a
- * container given the cache as a volume) that changed a file in it is detected,
- * and the tree is unpacked again. Empty directories and empty files that runtimes
- * create as mount points are tolerated.
- */
-export function sealOf(root: string): Map<string, string> {
-  const seal = new Map<string, string>();
-  const walk = (dir: string, rel: string): void => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      const r = rel ? `${rel}/${name}` : name;
-      const st = lstatSync(path, { bigint: true });
-      const common = `${st.mode}:${st.uid}:${st.gid}:${st.ino}`;
-      if (st.isDirectory()) {
-        seal.set(r, common);
-        walk(path, r);
-      } else {
-        seal.set(r, `${common}:${st.size}:${st.ctimeNs}`);
-      }
-    }
+function extractPlan(root: string, cache: ImageCache, layers: readonly Descriptor[], diffIds: readonly string[], opts: RootfsOptions, seal: boolean): ExtractPlan {
+  return {
+    root, layers: layers.map((l, i) => ({ path: cache.blobPath(l.digest), diffId: diffIds[i] as string })),
+    keepSetuid: opts.keepSetuid, maxEntries: 1_000_000, maxLayerBytes: opts.maxLayerBytes, idMap: opts.idMap, seal,
   };
-  walk(root, '');
-  return seal;
 }
 
 function sealHolds(root: string, sealFile: string): boolean {
@@ -135,8 +90,17 @@ function sealHolds(root: string, sealFile: string): boolean {
   return true;
 }
 
-/** Removes a tree even where the image made directories read-only. Never throws. */
-export function removeTree(path: string): void {
+/**
+ * Removes a tree even where the image made directories read-only; with subordinate
+ * ids, from inside their namespace (the user cannot remove files owned by them).
+ * Never throws.
+ */
+export async function removeTree(path: string, userns?: UserNamespace): Promise<void> {
+  if (userns && existsSync(path)) await runIn(userns, ['rm', '-rf', '--one-file-system', '--', path]).catch(() => undefined);
+  removeTreeSync(path);
+}
+
+function removeTreeSync(path: string): void {
   const open = (p: string): void => {
     try {
       const st = lstatSync(p);
@@ -156,27 +120,23 @@ export async function prepareRootfs(dataDir: string, cache: ImageCache, manifest
   const dir = join(dataDir, 'rootfs');
   mkdirSync(dir, { recursive: true, mode: 0o711 });
   chmodSync(dir, 0o711);
-  const name = `${manifestDigest.hex}${opts.idMap ? `-${opts.idMap.idBase}` : ''}${opts.keepSetuid ? '-setuid' : ''}`;
+  const name = `${manifestDigest.hex}${opts.idMap ? `-${opts.idMap.idBase}x${opts.idMap.idSize}` : ''}${opts.keepSetuid ? '-setuid' : ''}`;
   const final = join(dir, name);
   if (existsSync(join(final, 'rootfs'))) {
     if (sealHolds(join(final, 'rootfs'), join(final, 'seal.json'))) return join(final, 'rootfs');
-    // Changed since it was unpacked: never used; unpacked again below.
-    removeTree(final);
+    // Changed since it was unpacked (or unreadable from outside its namespace): never used; unpacked again below.
+    await removeTree(final, opts.userns);
   }
   const tmp = join(dir, `.tmp-${randomUUID()}`);
   mkdirSync(join(tmp, 'rootfs'), { recursive: true, mode: 0o755 });
   chmodSync(tmp, 0o711);
   try {
-    await extractConfined({
-      root: join(tmp, 'rootfs'),
-      layers: layers.map((l, i) => ({ path: cache.blobPath(l.digest), diffId: diffIds[i] as string })),
-      keepSetuid: opts.keepSetuid, maxEntries: 1_000_000, maxLayerBytes: opts.maxLayerBytes, idMap: opts.idMap,
-    });
-    ensureMountpoints(join(tmp, 'rootfs'), opts.idMap);
-    writeFileSync(join(tmp, 'seal.json'), JSON.stringify(Object.fromEntries(sealOf(join(tmp, 'rootfs')))), { mode: 0o600 });
+    // The seal is taken inside the confinement, which can read every directory of the tree.
+    const { seal } = await extractConfined(extractPlan(join(tmp, 'rootfs'), cache, layers, diffIds, opts, true), opts.userns?.enter);
+    writeFileSync(join(tmp, 'seal.json'), JSON.stringify(seal ?? {}), { mode: 0o600 });
     renameSync(tmp, final);
   } catch (err) {
-    removeTree(tmp);
+    await removeTree(tmp, opts.userns);
     if (existsSync(join(final, 'rootfs')) && sealHolds(join(final, 'rootfs'), join(final, 'seal.json'))) return join(final, 'rootfs');
     throw err;
   }

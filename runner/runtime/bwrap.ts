@@ -31,7 +31,7 @@ export function bwrapRuntime(): RuntimeDriver {
     name: 'bwrap',
     async run(req: RunRequest): Promise<number> {
       const spec = parseStrictJson(readFileSync(`${req.bundle}/config.json`), { maxDepth: 16 });
-      const args = translate(spec, req.mode);
+      const args = translate(spec, req.userns ? 'root' : req.mode);
       const linux = isObject(spec) && isObject(spec.linux) ? spec.linux : {};
       const filter = linux.seccomp !== undefined ? compileSeccomp(linux.seccomp) : undefined;
       const stdio = [req.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit', 'pipe'] as const;
@@ -42,6 +42,10 @@ export function bwrapRuntime(): RuntimeDriver {
         pipe.end(filter ?? Buffer.alloc(0));
         return supervise(child);
       };
+      if (req.userns) {
+        const [cmd, ...enter] = req.userns.enter;
+        return start(cmd as string, [...enter, bwrap, ...args]);
+      }
       if (req.mode === 'user') return start(bwrap, args);
       const maps = linux;
       const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, '--user', '--mount', '--propagation', 'private', '--', 'sleep', '86400'], { stdio: 'ignore' });

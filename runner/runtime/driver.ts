@@ -1,3 +1,5 @@
+import type { UserNamespace } from './userns.js';
+
 /**
  * Starting a prepared OCI bundle. One interface, several runtimes (crun by default,
  * runc, and later bwrap), each proven by the same contract suite. A driver returns
@@ -14,6 +16,8 @@ export interface RunRequest {
   readonly interactive: boolean;
   /** root: real root starts the runtime; user: an unprivileged user, through its own user namespace. */
   readonly mode: 'root' | 'user';
+  /** A user namespace with the user's subordinate ids, prepared by secure-run: the runtime runs in it as its root. */
+  readonly userns?: UserNamespace | undefined;
 }
 
 export interface RuntimeDriver {

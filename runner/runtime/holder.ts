@@ -41,3 +41,12 @@ export function supervise(child: ChildProcess): Promise<number> {
     });
   });
 }
+
+/** A hybrid cgroup host: cgroup v1 controllers plus a cgroup2 mount at /sys/fs/cgroup/unified (crun refuses those). */
+export function hybridCgroups(): boolean {
+  try {
+    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.includes(' /sys/fs/cgroup/unified ') && l.includes(' - cgroup2 '));
+  } catch {
+    return false;
+  }
+}

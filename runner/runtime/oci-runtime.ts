@@ -1,9 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { RunnerError } from '../errors.js';
 import { findProgram } from '../unpack/confined.js';
 import type { RunRequest, RuntimeDriver } from './driver.js';
-import { holderReady, supervise } from './holder.js';
+import { holderReady, hybridCgroups, supervise } from './holder.js';
 
 /**
  * crun and runc, driven the same way. The runtime runs in a private mount namespace
@@ -20,9 +19,25 @@ export function ociRuntime(name: 'crun' | 'runc'): RuntimeDriver {
   const missing = tools.filter(([, p]) => !p).map(([t]) => t);
   if (missing.length) throw new RunnerError('IMAGE_INVALID', `${missing.join(', ')} missing: apt-get install util-linux`);
   const [unshare, nsenter, setpriv] = tools.map(([, p]) => p as string) as [string, string, string];
+  const runtimeArgs = (req: RunRequest) => (name === 'crun'
+    ? ['--root', req.stateDir, '--cgroup-manager=disabled', 'run', '--bundle', req.bundle, req.id]
+    : ['--root', req.stateDir, 'run', '--bundle', req.bundle, req.id]);
   return {
     name,
     async run(req: RunRequest): Promise<number> {
+      const stdio = [req.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit'] as const;
+      if (req.userns) {
+        // A namespace secure-run prepared (subordinate ids, cgroup2 already covered): run as its root.
+        const [cmd, ...enter] = req.userns.enter;
+        let clean = false;
+        try {
+          const status = await supervise(spawn(cmd as string, [...enter, setpriv, '--pdeathsig', 'KILL', '--', binary, ...runtimeArgs(req)], { stdio: [...stdio] }));
+          clean = status < 128;
+          return status;
+        } finally {
+          if (!clean) spawnSync(cmd as string, [...enter, binary, '--root', req.stateDir, 'delete', '--force', req.id], { stdio: 'ignore' });
+        }
+      }
       // As a user, the holder owns a user namespace in which the user is root.
       const userns = req.mode === 'user' ? ['--user', '--map-root-user'] : [];
       const enter = req.mode === 'user' ? ['--user', '--mount', '--preserve-credentials'] : ['--mount'];
@@ -37,11 +52,8 @@ export function ociRuntime(name: 'crun' | 'runc'): RuntimeDriver {
           const u = spawnSync(nsenter, ['-t', String(pid), ...enter, '--', ...hide], { stdio: 'ignore' });
           if (u.status !== 0) throw new RunnerError('IMAGE_INVALID', 'cannot hide the cgroup2 mount from the runtime (hybrid cgroups)');
         }
-        const runtimeArgs = name === 'crun'
-          ? ['--root', req.stateDir, '--cgroup-manager=disabled', 'run', '--bundle', req.bundle, req.id]
-          : ['--root', req.stateDir, 'run', '--bundle', req.bundle, req.id];
         started = true;
-        const child = spawn(nsenter, ['-t', String(pid), ...enter, '--', setpriv, '--pdeathsig', 'KILL', '--', binary, ...runtimeArgs], { stdio: [req.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit'] });
+        const child = spawn(nsenter, ['-t', String(pid), ...enter, '--', setpriv, '--pdeathsig', 'KILL', '--', binary, ...runtimeArgs(req)], { stdio: [...stdio] });
         const status = await supervise(child);
         clean = status < 128;
         return status;
@@ -52,15 +64,5 @@ export function ociRuntime(name: 'crun' | 'runc'): RuntimeDriver {
       }
     },
   };
-}
-
-/** Waits until the holder has its own mount namespace; returns its pid. */
-
-function hybridCgroups(): boolean {
-  try {
-    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.includes(' /sys/fs/cgroup/unified ') && l.includes(' - cgroup2 '));
-  } catch {
-    return false;
-  }
 }
 

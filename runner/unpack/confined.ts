@@ -21,7 +21,18 @@ export interface ExtractPlan {
   readonly maxLayerBytes: number;
   /** Root mode: give entries the host ids of the container's range (needs CAP_CHOWN in the child). */
   readonly idMap?: { readonly idBase: number; readonly idSize: number } | undefined;
+  /** Take the finished tree's seal (see tree.ts) and hand it back. */
+  readonly seal?: boolean;
 }
+
+export interface ExtractResult {
+  readonly entries: number;
+  readonly skipped: string[];
+  readonly seal?: Record<string, string>;
+}
+
+/** A seal line per entry is about 100 bytes; a million entries (the cap) fit. */
+const MAX_RESULT_BYTES = 256 * 1024 * 1024;
 
 const CHILD = fileURLToPath(new URL('./extract-child.js', import.meta.url));
 
@@ -40,7 +51,12 @@ export function findProgram(name: string, path = process.env.PATH ?? ''): string
   return undefined;
 }
 
-export async function extractConfined(plan: ExtractPlan): Promise<{ entries: number; skipped: string[] }> {
+/**
+ * `enter`: an argv prefix that runs the confinement inside the user namespace of a
+ * subordinate id range, as its root (see runtime/userns.ts); ids in `idMap` are then
+ * that namespace's.
+ */
+export async function extractConfined(plan: ExtractPlan, enter?: readonly string[]): Promise<ExtractResult> {
   const bwrap = findProgram('bwrap');
   if (!bwrap) throw new UnpackError('CONFINEMENT_UNAVAILABLE', 'bubblewrap (bwrap) is needed to unpack layers safely: apt-get install bubblewrap (see `secure-run doctor`)');
   const args = [
@@ -53,17 +69,24 @@ export async function extractConfined(plan: ExtractPlan): Promise<{ entries: num
     '--die-with-parent', '--new-session',
     '--', process.execPath, CHILD,
   ];
-  const child = spawn(bwrap, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' } });
-  let out = '';
+  const [cmd, ...prefix] = enter ?? [bwrap];
+  const child = spawn(cmd as string, enter ? [...prefix, bwrap, ...args] : args, { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' } });
+  const chunks: Buffer[] = [];
+  let outBytes = 0;
   let err = '';
-  child.stdout.on('data', (c: Buffer) => (out = (out + c.toString()).slice(-64 * 1024)));
+  child.stdout.on('data', (c: Buffer) => {
+    outBytes += c.length;
+    if (outBytes <= MAX_RESULT_BYTES) chunks.push(c);
+    else child.kill('SIGKILL');
+  });
   child.stderr.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-8 * 1024)));
   child.stdin.end(JSON.stringify(plan));
   const code = await new Promise<number>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (c) => resolve(c ?? -1));
   });
-  const last = out.trim().split('\n').pop() ?? '';
+  const out = Buffer.concat(chunks).toString('utf8').trim();
+  const last = out.slice(out.lastIndexOf('\n') + 1);
   let result: unknown;
   try {
     result = parseStrictJson(last, { maxDepth: 4 });
@@ -71,6 +94,10 @@ export async function extractConfined(plan: ExtractPlan): Promise<{ entries: num
     throw new UnpackError('UNPACK_FAILED', `the extraction process failed (exit ${code}): ${err.trim().slice(0, 500)}`);
   }
   if (!isObject(result)) throw new UnpackError('UNPACK_FAILED', 'the extraction process gave no result');
-  if (result.ok === true && code === 0) return { entries: Number(result.entries), skipped: (result.skipped as string[]) ?? [] };
+  if (result.ok === true && code === 0) {
+    const seal = isObject(result.seal) ? (result.seal as Record<string, string>) : undefined;
+    if (plan.seal && !seal) throw new UnpackError('UNPACK_FAILED', 'the extraction process gave no seal');
+    return { entries: Number(result.entries), skipped: (result.skipped as string[]) ?? [], ...(seal ? { seal } : {}) };
+  }
   throw new UnpackError((typeof result.code === 'string' ? result.code : 'UNPACK_FAILED') as UnpackErrorCode, String(result.message ?? 'extraction failed'));
 }

@@ -4,6 +4,7 @@ import { OciError } from '../../oci/errors.js';
 import { applyLayer } from './apply.js';
 import { UnpackError } from './errors.js';
 import { openLayer } from './layer-stream.js';
+import { ensureMountpoints, sealOf } from './tree.js';
 
 /**
  * The extraction process, run confined (see confined.ts): reads a plan on stdin,
@@ -17,6 +18,7 @@ interface Plan {
   maxEntries: number;
   maxLayerBytes: number;
   idMap?: { idBase: number; idSize: number };
+  seal?: boolean;
 }
 
 async function main(): Promise<void> {
@@ -44,7 +46,9 @@ async function main(): Promise<void> {
     if (diffId !== layer.diffId) throw new UnpackError('LAYER_DIFFID_MISMATCH', `layer ${i} uncompresses to ${diffId}, the config says ${layer.diffId}`);
   }
   if (plan.idMap) lchownSync(plan.root, plan.idMap.idBase, plan.idMap.idBase);
-  process.stdout.write(`${JSON.stringify({ ok: true, entries, skipped })}\n`);
+  ensureMountpoints(plan.root, plan.idMap);
+  const seal = plan.seal ? Object.fromEntries(sealOf(plan.root)) : undefined;
+  process.stdout.write(`${JSON.stringify({ ok: true, entries, skipped, ...(seal ? { seal } : {}) })}\n`);
 }
 
 main().catch((err: unknown) => {

@@ -38,12 +38,12 @@ export function runtimeDriverContract(name: string, make: () => RuntimeDriver, t
       const cache = new ImageCache(join(dir.path, 'cache'));
       for (const d of [manifest.config, ...manifest.layers]) await cache.putStream(d.digest, d.size, createReadStream(blob(d.digest.hex)));
       image = parseImageConfig(readFileSync(blob(manifest.config.digest.hex)));
-      rootfs = await prepareRootfs(join(dir.path, 'data'), cache, mDigest, manifest.layers, image.diffIds, { keepSetuid: false, idMap: idPlan(0, 0).idMap, maxLayerBytes: 1 << 30 });
+      rootfs = await prepareRootfs(join(dir.path, 'data'), cache, mDigest, manifest.layers, image.diffIds, { keepSetuid: false, idMap: idPlan({ uid: 0, gid: 0 }).idMap, maxLayerBytes: 1 << 30 });
     });
     after(() => dir.cleanup());
 
     async function runWith(opts: Partial<RunOptions>, out?: string): Promise<number> {
-      const ids = idPlan(0, 0);
+      const ids = idPlan({ uid: 0, gid: 0 });
       const bundle = join(dir.path, `bundle-${++n}`);
       mkdirSync(bundle, { mode: 0o711 });
       const volumes = out ? [{ source: out, destination: '/out', readOnly: false }] : [];

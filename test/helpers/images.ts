@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, lutimesSync, mkdirSync, readFileSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, lutimesSync, mkdirSync, readFileSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { peer, run } from './peers.js';
 import { tempDir } from './tmp.js';
@@ -47,6 +47,9 @@ export async function buildImage(layout: string, tag: string, opts: { arch?: str
     mkdirSync(srv);
     chmodSync(srv, 0o755);
     writeFileSync(join(srv, 'hello.txt'), `${opts.text ?? 'hello'}\n`, { mode: 0o644 });
+    // Readable by its owner only: a container sees it only when the image's ownership survived unpacking.
+    writeFileSync(join(srv, 'owned-by-1000'), 'mine\n', { mode: 0o600 });
+    chownSync(join(srv, 'owned-by-1000'), 1000, 1000);
     touchTree(join(b2, 'rootfs'));
     await run(umoci, ['repack', '--history.created', T0, '--history.created_by', 'hello layer', '--image', image, b2]);
     await run(umoci, ['config', '--no-history', '--created', T0, '--architecture', opts.arch ?? 'amd64', '--os', 'linux',

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { chownSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { subRange } from '../../runner/host.js';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TestGateway } from '../helpers/gateway.js';
@@ -48,11 +49,39 @@ describe('secure-run as an unprivileged user (runuser): no root anywhere', () =>
     });
   }
 
-  test('an image user other than root runs as the container root, with a warning', async () => {
-    const r = await sr('-u', '1000', `${world.registry.host}/test/signed:1`, '-c', 'id -u');
+  for (const runtime of ['crun', 'runc']) {
+    test(`${runtime}: with a subordinate id range, image users and file owners are kept, on ids of that range`, async () => {
+      const range = subRange(readFileSync('/etc/subuid', 'utf8'), ids.uid, TEST_USER);
+      assert.ok(range && range.count >= 1000, `useradd gives ${TEST_USER} a subordinate id range`);
+      const vol = join(home.path, `vol-subids-${runtime}`);
+      mkdirSync(vol);
+      chmodSync(vol, 0o777);
+      const r = await sr('--runtime', runtime, '-u', '1000', '-v', `${vol}:/out`, `${world.registry.host}/test/signed:1`, '-c', 'id -u; cat /srv/owned-by-1000; touch /out/made');
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(r.stdout.trim().split('\n'), ['1000', 'mine']);
+      assert.doesNotMatch(r.stderr, /warning/);
+      assert.equal(statSync(join(vol, 'made')).uid, range.start + 999, 'container uid 1000 is the range\'s 1000th id');
+    });
+  }
+
+  test('--userns single: an image user other than root runs as the container root, with a warning', async () => {
+    const r = await sr('--userns', 'single', '-u', '1000', `${world.registry.host}/test/signed:1`, '-c', 'id -u; cat /srv/owned-by-1000');
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.stdout.trim(), '0');
+    assert.deepEqual(r.stdout.trim().split('\n'), ['0', 'mine']);
     assert.match(r.stderr, /warning/);
+  });
+
+  test('the cached tree of a subordinate-id run is reused, and its files cannot be changed from outside', async () => {
+    const data = join(home.path, 'data', 'secure-run', 'rootfs');
+    const before = readdirSync(data).filter((n) => !n.startsWith('.'));
+    const r = await sr(`${world.registry.host}/test/signed:1`, '-c', 'true');
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readdirSync(data).filter((n) => !n.startsWith('.')), before, 'no new tree');
+    const tree = before.find((n) => /-0x\d+$/.test(n));
+    assert.ok(tree, 'a tree unpacked with the range');
+    const owned = join(data, tree, 'rootfs', 'srv', 'owned-by-1000');
+    const w = await run('runuser', ['-u', TEST_USER, '--', 'sh', '-c', `echo x >> ${owned}`], { allowFail: true });
+    assert.notEqual(w.code, 0, 'a file of another container id is not the user\'s to write');
   });
 
   test('an unattested image is refused for the user too', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { sealOf } from '../../../runner/rootfs.js';
+import { sealOf } from '../../../runner/unpack/tree.js';
 import { tempDir } from '../../helpers/tmp.js';
 
 test('the seal of an unpacked tree changes when a file is rewritten, replaced, chmod-ed or added', () => {
