@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { findProgram } from './unpack/confined.js';
 
@@ -18,6 +18,7 @@ export interface DoctorInput {
   readonly user: string;
   readonly read: (path: string) => string | undefined;
   readonly which: (program: string) => string | undefined;
+  readonly canReadWrite: (path: string) => boolean;
 }
 
 export function defaultDoctorInput(): DoctorInput {
@@ -32,6 +33,14 @@ export function defaultDoctorInput(): DoctorInput {
       }
     },
     which: (p) => findProgram(p, `${process.env.PATH ?? ''}:/usr/bin:/usr/sbin:/bin:/sbin`),
+    canReadWrite: (p) => {
+      try {
+        accessSync(p, constants.R_OK | constants.W_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    },
   };
 }
 
@@ -65,6 +74,9 @@ export function diagnose(i: DoctorInput): Finding[] {
     const path = i.which(program);
     out.push(path ? { check: program, status: 'ok', detail: path } : { check: program, status: needed ? 'fail' : 'warn', detail: 'not installed', fix: `apt-get install ${pkg}` });
   }
+  if (!i.which('slirp4netns')) out.push({ check: 'slirp4netns', status: 'warn', detail: 'not installed: --network slirp is unavailable', fix: 'apt-get install slirp4netns' });
+  else if (i.uid !== 0 && !i.canReadWrite('/dev/net/tun')) out.push({ check: 'slirp4netns', status: 'warn', detail: '/dev/net/tun is not open to you: --network slirp will fail', fix: 'chmod 0666 /dev/net/tun (the usual mode; udev: KERNEL=="tun", MODE="0666")' });
+  else out.push({ check: 'slirp4netns', status: 'ok', detail: `${i.which('slirp4netns') ?? ''} (--network slirp)` });
   if (!i.which('crun') && !i.which('runc')) out.push({ check: 'OCI runtime', status: 'fail', detail: 'neither crun nor runc is installed', fix: 'apt-get install crun' });
   const mountinfo = i.read('/proc/self/mountinfo') ?? '';
   const v2 = mountinfo.split('\n').some((l) => / \/sys\/fs\/cgroup - cgroup2 /.test(l));

@@ -7,10 +7,11 @@ import { hostPlatform, parsePlatform } from './platform.js';
 import { hostRlimits, idPlan, initBinary } from './host.js';
 import { ImageCache } from './image-cache.js';
 import { pullImage, type PullPolicy } from './pull.js';
-import { ensureVolumeMountpoint, prepareRootfs, privateRootfs } from './rootfs.js';
+import { ensureFileMountpoint, ensureVolumeMountpoint, prepareRootfs, privateRootfs } from './rootfs.js';
 import { parseImageConfig } from './runtime/image-config.js';
 import { ociRuntime } from './runtime/oci-runtime.js';
-import { openSubidNamespace } from './runtime/userns.js';
+import { openUserNamespace } from './runtime/userns.js';
+import { holdNetworkNamespace, SLIRP_RESOLV_CONF, slirpHosts, startSlirp, type Network } from './runtime/network.js';
 import { bwrapRuntime } from './runtime/bwrap.js';
 import { buildSpec, resolveUser, type Volume } from './runtime/spec.js';
 import { assertPrivate, readTrust, type RunnerPaths } from './settings.js';
@@ -42,7 +43,10 @@ export interface LaunchOptions {
   readonly maxLayerBytes: number;
   /** auto: the user's subordinate ids when there are any; single: the user's own id only. */
   readonly userns: 'auto' | 'single';
+  readonly network: Network;
 }
+
+const HOSTNAME = 'secure-run';
 
 export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: NodeJS.ProcessEnv, warn: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<number> {
   const trust = readTrust(paths);
@@ -61,7 +65,10 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
   const config = parseImageConfig(pulled.config);
   const id = `secure-run-${randomBytes(6).toString('hex')}`;
   const bundle = join(paths.dataDir, 'containers', id);
-  const userns = ids.subids ? await openSubidNamespace(ids.subids) : undefined;
+  const slirp = opts.network.mode === 'slirp' ? opts.network : undefined;
+  const handles: { close(): void }[] = [];
+  const userns = ids.mode === 'root' ? undefined : await openUserNamespace({ subids: ids.subids, net: slirp !== undefined });
+  if (userns) handles.push(userns);
   mkdirSync(bundle, { recursive: true, mode: 0o711 });
   try {
     const rootfsOptions = { keepSetuid: opts.keepSetuid, idMap: ids.idMap, maxLayerBytes: opts.maxLayerBytes, userns };
@@ -70,7 +77,16 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
       ? await prepareRootfs(paths.dataDir, cache, pulled.manifestDigest, pulled.layers, config.diffIds, rootfsOptions)
       : await privateRootfs(bundle, cache, pulled.layers, config.diffIds, rootfsOptions);
     // Made by the user outside the namespace, where they already belong to the container's root.
-    for (const v of volumes) ensureVolumeMountpoint(rootfs, v.destination, ids.mode === 'root' ? ids.idMap : undefined);
+    const ownerMap = ids.mode === 'root' ? ids.idMap : undefined;
+    for (const v of volumes) ensureVolumeMountpoint(rootfs, v.destination, ownerMap);
+    const files: { source: string; destination: string }[] = [];
+    if (slirp) {
+      for (const [name, text] of [['resolv.conf', SLIRP_RESOLV_CONF], ['hosts', slirpHosts(HOSTNAME)]] as const) {
+        writeFileSync(join(bundle, name), text, { mode: 0o644 });
+        if (ensureFileMountpoint(rootfs, `/etc/${name}`, ownerMap)) files.push({ source: join(bundle, name), destination: `/etc/${name}` });
+        else warn(`secure-run: warning: the image's /etc/${name} is not a regular file; leaving it as it is`);
+      }
+    }
     const etcPasswd = readContainerFile(rootfs, ['etc', 'passwd']);
     const etcGroup = readContainerFile(rootfs, ['etc', 'group']);
     let user = opts.user ?? config.user;
@@ -80,17 +96,25 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
     }
     const spec = buildSpec(config, {
       command: opts.command.length ? opts.command : undefined, entrypoint: opts.entrypoint, env, workdir: opts.workdir, user,
-      volumes, tty: opts.tty, readOnlyRoot: opts.readOnly,
+      volumes, tty: opts.tty, readOnlyRoot: opts.readOnly, hostname: HOSTNAME, network: slirp ? 'joined' : 'private', files,
     }, {
       uidMappings: ids.uidMappings, gidMappings: ids.gidMappings, rlimits: hostRlimits(), initPath, rootfsPath: rootfs,
       etcPasswd, etcGroup,
     });
     // The spec holds the -e values: readable by its owner only (the runtime runs as the same user).
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
-    return await driver.run({ bundle, id, stateDir: join(paths.dataDir, 'state'), interactive: opts.interactive, mode: ids.mode === 'root' ? 'root' : 'user', userns });
+    let netns: string | undefined;
+    if (slirp) {
+      // Root: a network namespace of its own for the runtime to start in; a user's is part of their namespace.
+      const held = userns ? undefined : await holdNetworkNamespace();
+      if (held) handles.push(held);
+      netns = held?.path;
+      handles.push(await startSlirp({ pid: userns?.pid ?? (held as { pid: number }).pid, userns: userns ? `/proc/${userns.pid}/ns/user` : undefined }, slirp));
+    }
+    return await driver.run({ bundle, id, stateDir: join(paths.dataDir, 'state'), interactive: opts.interactive, userns, netns });
   } finally {
     await removeTree(bundle, userns);
-    userns?.close();
+    for (const h of handles.reverse()) h.close();
   }
 }
 

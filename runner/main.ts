@@ -1,3 +1,4 @@
+import { parseNetwork } from './runtime/network.js';
 import { createInterface } from 'node:readline/promises';
 import { RunnerError } from './errors.js';
 import { hostPlatform, parsePlatform } from './platform.js';
@@ -63,7 +64,7 @@ export interface RunFlags {
   entrypoint?: string;
   interactive?: boolean;
   tty?: boolean;
-  network: 'none';
+  network: string;
   platform?: string;
   pull: PullPolicy;
   runtime: 'crun' | 'runc' | 'bwrap';
@@ -80,6 +81,6 @@ export async function runCommand(image: string, command: string[], f: RunFlags, 
     image, command, env: f.env, envFiles: f.envFile, volumes: f.volume, workdir: f.workdir, user: f.user, entrypoint: f.entrypoint,
     interactive: f.interactive === true, tty: f.tty === true, platform: f.platform, pull: f.pull, runtime: f.runtime,
     readOnly: f.writableRoot !== true, maxAgeMs: parseDuration(f.maxAge), keepSetuid: f.keepSetuid === true, maxLayerBytes: 16 * 1024 ** 3,
-    userns: f.userns,
+    userns: f.userns, network: parseNetwork(f.network),
   }, process.env);
 }

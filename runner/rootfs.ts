@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, constants, existsSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
@@ -39,6 +39,30 @@ export function ensureVolumeMountpoint(root: string, destination: string, idMap:
       mkdirSync(path, { mode: 0o755 });
       if (idMap) lchownSync(path, idMap.idBase, idMap.idBase);
     }
+  }
+}
+
+/**
+ * The mount point of a file bound over one of the image's (`/etc/resolv.conf`): an
+ * existing regular file, or an empty one created in a real directory. Anything else
+ * (a symlink, a directory) is left alone: returns false and nothing is bound there.
+ */
+export function ensureFileMountpoint(root: string, destination: string, idMap: RootfsOptions['idMap']): boolean {
+  const parent = destination.split('/').filter((p) => p !== '').slice(0, -1).join('/');
+  try {
+    ensureVolumeMountpoint(root, `/${parent}`, idMap);
+  } catch {
+    return false;
+  }
+  const path = join(root, destination);
+  const st = lstatOrUndefined(path);
+  if (st) return st.isFile();
+  try {
+    closeSync(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644));
+    if (idMap) lchownSync(path, idMap.idBase, idMap.idBase);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -31,29 +31,27 @@ export function bwrapRuntime(): RuntimeDriver {
     name: 'bwrap',
     async run(req: RunRequest): Promise<number> {
       const spec = parseStrictJson(readFileSync(`${req.bundle}/config.json`), { maxDepth: 16 });
-      const args = translate(spec, req.userns ? 'root' : req.mode);
+      const args = translate(spec);
       const linux = isObject(spec) && isObject(spec.linux) ? spec.linux : {};
       const filter = linux.seccomp !== undefined ? compileSeccomp(linux.seccomp) : undefined;
       const stdio = [req.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit', 'pipe'] as const;
-      const start = (cmd: string, argv: string[]) => {
-        const child = spawn(cmd, argv, { stdio: [...stdio] });
+      const start = (argv: readonly string[]) => {
+        const [cmd, ...rest] = argv;
+        const child = spawn(cmd as string, rest, { stdio: [...stdio] });
         const pipe = child.stdio[3] as Writable;
         pipe.on('error', () => undefined);
         pipe.end(filter ?? Buffer.alloc(0));
         return supervise(child);
       };
-      if (req.userns) {
-        const [cmd, ...enter] = req.userns.enter;
-        return start(cmd as string, [...enter, bwrap, ...args]);
-      }
-      if (req.mode === 'user') return start(bwrap, args);
-      const maps = linux;
-      const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, '--user', '--mount', '--propagation', 'private', '--', 'sleep', '86400'], { stdio: 'ignore' });
+      if (req.userns) return start([...req.userns.enter, bwrap, ...args]);
+      // Real root: a user namespace of bwrap's own whose maps secure-run writes (0 → the dedicated range).
+      const net = req.netns ? [nsenter, `--net=${req.netns}`, '--'] : [];
+      const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', ...net, unshare, '--user', '--mount', '--propagation', 'private', '--', 'sleep', '86400'], { stdio: 'ignore' });
       try {
         const pid = await holderReady(holder, 'user');
-        writeFileSync(`/proc/${pid}/uid_map`, mapText(maps.uidMappings));
-        writeFileSync(`/proc/${pid}/gid_map`, mapText(maps.gidMappings));
-        return await start(nsenter, ['-t', String(pid), '--user', '--mount', '--setuid', '0', '--setgid', '0', '--', bwrap, ...args]);
+        writeFileSync(`/proc/${pid}/uid_map`, mapText(linux.uidMappings));
+        writeFileSync(`/proc/${pid}/gid_map`, mapText(linux.gidMappings));
+        return await start([nsenter, '-t', String(pid), '--user', '--mount', ...(req.netns ? ['--net'] : []), '--setuid', '0', '--setgid', '0', '--', bwrap, ...args]);
       } finally {
         holder.kill('SIGKILL');
       }
@@ -69,15 +67,21 @@ function mapText(m: unknown): string {
   }).join('\n');
 }
 
-/** OCI spec → bwrap argv (only the parts of the spec secure-run writes). */
-export function translate(spec: unknown, mode: 'root' | 'user'): string[] {
+/**
+ * OCI spec → bwrap argv (only the parts of the spec secure-run writes). bwrap runs as
+ * the root of a user namespace made for it; the requested user, when not 0, is the
+ * one id of a user namespace of bwrap's own. Without a network namespace in the spec
+ * the container shares the one bwrap starts in.
+ */
+export function translate(spec: unknown): string[] {
   if (!isObject(spec) || !isObject(spec.root) || !isObject(spec.process) || !Array.isArray(spec.mounts)) throw new RunnerError('IMAGE_INVALID', 'not a runtime spec');
   const root = String(spec.root.path);
   const p = spec.process;
   const user = isObject(p.user) ? p.user : { uid: 0, gid: 0 };
-  const out = ['--die-with-parent', '--new-session', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-net', '--unshare-cgroup-try'];
-  // The requested user is the one id of a user namespace of bwrap's own (always, for a user; for root only when it is not 0).
-  if (mode === 'user' || Number(user.uid) !== 0 || Number(user.gid) !== 0) out.push('--unshare-user', '--uid', String(user.uid), '--gid', String(user.gid));
+  const linux = isObject(spec.linux) ? spec.linux : {};
+  const namespaces = Array.isArray(linux.namespaces) ? linux.namespaces.map((n) => (isObject(n) ? n.type : undefined)) : [];
+  const out = ['--die-with-parent', '--new-session', '--unshare-pid', '--unshare-ipc', '--unshare-uts', ...(namespaces.includes('network') ? ['--unshare-net'] : []), '--unshare-cgroup-try'];
+  if (Number(user.uid) !== 0 || Number(user.gid) !== 0) out.push('--unshare-user', '--uid', String(user.uid), '--gid', String(user.gid));
   out.push(spec.root.readonly === true ? '--ro-bind' : '--bind', root, '/');
   for (const m of spec.mounts) {
     if (!isObject(m)) continue;
@@ -91,7 +95,6 @@ export function translate(spec: unknown, mode: 'root' | 'user'): string[] {
     if (m.type === 'tmpfs' && opts.includes('ro')) out.push('--remount-ro', dest);
     else if (m.type === 'bind' || m.type === 'none') out.push(opts.includes('ro') || opts.includes('rro') ? '--ro-bind' : '--bind', String(m.source), dest);
   }
-  const linux = isObject(spec.linux) ? spec.linux : {};
   for (const path of Array.isArray(linux.maskedPaths) ? linux.maskedPaths.map(String) : []) {
     if (!existsSync(path)) continue;
     if (statSync(path).isDirectory()) out.push('--tmpfs', path);

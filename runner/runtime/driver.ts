@@ -14,10 +14,17 @@ export interface RunRequest {
   readonly stateDir: string;
   /** Keep standard input attached (-i). */
   readonly interactive: boolean;
-  /** root: real root starts the runtime; user: an unprivileged user, through its own user namespace. */
-  readonly mode: 'root' | 'user';
-  /** A user namespace with the user's subordinate ids, prepared by secure-run: the runtime runs in it as its root. */
+  /**
+   * An unprivileged user's namespace, prepared by secure-run: the runtime runs in it
+   * as its root. Absent: real root starts the runtime (the spec maps the container
+   * to the dedicated id range).
+   */
   readonly userns?: UserNamespace | undefined;
+  /**
+   * Root only: a network namespace (a /proc/PID/ns/net path) the runtime starts in,
+   * served by a user-mode network stack; the spec then has no network namespace of its own.
+   */
+  readonly netns?: string | undefined;
 }
 
 export interface RuntimeDriver {

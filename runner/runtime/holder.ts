@@ -7,7 +7,7 @@ import { RunnerError } from '../errors.js';
  * The small process that holds namespaces open for a runtime, and supervision of
  * the runtime process itself (signal forwarding, exit status as a shell reports it).
  */
-export async function holderReady(holder: ChildProcess, ns: 'mnt' | 'user'): Promise<number> {
+export async function holderReady(holder: ChildProcess, ns: 'mnt' | 'user' | 'net'): Promise<number> {
   const pid = holder.pid;
   if (pid === undefined) throw new RunnerError('IMAGE_INVALID', 'could not start the namespace holder');
   const mine = readlinkSync(`/proc/self/ns/${ns}`);
@@ -20,7 +20,7 @@ export async function holderReady(holder: ChildProcess, ns: 'mnt' | 'user'): Pro
     if (holder.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 5));
   }
-  throw new RunnerError('IMAGE_INVALID', `the namespace holder did not start (are ${ns === 'user' ? 'user' : 'mount'} namespaces allowed?)`);
+  throw new RunnerError('IMAGE_INVALID', `the namespace holder did not start (are ${ns === 'user' ? 'user' : ns === 'net' ? 'network' : 'mount'} namespaces allowed?)`);
 }
 
 /** Forwards SIGINT, SIGTERM and SIGHUP (a closed terminal), and reports the exit status as a shell would. */

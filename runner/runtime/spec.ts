@@ -43,6 +43,10 @@ export interface RunOptions {
   readonly tty: boolean;
   readonly readOnlyRoot: boolean;
   readonly hostname?: string | undefined;
+  /** private (default): a network namespace of its own with loopback only; joined: the one the runtime starts in. */
+  readonly network?: 'private' | 'joined' | undefined;
+  /** Host files bound read-only over files of the image (for example /etc/resolv.conf with a network). */
+  readonly files?: readonly { readonly source: string; readonly destination: string }[] | undefined;
 }
 
 export interface HostFacts {
@@ -98,11 +102,12 @@ export function buildSpec(image: ImageConfig, opts: RunOptions, host: HostFacts)
       { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', 'size=262144k'] },
       { destination: INIT_PATH, type: 'bind', source: host.initPath, options: ['bind', 'ro', 'nosuid', 'nodev'] },
       ...opts.volumes.map(volumeMount),
+      ...(opts.files ?? []).map((f) => ({ destination: f.destination, type: 'bind', source: f.source, options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] })),
     ],
     linux: {
       uidMappings: host.uidMappings,
       gidMappings: host.gidMappings,
-      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }, { type: 'user' }],
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, ...(opts.network === 'joined' ? [] : [{ type: 'network' }]), { type: 'user' }],
       maskedPaths: MASKED,
       readonlyPaths: READONLY,
       seccomp: DEFAULT_SECCOMP,

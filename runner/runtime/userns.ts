@@ -5,17 +5,23 @@ import { findProgram } from '../unpack/confined.js';
 import { hybridCgroups, holderReady } from './holder.js';
 
 /**
- * A user namespace with the user's subordinate id range, as rootless podman makes
- * one: a holder process in a new user and mount namespace whose maps the setuid
- * helpers newuidmap and newgidmap write (0 → the user, 1… → the range). Extraction,
- * the runtime and clean-up all run inside it as its root, so an image's files keep
- * their owners (container uid 1000 is the range's 1000th id on the host) and
- * nothing ever runs with more than the user's own rights on the host.
+ * The user namespace an unprivileged user's containers run in, held open by a small
+ * process for the length of one run. With a subordinate id range it is made as
+ * rootless podman makes one: the holder's maps are written by the setuid helpers
+ * newuidmap and newgidmap (0 → the user, 1… → the range), so an image's files keep
+ * their owners (container uid 1000 is the range's 1000th id). Without a range it
+ * maps only the user, as the namespace's root. Extraction, the runtime and clean-up
+ * all run inside it, and nothing ever has more than the user's own rights on the host.
+ *
+ * With `net`, the holder also has its own network namespace, for a user-mode network
+ * stack (slirp4netns) to serve; the container then shares it.
  */
 export interface UserNamespace {
   readonly pid: number;
-  /** argv prefix that runs a program in the namespace (user and mount) as its root; ends with `--`. */
+  /** argv prefix that runs a program in the namespace (user and mount, and network with `net`) as its root; ends with `--`. */
   readonly enter: readonly string[];
+  /** Whether the holder has its own network namespace. */
+  readonly net: boolean;
   close(): void;
 }
 
@@ -26,21 +32,29 @@ export interface SubidPlan {
   readonly gids: SubRange;
 }
 
-export async function openSubidNamespace(plan: SubidPlan): Promise<UserNamespace> {
+export async function openUserNamespace(opts: { subids?: SubidPlan | undefined; net: boolean }): Promise<UserNamespace> {
   const [unshare, nsenter, setpriv] = ['unshare', 'nsenter', 'setpriv'].map((t) => findProgram(t));
   if (!unshare || !nsenter || !setpriv) throw new RunnerError('IMAGE_INVALID', 'unshare, nsenter and setpriv are needed: apt-get install util-linux');
+  const plan = opts.subids;
   const newuidmap = findProgram('newuidmap', `${process.env.PATH ?? ''}:/usr/bin`);
   const newgidmap = findProgram('newgidmap', `${process.env.PATH ?? ''}:/usr/bin`);
-  if (!newuidmap || !newgidmap) throw new RunnerError('IMAGE_INVALID', 'your subordinate ids need newuidmap and newgidmap: apt-get install uidmap (or run with --userns single)');
-  const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, '--user', '--mount', '--propagation', 'private', '--', 'sleep', '86400'], { stdio: 'ignore' });
+  if (plan && (!newuidmap || !newgidmap)) throw new RunnerError('IMAGE_INVALID', 'your subordinate ids need newuidmap and newgidmap: apt-get install uidmap (or run with --userns single)');
+  const net = opts.net ? ['--net'] : [];
+  const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, '--user', ...(plan ? [] : ['--map-root-user']), '--mount', '--propagation', 'private', ...net, '--', 'sleep', '86400'], { stdio: 'ignore' });
   try {
     const pid = await holderReady(holder, 'user');
-    await tool(newuidmap, [String(pid), '0', String(plan.uid), '1', '1', String(plan.uids.start), String(plan.uids.count)]);
-    await tool(newgidmap, [String(pid), '0', String(plan.gid), '1', '1', String(plan.gids.start), String(plan.gids.count)]);
-    const enter = [nsenter, '-t', String(pid), '--user', '--mount', '--setuid', '0', '--setgid', '0', '--'];
+    let enter: string[];
+    if (plan && newuidmap && newgidmap) {
+      await tool(newuidmap, [String(pid), '0', String(plan.uid), '1', '1', String(plan.uids.start), String(plan.uids.count)]);
+      await tool(newgidmap, [String(pid), '0', String(plan.gid), '1', '1', String(plan.gids.start), String(plan.gids.count)]);
+      enter = [nsenter, '-t', String(pid), '--user', '--mount', ...net, '--setuid', '0', '--setgid', '0', '--'];
+    } else {
+      // The user is the namespace's root already (and setgroups is denied there): keep the credentials.
+      enter = [nsenter, '-t', String(pid), '--user', '--mount', ...net, '--preserve-credentials', '--'];
+    }
     // crun refuses hybrid cgroup hosts; inside a user namespace the cgroup2 mount can only be covered.
     if (hybridCgroups()) await tool(nsenter, [...enter.slice(1), 'mount', '-t', 'tmpfs', '-o', 'ro', 'tmpfs', '/sys/fs/cgroup/unified']);
-    return { pid, enter, close: () => holder.kill('SIGKILL') };
+    return { pid, enter, net: opts.net, close: () => holder.kill('SIGKILL') };
   } catch (err) {
     holder.kill('SIGKILL');
     throw err;

@@ -53,7 +53,7 @@ export function runtimeDriverContract(name: string, make: () => RuntimeDriver, t
         etcPasswd: undefined, etcGroup: undefined,
       });
       writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
-      return make().run({ bundle, id: `contract-${name}-${n}`, stateDir: join(dir.path, 'state'), interactive: false, mode: 'root' });
+      return make().run({ bundle, id: `contract-${name}-${n}`, stateDir: join(dir.path, 'state'), interactive: false });
     }
 
     const outDir = () => {
