@@ -36,8 +36,11 @@ function lstatOrUndefined(path: string): ReturnType<typeof lstatSync> | undefine
 }
 
 /**
- * A seal of an unpacked tree: for every entry its type, mode, owner and inode, and
- * for files and symlinks also size and ctime (which no one can set back). A cached
+ * A seal of an unpacked tree: for every entry its type, mode and inode, and for
+ * files and symlinks also size and ctime (which no one can set back, and which a
+ * change of owner moves too). Owners are left out: the seal is taken inside the
+ * extraction's user namespace and checked outside it, where the same ids read
+ * differently. A cached
  * tree is used only when its seal still holds: anything of the user's (or a
  * container given the cache as a volume) that changed a file in it is detected,
  * and the tree is unpacked again. Empty directories and empty files that runtimes
@@ -50,7 +53,7 @@ export function sealOf(root: string): Map<string, string> {
       const path = join(dir, name);
       const r = rel ? `${rel}/${name}` : name;
       const st = lstatSync(path, { bigint: true });
-      const common = `${st.mode}:${st.uid}:${st.gid}:${st.ino}`;
+      const common = `${st.mode}:${st.ino}`;
       if (st.isDirectory()) {
         seal.set(r, common);
         walk(path, r);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ROOT_ID_BASE } from '../../runner/host.js';
@@ -67,6 +67,10 @@ describe('secure-run launches attested images (as root: in a dedicated unprivile
 
   test('a cached rootfs that was changed after unpacking is never used: it is unpacked again', async () => {
     const rootfsDir = join(home.path, 'data', 'secure-run', 'rootfs');
+    const inodes = () => readdirSync(rootfsDir).filter((d) => !d.startsWith('.')).map((e) => statSync(join(rootfsDir, e, 'rootfs', 'srv', 'hello.txt')).ino);
+    const unchanged = inodes();
+    assert.equal((await sr(`${world.registry.host}/test/signed:1`)).status, 0);
+    assert.deepEqual(inodes(), unchanged, 'an unchanged tree is used as it is');
     for (const entry of readdirSync(rootfsDir).filter((d) => !d.startsWith('.'))) {
       const file = join(rootfsDir, entry, 'rootfs', 'srv', 'hello.txt');
       if (existsSync(file)) writeFileSync(file, 'tampered\n');
@@ -74,6 +78,7 @@ describe('secure-run launches attested images (as root: in a dedicated unprivile
     const r = await sr(`${world.registry.host}/test/signed:1`);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'signed\n');
+    assert.notDeepEqual(inodes(), unchanged, 'the changed tree was unpacked again');
   });
 
   test('an unsigned image is refused before anything is unpacked or launched', async () => {
