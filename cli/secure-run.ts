@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { OciError, UpstreamError } from '../oci/errors.js';
 import { RunnerError } from '../runner/errors.js';
-import { defaultDoctorInput, diagnose, renderFindings } from '../runner/doctor.js';
 import { runCommand, trustCommand, verifyCommand, type RunFlags } from '../runner/main.js';
 
 /**
@@ -12,6 +11,11 @@ import { runCommand, trustCommand, verifyCommand, type RunFlags } from '../runne
  * or failed before anything ran, 2 usage.
  */
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+// A reader that went away (`secure-run doctor | head`) ends the output, not the program with a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 const io = { out: (l: string) => process.stdout.write(`${l}\n`), err: (l: string) => process.stderr.write(`${l}\n`) };
 
 const collect = (v: string, all: string[]) => [...all, v];
@@ -62,7 +66,9 @@ program.command('trust')
 program.command('doctor')
   .description('check this machine for rootless containers and explain each fix')
   .option('--json', 'print the findings as JSON')
-  .action((opts: { json?: boolean }) => {
+  .action(async (opts: { json?: boolean }) => {
+    // Loaded only here: every run pays for what the entry point imports.
+    const { defaultDoctorInput, diagnose, renderFindings } = await import('../runner/doctor.js');
     const findings = diagnose(defaultDoctorInput());
     if (opts.json) io.out(JSON.stringify(findings));
     else for (const line of renderFindings(findings)) io.out(line);

@@ -1,5 +1,4 @@
 import { parseNetwork } from './runtime/network.js';
-import { createInterface } from 'node:readline/promises';
 import { RunnerError } from './errors.js';
 import { hostPlatform, parsePlatform } from './platform.js';
 import { readTrust, runnerPaths } from './settings.js';
@@ -23,6 +22,7 @@ export async function trustCommand(url: string, opts: { fingerprint?: string; ye
   let confirmed = opts.yes === true;
   if (opts.fingerprint === undefined && !confirmed) {
     if (!process.stdin.isTTY) throw new RunnerError('NOT_TRUSTED', 'not a terminal: pass --fingerprint sha256:… (compare it with the gateway\'s start-up log)');
+    const { createInterface } = await import('node:readline/promises');
     const rl = createInterface({ input: process.stdin, output: process.stdout });
     try {
       confirmed = /^y(es)?$/i.test((await rl.question('Is this the key the gateway logged at start-up? Pin it? [y/N] ')).trim());

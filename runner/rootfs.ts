@@ -120,8 +120,9 @@ function sealHolds(root: string, sealFile: string): boolean {
  * Never throws.
  */
 export async function removeTree(path: string, userns?: UserNamespace): Promise<void> {
-  if (userns && existsSync(path)) await runIn(userns, ['rm', '-rf', '--one-file-system', '--', path]).catch(() => undefined);
   removeTreeSync(path);
+  // What is left belongs to ids of the namespace (a private root of subordinate-id files).
+  if (userns && existsSync(path)) await runIn(userns, ['rm', '-rf', '--one-file-system', '--', path]).catch(() => undefined);
 }
 
 function removeTreeSync(path: string): void {
@@ -136,7 +137,11 @@ function removeTreeSync(path: string): void {
     }
   };
   open(path);
-  rmSync(path, { recursive: true, force: true, maxRetries: 2 });
+  try {
+    rmSync(path, { recursive: true, force: true, maxRetries: 2 });
+  } catch {
+    // entries of other ids: removed inside their namespace, or left for the next clean-up
+  }
 }
 
 export async function prepareRootfs(dataDir: string, cache: ImageCache, manifestDigest: Digest, layers: readonly Descriptor[], diffIds: readonly string[], opts: RootfsOptions): Promise<string> {

@@ -45,8 +45,10 @@ export async function openUserNamespace(opts: { subids?: SubidPlan | undefined; 
     const pid = await holderReady(holder, 'user');
     let enter: string[];
     if (plan && newuidmap && newgidmap) {
-      await tool(newuidmap, [String(pid), '0', String(plan.uid), '1', '1', String(plan.uids.start), String(plan.uids.count)]);
-      await tool(newgidmap, [String(pid), '0', String(plan.gid), '1', '1', String(plan.gids.start), String(plan.gids.count)]);
+      await Promise.all([
+        tool(newuidmap, [String(pid), '0', String(plan.uid), '1', '1', String(plan.uids.start), String(plan.uids.count)]),
+        tool(newgidmap, [String(pid), '0', String(plan.gid), '1', '1', String(plan.gids.start), String(plan.gids.count)]),
+      ]);
       enter = [nsenter, '-t', String(pid), '--user', '--mount', ...net, '--setuid', '0', '--setgid', '0', '--'];
     } else {
       // The user is the namespace's root already (and setgroups is denied there): keep the credentials.
