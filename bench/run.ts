@@ -154,13 +154,13 @@ async function main(): Promise<void> {
     const sigManifest = await (await fetch(`${upstream.url}/v2/bench/big/manifests/${big.manifestDigest.replace(':', '-')}.sig`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json() as { layers: { digest: string; annotations: Record<string, string> }[] };
     const sigLayer = sigManifest.layers[0] as { digest: string; annotations: Record<string, string> };
     const payload = Buffer.from(await (await fetch(`${upstream.url}/v2/bench/big/blobs/${sigLayer.digest}`)).arrayBuffer());
-    const policy = compilePolicy('bench.yaml', `rules:\n  - scope: ${upstream.host}/bench\n    require:\n      - cosign: { keys: [k.pub] }\n`, () => readFileSync(key.pub));
+    const policy = await compilePolicy('bench.yaml', `rules:\n  - scope: ${upstream.host}/bench\n    require:\n      - cosign: { keys: [k.pub] }\n`, () => readFileSync(key.pub));
     const evidence = { cosign: [{ source: 'sig', payload, signature: sigLayer.annotations['dev.cosignproject.cosign/signature'] ?? '' }], problems: [] };
     const subject = { name: `${upstream.host}/bench/big`, digest: parseDigest(big.manifestDigest) };
     const times: number[] = [];
     for (let i = 0; i < 2000; i++) {
       const t0 = process.hrtime.bigint();
-      const d = evaluate(policy, subject, evidence);
+      const d = await evaluate(policy, subject, evidence);
       times.push(Number(process.hrtime.bigint() - t0) / 1e6);
       if (!d.allowed) throw new Error('the bench signature did not verify');
     }

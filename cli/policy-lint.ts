@@ -3,11 +3,11 @@ import { formatDiagnostic } from '../policies/diagnostics.js';
 import { loadPolicyFile } from '../policies/loader.js';
 
 /** Lints each file; prints every diagnostic. Returns the exit code: 0 clean, 1 problems. */
-export function lintPolicyFiles(files: readonly string[], print: (line: string) => void): number {
+export async function lintPolicyFiles(files: readonly string[], print: (line: string) => void): Promise<number> {
   let problems = 0;
   for (const file of files) {
     try {
-      const p = loadPolicyFile(file);
+      const p = await loadPolicyFile(file);
       print(`${file}: ok (${p.rules.length} rules, policy ${p.digest.text})`);
     } catch (err) {
       if (!(err instanceof LoadError)) throw err;

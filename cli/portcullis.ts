@@ -41,8 +41,8 @@ const policy = program.command('policy').description('work with policy files');
 policy.command('lint')
   .description('check policy files; print every problem as file:line:column and exit 1 if there is any')
   .argument('<files...>', 'policy files')
-  .action((files: string[]) => {
-    process.exitCode = lintPolicyFiles(files, (line) => process.stdout.write(`${line}\n`));
+  .action(async (files: string[]) => {
+    process.exitCode = await lintPolicyFiles(files, (line) => process.stdout.write(`${line}\n`));
   });
 
 program.command('version')

@@ -39,7 +39,7 @@ export function createLogger(level: GatewayConfig['logLevel'], destination?: Nod
 export async function startGateway(config: GatewayConfig, options: { env?: NodeJS.ProcessEnv; logger?: Logger; embeddedDefaults?: boolean } = {}): Promise<RunningGateway> {
   const env = options.env ?? process.env;
   const logger = options.logger ?? createLogger(config.logLevel);
-  const policy: CompiledPolicy = config.policy ? loadPolicyFile(config.policy) : rejectEverythingPolicy();
+  const policy: CompiledPolicy = config.policy ? await loadPolicyFile(config.policy) : await rejectEverythingPolicy();
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await FsBlobStore.open(join(config.dataDir, 'store'));
   const metadata = new SqliteMetadataStore(join(config.dataDir, 'metadata.db'));

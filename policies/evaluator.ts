@@ -1,10 +1,14 @@
 import { parseImageReference } from '../oci/reference.js';
-import type { CompiledPolicy, CosignRequirement, Decision, Evidence, IdentityRule, Reason, ReasonCode, Requirement, RuleAction, Subject } from './model.js';
+import { gpgIdentityProblem, intendedRef } from './gpg-identity.js';
+import type { CompiledPolicy, CosignRequirement, Decision, Evidence, GpgRequirement, IdentityRule, Reason, ReasonCode, Requirement, RuleAction, Subject } from './model.js';
 import { mostSpecific } from './scope.js';
 import { verifyCosignSignature } from './verifiers/cosign.js';
+import { verifyGpgSignature } from './verifiers/gpg.js';
 
 /**
- * The decision for one subject. Pure and synchronous: no I/O, no clock, no logging.
+ * The decision for one subject. Pure: no I/O, no logging, and the clock only as
+ * `now` is passed in (OpenPGP key and signature expiry). Asynchronous because
+ * OpenPGP verification is.
  * Fail closed by construction: a rule with no requirements denies; every
  * requirement must hold (AND); a requirement holds only when a piece of evidence
  * both verifies cryptographically and makes the right claims about this digest.
@@ -12,15 +16,22 @@ import { verifyCosignSignature } from './verifiers/cosign.js';
  * Admitted means the signatures and policy passed for this digest; it does not mean
  * the layers were scanned or that the signer is right to trust.
  */
-export function evaluate(policy: CompiledPolicy, subject: Subject, evidence: Evidence): Decision {
+export async function evaluate(policy: CompiledPolicy, subject: Subject, evidence: Evidence, now: Date = new Date()): Promise<Decision> {
   const rule = mostSpecific(policy.rules, subject.name);
   const action = rule ? rule.action : policy.defaultAction;
   const ruleName = rule ? rule.scope : 'default';
-  const result = decide(action, subject, evidence);
+  const result = await decide(action, subject, evidence, now);
   return { ...result, rule: ruleName, policyDigest: policy.digest.text };
 }
 
-function decide(action: RuleAction, subject: Subject, evidence: Evidence): Pick<Decision, 'allowed' | 'reasons' | 'denial'> {
+/** The signature formats the rule for `name` asks for: the gateway fetches only those. */
+export function formatsFor(policy: CompiledPolicy, name: string): Set<Requirement['kind']> {
+  const rule = mostSpecific(policy.rules, name);
+  const action = rule ? rule.action : policy.defaultAction;
+  return new Set(action.kind === 'require' ? action.requirements.map((r) => r.kind) : []);
+}
+
+async function decide(action: RuleAction, subject: Subject, evidence: Evidence, now: Date): Promise<Pick<Decision, 'allowed' | 'reasons' | 'denial'>> {
   switch (action.kind) {
     case 'reject':
       return deny([{ code: 'policy.rejected', message: action.message ?? 'the policy rejects images in this scope' }]);
@@ -30,11 +41,11 @@ function decide(action: RuleAction, subject: Subject, evidence: Evidence): Pick<
       if (action.requirements.length === 0) return deny([{ code: 'policy.rejected', message: 'the rule has no requirements' }]);
       const reasons: Reason[] = [];
       let failed: ReasonCode | undefined;
-      action.requirements.forEach((req, index) => {
-        const r = checkRequirement(req, index, subject, evidence);
+      for (const [index, req] of action.requirements.entries()) {
+        const r = await checkRequirement(req, index, subject, evidence, now);
         reasons.push(...r.reasons);
         if (!r.held && failed === undefined) failed = r.primary;
-      });
+      }
       if (failed === undefined) return { allowed: true, reasons };
       if (evidence.coveringIndex !== undefined) {
         // The index that lists this manifest was admitted under this same rule: its
@@ -56,8 +67,8 @@ interface RequirementResult {
   readonly primary: ReasonCode;
 }
 
-function checkRequirement(req: Requirement, index: number, subject: Subject, evidence: Evidence): RequirementResult {
-  return checkCosign(req, index, subject, evidence);
+async function checkRequirement(req: Requirement, index: number, subject: Subject, evidence: Evidence, now: Date): Promise<RequirementResult> {
+  return req.kind === 'gpg' ? checkGpg(req, index, subject, evidence, now) : checkCosign(req, index, subject, evidence);
 }
 
 /** Most telling first: a signature for another digest says more than a missing one. */
@@ -65,6 +76,8 @@ const FAILURE_RANK: readonly ReasonCode[] = [
   'signature.digest_mismatch',
   'signature.identity_mismatch',
   'signature.payload_invalid',
+  'signature.key_revoked',
+  'signature.key_expired',
   'signature.untrusted_key',
   'signature.invalid',
   'evidence.unavailable',
@@ -102,6 +115,41 @@ function checkCosign(req: CosignRequirement, index: number, subject: Subject, ev
   if (evidence.cosign.length === 0) {
     reasons.push({ code: 'signature.missing', message: `no cosign signature found for ${subject.digest.text}`, requirement: index });
   }
+  const primary = FAILURE_RANK.find((code) => reasons.some((r) => r.code === code)) ?? 'signature.missing';
+  return { held: false, reasons, primary };
+}
+
+/**
+ * A GPG simple-signing requirement holds when at least one signature verifies with
+ * one of its keys, signs exactly this digest, and names an acceptable identity.
+ */
+async function checkGpg(req: GpgRequirement, index: number, subject: Subject, evidence: Evidence, now: Date): Promise<RequirementResult> {
+  const reasons: Reason[] = [];
+  for (const problem of evidence.problems) {
+    reasons.push({ code: 'evidence.unavailable', message: problem.message, requirement: index, evidence: problem.source });
+  }
+  const signatures = evidence.gpg ?? [];
+  const intended = intendedRef(subject.name, subject.tag, subject.digest.text);
+  for (const sig of signatures) {
+    const v = await verifyGpgSignature(sig, req.keys, now);
+    if (!v.ok) {
+      reasons.push({ code: v.code, message: v.message, requirement: index, evidence: sig.source });
+      continue;
+    }
+    const key = `${v.key.source} (${v.key.fingerprint})`;
+    if (v.claims.digest !== subject.digest.text) {
+      reasons.push({ code: 'signature.digest_mismatch', message: `GPG signature is for ${v.claims.digest}, not ${subject.digest.text}`, requirement: index, evidence: sig.source, key });
+      continue;
+    }
+    const identity = gpgIdentityProblem(req.identity, v.claims.identity, intended);
+    if (identity !== undefined) {
+      reasons.push({ code: 'signature.identity_mismatch', message: identity, requirement: index, evidence: sig.source, key });
+      continue;
+    }
+    reasons.push({ code: 'signature.verified', message: `GPG signature by ${key}`, requirement: index, evidence: sig.source, key });
+    return { held: true, reasons, primary: 'signature.verified' };
+  }
+  if (signatures.length === 0) reasons.push({ code: 'signature.missing', message: `no GPG signature found for ${subject.digest.text}`, requirement: index });
   const primary = FAILURE_RANK.find((code) => reasons.some((r) => r.code === code)) ?? 'signature.missing';
   return { held: false, reasons, primary };
 }

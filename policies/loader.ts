@@ -3,10 +3,12 @@ import { createHash } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import type { Node } from 'yaml';
 import { parseDigest } from '../oci/digest.js';
-import { isValidHost } from '../oci/reference.js';
+import { isRepositoryComponent, isValidHost } from '../oci/reference.js';
 import { LoadError } from './errors.js';
+import { parseGpgKeyring } from './gpg-keys.js';
+import { parseRef } from './gpg-identity.js';
 import { parsePublicKey } from './keys.js';
-import type { CompiledPolicy, IdentityRule, Requirement, Rule, RuleAction, TrustedKey } from './model.js';
+import type { CompiledPolicy, GpgIdentityRule, GpgTrustedKey, IdentityRule, Requirement, Rule, RuleAction, TrustedKey } from './model.js';
 import { normalizeScope } from './scope.js';
 import { YamlSource } from './yaml-source.js';
 
@@ -21,6 +23,7 @@ import { YamlSource } from './yaml-source.js';
  *     - scope: registry.example.com/team
  *       require:
  *         - cosign: { keys: [keys/team.pub], identity: repository }
+ *         - gpg: { keys: [keys/release.gpg], identity: matchRepoDigestOrExact }
  *     - scope: registry.example.com/public/tools
  *       accept: anything
  *     - scope: registry.example.com/legacy
@@ -29,7 +32,7 @@ import { YamlSource } from './yaml-source.js';
 export const MAX_RULES = 1000;
 const MAX_KEYS = 64;
 
-export function loadPolicyFile(path: string): CompiledPolicy {
+export async function loadPolicyFile(path: string): Promise<CompiledPolicy> {
   let text: Buffer;
   try {
     text = readFileSync(path);
@@ -40,30 +43,79 @@ export function loadPolicyFile(path: string): CompiledPolicy {
 }
 
 /** Compiles policy text; `readKey` resolves a key path named in the file. */
-export function compilePolicy(file: string, text: string, readKey: (path: string) => Buffer): CompiledPolicy {
+export async function compilePolicy(file: string, text: string, readKey: (path: string) => Buffer): Promise<CompiledPolicy> {
   const src = new YamlSource(file, text);
   const hash = createHash('sha256').update(text);
+  const keyBytes = new Map<string, Buffer | undefined>();
   const keyCache = new Map<string, TrustedKey | undefined>();
+  const gpgCache = new Map<string, GpgTrustedKey[] | undefined>();
+
+  const readKeyFile = (node: Node | null, path: string): Buffer | undefined => {
+    if (keyBytes.has(path)) return keyBytes.get(path);
+    let bytes: Buffer | undefined;
+    try {
+      bytes = readKey(path);
+      hash.update(`\0${path}\0`).update(bytes);
+    } catch (err) {
+      src.report(node, `cannot read key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'key paths are relative to the policy file');
+    }
+    keyBytes.set(path, bytes);
+    return bytes;
+  };
 
   const loadKey = (node: Node | null, where: string): TrustedKey | undefined => {
     const path = src.string(node, where);
     if (path === undefined) return undefined;
     if (keyCache.has(path)) return keyCache.get(path);
-    let bytes: Buffer;
-    try {
-      bytes = readKey(path);
-    } catch (err) {
-      keyCache.set(path, undefined);
-      return src.report(node, `cannot read key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'key paths are relative to the policy file');
+    const bytes = readKeyFile(node, path);
+    const key = bytes === undefined ? undefined : parsePublicKey(bytes.toString('utf8'), path);
+    if (typeof key === 'string') src.report(node, `key ${path}: ${key}`, 'cosign keys are PEM public keys (cosign.pub)');
+    const ok = typeof key === 'string' ? undefined : key;
+    keyCache.set(path, ok);
+    return ok;
+  };
+
+  const loadGpgKeys = async (node: Node | null, where: string): Promise<GpgTrustedKey[] | undefined> => {
+    const path = src.string(node, where);
+    if (path === undefined) return undefined;
+    if (gpgCache.has(path)) return gpgCache.get(path);
+    const bytes = readKeyFile(node, path);
+    const keys = bytes === undefined ? undefined : await parseGpgKeyring(bytes, path);
+    if (typeof keys === 'string') src.report(node, `GPG keyring ${path}: ${keys}`, 'export it with gpg --export [--armor] KEY-ID');
+    const ok = typeof keys === 'string' ? undefined : keys;
+    gpgCache.set(path, ok);
+    return ok;
+  };
+
+  const gpgIdentity = (node: Node | null | undefined, where: string): GpgIdentityRule | undefined => {
+    if (node === undefined) return { kind: 'matchRepoDigestOrExact' };
+    if (src.isScalarValue(node)) {
+      const v = src.oneOf(node, where, ['matchRepoDigestOrExact', 'matchRepository', 'matchExact'] as const);
+      return v === undefined ? undefined : { kind: v };
     }
-    hash.update(`\0${path}\0`).update(bytes);
-    const key = parsePublicKey(bytes.toString('utf8'), path);
-    if (typeof key === 'string') {
-      keyCache.set(path, undefined);
-      return src.report(node, `key ${path}: ${key}`);
+    const m = src.map(node, where, ['exactReference', 'exactRepository', 'remapIdentity']);
+    if (!m) return undefined;
+    if (m.size !== 1) return src.report(node, `${where} names exactly one of exactReference, exactRepository or remapIdentity`);
+    if (m.has('exactReference')) {
+      const text = src.string(m.get('exactReference'), `${where}.exactReference`);
+      const ref = text === undefined ? undefined : parseRef(text);
+      if (text !== undefined && (!ref || ref.nameOnly)) return src.report(m.get('exactReference'), `${where}.exactReference ${JSON.stringify(text)} must be a reference with a tag or digest`);
+      return ref ? { kind: 'exactReference', reference: ref.text } : undefined;
     }
-    keyCache.set(path, key);
-    return key;
+    if (m.has('exactRepository')) {
+      const text = src.string(m.get('exactRepository'), `${where}.exactRepository`);
+      const ref = text === undefined ? undefined : parseRef(text);
+      if (text !== undefined && (!ref || !ref.nameOnly)) return src.report(m.get('exactRepository'), `${where}.exactRepository ${JSON.stringify(text)} must be a repository without tag or digest`);
+      return ref ? { kind: 'exactRepository', repository: ref.name } : undefined;
+    }
+    const r = src.map(m.get('remapIdentity'), `${where}.remapIdentity`, ['prefix', 'signedPrefix'], ['prefix', 'signedPrefix']);
+    if (!r) return undefined;
+    const prefix = src.string(r.get('prefix'), `${where}.remapIdentity.prefix`);
+    const signedPrefix = src.string(r.get('signedPrefix'), `${where}.remapIdentity.signedPrefix`);
+    for (const [k, v] of [['prefix', prefix], ['signedPrefix', signedPrefix]] as const) {
+      if (v !== undefined && !validPrefix(v)) return src.report(r.get(k), `${where}.remapIdentity.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace (fully expanded, no tag or digest)`);
+    }
+    return prefix === undefined || signedPrefix === undefined ? undefined : { kind: 'remapIdentity', prefix, signedPrefix };
   };
 
   const identity = (node: Node | null | undefined, where: string): IdentityRule | undefined => {
@@ -85,10 +137,22 @@ export function compilePolicy(file: string, text: string, readKey: (path: string
     return { kind: 'remap', prefix: normalizeScope(prefix), signedPrefix: normalizeScope(signedPrefix) };
   };
 
-  const requirement = (node: Node, where: string): Requirement | undefined => {
-    const m = src.map(node, where, ['cosign']);
+  const requirement = async (node: Node, where: string): Promise<Requirement | undefined> => {
+    const m = src.map(node, where, ['cosign', 'gpg']);
     if (!m) return undefined;
-    if (m.size !== 1) return src.report(node, `${where} must name exactly one signature type`, 'supported: cosign');
+    if (m.size !== 1) return src.report(node, `${where} must name exactly one signature type`, 'supported: cosign, gpg');
+    if (m.has('gpg')) {
+      const g = src.map(m.get('gpg'), `${where}.gpg`, ['keys', 'identity'], ['keys']);
+      if (!g) return undefined;
+      const keyNodes = src.seq(g.get('keys'), `${where}.gpg.keys`);
+      if (!keyNodes) return undefined;
+      if (keyNodes.length === 0 || keyNodes.length > MAX_KEYS) return src.report(g.get('keys'), `${where}.gpg.keys must list 1 to ${MAX_KEYS} keyring files`);
+      const rings: (GpgTrustedKey[] | undefined)[] = [];
+      for (const [i, k] of keyNodes.entries()) rings.push(await loadGpgKeys(k, `${where}.gpg.keys[${i}]`));
+      const id = gpgIdentity(g.get('identity'), `${where}.gpg.identity`);
+      if (rings.some((r) => r === undefined) || id === undefined) return undefined;
+      return { kind: 'gpg', keys: (rings as GpgTrustedKey[][]).flat(), identity: id };
+    }
     const c = src.map(m.get('cosign'), `${where}.cosign`, ['keys', 'identity'], ['keys']);
     if (!c) return undefined;
     const keyNodes = src.seq(c.get('keys'), `${where}.cosign.keys`);
@@ -100,7 +164,7 @@ export function compilePolicy(file: string, text: string, readKey: (path: string
     return { kind: 'cosign', keys: keys as TrustedKey[], identity: id };
   };
 
-  const action = (m: Map<string, Node | null>, node: Node, where: string): RuleAction | undefined => {
+  const action = async (m: Map<string, Node | null>, node: Node, where: string): Promise<RuleAction | undefined> => {
     const present = ['require', 'accept', 'reject'].filter((k) => m.has(k));
     if (present.length !== 1) return src.report(node, `${where} needs exactly one of require, accept or reject`);
     if (m.has('accept')) {
@@ -115,7 +179,8 @@ export function compilePolicy(file: string, text: string, readKey: (path: string
     const list = src.seq(m.get('require'), `${where}.require`);
     if (!list) return undefined;
     if (list.length === 0) return src.report(m.get('require'), `${where}.require is empty`, 'an empty requirement list would deny everything; use reject: true to say so');
-    const reqs = list.map((r, i) => requirement(r, `${where}.require[${i}]`));
+    const reqs: (Requirement | undefined)[] = [];
+    for (const [i, r] of list.entries()) reqs.push(await requirement(r, `${where}.require[${i}]`));
     return reqs.every((r) => r !== undefined) ? { kind: 'require', requirements: reqs as Requirement[] } : undefined;
   };
 
@@ -129,10 +194,10 @@ export function compilePolicy(file: string, text: string, readKey: (path: string
     const list = src.seq(top.get('rules'), 'rules') ?? [];
     if (list.length > MAX_RULES) src.report(top.get('rules'), `at most ${MAX_RULES} rules`);
     const seen = new Map<string, number>();
-    list.slice(0, MAX_RULES).forEach((ruleNode, i) => {
+    for (const [i, ruleNode] of list.slice(0, MAX_RULES).entries()) {
       const where = `rules[${i}]`;
       const m = src.map(ruleNode, where, ['scope', 'require', 'accept', 'reject'], ['scope']);
-      if (!m) return;
+      if (!m) continue;
       const rawScope = src.string(m.get('scope'), `${where}.scope`);
       let scope: string | undefined;
       if (rawScope !== undefined) {
@@ -148,9 +213,9 @@ export function compilePolicy(file: string, text: string, readKey: (path: string
           seen.set(scope, i);
         }
       }
-      const act = action(m, ruleNode, where);
+      const act = await action(m, ruleNode, where);
       if (scope !== undefined && act !== undefined) rules.push({ scope, action: act });
-    });
+    }
   } else if (src.root === null) {
     src.report(null, 'the policy file is empty');
   }
@@ -158,8 +223,16 @@ export function compilePolicy(file: string, text: string, readKey: (path: string
   return Object.freeze({ source: file, digest: parseDigest(`sha256:${hash.digest('hex')}`), defaultAction, rules: Object.freeze(rules) });
 }
 
+/** A remapIdentity prefix: host[:port] or a fully expanded namespace or repository. */
+function validPrefix(text: string): boolean {
+  const host = text.split('/')[0] ?? '';
+  if (!isValidHost(host) || text.includes('@') || text.endsWith('/')) return false;
+  const rest = text.slice(host.length + 1);
+  return rest === '' || (!rest.includes(':') && rest.split('/').every(isRepositoryComponent));
+}
+
 /** The embedded default: reject everything. */
-export function rejectEverythingPolicy(): CompiledPolicy {
+export function rejectEverythingPolicy(): Promise<CompiledPolicy> {
   return compilePolicy('(embedded default policy)', 'version: 1\ndefault: reject\nrules: []\n', () => {
     throw new Error('no keys');
   });

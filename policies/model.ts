@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import type { PublicKey } from 'openpgp';
 import type { Digest } from '../oci/digest.js';
 
 /**
@@ -34,7 +35,34 @@ export interface CosignRequirement {
   readonly identity: IdentityRule;
 }
 
-export type Requirement = CosignRequirement;
+/** An OpenPGP public key trusted for GPG simple signing (one entry per key of a keyring file). */
+export interface GpgTrustedKey {
+  /** The keyring file it came from: `keys/release.gpg`. */
+  readonly source: string;
+  /** The primary key's fingerprint, upper-case hex (as containers/image reports it). */
+  readonly fingerprint: string;
+  readonly key: PublicKey;
+}
+
+/**
+ * containers/image's signedIdentity rules (containers-policy.json(5)), compared with
+ * the reference the client asked for (`intended`: host/repo:tag or host/repo@digest).
+ */
+export type GpgIdentityRule =
+  | { readonly kind: 'matchRepoDigestOrExact' }
+  | { readonly kind: 'matchRepository' }
+  | { readonly kind: 'matchExact' }
+  | { readonly kind: 'exactReference'; readonly reference: string }
+  | { readonly kind: 'exactRepository'; readonly repository: string }
+  | { readonly kind: 'remapIdentity'; readonly prefix: string; readonly signedPrefix: string };
+
+export interface GpgRequirement {
+  readonly kind: 'gpg';
+  readonly keys: readonly GpgTrustedKey[];
+  readonly identity: GpgIdentityRule;
+}
+
+export type Requirement = CosignRequirement | GpgRequirement;
 
 export type RuleAction =
   | { readonly kind: 'reject'; readonly message: string | undefined }
@@ -59,6 +87,15 @@ export interface CompiledPolicy {
 export interface Subject {
   readonly name: string;
   readonly digest: Digest;
+  /** The tag the client asked for, when it asked by tag (GPG identity rules compare it). */
+  readonly tag?: string | undefined;
+}
+
+/** A GPG simple-signing signature blob: a binary OpenPGP signed message. */
+export interface GpgSignatureEvidence {
+  /** Where it was found, e.g. `lookaside signature-2`. */
+  readonly source: string;
+  readonly blob: Uint8Array;
 }
 
 /** A cosign signature as found in a `sha256-<hex>.sig` manifest layer. */
@@ -72,6 +109,7 @@ export interface CosignSignatureEvidence {
 
 export interface Evidence {
   readonly cosign: readonly CosignSignatureEvidence[];
+  readonly gpg?: readonly GpgSignatureEvidence[] | undefined;
   /** Problems met while gathering evidence (unreadable blob, too many layers). */
   readonly problems: readonly { readonly source: string; readonly message: string }[];
   /** The digest of an admitted index of the same repository that lists this subject. */
@@ -86,6 +124,8 @@ export type ReasonCode =
   | 'signature.missing'
   | 'signature.invalid'
   | 'signature.untrusted_key'
+  | 'signature.key_expired'
+  | 'signature.key_revoked'
   | 'signature.digest_mismatch'
   | 'signature.identity_mismatch'
   | 'signature.payload_invalid'

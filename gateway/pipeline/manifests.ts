@@ -163,7 +163,7 @@ export class ManifestService {
     const { metadata, limits, metrics } = this.deps;
     const evidence = await gatherEvidence(addr.upstream, addr.repository, digest, limits);
     const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text, compiled.digest.text) : undefined;
-    const decision = evaluate(compiled, { name: addr.name, digest }, { ...evidence, coveringIndex });
+    const decision = await evaluate(compiled, { name: addr.name, digest }, { ...evidence, coveringIndex }, new Date(this.deps.now()));
     await this.#record(addr, digest, decision.allowed, decision.rule, decision.policyDigest, decision.reasons, decision.denial);
     metrics.decisions.inc({ result: decision.allowed ? 'allowed' : 'denied' });
     return { decision, evidence };

@@ -31,9 +31,9 @@ describe('portcullis init, then serve with TLS: clients that trust the local CA 
     dir.cleanup();
   });
 
-  test('init writes a config and a policy that load, private keys 0600, and refuses to overwrite', () => {
+  test('init writes a config and a policy that load, private keys 0600, and refuses to overwrite', async () => {
     assert.equal(loadConfigFile(join(conf, 'portcullis.yaml')).tls?.cert, join(conf, 'tls', 'server.crt'));
-    assert.equal(lintPolicyFiles([join(conf, 'policy.yaml')], () => undefined), 0);
+    assert.equal(await lintPolicyFiles([join(conf, 'policy.yaml')], () => undefined), 0);
     for (const key of ['keys/gateway.key', 'tls/server.key']) assert.equal(statSync(join(conf, key)).mode & 0o777, 0o600, key);
     assert.equal(existsSync(join(conf, 'tls', 'ca.key')), false, 'the CA key is discarded after signing');
     const again = spawnSync(process.execPath, [CLI, 'init', conf], { encoding: 'utf8' });

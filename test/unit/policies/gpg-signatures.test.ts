@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseDigest } from '../../../oci/digest.js';
+import { evaluate } from '../../../policies/evaluator.js';
+import { LoadError } from '../../../policies/errors.js';
+import { compilePolicy } from '../../../policies/loader.js';
+import { parsePayload } from '../../../policies/verifiers/gpg.js';
+import { fixture } from '../../helpers/fixtures.js';
+
+const TV2_DIGEST = parseDigest('sha256:20bf21ed457b390829cdbeec8795a7bea1626991fda603e0d01b4e7f60427e55');
+const NAME = 'docker.io/testing/manifest';
+const tv2 = () => ({ source: 'tv2', blob: fixture('gpg-tv2/image.signature') });
+
+function policy(identity: string, key = fixture('gpg-tv2/public-key.asc')) {
+  return compilePolicy('p.yaml', `rules:\n  - scope: docker.io/testing\n    require:\n      - gpg: { keys: [k.gpg]${identity} }\n`, () => key);
+}
+
+test('the containers/image GPG fixture verifies: its repository-only identity passes matchRepository', async () => {
+  const d = await evaluate(await policy(', identity: matchRepository'), { name: NAME, digest: TV2_DIGEST }, { cosign: [], gpg: [tv2()], problems: [] });
+  assert.equal(d.allowed, true, JSON.stringify(d.reasons));
+  assert.match(d.reasons.find((r) => r.code === 'signature.verified')?.key ?? '', /08CD26E446E2E95249B7A405E932F44B23E8DD43/);
+});
+
+test('the default identity rule (matchRepoDigestOrExact) refuses a signature that names no tag', async () => {
+  const d = await evaluate(await policy(''), { name: NAME, digest: TV2_DIGEST, tag: 'latest' }, { cosign: [], gpg: [tv2()], problems: [] });
+  assert.equal(d.denial, 'signature.identity_mismatch');
+});
+
+test('the same signature for another digest, or checked against another key, is refused', async () => {
+  const other = parseDigest(`sha256:${'3'.repeat(64)}`);
+  const p = await policy(', identity: matchRepository');
+  assert.equal((await evaluate(p, { name: NAME, digest: other }, { cosign: [], gpg: [tv2()], problems: [] })).denial, 'signature.digest_mismatch');
+  const none = await evaluate(p, { name: NAME, digest: TV2_DIGEST }, { cosign: [], gpg: [], problems: [] });
+  assert.equal(none.denial, 'signature.missing');
+});
+
+test('a tampered, armored or empty blob is signature.invalid', async () => {
+  const p = await policy(', identity: matchRepository');
+  const tampered = Buffer.from(fixture('gpg-tv2/image.signature'));
+  tampered[tampered.length - 20] = (tampered[tampered.length - 20] ?? 0) ^ 0xff;
+  for (const blob of [tampered, Buffer.from('-----BEGIN PGP MESSAGE-----\n'), Buffer.alloc(0)]) {
+    const d = await evaluate(p, { name: NAME, digest: TV2_DIGEST }, { cosign: [], gpg: [{ source: 'x', blob }], problems: [] });
+    assert.equal(d.denial, 'signature.invalid');
+  }
+});
+
+test('payloads are parsed strictly: exact field sets, the type, integer timestamps, no duplicate keys', () => {
+  const good = fixture('gpg-tv2/payload.json').toString();
+  assert.deepEqual(parsePayload(Buffer.from(good)), { digest: TV2_DIGEST.text, identity: 'testing/manifest' });
+  const bad = [
+    good.replace('"optional":', '"extra":1,"optional":'),
+    good.replace('atomic container signature', 'cosign container image signature'),
+    good.replace('"type"', '"kind":1,"type"'),
+    good.replace('1458239713', '1458239713.5'),
+    good.replace('"creator":"atomic "', '"creator":1'),
+    good.replace('{"docker-reference"', '{"docker-reference":"x","docker-reference"'),
+    '[]',
+  ];
+  for (const text of bad) assert.equal(typeof parsePayload(Buffer.from(text)), 'string', text);
+});
+
+test('keyrings that are not OpenPGP public keys are load errors at the line that names them', async () => {
+  for (const key of [Buffer.from('not a key'), Buffer.from('-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n')]) {
+    await assert.rejects(policy('', key), (e: unknown) => e instanceof LoadError && e.diagnostics.length === 1 && e.diagnostics[0]?.line === 4);
+  }
+});
+
+test('GPG identity rules in the policy are checked when loaded', async () => {
+  const bad = [', identity: matchSomething', ', identity: { exactReference: "docker.io/x/y" }', ', identity: { exactRepository: "docker.io/x/y:1" }', ', identity: { remapIdentity: { prefix: "docker.io/x:1", signedPrefix: "q.io/y" } }'];
+  for (const identity of bad) await assert.rejects(policy(identity), LoadError, identity);
+  await policy(', identity: { exactReference: "docker.io/testing/manifest:1" }');
+  await policy(', identity: { remapIdentity: { prefix: "mirror.example:5000/testing", signedPrefix: "docker.io/testing" } }');
+});
