@@ -29,6 +29,8 @@ export interface UpstreamConfig {
   /** Origins blobs may be redirected to besides the registry's own and public https. */
   readonly redirectOrigins: readonly string[] | undefined;
   readonly timeouts: { readonly headersMs: number; readonly idleMs: number; readonly totalMs: number; readonly minBytesPerSecond: number };
+  /** Where GPG simple-signing signatures are published (registries.d `lookaside`): http(s):// or file://. */
+  readonly lookaside?: string | undefined;
 }
 
 export interface GatewayConfig {
@@ -146,7 +148,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
 }
 
 function parseUpstream(src: YamlSource, node: Node, where: string, base: string): UpstreamConfig | undefined {
-  const m = src.map(node, where, ['name', 'url', 'prefix', 'dockerHubMirror', 'username', 'passwordFile', 'passwordEnv', 'authRealms', 'redirectOrigins', 'timeouts'], ['name', 'url']);
+  const m = src.map(node, where, ['name', 'url', 'prefix', 'dockerHubMirror', 'username', 'passwordFile', 'passwordEnv', 'authRealms', 'redirectOrigins', 'timeouts', 'lookaside'], ['name', 'url']);
   if (!m) return undefined;
   const rawName = src.string(m.get('name'), `${where}.name`);
   const name = rawName === undefined ? undefined : normalizeHost(rawName);
@@ -205,8 +207,20 @@ function parseUpstream(src: YamlSource, node: Node, where: string, base: string)
       if (t?.has(key)) timeouts[key] = src.integer(t.get(key), `${where}.timeouts.${key}`, key === 'minBytesPerSecond' ? 0 : 50, 3_600_000) ?? timeouts[key];
     }
   }
+  let lookaside: string | undefined;
+  if (m.has('lookaside')) {
+    const l = src.string(m.get('lookaside'), `${where}.lookaside`);
+    let parsed: URL | undefined;
+    try {
+      parsed = l === undefined ? undefined : new URL(l.startsWith('/') ? `file://${l}` : l.startsWith('./') || l.startsWith('../') ? `file://${resolve(base, l)}` : l);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed && ['http:', 'https:', 'file:'].includes(parsed.protocol) && !parsed.username && !parsed.password && !parsed.search && !parsed.hash) lookaside = parsed.href.replace(/\/+$/, '');
+    else if (l !== undefined) src.report(m.get('lookaside'), `${where}.lookaside must be an http(s):// or file:// URL (or a directory path) without credentials`, 'as registries.d\'s lookaside: https://lookaside.example.com');
+  }
   if (name === undefined || url === undefined || prefix === undefined) return undefined;
-  return { name, url: url.replace(/\/$/, ''), prefix, dockerHubMirror, username, password, authRealms, redirectOrigins, timeouts };
+  return { name, url: url.replace(/\/$/, ''), prefix, dockerHubMirror, username, password, authRealms, redirectOrigins, timeouts, lookaside };
 }
 
 /** Resolves a secret reference at start-up. The value never enters the config object or a log. */

@@ -96,6 +96,8 @@ export interface GpgSignatureEvidence {
   /** Where it was found, e.g. `lookaside signature-2`. */
   readonly source: string;
   readonly blob: Uint8Array;
+  /** Where it was fetched from, for the attestation's list of inputs. */
+  readonly uri?: string | undefined;
 }
 
 /** A cosign signature as found in a `sha256-<hex>.sig` manifest layer. */

@@ -5,7 +5,7 @@ import { MAX_MANIFEST_BYTES, parseManifest, referencedBlobs, type Manifest } fro
 import { MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
 import { header } from '../../oci/registry-client/client.js';
 import type { ManifestRef } from '../../oci/reference.js';
-import { evaluate } from '../../policies/evaluator.js';
+import { evaluate, formatsFor } from '../../policies/evaluator.js';
 import type { CompiledPolicy, Decision, Evidence } from '../../policies/model.js';
 import type { ResourceRef } from '../../policies/attestation.js';
 import type { AttestationService, StoredEnvelope } from '../attestations.js';
@@ -16,6 +16,7 @@ import type { BlobStore } from '../store/blob-store.js';
 import type { Address } from '../upstreams.js';
 import { attachmentProblem, attachmentSubject } from './attachments.js';
 import { gatherEvidence, type EvidenceLimits } from './evidence.js';
+import { gatherGpgEvidence } from './gpg-evidence.js';
 import { SingleFlight } from './single-flight.js';
 
 /**
@@ -66,7 +67,7 @@ export class ManifestService {
     const { metadata, tagTtlSeconds, now } = this.deps;
     const known = await metadata.tag(addr.name, tag);
     if (known && now() - known.resolvedAt < tagTtlSeconds * 1000) {
-      const cached = await this.#cached(addr, known.digest, 'tag');
+      const cached = await this.#cached(addr, known.digest, 'tag', tag);
       if (cached && acceptable(cached.mediaType, accept)) return cached;
     }
     const upstreamAccept = accept ?? MANIFEST_MEDIA_TYPES.join(', ');
@@ -76,7 +77,7 @@ export class ManifestService {
     if (claimed !== undefined) {
       // The claim only selects which verified content to serve: what we serve for a
       // digest was hashed and admitted by us, under the current policy.
-      const cached = await this.#cached(addr, claimed, 'tag');
+      const cached = await this.#cached(addr, claimed, 'tag', tag);
       if (cached) {
         await metadata.setTag(addr.name, tag, cached.digest.text, now());
         return cached;
@@ -85,7 +86,7 @@ export class ManifestService {
     const res = await addr.upstream.client.manifest(addr.repository, tag, 'GET', upstreamAccept, MAX_MANIFEST_BYTES);
     if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is not known upstream`);
     const digest = digestOf(res.bytes);
-    const served = await this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'), 'tag');
+    const served = await this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'), 'tag', tag);
     await metadata.setTag(addr.name, tag, digest.text, now());
     return served;
   }
@@ -107,7 +108,7 @@ export class ManifestService {
    * another policy: an image or index is decided again from the stored bytes; an
    * attachment is fetched again (its subject must be admitted now).
    */
-  async #cached(addr: Address, digestText: string, route: Route): Promise<ServedManifest | undefined> {
+  async #cached(addr: Address, digestText: string, route: Route, tag?: string): Promise<ServedManifest | undefined> {
     const admitted = await this.deps.metadata.admittedManifest(addr.name, digestText);
     if (!admitted) return undefined;
     const digest = parseDigest(admitted.digest);
@@ -120,14 +121,14 @@ export class ManifestService {
     }
     if (admitted.policyDigest !== this.deps.policy().digest.text) {
       if (admitted.kind === 'attachment') return undefined;
-      return this.#admit(addr, digest, bytes, admitted.mediaType, route);
+      return this.#admit(addr, digest, bytes, admitted.mediaType, route, tag);
     }
     this.deps.metrics.cache.inc({ kind: 'manifest', result: 'hit' });
     return { digest, mediaType: admitted.mediaType, bytes };
   }
 
   /** Verifies and, if allowed, stores. Concurrent requests for the same digest share the work. */
-  #admit(addr: Address, digest: Digest, bytes: Buffer, contentType: string | undefined, route: Route): Promise<ServedManifest> {
+  #admit(addr: Address, digest: Digest, bytes: Buffer, contentType: string | undefined, route: Route, tag?: string): Promise<ServedManifest> {
     return this.#flights.run(`${addr.name}@${digest.text}`, async () => {
       this.deps.metrics.cache.inc({ kind: 'manifest', result: 'miss' });
       const manifest = parseManifest(bytes, contentType);
@@ -135,7 +136,7 @@ export class ManifestService {
       if (route === 'digest' && subject !== undefined && attachmentProblem(manifest, '.ref') === undefined && (await this.#isAdmitted(addr, subject))) {
         return this.#storeAttachment(addr, digest, bytes, manifest, subject);
       }
-      return this.#decideAndStore(addr, digest, bytes, manifest);
+      return this.#decideAndStore(addr, digest, bytes, manifest, tag);
     });
   }
 
@@ -144,9 +145,9 @@ export class ManifestService {
    * on no signature at all (`accept: anything`) gets no attestation: the gateway
    * vouches only for what it verified.
    */
-  async #decideAndStore(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest): Promise<ServedManifest> {
+  async #decideAndStore(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest, tag?: string): Promise<ServedManifest> {
     const compiled = this.deps.policy();
-    const { decision, evidence } = await this.#decide(addr, digest, manifest, compiled);
+    const { decision, evidence } = await this.#decide(addr, digest, manifest, compiled, tag);
     if (!decision.allowed) throw new DeniedError(decision, `${addr.name}@${digest.text}`);
     if (!decision.reasons.some((r) => r.code === 'policy.accept_anything')) {
       await this.deps.attestations.issue(addr, digest, inputsOf(addr, digest, decision, evidence), compiled);
@@ -159,11 +160,14 @@ export class ManifestService {
     return m !== undefined && m.kind !== 'attachment' && m.policyDigest === this.deps.policy().digest.text;
   }
 
-  async #decide(addr: Address, digest: Digest, manifest: Manifest, compiled: CompiledPolicy): Promise<{ decision: Decision; evidence: Evidence }> {
+  async #decide(addr: Address, digest: Digest, manifest: Manifest, compiled: CompiledPolicy, tag?: string): Promise<{ decision: Decision; evidence: Evidence }> {
     const { metadata, limits, metrics } = this.deps;
-    const evidence = await gatherEvidence(addr.upstream, addr.repository, digest, limits);
+    const cosign = await gatherEvidence(addr.upstream, addr.repository, digest, limits);
+    // GPG signatures live outside the registry (lookaside) or behind an extension: fetched only when asked for.
+    const gpg = formatsFor(compiled, addr.name).has('gpg') ? await gatherGpgEvidence(addr.upstream, addr.repository, digest, limits) : undefined;
+    const evidence: Evidence = { ...cosign, gpg: gpg?.gpg, problems: [...cosign.problems, ...(gpg?.problems ?? [])] };
     const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text, compiled.digest.text) : undefined;
-    const decision = await evaluate(compiled, { name: addr.name, digest }, { ...evidence, coveringIndex }, new Date(this.deps.now()));
+    const decision = await evaluate(compiled, { name: addr.name, digest, tag }, { ...evidence, coveringIndex }, new Date(this.deps.now()));
     await this.#record(addr, digest, decision.allowed, decision.rule, decision.policyDigest, decision.reasons, decision.denial);
     metrics.decisions.inc({ result: decision.allowed ? 'allowed' : 'denied' });
     return { decision, evidence };
@@ -287,6 +291,9 @@ function inputsOf(addr: Address, subject: Digest, decision: Decision, evidence: 
     uri: `docker://${addr.name}:${subject.algorithm}-${subject.hex}.sig`,
     digest: { sha256: digestOf(c.payload).hex },
   }));
+  for (const g of (evidence.gpg ?? []).filter((s) => used.has(s.source))) {
+    signatures.push({ uri: g.uri ?? `${addr.name}@${subject.text} ${g.source}`, digest: { sha256: digestOf(Buffer.from(g.blob)).hex } });
+  }
   const index = decision.reasons.find((r) => r.code === 'signature.covered_by_index') ? evidence.coveringIndex : undefined;
   if (index !== undefined) {
     const d = parseDigest(index);

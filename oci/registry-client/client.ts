@@ -103,6 +103,13 @@ export class RegistryClient {
     await this.#publicDispatcher.close();
   }
 
+  /** GET /v2/, the registry's base endpoint: its response headers, whatever the status. */
+  async ping(): Promise<Record<string, string | string[] | undefined>> {
+    const res = await this.send('GET', '/v2/', {});
+    await discard(res.body);
+    return res.headers;
+  }
+
   /** GET of a small blob (signature payloads): bounded in size and in total time. */
   async smallBlob(repository: string, digest: string, maxBytes: number): Promise<Buffer> {
     const res = await this.send('GET', `/v2/${repository}/blobs/${digest}`, { repository });
