@@ -40,6 +40,7 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
   const env = options.env ?? process.env;
   const logger = options.logger ?? createLogger(config.logLevel);
   const policy: CompiledPolicy = config.policy ? await loadPolicyFile(config.policy) : await rejectEverythingPolicy();
+  for (const note of policy.notes ?? []) logger.info({ event: 'policy.note', policy: policy.source }, note);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await FsBlobStore.open(join(config.dataDir, 'store'));
   const metadata = new SqliteMetadataStore(join(config.dataDir, 'metadata.db'));

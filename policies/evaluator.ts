@@ -1,7 +1,7 @@
 import { parseImageReference } from '../oci/reference.js';
 import { gpgIdentityProblem, intendedRef } from './gpg-identity.js';
 import type { CompiledPolicy, CosignRequirement, Decision, Evidence, GpgRequirement, IdentityRule, Reason, ReasonCode, Requirement, RuleAction, Subject } from './model.js';
-import { mostSpecific } from './scope.js';
+import { selectRule } from './scope.js';
 import { verifyCosignSignature } from './verifiers/cosign.js';
 import { verifyGpgSignature } from './verifiers/gpg.js';
 
@@ -17,16 +17,16 @@ import { verifyGpgSignature } from './verifiers/gpg.js';
  * the layers were scanned or that the signer is right to trust.
  */
 export async function evaluate(policy: CompiledPolicy, subject: Subject, evidence: Evidence, now: Date = new Date()): Promise<Decision> {
-  const rule = mostSpecific(policy.rules, subject.name);
+  const rule = selectRule(policy.rules, subject);
   const action = rule ? rule.action : policy.defaultAction;
-  const ruleName = rule ? rule.scope : 'default';
+  const ruleName = rule ? (rule.match === 'transport-default' ? 'docker ""' : rule.scope) : 'default';
   const result = await decide(action, subject, evidence, now);
   return { ...result, rule: ruleName, policyDigest: policy.digest.text };
 }
 
 /** The signature formats the rule for `name` asks for: the gateway fetches only those. */
-export function formatsFor(policy: CompiledPolicy, name: string): Set<Requirement['kind']> {
-  const rule = mostSpecific(policy.rules, name);
+export function formatsFor(policy: CompiledPolicy, subject: Subject): Set<Requirement['kind']> {
+  const rule = selectRule(policy.rules, subject);
   const action = rule ? rule.action : policy.defaultAction;
   return new Set(action.kind === 'require' ? action.requirements.map((r) => r.kind) : []);
 }
@@ -104,7 +104,9 @@ function checkCosign(req: CosignRequirement, index: number, subject: Subject, ev
       reasons.push({ code: 'signature.digest_mismatch', message: `signature is for ${v.claims.digest}, not ${subject.digest.text}`, requirement: index, evidence: sig.source, key });
       continue;
     }
-    const identity = identityProblem(req.identity, v.claims.identity, subject.name);
+    const identity = req.signedIdentity
+      ? gpgIdentityProblem(req.signedIdentity, v.claims.identity, intendedRef(subject.name, subject.tag, subject.digest.text))
+      : identityProblem(req.identity, v.claims.identity, subject.name);
     if (identity !== undefined) {
       reasons.push({ code: 'signature.identity_mismatch', message: identity, requirement: index, evidence: sig.source, key });
       continue;
@@ -129,6 +131,12 @@ async function checkGpg(req: GpgRequirement, index: number, subject: Subject, ev
     reasons.push({ code: 'evidence.unavailable', message: problem.message, requirement: index, evidence: problem.source });
   }
   const signatures = evidence.gpg ?? [];
+  // containers/image gives up on the whole image when a blob is not an OpenPGP message at all; so do we.
+  const unrecognized = signatures.filter((s) => !looksLikeOpenPgp(s.blob));
+  if (unrecognized.length > 0) {
+    for (const s of unrecognized) reasons.push({ code: 'signature.invalid', message: `unrecognized signature format (first byte 0x${(s.blob[0] ?? 0).toString(16).padStart(2, '0')}); a lookaside that serves this fails every pull of the image`, requirement: index, evidence: s.source });
+    return { held: false, reasons, primary: 'signature.invalid' };
+  }
   const intended = intendedRef(subject.name, subject.tag, subject.digest.text);
   for (const sig of signatures) {
     const v = await verifyGpgSignature(sig, req.keys, now);
@@ -152,6 +160,17 @@ async function checkGpg(req: GpgRequirement, index: number, subject: Subject, ev
   if (signatures.length === 0) reasons.push({ code: 'signature.missing', message: `no GPG signature found for ${subject.digest.text}`, requirement: index });
   const primary = FAILURE_RANK.find((code) => reasons.some((r) => r.code === code)) ?? 'signature.missing';
   return { held: false, reasons, primary };
+}
+
+/**
+ * The first byte of a binary OpenPGP signed message as containers/image recognises it
+ * (internal/signature FromBlob): compressed data, one-pass signature or signature
+ * packets, old or new format. ASCII armour (0x2d) is not among them.
+ */
+function looksLikeOpenPgp(blob: Uint8Array): boolean {
+  const b = blob[0];
+  if (b === undefined) return false;
+  return (b >= 0xa0 && b <= 0xa3) || b === 0xc8 || (b >= 0x90 && b <= 0x92) || b === 0xc4 || (b >= 0x88 && b <= 0x8b) || b === 0xc2;
 }
 
 /** Undefined when the signed identity is acceptable for `name`, else why not. */

@@ -5,6 +5,7 @@ import type { Node } from 'yaml';
 import { parseDigest } from '../oci/digest.js';
 import { isRepositoryComponent, isValidHost } from '../oci/reference.js';
 import { LoadError } from './errors.js';
+import { compileContainersPolicy } from './containers-policy.js';
 import { parseGpgKeyring } from './gpg-keys.js';
 import { parseRef } from './gpg-identity.js';
 import { parsePublicKey } from './keys.js';
@@ -39,7 +40,11 @@ export async function loadPolicyFile(path: string): Promise<CompiledPolicy> {
   } catch (cause) {
     throw new LoadError('FILE_UNREADABLE', [{ file: path, line: 1, column: 1, message: `cannot read policy file: ${(cause as Error).message}` }], { cause });
   }
-  return compilePolicy(path, text.toString('utf8'), (keyPath) => readFileSync(resolve(dirname(path), keyPath)));
+  const readKey = (keyPath: string) => readFileSync(resolve(dirname(path), keyPath));
+  const body = text.toString('utf8');
+  // containers-policy.json (podman's /etc/containers/policy.json) is taken as it is.
+  if (path.endsWith('.json') || body.trimStart().startsWith('{')) return compileContainersPolicy(path, body, readKey);
+  return compilePolicy(path, body, readKey);
 }
 
 /** Compiles policy text; `readKey` resolves a key path named in the file. */

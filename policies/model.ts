@@ -33,6 +33,8 @@ export interface CosignRequirement {
   readonly kind: 'cosign';
   readonly keys: readonly TrustedKey[];
   readonly identity: IdentityRule;
+  /** From a containers-policy.json `sigstoreSigned`: containers/image's rule, used instead of `identity`. */
+  readonly signedIdentity?: GpgIdentityRule | undefined;
 }
 
 /** An OpenPGP public key trusted for GPG simple signing (one entry per key of a keyring file). */
@@ -70,13 +72,22 @@ export type RuleAction =
   | { readonly kind: 'require'; readonly requirements: readonly Requirement[] };
 
 export interface Rule {
-  /** `host`, `host/namespace` or `host/namespace/repo`; `*` only as the default. */
+  /**
+   * `host`, `host/namespace` or `host/namespace/repo` (matched at `/` boundaries, most
+   * specific wins); from containers-policy.json also `host/repo:tag` or `host/repo@digest`
+   * (one reference), `*.example.com` (hosts under a domain) and `` (every registry).
+   */
   readonly scope: string;
+  readonly match?: 'prefix' | 'reference' | 'wildcard' | 'transport-default' | undefined;
   readonly action: RuleAction;
 }
 
 export interface CompiledPolicy {
   readonly source: string;
+  /** What the file was written as. */
+  readonly format?: 'portcullis' | 'containers-policy.json' | undefined;
+  /** Things a person should know that are not errors (parts of the file that do not apply to a gateway). */
+  readonly notes?: readonly string[] | undefined;
   /** sha256 over the policy file and every key file it names. */
   readonly digest: Digest;
   readonly defaultAction: RuleAction;

@@ -23,3 +23,25 @@ export function mostSpecific<T extends { scope: string }>(rules: readonly T[], n
   }
   return best;
 }
+
+/**
+ * The rule for a subject, in containers/image's order of specificity: a rule for this
+ * exact reference (tag, or digest when asked for by digest), then the longest
+ * matching host/namespace/repository scope, then the longest matching `*.domain`
+ * wildcard (host without port), then the transport default (``).
+ */
+export function selectRule<T extends { scope: string; match?: string | undefined }>(rules: readonly T[], subject: { name: string; tag?: string | undefined; digest: { text: string } }): T | undefined {
+  const ref = subject.tag !== undefined ? `${subject.name}:${subject.tag}` : `${subject.name}@${subject.digest.text}`;
+  const exact = rules.find((r) => r.match === 'reference' && r.scope === ref);
+  if (exact) return exact;
+  const prefix = mostSpecific(rules.filter((r) => r.match === undefined || r.match === 'prefix'), subject.name);
+  if (prefix) return prefix;
+  const host = (subject.name.split('/')[0] ?? '').replace(/:\d+$/, '');
+  let wildcard: T | undefined;
+  for (const r of rules) {
+    if (r.match !== 'wildcard') continue;
+    const domain = r.scope.slice(1);
+    if (host.endsWith(domain) && (wildcard === undefined || r.scope.length > wildcard.scope.length)) wildcard = r;
+  }
+  return wildcard ?? rules.find((r) => r.match === 'transport-default');
+}

@@ -31,8 +31,8 @@ export class YamlSource {
     return undefined;
   }
 
-  /** A mapping with only the given keys; `required` keys must be present. */
-  map(node: Node | null | undefined, where: string, known: readonly string[], required: readonly string[] = []): Map<string, Node | null> | undefined {
+  /** A mapping with only the given keys (any key when `known` is undefined); `required` keys must be present. */
+  map(node: Node | null | undefined, where: string, known: readonly string[] | undefined, required: readonly string[] = []): Map<string, Node | null> | undefined {
     if (!isMap(node)) return this.report(node, `${where} must be a mapping`);
     const out = new Map<string, Node | null>();
     for (const pair of (node as YAMLMap<unknown, unknown>).items) {
@@ -41,7 +41,7 @@ export class YamlSource {
         this.report(pair.key as Node, `${where} has a non-scalar key`);
         continue;
       }
-      if (!known.includes(key)) {
+      if (known !== undefined && !known.includes(key)) {
         this.report(pair.key as Node, `unknown key "${key}" in ${where}`, `expected one of: ${known.join(', ')}`);
         continue;
       }

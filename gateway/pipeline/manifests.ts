@@ -164,7 +164,7 @@ export class ManifestService {
     const { metadata, limits, metrics } = this.deps;
     const cosign = await gatherEvidence(addr.upstream, addr.repository, digest, limits);
     // GPG signatures live outside the registry (lookaside) or behind an extension: fetched only when asked for.
-    const gpg = formatsFor(compiled, addr.name).has('gpg') ? await gatherGpgEvidence(addr.upstream, addr.repository, digest, limits) : undefined;
+    const gpg = formatsFor(compiled, { name: addr.name, digest, tag }).has('gpg') ? await gatherGpgEvidence(addr.upstream, addr.repository, digest, limits) : undefined;
     const evidence: Evidence = { ...cosign, gpg: gpg?.gpg, problems: [...cosign.problems, ...(gpg?.problems ?? [])] };
     const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text, compiled.digest.text) : undefined;
     const decision = await evaluate(compiled, { name: addr.name, digest, tag }, { ...evidence, coveringIndex }, new Date(this.deps.now()));

@@ -27,6 +27,8 @@ export interface TestGatewayOptions {
   readonly upstreamsYaml: string;
   /** The policy file text; key paths are relative to it. */
   readonly policy: string;
+  /** Its file name (default policy.yaml; a .json name is read as containers-policy.json). */
+  readonly policyFile?: string;
   /** Files to write next to the policy (keys), by name. */
   readonly files?: Record<string, string | Buffer>;
   readonly extraConfig?: string;
@@ -38,8 +40,9 @@ export interface TestGatewayOptions {
 export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
   const dir = tempDir('portcullis-gw-');
   for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir.path, name), content);
-  writeFileSync(join(dir.path, 'policy.yaml'), opts.policy);
-  const config = ['listen: 127.0.0.1:0', `dataDir: ${JSON.stringify(opts.dataDir ?? 'data')}`, 'policy: policy.yaml', 'logLevel: info', opts.extraConfig ?? '', 'upstreams:', opts.upstreamsYaml].join('\n');
+  const policyFile = opts.policyFile ?? 'policy.yaml';
+  writeFileSync(join(dir.path, policyFile), opts.policy);
+  const config = ['listen: 127.0.0.1:0', `dataDir: ${JSON.stringify(opts.dataDir ?? 'data')}`, `policy: ${policyFile}`, 'logLevel: info', opts.extraConfig ?? '', 'upstreams:', opts.upstreamsYaml].join('\n');
   writeFileSync(join(dir.path, 'config.yaml'), config);
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({

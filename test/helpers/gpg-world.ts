@@ -18,7 +18,7 @@ import { tempDir } from './tmp.js';
  *   gpg/subkey         signed by the signing subkey of a trusted key
  *   gpg/identity       validly signed, but for another repository (skopeo standalone-sign)
  *   gpg/tampered       a valid signature with one byte changed
- *   gpg/many           four bad signatures, then one valid one (signature-5)
+ *   gpg/many           four bad signatures (another key's, tampered, another digest's, a bad payload), then a valid one
  *   gpg/unsigned       no signature
  * The public keys the policy trusts are in `keys` (binary `gpg --export`; `trusted.asc` armored).
  */
@@ -84,12 +84,12 @@ export async function buildGpgWorld(): Promise<GpgWorld> {
     const tampered = readFileSync(join(sigDir('tampered'), 'signature-1'));
     tampered[tampered.length - 10] = (tampered[tampered.length - 10] ?? 0) ^ 0x01;
     writeFileSync(join(sigDir('tampered'), 'signature-1'), tampered);
-    // many: signature-1 (valid) moves to 5; before it, another key's, a tampered one, another digest's, garbage.
+    // many: signature-1 (valid) moves to 5; before it, another key's, a tampered one, another digest's, a bad payload.
     copyFileSync(join(sigDir('many'), 'signature-1'), join(sigDir('many'), 'signature-5'));
     place('many', 1, await gpgSign(home, other, simpleSigningPayload(digests.many, ref('many'))));
     place('many', 2, tampered);
     place('many', 3, await gpgSign(home, trusted, simpleSigningPayload(digests.signed, ref('many'))));
-    place('many', 4, Buffer.from('not a signature'));
+    place('many', 4, await gpgSign(home, trusted, Buffer.from('{"critical":{},"optional":{}}')));
 
     const keys: Record<string, Buffer> = {
       'trusted.gpg': await gpgExport(home, trusted), 'trusted.asc': await gpgExport(home, trusted, true),

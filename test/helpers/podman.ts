@@ -14,12 +14,21 @@ export interface TestPodman {
   cleanup(): void;
 }
 
-export function testPodman(registriesConf: string): TestPodman {
+/**
+ * `policy`: a containers-policy.json to pull under (default: accept anything);
+ * `registriesD`: registries.d YAML (lookaside and sigstore-attachment settings).
+ */
+export function testPodman(registriesConf: string, opts: { policy?: string; registriesD?: string } = {}): TestPodman {
   const dir = tempDir('portcullis-podman-');
   const p = (name: string) => join(dir.path, name);
   for (const d of ['home', 'root', 'runroot', 'tmp', 'vartmp']) mkdirSync(p(d));
   writeFileSync(p('registries.conf'), registriesConf);
-  writeFileSync(p('policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+  writeFileSync(p('policy.json'), opts.policy ?? JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+  if (opts.registriesD !== undefined) {
+    // containers/image reads $HOME/.config/containers/registries.d when it exists.
+    mkdirSync(p('home/.config/containers/registries.d'), { recursive: true });
+    writeFileSync(p('home/.config/containers/registries.d/default.yaml'), opts.registriesD);
+  }
   const env = { PATH: process.env.PATH, CONTAINERS_REGISTRIES_CONF: p('registries.conf'), HOME: p('home'), TMPDIR: p('vartmp') };
   const base = ['--root', p('root'), '--runroot', p('runroot'), '--storage-driver', 'vfs', '--tmpdir', p('tmp'), '--events-backend', 'none', '--cgroup-manager', 'cgroupfs'];
   return {

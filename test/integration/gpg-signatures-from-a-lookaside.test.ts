@@ -48,7 +48,7 @@ describe('GPG simple signing through a lookaside server', () => {
     assert.equal(res.status, 200);
     await res.arrayBuffer();
     const logged = decisionLogs(gw).find((l) => l.digest === world.digests.many);
-    assert.deepEqual(logged?.reasons, ['signature.untrusted_key', 'signature.invalid', 'signature.digest_mismatch', 'signature.invalid', 'signature.verified']);
+    assert.deepEqual(logged?.reasons, ['signature.untrusted_key', 'signature.invalid', 'signature.digest_mismatch', 'signature.payload_invalid', 'signature.verified']);
   });
 
   const denied: [GpgCase, string][] = [

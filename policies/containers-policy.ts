@@ -1,0 +1,241 @@
+import { createHash } from 'node:crypto';
+import type { Node } from 'yaml';
+import { parseDigest } from '../oci/digest.js';
+import { isRepositoryComponent, isValidHost, normalizeHost } from '../oci/reference.js';
+import { LoadError } from './errors.js';
+import { parseGpgKeyring } from './gpg-keys.js';
+import { parseRef } from './gpg-identity.js';
+import { parsePublicKey } from './keys.js';
+import type { CompiledPolicy, GpgIdentityRule, GpgTrustedKey, Requirement, Rule, RuleAction, TrustedKey } from './model.js';
+import { YamlSource } from './yaml-source.js';
+
+/**
+ * containers-policy.json(5), read as it is — the file podman, skopeo and CRI-O use —
+ * and compiled to the same policy the gateway evaluates:
+ *
+ *   insecureAcceptAnything → accept anything      reject → reject
+ *   signedBy (GPGKeys)     → a GPG requirement    sigstoreSigned (keys) → a cosign requirement
+ *
+ * with containers/image's signedIdentity rules and its scope order for the `docker`
+ * transport (reference with tag or digest, repository, namespaces, host, `*.domain`
+ * wildcards, then the transport's "" scope, then `default`). Every requirement in a
+ * list must hold. Parsing is strict: unknown or duplicate fields, and everything
+ * the gateway does not implement (keyless `fulcio`, `pki`, Rekor keys, `keyType`s
+ * other than GPGKeys, `signedBaseLayer`), are load errors with line and column.
+ * Transports other than `docker` do not apply to a registry and are listed in
+ * `notes` (and by `policy lint`), not silently dropped.
+ */
+export async function compileContainersPolicy(file: string, text: string, readKey: (path: string) => Buffer): Promise<CompiledPolicy> {
+  const src = new YamlSource(file, text);
+  const hash = createHash('sha256').update(text);
+  const notes: string[] = [];
+  const fileCache = new Map<string, Buffer | undefined>();
+
+  const readFile = (node: Node | null | undefined, path: string): Buffer | undefined => {
+    if (fileCache.has(path)) return fileCache.get(path);
+    let bytes: Buffer | undefined;
+    try {
+      bytes = readKey(path);
+      hash.update(`\0${path}\0`).update(bytes);
+    } catch (err) {
+      src.report(node, `cannot read key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    fileCache.set(path, bytes);
+    return bytes;
+  };
+
+  /** keyPath | keyPaths | keyData (| keyDatas): exactly one, as containers/image requires. */
+  const keySources = (m: Map<string, Node | null>, node: Node, where: string, allowed: readonly string[]): { where: string; node: Node | null | undefined; bytes: Buffer | undefined }[] | undefined => {
+    const present = allowed.filter((k) => m.has(k));
+    if (present.length !== 1) return src.report(node, `${where} needs exactly one of ${allowed.join(', ')}`);
+    const key = present[0] as string;
+    const v = m.get(key);
+    const one = (n: Node | null | undefined, w: string, isData: boolean) => {
+      const s = src.string(n, w);
+      if (s === undefined) return { where: w, node: n, bytes: undefined };
+      if (!isData) return { where: w, node: n, bytes: readFile(n, s) };
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0) {
+        src.report(n, `${w} is not base64`);
+        return { where: w, node: n, bytes: undefined };
+      }
+      const bytes = Buffer.from(s, 'base64');
+      hash.update('\0data\0').update(bytes);
+      return { where: w, node: n, bytes };
+    };
+    if (key === 'keyPaths' || key === 'keyDatas') {
+      const list = src.seq(v, `${where}.${key}`);
+      if (!list) return undefined;
+      if (list.length === 0) return src.report(v, `${where}.${key} is empty`);
+      return list.map((n, i) => one(n, `${where}.${key}[${i}]`, key === 'keyDatas'));
+    }
+    return [one(v, `${where}.${key}`, key === 'keyData')];
+  };
+
+  const signedIdentity = (node: Node | null | undefined, where: string): GpgIdentityRule | undefined => {
+    if (node === undefined) return { kind: 'matchRepoDigestOrExact' };
+    const m = src.map(node, where, ['type', 'dockerReference', 'dockerRepository', 'prefix', 'signedPrefix'], ['type']);
+    if (!m) return undefined;
+    const type = src.oneOf(m.get('type'), `${where}.type`, ['matchExact', 'matchRepoDigestOrExact', 'matchRepository', 'exactReference', 'exactRepository', 'remapIdentity'] as const);
+    if (type === undefined) return undefined;
+    const allowed: Record<typeof type, string[]> = {
+      matchExact: [], matchRepoDigestOrExact: [], matchRepository: [], exactReference: ['dockerReference'], exactRepository: ['dockerRepository'], remapIdentity: ['prefix', 'signedPrefix'],
+    };
+    for (const k of m.keys()) {
+      if (k !== 'type' && !allowed[type].includes(k)) return src.report(m.get(k), `${where}: "${k}" does not belong to type ${type}`);
+    }
+    for (const k of allowed[type]) if (!m.has(k)) return src.report(node, `${where}: type ${type} needs "${k}"`);
+    if (type === 'exactReference') {
+      const t = src.string(m.get('dockerReference'), `${where}.dockerReference`);
+      const ref = t === undefined ? undefined : parseRef(t);
+      if (t !== undefined && (!ref || ref.nameOnly)) return src.report(m.get('dockerReference'), `${where}.dockerReference ${JSON.stringify(t)} must be a reference with a tag or digest`);
+      return ref ? { kind: 'exactReference', reference: ref.text } : undefined;
+    }
+    if (type === 'exactRepository') {
+      const t = src.string(m.get('dockerRepository'), `${where}.dockerRepository`);
+      const ref = t === undefined ? undefined : parseRef(t);
+      if (t !== undefined && !ref) return src.report(m.get('dockerRepository'), `${where}.dockerRepository ${JSON.stringify(t)} is not a repository`);
+      return ref ? { kind: 'exactRepository', repository: ref.name } : undefined;
+    }
+    if (type === 'remapIdentity') {
+      const prefix = src.string(m.get('prefix'), `${where}.prefix`);
+      const signedPrefix = src.string(m.get('signedPrefix'), `${where}.signedPrefix`);
+      for (const [k, v] of [['prefix', prefix], ['signedPrefix', signedPrefix]] as const) {
+        if (v !== undefined && !validScopePrefix(v)) return src.report(m.get(k), `${where}.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace, fully expanded`);
+      }
+      return prefix === undefined || signedPrefix === undefined ? undefined : { kind: 'remapIdentity', prefix, signedPrefix };
+    }
+    return { kind: type };
+  };
+
+  const requirement = async (node: Node, where: string): Promise<{ action?: RuleAction; requirement?: Requirement } | undefined> => {
+    const m = src.map(node, where, ['type', 'keyType', 'keyPath', 'keyPaths', 'keyData', 'keyDatas', 'signedIdentity', 'fulcio', 'pki', 'rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas', 'BaseLayerIdentity'], ['type']);
+    if (!m) return undefined;
+    const type = src.oneOf(m.get('type'), `${where}.type`, ['insecureAcceptAnything', 'reject', 'signedBy', 'sigstoreSigned', 'signedBaseLayer'] as const);
+    if (type === undefined) return undefined;
+    const only = (keys: string[]) => {
+      for (const k of m.keys()) if (!keys.includes(k)) src.report(m.get(k), `${where}: "${k}" does not belong to type ${type}`);
+    };
+    switch (type) {
+      case 'insecureAcceptAnything':
+        only(['type']);
+        return { action: { kind: 'accept-anything' } };
+      case 'reject':
+        only(['type']);
+        return { action: { kind: 'reject', message: `rejected by ${file}` } };
+      case 'signedBaseLayer':
+        return src.report(node, `${where}: signedBaseLayer is not supported by this gateway`, 'it is not implemented by containers/image either');
+      case 'signedBy': {
+        only(['type', 'keyType', 'keyPath', 'keyPaths', 'keyData', 'signedIdentity']);
+        if (src.oneOf(m.get('keyType'), `${where}.keyType`, ['GPGKeys'] as const) === undefined) {
+          if (!m.has('keyType')) src.report(node, `${where}: signedBy needs "keyType": "GPGKeys"`);
+          return undefined;
+        }
+        const sources = keySources(m, node, where, ['keyPath', 'keyPaths', 'keyData']);
+        const id = signedIdentity(m.get('signedIdentity'), `${where}.signedIdentity`);
+        if (!sources) return undefined;
+        const keys: GpgTrustedKey[] = [];
+        for (const s of sources) {
+          if (!s.bytes) continue;
+          const ring = await parseGpgKeyring(s.bytes, s.where);
+          if (typeof ring === 'string') src.report(s.node, `${s.where}: ${ring}`);
+          else keys.push(...ring);
+        }
+        if (id === undefined || keys.length === 0 || sources.some((s) => !s.bytes)) return undefined;
+        return { requirement: { kind: 'gpg', keys, identity: id } };
+      }
+      case 'sigstoreSigned': {
+        for (const k of ['fulcio', 'pki', 'rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas']) {
+          if (m.has(k)) src.report(m.get(k), `${where}.${k} is not supported by this gateway`, 'use sigstoreSigned with keyPath/keyPaths/keyData (signatures verified offline, without Rekor)');
+        }
+        only(['type', 'keyPath', 'keyPaths', 'keyData', 'keyDatas', 'signedIdentity', 'fulcio', 'pki', 'rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas']);
+        const sources = keySources(m, node, where, ['keyPath', 'keyPaths', 'keyData', 'keyDatas']);
+        const id = signedIdentity(m.get('signedIdentity'), `${where}.signedIdentity`);
+        if (!sources) return undefined;
+        const keys: TrustedKey[] = [];
+        for (const s of sources) {
+          if (!s.bytes) continue;
+          const key = parsePublicKey(s.bytes.toString('utf8'), s.where);
+          if (typeof key === 'string') src.report(s.node, `${s.where}: ${key}`);
+          else keys.push(key);
+        }
+        if (id === undefined || keys.length !== sources.length) return undefined;
+        return { requirement: { kind: 'cosign', keys, identity: { kind: 'repository' }, signedIdentity: id } };
+      }
+    }
+  };
+
+  /** A requirements list: all must hold (containers/image). reject anywhere rejects; accept-anything alone accepts. */
+  const requirements = async (node: Node | null | undefined, where: string): Promise<RuleAction | undefined> => {
+    const list = src.seq(node, where);
+    if (!list) return undefined;
+    if (list.length === 0) return src.report(node, `${where} is empty`, 'containers/image refuses an empty list; use [{"type": "reject"}] to say so');
+    const parts: ({ action?: RuleAction; requirement?: Requirement } | undefined)[] = [];
+    for (const [i, r] of list.entries()) parts.push(await requirement(r, `${where}[${i}]`));
+    if (parts.some((p) => p === undefined)) return undefined;
+    const reject = parts.find((p) => p?.action?.kind === 'reject');
+    if (reject?.action) return reject.action;
+    const reqs = parts.flatMap((p) => (p?.requirement ? [p.requirement] : []));
+    return reqs.length === 0 ? { kind: 'accept-anything' } : { kind: 'require', requirements: reqs };
+  };
+
+  let defaultAction: RuleAction | undefined;
+  const rules: Rule[] = [];
+  const top = src.root === undefined ? undefined : src.map(src.root, 'the policy', ['default', 'transports'], ['default']);
+  if (top) {
+    defaultAction = await requirements(top.get('default'), 'default');
+    if (top.has('transports')) {
+      const transports = src.map(top.get('transports'), 'transports', undefined);
+      for (const [name] of transports ?? []) {
+        if (name !== 'docker') notes.push(`transports.${name} does not apply to a registry gateway (only "docker" does); ignored`);
+      }
+      const docker = transports?.get('docker');
+      if (docker !== undefined) {
+        const scopes = src.map(docker, 'transports.docker', undefined);
+        for (const [scopeText, node] of scopes ?? []) {
+          const where = `transports.docker[${JSON.stringify(scopeText)}]`;
+          const scope = dockerScope(scopeText);
+          if (!scope) {
+            src.report(node, `${where}: ${JSON.stringify(scopeText)} is not a docker scope`, 'host[:port], host/namespace, host/repo[:tag|@digest], *.domain, or ""');
+            continue;
+          }
+          const action = await requirements(node, where);
+          if (action) rules.push({ ...scope, action });
+        }
+      }
+    }
+  } else if (src.root === null) {
+    src.report(null, 'the policy file is empty');
+  }
+  if (src.diagnostics.length > 0 || !defaultAction) throw new LoadError('POLICY_INVALID', src.diagnostics.length ? src.diagnostics : [{ file, line: 1, column: 1, message: 'no usable "default"' }]);
+  return Object.freeze({
+    source: file, format: 'containers-policy.json' as const, notes, digest: parseDigest(`sha256:${hash.digest('hex')}`), defaultAction, rules: Object.freeze(rules),
+  });
+}
+
+/** A scope of the docker transport (containers-policy.json(5) "docker" section). */
+function dockerScope(text: string): Pick<Rule, 'scope' | 'match'> | undefined {
+  if (text === '') return { scope: '', match: 'transport-default' };
+  if (text.startsWith('*.')) {
+    const domain = text.slice(2);
+    return /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain) ? { scope: text, match: 'wildcard' } : undefined;
+  }
+  const host = text.split('/')[0] ?? '';
+  if (!isValidHost(host)) return undefined;
+  const rest = text.slice(host.length + 1);
+  const named = `${normalizeHost(host)}${text.length > host.length ? `/${rest}` : ''}`;
+  if (!text.includes('/')) return { scope: normalizeHost(host), match: 'prefix' };
+  const at = rest.indexOf('@');
+  const colon = rest.lastIndexOf(':');
+  if (at >= 0 || colon > rest.lastIndexOf('/')) {
+    const ref = parseRef(named);
+    return ref && !ref.nameOnly && ref.text === named ? { scope: ref.text, match: 'reference' } : undefined;
+  }
+  return rest.split('/').every(isRepositoryComponent) ? { scope: named, match: 'prefix' } : undefined;
+}
+
+function validScopePrefix(text: string): boolean {
+  const host = text.split('/')[0] ?? '';
+  if (!isValidHost(host) || text.includes('@')) return false;
+  const rest = text.slice(host.length + 1);
+  return rest === '' || (!rest.includes(':') && rest.split('/').every(isRepositoryComponent));
+}
