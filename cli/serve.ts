@@ -25,6 +25,8 @@ export async function runServe(opts: { configPath?: string | undefined; listen?:
       process.exit(1);
     });
   };
+  // SIGHUP: load the policy file again (a broken one is reported and the running one kept).
+  process.on('SIGHUP', () => void running.reloadPolicy('SIGHUP'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 }

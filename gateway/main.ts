@@ -1,9 +1,10 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, watch, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { RegistryClient } from '../oci/registry-client/client.js';
 import { parseSigningKey, publicKeyPem } from '../policies/attestation.js';
+import { formatDiagnostic } from '../policies/diagnostics.js';
 import { LoadError } from '../policies/errors.js';
 import { loadPolicyFile, rejectEverythingPolicy } from '../policies/loader.js';
 import { AttestationService, fingerprintOf, type GatewaySigner } from './attestations.js';
@@ -24,6 +25,14 @@ export interface RunningGateway {
   readonly port: number;
   readonly gateway: GatewayApp;
   readonly logger: Logger;
+  /** The policy in force now. */
+  policy(): CompiledPolicy;
+  /**
+   * Loads the policy file again: on success it replaces the running policy at once
+   * (decisions made under the old one are made again on their next use); on failure
+   * the old policy keeps running and the problems are logged. Resolves to whether it was replaced.
+   */
+  reloadPolicy(trigger: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -39,8 +48,30 @@ export function createLogger(level: GatewayConfig['logLevel'], destination?: Nod
 export async function startGateway(config: GatewayConfig, options: { env?: NodeJS.ProcessEnv; logger?: Logger; embeddedDefaults?: boolean } = {}): Promise<RunningGateway> {
   const env = options.env ?? process.env;
   const logger = options.logger ?? createLogger(config.logLevel);
-  const policy: CompiledPolicy = config.policy ? await loadPolicyFile(config.policy) : await rejectEverythingPolicy();
+  let policy: CompiledPolicy = config.policy ? await loadPolicyFile(config.policy) : await rejectEverythingPolicy();
   for (const note of policy.notes ?? []) logger.info({ event: 'policy.note', policy: policy.source }, note);
+  let reloading: Promise<boolean> = Promise.resolve(false);
+  const reloadPolicy = (trigger: string): Promise<boolean> => {
+    const policyFile = config.policy;
+    if (policyFile === undefined) return Promise.resolve(false);
+    reloading = reloading.then(async () => {
+      try {
+        const next = await loadPolicyFile(policyFile);
+        if (next.digest.text === policy.digest.text) return false;
+        const previous = policy.digest.text;
+        policy = next;
+        for (const note of next.notes ?? []) logger.info({ event: 'policy.note', policy: next.source }, note);
+        logger.info({ event: 'policy.reloaded', trigger, policy: next.source, policyDigest: next.digest.text, previous }, 'policy reloaded');
+        return true;
+      } catch (err) {
+        const diagnostics = err instanceof LoadError ? err.diagnostics.map(formatDiagnostic) : [(err as Error).message];
+        logger.error({ event: 'policy.reload_failed', trigger, policy: policyFile, diagnostics, policyDigest: policy.digest.text }, 'the new policy does not load; the previous one keeps running');
+        return false;
+      }
+    });
+    return reloading;
+  };
+  const watcher = config.policy === undefined ? undefined : watchPolicy(config.policy, () => void reloadPolicy('file change'), logger);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await FsBlobStore.open(join(config.dataDir, 'store'));
   const metadata = new SqliteMetadataStore(join(config.dataDir, 'metadata.db'));
@@ -74,13 +105,35 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
   }, options.embeddedDefaults ? 'portcullis is running on embedded defaults: Docker Hub as the only upstream and a reject-everything policy (pass --config FILE)' : 'portcullis is running');
   if (config.upstreams.length === 0) logger.warn('no upstreams are configured: every pull will answer NAME_UNKNOWN');
   return {
-    url, port, gateway, logger,
+    url, port, gateway, logger, policy: () => policy, reloadPolicy,
     async close() {
+      watcher?.close();
+      await reloading;
       await gateway.app.close();
       await Promise.all(upstreamList.map((u) => u.client.close()));
       await metadata.close();
     },
   };
+}
+
+/**
+ * Watches the policy file's directory (editors replace files by renaming) and calls
+ * `changed` once things settle. The key files a policy names are read again with it.
+ */
+function watchPolicy(path: string, changed: () => void, logger: Logger): { close(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const w = watch(dirname(path), { persistent: false }, (_event, name) => {
+      if (name !== null && name !== basename(path) && !/\.(pub|gpg|asc|key|pem|json|ya?ml)$/.test(name)) return;
+      clearTimeout(timer);
+      timer = setTimeout(changed, 200);
+    });
+    w.on('error', (err) => logger.warn({ event: 'policy.watch_failed', err: err.message }, 'cannot watch the policy file; reload with SIGHUP'));
+    return { close: () => { clearTimeout(timer); w.close(); } };
+  } catch (err) {
+    logger.warn({ event: 'policy.watch_failed', err: (err as Error).message }, 'cannot watch the policy file; reload with SIGHUP');
+    return { close: () => undefined };
+  }
 }
 
 /**

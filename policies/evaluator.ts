@@ -1,6 +1,6 @@
 import { parseImageReference } from '../oci/reference.js';
 import { gpgIdentityProblem, intendedRef } from './gpg-identity.js';
-import type { CompiledPolicy, CosignRequirement, Decision, Evidence, GpgRequirement, IdentityRule, Reason, ReasonCode, Requirement, RuleAction, Subject } from './model.js';
+import type { CompiledPolicy, CosignRequirement, Decision, Evidence, GpgRequirement, IdentityRule, IndexMode, Reason, ReasonCode, Requirement, Rule, RuleAction, Subject } from './model.js';
 import { selectRule } from './scope.js';
 import { verifyCosignSignature } from './verifiers/cosign.js';
 import { verifyGpgSignature } from './verifiers/gpg.js';
@@ -20,45 +20,87 @@ export async function evaluate(policy: CompiledPolicy, subject: Subject, evidenc
   const rule = selectRule(policy.rules, subject);
   const action = rule ? rule.action : policy.defaultAction;
   const ruleName = rule ? (rule.match === 'transport-default' ? 'docker ""' : rule.scope) : 'default';
-  const result = await decide(action, subject, evidence, now);
-  return { ...result, rule: ruleName, policyDigest: policy.digest.text };
+  const mode = rule?.mode ?? 'enforce';
+  const base = { rule: ruleName, policyDigest: policy.digest.text, mode };
+  // Revocation is never softened by a mode.
+  if (policy.revoked?.has(subject.digest.text)) {
+    const why = policy.revoked.get(subject.digest.text);
+    return { ...base, mode: 'enforce', allowed: false, verdict: false, attestable: false, denial: 'policy.revoked', reasons: [{ code: 'policy.revoked', message: `${subject.digest.text} is revoked${why ? `: ${why}` : ''}` }] };
+  }
+  const result = await decide(action, rule?.index ?? 'either', subject, evidence, now);
+  if (result.allowed || mode === 'enforce') {
+    return { ...base, allowed: result.allowed, verdict: result.allowed, attestable: result.allowed && result.attestable, reasons: result.reasons, ...(result.denial ? { denial: result.denial } : {}) };
+  }
+  // warn / audit: admitted, and what enforce would have decided is kept with it.
+  return {
+    ...base, allowed: true, verdict: false, attestable: false, denial: result.denial,
+    reasons: [{ code: 'policy.not_enforced', message: `${mode} mode: admitted although enforcing this rule would deny it (${result.denial ?? 'denied'})` }, ...result.reasons],
+  };
 }
 
-/** The signature formats the rule for `name` asks for: the gateway fetches only those. */
-export function formatsFor(policy: CompiledPolicy, subject: Subject): Set<Requirement['kind']> {
+/** The rule that applies to a subject (or undefined: the policy's default). */
+export function ruleFor(policy: CompiledPolicy, subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined }): Rule | undefined {
+  return selectRule(policy.rules, subject);
+}
+
+/** The signature formats the rule for a subject asks for: the gateway fetches only those. */
+export function formatsFor(policy: CompiledPolicy, subject: Subject): Set<'cosign' | 'gpg'> {
   const rule = selectRule(policy.rules, subject);
   const action = rule ? rule.action : policy.defaultAction;
-  return new Set(action.kind === 'require' ? action.requirements.map((r) => r.kind) : []);
+  const out = new Set<'cosign' | 'gpg'>();
+  const walk = (r: Requirement): void => {
+    if (r.kind === 'cosign' || r.kind === 'gpg') out.add(r.kind);
+    else r.of.forEach(walk);
+  };
+  if (action.kind === 'require') action.requirements.forEach(walk);
+  return out;
 }
 
-async function decide(action: RuleAction, subject: Subject, evidence: Evidence, now: Date): Promise<Pick<Decision, 'allowed' | 'reasons' | 'denial'>> {
+interface Outcome {
+  readonly allowed: boolean;
+  readonly attestable: boolean;
+  readonly reasons: Reason[];
+  readonly denial?: ReasonCode | undefined;
+}
+
+async function decide(action: RuleAction, index: IndexMode, subject: Subject, evidence: Evidence, now: Date): Promise<Outcome> {
   switch (action.kind) {
     case 'reject':
       return deny([{ code: 'policy.rejected', message: action.message ?? 'the policy rejects images in this scope' }]);
     case 'accept-anything':
-      return { allowed: true, reasons: [{ code: 'policy.accept_anything', message: 'the policy accepts anything in this scope (insecure)' }] };
+      return { allowed: true, attestable: false, reasons: [{ code: 'policy.accept_anything', message: 'the policy accepts anything in this scope (insecure)' }] };
     case 'require': {
       if (action.requirements.length === 0) return deny([{ code: 'policy.rejected', message: 'the rule has no requirements' }]);
+      if (index === 'signed-platform' && subject.kind === 'index') {
+        // Only a list: each platform manifest is verified on its own when it is fetched.
+        return { allowed: true, attestable: false, reasons: [{ code: 'index.children_verified_separately', message: 'index: signed-platform — every platform manifest it lists is verified on its own' }] };
+      }
       const reasons: Reason[] = [];
       let failed: ReasonCode | undefined;
-      for (const [index, req] of action.requirements.entries()) {
-        const r = await checkRequirement(req, index, subject, evidence, now);
+      for (const [i, req] of action.requirements.entries()) {
+        const r = await checkRequirement(req, [i], subject, evidence, now);
         reasons.push(...r.reasons);
         if (!r.held && failed === undefined) failed = r.primary;
       }
-      if (failed === undefined) return { allowed: true, reasons };
-      if (evidence.coveringIndex !== undefined) {
+      const covered = evidence.coveringIndex !== undefined && index !== 'signed-platform' && subject.kind !== 'index';
+      if (index === 'signed-index' && subject.kind !== 'index') {
+        // A platform manifest counts only through a signed index that lists it.
+        if (covered) return { allowed: true, attestable: true, reasons: [{ code: 'signature.covered_by_index', message: `listed in admitted index ${evidence.coveringIndex}` }] };
+        return { allowed: false, attestable: false, denial: 'index.not_covered', reasons: [{ code: 'index.not_covered', message: 'index: signed-index — a platform manifest is admitted only through a signed index that lists it' }, ...reasons] };
+      }
+      if (failed === undefined) return { allowed: true, attestable: true, reasons };
+      if (covered) {
         // The index that lists this manifest was admitted under this same rule: its
         // signatures cover the children it names (cosign signs an index digest only).
-        return { allowed: true, reasons: [{ code: 'signature.covered_by_index', message: `listed in admitted index ${evidence.coveringIndex}` }, ...reasons] };
+        return { allowed: true, attestable: true, reasons: [{ code: 'signature.covered_by_index', message: `listed in admitted index ${evidence.coveringIndex}` }, ...reasons] };
       }
-      return { allowed: false, reasons, denial: failed };
+      return { allowed: false, attestable: false, reasons, denial: failed };
     }
   }
 }
 
-function deny(reasons: Reason[]): Pick<Decision, 'allowed' | 'reasons' | 'denial'> {
-  return { allowed: false, reasons, denial: reasons[0]?.code ?? 'policy.rejected' };
+function deny(reasons: Reason[]): Outcome {
+  return { allowed: false, attestable: false, reasons, denial: reasons[0]?.code ?? 'policy.rejected' };
 }
 
 interface RequirementResult {
@@ -67,8 +109,21 @@ interface RequirementResult {
   readonly primary: ReasonCode;
 }
 
-async function checkRequirement(req: Requirement, index: number, subject: Subject, evidence: Evidence, now: Date): Promise<RequirementResult> {
-  return req.kind === 'gpg' ? checkGpg(req, index, subject, evidence, now) : checkCosign(req, index, subject, evidence);
+/** `path`: where the requirement sits, e.g. [1, 0] for the first child of the second requirement. */
+async function checkRequirement(req: Requirement, path: readonly number[], subject: Subject, evidence: Evidence, now: Date): Promise<RequirementResult> {
+  const index = path[0] ?? 0;
+  if (req.kind === 'gpg') return checkGpg(req, index, subject, evidence, now);
+  if (req.kind === 'cosign') return checkCosign(req, index, subject, evidence);
+  const results: RequirementResult[] = [];
+  for (const [i, child] of req.of.entries()) results.push(await checkRequirement(child, [...path, i], subject, evidence, now));
+  const held = results.filter((r) => r.held).length;
+  const need = req.kind === 'allOf' ? req.of.length : req.kind === 'anyOf' ? 1 : req.count;
+  const reasons = results.flatMap((r) => r.reasons);
+  if (held >= need) return { held: true, reasons, primary: 'signature.verified' };
+  const what = req.kind === 'allOf' ? 'all' : req.kind === 'anyOf' ? 'any' : `at least ${need}`;
+  reasons.push({ code: 'requirement.not_enough', message: `${held} of ${req.of.length} held; ${what} of them must (requirement ${path.map((p) => p + 1).join('.')})`, requirement: index });
+  const primary = FAILURE_RANK.find((code) => results.some((r) => !r.held && r.primary === code)) ?? 'requirement.not_enough';
+  return { held: false, reasons, primary };
 }
 
 /** Most telling first: a signature for another digest says more than a missing one. */

@@ -29,6 +29,15 @@ import { YamlSource } from './yaml-source.js';
  *       accept: anything
  *     - scope: registry.example.com/legacy
  *       reject: "retired; use registry.example.com/team"
+ *     - scope: registry.example.com/release
+ *       mode: enforce                  # enforce | warn | audit
+ *       tags: pin                      # follow | pin | require-digest
+ *       index: signed-platform         # either | signed-index | signed-platform
+ *       require:
+ *         - atLeast: 2
+ *           of: [{ cosign: { keys: [keys/a.pub] } }, { cosign: { keys: [keys/b.pub] } }, { gpg: { keys: [keys/c.gpg] } }]
+ *   revoked:
+ *     - sha256:…                       # or { digest: sha256:…, reason: "CVE-…" }
  */
 export const MAX_RULES = 1000;
 const MAX_KEYS = 64;
@@ -142,10 +151,33 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
     return { kind: 'remap', prefix: normalizeScope(prefix), signedPrefix: normalizeScope(signedPrefix) };
   };
 
-  const requirement = async (node: Node, where: string): Promise<Requirement | undefined> => {
-    const m = src.map(node, where, ['cosign', 'gpg']);
+  const requirementList = async (node: Node | null | undefined, where: string, depth: number): Promise<Requirement[] | undefined> => {
+    const list = src.seq(node, where);
+    if (!list) return undefined;
+    if (list.length === 0) return src.report(node, `${where} is empty`);
+    if (list.length > MAX_KEYS) return src.report(node, `${where} lists more than ${MAX_KEYS} requirements`);
+    const out: (Requirement | undefined)[] = [];
+    for (const [i, r] of list.entries()) out.push(await requirement(r, `${where}[${i}]`, depth + 1));
+    return out.every((r) => r !== undefined) ? (out as Requirement[]) : undefined;
+  };
+
+  const requirement = async (node: Node, where: string, depth = 0): Promise<Requirement | undefined> => {
+    const m = src.map(node, where, ['cosign', 'gpg', 'allOf', 'anyOf', 'atLeast', 'of']);
     if (!m) return undefined;
-    if (m.size !== 1) return src.report(node, `${where} must name exactly one signature type`, 'supported: cosign, gpg');
+    if (depth > 4) return src.report(node, `${where}: requirements nest deeper than 4 levels`);
+    if (m.has('atLeast') || m.has('of')) {
+      if (!m.has('atLeast') || !m.has('of') || m.size !== 2) return src.report(node, `${where}: write atLeast: N together with of: [requirements], and nothing else`);
+      const of = await requirementList(m.get('of'), `${where}.of`, depth);
+      const count = src.integer(m.get('atLeast'), `${where}.atLeast`, 1, MAX_KEYS);
+      if (of && count !== undefined && count > of.length) return src.report(m.get('atLeast'), `${where}.atLeast is ${count} but only ${of.length} requirements are listed`);
+      return of && count !== undefined ? { kind: 'atLeast', count, of } : undefined;
+    }
+    if (m.size !== 1) return src.report(node, `${where} must name exactly one signature type or combinator`, 'cosign, gpg, allOf, anyOf, or atLeast with of');
+    for (const k of ['allOf', 'anyOf'] as const) {
+      if (!m.has(k)) continue;
+      const of = await requirementList(m.get(k), `${where}.${k}`, depth);
+      return of ? { kind: k, count: k === 'allOf' ? of.length : 1, of } : undefined;
+    }
     if (m.has('gpg')) {
       const g = src.map(m.get('gpg'), `${where}.gpg`, ['keys', 'identity'], ['keys']);
       if (!g) return undefined;
@@ -191,8 +223,22 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
 
   const rules: Rule[] = [];
   let defaultAction: RuleAction = { kind: 'reject', message: 'no rule matches and the default is reject' };
-  const top = src.root === undefined ? undefined : src.map(src.root, 'the policy', ['version', 'default', 'rules'], ['rules']);
+  const revoked = new Map<string, string | undefined>();
+  const top = src.root === undefined ? undefined : src.map(src.root, 'the policy', ['version', 'default', 'rules', 'revoked'], ['rules']);
   if (top) {
+    for (const [i, r] of (top.has('revoked') ? (src.seq(top.get('revoked'), 'revoked') ?? []) : []).entries()) {
+      const where = `revoked[${i}]`;
+      const entry = src.isScalarValue(r) ? { digest: src.string(r, where), reason: undefined } : (() => {
+        const e = src.map(r, where, ['digest', 'reason'], ['digest']);
+        return { digest: e ? src.string(e.get('digest'), `${where}.digest`) : undefined, reason: e?.has('reason') ? src.string(e.get('reason'), `${where}.reason`) : undefined };
+      })();
+      if (entry.digest === undefined) continue;
+      try {
+        revoked.set(parseDigest(entry.digest).text, entry.reason);
+      } catch {
+        src.report(r, `${where}: ${JSON.stringify(entry.digest)} is not a digest`, 'sha256:<64 hex digits>, as docker inspect or skopeo inspect print it');
+      }
+    }
     if (top.has('version')) src.integer(top.get('version'), 'version', 1, 1);
     const d = top.has('default') ? src.oneOf(top.get('default'), 'default', ['reject', 'accept-anything'] as const) : 'reject';
     if (d === 'accept-anything') defaultAction = { kind: 'accept-anything' };
@@ -201,7 +247,7 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
     const seen = new Map<string, number>();
     for (const [i, ruleNode] of list.slice(0, MAX_RULES).entries()) {
       const where = `rules[${i}]`;
-      const m = src.map(ruleNode, where, ['scope', 'require', 'accept', 'reject'], ['scope']);
+      const m = src.map(ruleNode, where, ['scope', 'require', 'accept', 'reject', 'mode', 'tags', 'index'], ['scope']);
       if (!m) continue;
       const rawScope = src.string(m.get('scope'), `${where}.scope`);
       let scope: string | undefined;
@@ -219,13 +265,16 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
         }
       }
       const act = await action(m, ruleNode, where);
-      if (scope !== undefined && act !== undefined) rules.push({ scope, action: act });
+      const mode = m.has('mode') ? src.oneOf(m.get('mode'), `${where}.mode`, ['enforce', 'warn', 'audit'] as const) : 'enforce';
+      const tags = m.has('tags') ? src.oneOf(m.get('tags'), `${where}.tags`, ['follow', 'pin', 'require-digest'] as const) : 'follow';
+      const index = m.has('index') ? src.oneOf(m.get('index'), `${where}.index`, ['either', 'signed-index', 'signed-platform'] as const) : 'either';
+      if (scope !== undefined && act !== undefined && mode && tags && index) rules.push({ scope, action: act, mode, tags, index });
     }
   } else if (src.root === null) {
     src.report(null, 'the policy file is empty');
   }
   if (src.diagnostics.length > 0) throw new LoadError('POLICY_INVALID', src.diagnostics);
-  return Object.freeze({ source: file, digest: parseDigest(`sha256:${hash.digest('hex')}`), defaultAction, rules: Object.freeze(rules) });
+  return Object.freeze({ source: file, format: 'portcullis' as const, digest: parseDigest(`sha256:${hash.digest('hex')}`), defaultAction, rules: Object.freeze(rules), revoked });
 }
 
 /** A remapIdentity prefix: host[:port] or a fully expanded namespace or repository. */

@@ -64,7 +64,25 @@ export interface GpgRequirement {
   readonly identity: GpgIdentityRule;
 }
 
-export type Requirement = CosignRequirement | GpgRequirement;
+/**
+ * Combinators over heterogeneous requirements: allOf (every one), anyOf (at least
+ * one), atLeast (at least `count` of them — k-of-n signers). Each child counts once,
+ * whichever signature satisfied it.
+ */
+export interface CombinedRequirement {
+  readonly kind: 'allOf' | 'anyOf' | 'atLeast';
+  readonly count: number;
+  readonly of: readonly Requirement[];
+}
+
+export type Requirement = CosignRequirement | GpgRequirement | CombinedRequirement;
+
+/** enforce: deny what fails; warn: admit and log a warning decision; audit: admit and record what enforce would decide. */
+export type RuleMode = 'enforce' | 'warn' | 'audit';
+/** follow: a moved tag is verified again; pin: the first verified digest stays until released; require-digest: no pulls by tag. */
+export type TagMode = 'follow' | 'pin' | 'require-digest';
+/** Whether a signature on an index covers the platform manifests it lists. */
+export type IndexMode = 'either' | 'signed-index' | 'signed-platform';
 
 export type RuleAction =
   | { readonly kind: 'reject'; readonly message: string | undefined }
@@ -80,6 +98,9 @@ export interface Rule {
   readonly scope: string;
   readonly match?: 'prefix' | 'reference' | 'wildcard' | 'transport-default' | undefined;
   readonly action: RuleAction;
+  readonly mode?: RuleMode | undefined;
+  readonly tags?: TagMode | undefined;
+  readonly index?: IndexMode | undefined;
 }
 
 export interface CompiledPolicy {
@@ -92,6 +113,8 @@ export interface CompiledPolicy {
   readonly digest: Digest;
   readonly defaultAction: RuleAction;
   readonly rules: readonly Rule[];
+  /** Revoked manifest digests (and why): denied whatever signs them, also when already cached. */
+  readonly revoked?: ReadonlyMap<string, string | undefined> | undefined;
 }
 
 /** What the decision is about. `name` is `host/repository` as clients name it. */
@@ -100,6 +123,8 @@ export interface Subject {
   readonly digest: Digest;
   /** The tag the client asked for, when it asked by tag (GPG identity rules compare it). */
   readonly tag?: string | undefined;
+  /** An index or a platform image (for the rule's `index` setting); image when unknown. */
+  readonly kind?: 'image' | 'index' | undefined;
 }
 
 /** A GPG simple-signing signature blob: a binary OpenPGP signed message. */
@@ -131,7 +156,13 @@ export interface Evidence {
 
 export type ReasonCode =
   | 'policy.rejected'
+  | 'policy.revoked'
   | 'policy.accept_anything'
+  | 'policy.not_enforced'
+  | 'policy.digest_required'
+  | 'index.not_covered'
+  | 'index.children_verified_separately'
+  | 'requirement.not_enough'
   | 'signature.verified'
   | 'signature.covered_by_index'
   | 'signature.missing'
@@ -154,7 +185,13 @@ export interface Reason {
 }
 
 export interface Decision {
+  /** What happens: admitted or not (in warn and audit modes, also when the verdict is a denial). */
   readonly allowed: boolean;
+  /** What enforcing the rule decides. */
+  readonly verdict: boolean;
+  readonly mode: RuleMode;
+  /** Whether the admission rests on verified signatures, so the gateway may attest it. */
+  readonly attestable: boolean;
   /** The scope of the rule that decided, or `default`. */
   readonly rule: string;
   readonly policyDigest: string;

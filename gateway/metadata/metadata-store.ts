@@ -33,6 +33,20 @@ export interface DecisionRecord {
   readonly allowed: boolean;
   readonly rule: string;
   readonly reasons: readonly { readonly code: string; readonly message: string }[];
+  /** The rule's mode, and what enforcing it decides (warn/audit admit also when this is false). */
+  readonly mode?: 'enforce' | 'warn' | 'audit' | undefined;
+  readonly verdict?: boolean | undefined;
+  /** The tag the client asked for, when it asked by tag. */
+  readonly tag?: string | undefined;
+}
+
+/** A tag held at its first verified digest (a rule with `tags: pin`) until an operator releases it. */
+export interface PinRecord {
+  readonly tag: string;
+  readonly digest: string;
+  readonly pinnedAt: number;
+  /** The digest the upstream tag was last seen to point at, when it moved away. */
+  readonly upstreamDigest: string | undefined;
 }
 
 /** The gateway's signed verification summary for one admitted subject. */
@@ -60,6 +74,13 @@ export interface MetadataStore {
   tag(repository: string, tag: string): Promise<TagRecord | undefined>;
   setTag(repository: string, tag: string, digest: string, now: number): Promise<void>;
   recordDecision(record: DecisionRecord): Promise<void>;
+  pin(repository: string, tag: string): Promise<PinRecord | undefined>;
+  setPin(repository: string, tag: string, digest: string, now: number): Promise<void>;
+  /** Remembers where the upstream tag points now, when that is not the pinned digest. */
+  notePinMove(repository: string, tag: string, upstreamDigest: string): Promise<void>;
+  /** Releases a pin; true when there was one. */
+  releasePin(repository: string, tag: string): Promise<boolean>;
+  pins(repository?: string): Promise<(PinRecord & { repository: string })[]>;
   decisions(filter: { digest?: string; repository?: string; limit: number }): Promise<DecisionRecord[]>;
   close(): Promise<void>;
 }

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import type { Admission, AdmittedManifest, AttestationRecord, DecisionRecord, ManifestKind, MetadataStore, TagRecord } from './metadata-store.js';
+import type { Admission, AdmittedManifest, AttestationRecord, DecisionRecord, ManifestKind, MetadataStore, PinRecord, TagRecord } from './metadata-store.js';
 
 /**
  * The embedded MetadataStore: one SQLite file in WAL mode. Migrations are numbered
@@ -34,6 +34,13 @@ const MIGRATIONS: readonly string[] = [
      repository_id INTEGER NOT NULL REFERENCES repositories(id), subject_digest TEXT NOT NULL,
      envelope_digest TEXT NOT NULL, envelope_size INTEGER NOT NULL, policy_digest TEXT NOT NULL, created_at INTEGER NOT NULL,
      PRIMARY KEY (repository_id, subject_digest, policy_digest));`,
+  // Rule modes, verdicts and tags in the decision log; tags pinned to their first verified digest.
+  `ALTER TABLE decisions ADD COLUMN mode TEXT NOT NULL DEFAULT 'enforce';
+   ALTER TABLE decisions ADD COLUMN verdict INTEGER;
+   ALTER TABLE decisions ADD COLUMN tag TEXT;
+   CREATE TABLE pins (
+     repository_id INTEGER NOT NULL REFERENCES repositories(id), tag TEXT NOT NULL, digest TEXT NOT NULL,
+     pinned_at INTEGER NOT NULL, upstream_digest TEXT, PRIMARY KEY (repository_id, tag));`,
 ];
 
 export class SqliteMetadataStore implements MetadataStore {
@@ -74,7 +81,12 @@ export class SqliteMetadataStore implements MetadataStore {
       attestation: db.prepare<[string, string, string], { envelope_digest: string; envelope_size: number; policy_digest: string; created_at: number }>(
         `SELECT a.envelope_digest, a.envelope_size, a.policy_digest, a.created_at FROM attestations a JOIN repositories r ON r.id = a.repository_id
          WHERE r.name = ? AND a.subject_digest = ? AND a.policy_digest = ? LIMIT 1`),
-      insertDecision: db.prepare('INSERT INTO decisions (time, repository, digest, policy_digest, allowed, rule, reasons) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      insertDecision: db.prepare('INSERT INTO decisions (time, repository, digest, policy_digest, allowed, rule, reasons, mode, verdict, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+      pin: db.prepare<[string, string], { tag: string; digest: string; pinned_at: number; upstream_digest: string | null }>(
+        'SELECT p.tag, p.digest, p.pinned_at, p.upstream_digest FROM pins p JOIN repositories r ON r.id = p.repository_id WHERE r.name = ? AND p.tag = ?'),
+      insertPin: db.prepare('INSERT OR IGNORE INTO pins (repository_id, tag, digest, pinned_at) VALUES (?, ?, ?, ?)'),
+      movePin: db.prepare('UPDATE pins SET upstream_digest = ? WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)'),
+      releasePin: db.prepare('DELETE FROM pins WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)'),
     };
   }
 
@@ -128,7 +140,30 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async recordDecision(r: DecisionRecord): Promise<void> {
-    this.#stmts.insertDecision.run(r.time, r.repository, r.digest, r.policyDigest, r.allowed ? 1 : 0, r.rule, JSON.stringify(r.reasons));
+    this.#stmts.insertDecision.run(r.time, r.repository, r.digest, r.policyDigest, r.allowed ? 1 : 0, r.rule, JSON.stringify(r.reasons), r.mode ?? 'enforce', r.verdict === undefined ? null : r.verdict ? 1 : 0, r.tag ?? null);
+  }
+
+  async pin(repository: string, tag: string): Promise<PinRecord | undefined> {
+    const row = this.#stmts.pin.get(repository, tag);
+    return row ? { tag: row.tag, digest: row.digest, pinnedAt: row.pinned_at, upstreamDigest: row.upstream_digest ?? undefined } : undefined;
+  }
+
+  async setPin(repository: string, tag: string, digest: string, now: number): Promise<void> {
+    this.#stmts.insertPin.run(this.#repo(repository), tag, digest, now);
+  }
+
+  async notePinMove(repository: string, tag: string, upstreamDigest: string): Promise<void> {
+    this.#stmts.movePin.run(upstreamDigest, tag, repository);
+  }
+
+  async releasePin(repository: string, tag: string): Promise<boolean> {
+    return this.#stmts.releasePin.run(tag, repository).changes > 0;
+  }
+
+  async pins(repository?: string): Promise<(PinRecord & { repository: string })[]> {
+    const rows = this.#db.prepare(`SELECT r.name, p.tag, p.digest, p.pinned_at, p.upstream_digest FROM pins p JOIN repositories r ON r.id = p.repository_id ${repository === undefined ? '' : 'WHERE r.name = ?'} ORDER BY r.name, p.tag`)
+      .all(...(repository === undefined ? [] : [repository])) as { name: string; tag: string; digest: string; pinned_at: number; upstream_digest: string | null }[];
+    return rows.map((r) => ({ repository: r.name, tag: r.tag, digest: r.digest, pinnedAt: r.pinned_at, upstreamDigest: r.upstream_digest ?? undefined }));
   }
 
   async decisions(filter: { digest?: string; repository?: string; limit: number }): Promise<DecisionRecord[]> {
@@ -142,9 +177,12 @@ export class SqliteMetadataStore implements MetadataStore {
       where.push('repository = ?');
       args.push(filter.repository);
     }
-    const sql = `SELECT time, repository, digest, policy_digest, allowed, rule, reasons FROM decisions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
-    const rows = this.#db.prepare(sql).all(...args, Math.min(Math.max(filter.limit, 1), 1000)) as { time: number; repository: string; digest: string; policy_digest: string; allowed: number; rule: string; reasons: string }[];
-    return rows.map((r) => ({ time: r.time, repository: r.repository, digest: r.digest, policyDigest: r.policy_digest, allowed: r.allowed === 1, rule: r.rule, reasons: JSON.parse(r.reasons) as DecisionRecord['reasons'] }));
+    const sql = `SELECT time, repository, digest, policy_digest, allowed, rule, reasons, mode, verdict, tag FROM decisions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
+    const rows = this.#db.prepare(sql).all(...args, Math.min(Math.max(filter.limit, 1), 1000)) as { time: number; repository: string; digest: string; policy_digest: string; allowed: number; rule: string; reasons: string; mode: string; verdict: number | null; tag: string | null }[];
+    return rows.map((r) => ({
+      time: r.time, repository: r.repository, digest: r.digest, policyDigest: r.policy_digest, allowed: r.allowed === 1, rule: r.rule,
+      reasons: JSON.parse(r.reasons) as DecisionRecord['reasons'], mode: r.mode as DecisionRecord['mode'], verdict: r.verdict === null ? undefined : r.verdict === 1, tag: r.tag ?? undefined,
+    }));
   }
 
   async close(): Promise<void> {

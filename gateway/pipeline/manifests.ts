@@ -5,7 +5,7 @@ import { MAX_MANIFEST_BYTES, parseManifest, referencedBlobs, type Manifest } fro
 import { MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
 import { header } from '../../oci/registry-client/client.js';
 import type { ManifestRef } from '../../oci/reference.js';
-import { evaluate, formatsFor } from '../../policies/evaluator.js';
+import { evaluate, formatsFor, ruleFor } from '../../policies/evaluator.js';
 import type { CompiledPolicy, Decision, Evidence } from '../../policies/model.js';
 import type { ResourceRef } from '../../policies/attestation.js';
 import type { AttestationService, StoredEnvelope } from '../attestations.js';
@@ -64,6 +64,22 @@ export class ManifestService {
   async #byTag(addr: Address, tag: string, accept: string | undefined): Promise<ServedManifest> {
     const attachment = attachmentSubject(tag);
     if (attachment) return this.#attachmentByTag(addr, tag, attachment, accept);
+    const policy = this.deps.policy();
+    const rule = ruleFor(policy, { name: addr.name, tag });
+    if (rule?.tags === 'require-digest') {
+      const decision: Decision = {
+        allowed: false, verdict: false, mode: 'enforce', attestable: false, rule: rule.scope, policyDigest: policy.digest.text, denial: 'policy.digest_required',
+        reasons: [{ code: 'policy.digest_required', message: `the rule for ${rule.scope} admits pulls by digest only (tags: require-digest); ask for ${addr.name}@sha256:…` }],
+      };
+      this.deps.logger.info({ event: 'decision', repository: addr.name, tag, policy: policy.digest.text, allowed: false, rule: rule.scope, reason: decision.denial, reasons: [decision.denial] }, 'denied');
+      throw new DeniedError(decision, `${addr.name}:${tag}`);
+    }
+    if (rule?.tags === 'pin') return this.#pinnedTag(addr, tag, accept);
+    return this.#followTag(addr, tag, accept);
+  }
+
+  /** `tags: follow`: the tag is resolved upstream again (every tagTtlSeconds) and a new digest is verified. */
+  async #followTag(addr: Address, tag: string, accept: string | undefined): Promise<ServedManifest> {
     const { metadata, tagTtlSeconds, now } = this.deps;
     const known = await metadata.tag(addr.name, tag);
     if (known && now() - known.resolvedAt < tagTtlSeconds * 1000) {
@@ -89,6 +105,39 @@ export class ManifestService {
     const served = await this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'), 'tag', tag);
     await metadata.setTag(addr.name, tag, digest.text, now());
     return served;
+  }
+
+  /**
+   * `tags: pin`: the first digest verified for a tag is served until an operator
+   * releases the pin (`portcullis tags release`); the upstream tag is still looked at
+   * (at most every tagTtlSeconds) so that a move is logged, but it changes nothing.
+   */
+  async #pinnedTag(addr: Address, tag: string, accept: string | undefined): Promise<ServedManifest> {
+    const { metadata, tagTtlSeconds, now, logger } = this.deps;
+    const pin = await metadata.pin(addr.name, tag);
+    if (!pin) {
+      const served = await this.#followTag(addr, tag, accept);
+      await metadata.setPin(addr.name, tag, served.digest.text, now());
+      logger.info({ event: 'tag.pinned', repository: addr.name, tag, digest: served.digest.text }, 'tag pinned to its first verified digest');
+      return served;
+    }
+    const known = await metadata.tag(addr.name, tag);
+    if (!known || now() - known.resolvedAt >= tagTtlSeconds * 1000) {
+      const head = await addr.upstream.client.manifest(addr.repository, tag, 'HEAD', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES).catch(() => undefined);
+      const upstream = head ? header(head.headers, 'docker-content-digest') : undefined;
+      if (upstream !== undefined && upstream !== pin.digest && upstream !== pin.upstreamDigest) {
+        await metadata.notePinMove(addr.name, tag, upstream);
+        logger.warn({ event: 'tag.moved', repository: addr.name, tag, pinned: pin.digest, upstream }, 'the upstream tag moved; the pinned digest is still served until the pin is released');
+      }
+      await metadata.setTag(addr.name, tag, pin.digest, now());
+    }
+    const cached = await this.#cached(addr, pin.digest, 'tag', tag);
+    if (cached) return cached;
+    const digest = parseDigest(pin.digest);
+    const res = await addr.upstream.client.manifest(addr.repository, digest.text, 'GET', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES);
+    if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is pinned to ${pin.digest}, which the upstream no longer has`);
+    if (digestOf(res.bytes, digest.algorithm).hex !== digest.hex) throw new UpstreamError('UPSTREAM_DIGEST_MISMATCH', `upstream sent a manifest hashing to another digest for ${digest.text}`);
+    return this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'), 'tag', tag);
   }
 
   async #byDigest(addr: Address, digest: Digest, accept: string | undefined): Promise<ServedManifest> {
@@ -149,7 +198,8 @@ export class ManifestService {
     const compiled = this.deps.policy();
     const { decision, evidence } = await this.#decide(addr, digest, manifest, compiled, tag);
     if (!decision.allowed) throw new DeniedError(decision, `${addr.name}@${digest.text}`);
-    if (!decision.reasons.some((r) => r.code === 'policy.accept_anything')) {
+    // Attested only when the admission rests on verified signatures (not accept-anything, warn or audit).
+    if (decision.attestable) {
       await this.deps.attestations.issue(addr, digest, inputsOf(addr, digest, decision, evidence), compiled);
     }
     return this.#store(addr, digest, bytes, manifest, manifest.kind, compiled.digest.text);
@@ -167,21 +217,24 @@ export class ManifestService {
     const gpg = formatsFor(compiled, { name: addr.name, digest, tag }).has('gpg') ? await gatherGpgEvidence(addr.upstream, addr.repository, digest, limits) : undefined;
     const evidence: Evidence = { ...cosign, gpg: gpg?.gpg, problems: [...cosign.problems, ...(gpg?.problems ?? [])] };
     const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text, compiled.digest.text) : undefined;
-    const decision = await evaluate(compiled, { name: addr.name, digest, tag }, { ...evidence, coveringIndex }, new Date(this.deps.now()));
-    await this.#record(addr, digest, decision.allowed, decision.rule, decision.policyDigest, decision.reasons, decision.denial);
+    const decision = await evaluate(compiled, { name: addr.name, digest, tag, kind: manifest.kind }, { ...evidence, coveringIndex }, new Date(this.deps.now()));
+    await this.#record(addr, digest, decision.allowed, decision.rule, decision.policyDigest, decision.reasons, decision.denial, { mode: decision.mode, verdict: decision.verdict, tag });
     metrics.decisions.inc({ result: decision.allowed ? 'allowed' : 'denied' });
     return { decision, evidence };
   }
 
-  async #record(addr: Address, digest: Digest, allowed: boolean, rule: string, policyDigest: string, reasons: readonly { code: string; message: string }[], denial?: string): Promise<void> {
+  async #record(addr: Address, digest: Digest, allowed: boolean, rule: string, policyDigest: string, reasons: readonly { code: string; message: string }[], denial?: string, extra: { mode?: 'enforce' | 'warn' | 'audit'; verdict?: boolean; tag?: string | undefined } = {}): Promise<void> {
     await this.deps.metadata.recordDecision({
       time: this.deps.now(), repository: addr.name, digest: digest.text, policyDigest, allowed, rule,
-      reasons: reasons.map((r) => ({ code: r.code, message: r.message })),
+      reasons: reasons.map((r) => ({ code: r.code, message: r.message })), mode: extra.mode, verdict: extra.verdict, tag: extra.tag,
     });
-    this.deps.logger.info({
-      event: 'decision', digest: digest.text, repository: addr.name, policy: policyDigest, allowed, rule, reason: denial,
-      reasons: reasons.map((r) => r.code),
-    }, allowed ? 'admitted' : 'denied');
+    const line = {
+      event: 'decision', digest: digest.text, repository: addr.name, ...(extra.tag ? { tag: extra.tag } : {}), policy: policyDigest, allowed, rule, reason: denial,
+      reasons: reasons.map((r) => r.code), ...(extra.mode && extra.mode !== 'enforce' ? { mode: extra.mode, verdict: extra.verdict } : {}),
+    };
+    // warn mode: an admission that enforcing would deny is logged as a warning.
+    if (extra.mode === 'warn' && extra.verdict === false) this.deps.logger.warn(line, 'admitted in warn mode; enforcing this rule would deny it');
+    else this.deps.logger.info(line, allowed ? (extra.verdict === false ? 'admitted in audit mode; enforcing this rule would deny it' : 'admitted') : 'denied');
   }
 
   async #store(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest, kind: ManifestKind, policyDigest: string): Promise<ServedManifest> {

@@ -67,7 +67,11 @@ describe('secure-run launches attested images (as root: in a dedicated unprivile
 
   test('a cached rootfs that was changed after unpacking is never used: it is unpacked again', async () => {
     const rootfsDir = join(home.path, 'data', 'secure-run', 'rootfs');
-    const inodes = () => readdirSync(rootfsDir).filter((d) => !d.startsWith('.')).map((e) => statSync(join(rootfsDir, e, 'rootfs', 'srv', 'hello.txt')).ino);
+    // Inode and change time: a tree unpacked again may reuse freed inode numbers, never the change time.
+    const inodes = () => readdirSync(rootfsDir).filter((d) => !d.startsWith('.')).map((e) => {
+      const st = statSync(join(rootfsDir, e, 'rootfs', 'srv', 'hello.txt'), { bigint: true });
+      return `${st.ino}:${st.ctimeNs}`;
+    });
     const unchanged = inodes();
     assert.equal((await sr(`${world.registry.host}/test/signed:1`)).status, 0);
     assert.deepEqual(inodes(), unchanged, 'an unchanged tree is used as it is');
