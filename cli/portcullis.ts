@@ -5,6 +5,8 @@ import { Command } from 'commander';
 import { LoadError } from '../policies/errors.js';
 import { formatDiagnostic } from '../policies/diagnostics.js';
 import { lintPolicyFiles } from './policy-lint.js';
+import { policyExplain, policyTest, tagsCommand } from './policy-tools.js';
+import { POLICY_SCHEMA } from '../policies/schema.js';
 import { runServe } from './serve.js';
 import { initGateway } from '../gateway/init.js';
 
@@ -43,6 +45,51 @@ policy.command('lint')
   .argument('<files...>', 'policy files')
   .action(async (files: string[]) => {
     process.exitCode = await lintPolicyFiles(files, (line) => process.stdout.write(`${line}\n`));
+  });
+
+policy.command('test')
+  .description('evaluate a policy live against images in their registries (or an OCI layout), without serving anything; exit 0 if all are admitted, 1 if one is denied, 2 on errors')
+  .argument('<images...>', 'image references, e.g. registry.example.com/team/app:1')
+  .requiredOption('-p, --policy <file>', 'the policy file (YAML, or a containers-policy.json)')
+  .option('-c, --config <file>', 'take upstream URLs, credentials and lookaside settings from this gateway config')
+  .option('--plain-http', 'talk plain HTTP to registries that are not in a config (local test registries)')
+  .option('--lookaside <url>', 'where GPG signatures are published (registries.d lookaside)')
+  .option('--layout <dir>', 'read images from this OCI layout directory instead (IMAGE still names them: registry/repo:TAG)')
+  .option('--json', 'print the decisions as JSON')
+  .action(async (images: string[], opts: { policy: string; config?: string; plainHttp?: boolean; lookaside?: string; layout?: string; json?: boolean }) => {
+    process.exitCode = await policyTest(images, opts, (line) => process.stdout.write(`${line}\n`));
+  });
+
+policy.command('explain')
+  .description('why the gateway admitted or denied a digest or reference, from its decision log')
+  .argument('<digest-or-reference>', 'sha256:… or registry/repo:tag or registry/repo@sha256:…')
+  .requiredOption('-c, --config <file>', 'the gateway config (its data directory holds the decision log)')
+  .option('--limit <n>', 'how many decisions to show', (v) => Number(v), 20)
+  .option('--json', 'print the decisions as JSON')
+  .action(async (what: string, opts: { config: string; limit: number; json?: boolean }) => {
+    process.exitCode = await policyExplain(what, opts, (line) => process.stdout.write(`${line}\n`));
+  });
+
+policy.command('schema')
+  .description('print the JSON Schema of the policy format (for editors and CI)')
+  .action(() => {
+    process.stdout.write(`${JSON.stringify(POLICY_SCHEMA, null, 2)}\n`);
+  });
+
+const tags = program.command('tags').description('tags pinned by rules with tags: pin');
+tags.command('list')
+  .description('list pinned tags (and where the upstream tag points now, when it moved)')
+  .argument('[repository]', 'only this repository (registry/repo)')
+  .requiredOption('-c, --config <file>', 'the gateway config')
+  .action(async (repository: string | undefined, opts: { config: string }) => {
+    process.exitCode = await tagsCommand('list', opts.config, repository, (line) => process.stdout.write(`${line}\n`));
+  });
+tags.command('release')
+  .description('release a pinned tag: its next pull verifies and pins what the upstream tag points at then')
+  .argument('<reference>', 'registry/repo:tag')
+  .requiredOption('-c, --config <file>', 'the gateway config')
+  .action(async (reference: string, opts: { config: string }) => {
+    process.exitCode = await tagsCommand('release', opts.config, reference, (line) => process.stdout.write(`${line}\n`));
   });
 
 program.command('version')

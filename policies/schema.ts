@@ -1,0 +1,86 @@
+/**
+ * The JSON Schema (draft 2020-12) of the policy file format, for editors
+ * (`# yaml-language-server: $schema=…`) and CI checks. The loader is the authority:
+ * it reports what a schema cannot (unreadable keys, duplicate scopes, impossible
+ * atLeast counts) with line and column.
+ */
+const digest = { type: 'string', pattern: '^[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$' };
+const keyFiles = (what: string) => ({ type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', minLength: 1 }, description: `${what}, relative to the policy file` });
+
+export const POLICY_SCHEMA = {
+  $schema: 'https://json-schema.org/draft/2020-12/schema',
+  $id: 'https://portcullis.dev/schemas/policy-v1.json',
+  title: 'Portcullis policy',
+  type: 'object',
+  additionalProperties: false,
+  required: ['rules'],
+  properties: {
+    version: { const: 1 },
+    default: { enum: ['reject', 'accept-anything'], default: 'reject', description: 'what happens to images no rule covers' },
+    revoked: {
+      type: 'array',
+      description: 'manifest digests denied whatever signs them, also when already cached',
+      items: { oneOf: [digest, { type: 'object', additionalProperties: false, required: ['digest'], properties: { digest, reason: { type: 'string' } } }] },
+    },
+    rules: { type: 'array', maxItems: 1000, items: { $ref: '#/$defs/rule' } },
+  },
+  $defs: {
+    rule: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['scope'],
+      properties: {
+        scope: { type: 'string', minLength: 1, description: 'host, host/namespace or host/namespace/repository; the most specific matching rule applies' },
+        require: { type: 'array', minItems: 1, items: { $ref: '#/$defs/requirement' }, description: 'every requirement must hold' },
+        accept: { const: 'anything', description: 'admit without any signature (insecure)' },
+        reject: { oneOf: [{ const: true }, { type: 'string', minLength: 1 }], description: 'deny, with this message' },
+        mode: { enum: ['enforce', 'warn', 'audit'], default: 'enforce' },
+        tags: { enum: ['follow', 'pin', 'require-digest'], default: 'follow' },
+        index: { enum: ['either', 'signed-index', 'signed-platform'], default: 'either' },
+      },
+      oneOf: [{ required: ['require'] }, { required: ['accept'] }, { required: ['reject'] }],
+    },
+    requirement: {
+      oneOf: [
+        { type: 'object', additionalProperties: false, required: ['cosign'], properties: { cosign: { $ref: '#/$defs/cosign' } } },
+        { type: 'object', additionalProperties: false, required: ['gpg'], properties: { gpg: { $ref: '#/$defs/gpg' } } },
+        { type: 'object', additionalProperties: false, required: ['allOf'], properties: { allOf: { type: 'array', minItems: 1, items: { $ref: '#/$defs/requirement' } } } },
+        { type: 'object', additionalProperties: false, required: ['anyOf'], properties: { anyOf: { type: 'array', minItems: 1, items: { $ref: '#/$defs/requirement' } } } },
+        {
+          type: 'object', additionalProperties: false, required: ['atLeast', 'of'],
+          properties: { atLeast: { type: 'integer', minimum: 1, maximum: 64 }, of: { type: 'array', minItems: 1, items: { $ref: '#/$defs/requirement' } } },
+        },
+      ],
+    },
+    cosign: {
+      type: 'object', additionalProperties: false, required: ['keys'],
+      properties: {
+        keys: keyFiles('PEM public keys (cosign.pub)'),
+        identity: {
+          oneOf: [
+            { enum: ['repository', 'any'] },
+            { type: 'object', additionalProperties: false, required: ['exact'], properties: { exact: { type: 'string' } } },
+            { type: 'object', additionalProperties: false, required: ['prefix', 'signedPrefix'], properties: { prefix: { type: 'string' }, signedPrefix: { type: 'string' } } },
+          ],
+        },
+      },
+    },
+    gpg: {
+      type: 'object', additionalProperties: false, required: ['keys'],
+      properties: {
+        keys: keyFiles('OpenPGP public keyrings, armored or binary (gpg --export)'),
+        identity: {
+          oneOf: [
+            { enum: ['matchRepoDigestOrExact', 'matchRepository', 'matchExact'] },
+            { type: 'object', additionalProperties: false, required: ['exactReference'], properties: { exactReference: { type: 'string' } } },
+            { type: 'object', additionalProperties: false, required: ['exactRepository'], properties: { exactRepository: { type: 'string' } } },
+            {
+              type: 'object', additionalProperties: false, required: ['remapIdentity'],
+              properties: { remapIdentity: { type: 'object', additionalProperties: false, required: ['prefix', 'signedPrefix'], properties: { prefix: { type: 'string' }, signedPrefix: { type: 'string' } } } },
+            },
+          ],
+        },
+      },
+    },
+  },
+} as const;
