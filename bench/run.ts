@@ -11,18 +11,19 @@ import { tempDir } from '../test/helpers/tmp.js';
 import { countingProxy, direct, peakRssMb, portcullis, registryProxy, type Contender } from './contenders.js';
 import { writeBenchLayout, type BenchImage } from './layout.js';
 import { median, timed } from './measure.js';
+import { benchDecisions } from './decisions.js';
 import { benchRunner } from './runner.js';
 
 /**
  * `npm run bench`: Portcullis, docker-registry in proxy mode and the upstream itself,
  * side by side in one run, on the same images; results go to BENCHMARKS.md. Sizes can
  * be reduced for a quick look: BENCH_LAYER_MIB, BENCH_SMALL_FILES, BENCH_REPEAT, and sections chosen
- * with BENCH_SECTIONS (skopeo,curl,concurrency,decision,runner).
+ * with BENCH_SECTIONS (skopeo,curl,concurrency,decision,decisions,runner).
  */
 const LAYER_MIB = Number(process.env.BENCH_LAYER_MIB ?? 256);
 const SMALL_FILES = Number(process.env.BENCH_SMALL_FILES ?? 20_000);
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
-const ALL_SECTIONS = 'skopeo,curl,concurrency,decision,runner';
+const ALL_SECTIONS = 'skopeo,curl,concurrency,decision,decisions,runner';
 const SECTIONS = new Set((process.env.BENCH_SECTIONS ?? ALL_SECTIONS).split(','));
 const OUT = fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url));
 
@@ -166,6 +167,9 @@ async function main(): Promise<void> {
     }
     rows.push({ id: 'decision', what: 'policy decision with one cosign signature (median of 2000)', values: { portcullis: median(times.slice(100)) }, unit: 'ms' });
     }
+    if (SECTIONS.has('decisions')) {
+      rows.push({ id: 'decisions', what: 'policy decision latency, median, with N candidate signatures (only the last one valid)', values: await benchDecisions(work.path, log), unit: 'ms' });
+    }
     if (SECTIONS.has('runner')) {
       log('secure-run against podman, crun, umoci and GNU tar (as an unprivileged user)');
       const small = images.find((i) => i.tag === 'small');
@@ -252,6 +256,9 @@ function judge(rows: Row[]): string[] {
   const conc = get('concurrency');
   notes.push(`32 concurrent cold pulls: portcullis made ${fmt(conc['portcullis upstream fetches'], '')} upstream fetch(es) (target 1), docker-registry ${fmt(conc['proxy upstream fetches'], '')}`);
   notes.push(`cosign policy decision (target < 5 ms): ${fmt(get('decision').portcullis, 'ms')} ms`);
+  const decisions = get('decisions');
+  notes.push(`GPG decision with one signature (target: median < 10 ms): ${fmt(decisions['GPG, 1 signature'], 'ms')} ms; with 100: ${fmt(decisions['GPG, 100 signatures'], 'ms')} ms; cosign with 100: ${fmt(decisions['cosign, 100 signatures'], 'ms')} ms`);
+  notes.push(`cached decision for an admitted digest (target < 0.2 ms): ${fmt(decisions['cached decision'], 'ms')} ms`);
   const launch = get('runner-launch');
   notes.push(`secure-run warm launch: ${fmt(launch['secure-run ms'], '')} ms = ${show(launch['secure-run ms'] && launch['podman ms'] ? launch['podman ms'] / launch['secure-run ms'] : undefined)} faster than podman (target: at most 0.5× podman's time, i.e. ≥ 2×); crun alone ${fmt(launch['crun alone ms'], '')} ms`);
   const unpack = get('runner-unpack');

@@ -1,0 +1,73 @@
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { join } from 'node:path';
+import { SqliteMetadataStore } from '../gateway/metadata/sqlite-metadata-store.js';
+import { parseDigest } from '../oci/digest.js';
+import { evaluate } from '../policies/evaluator.js';
+import { compilePolicy } from '../policies/loader.js';
+import type { Evidence } from '../policies/model.js';
+import { gpgExport, gpgHome, gpgKey, gpgSign, simpleSigningPayload } from '../test/helpers/gpg.js';
+import { cosignEvidence } from '../test/helpers/signatures.js';
+import { median } from './measure.js';
+
+/**
+ * Policy decision latency, in process: 1, 10 and 100 candidate signatures for one
+ * digest, only the last of them valid (the worst case: every other one is tried
+ * first), for GPG (real gpg signatures) and cosign; and the decision for a digest
+ * the gateway already admitted under the current policy (its metadata lookup, the
+ * policy digest comparison and the revocation check), which is what a repeated
+ * pull costs.
+ */
+export async function benchDecisions(work: string, log: (m: string) => void): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const name = 'reg.example/team/app';
+  const digest = parseDigest(`sha256:${'9'.repeat(64)}`);
+  const reference = `${name}:1`;
+
+  log('decisions: GPG keys and signatures (gpg)');
+  const home = gpgHome(work);
+  const trusted = await gpgKey(home, 'Bench Signer');
+  const other = await gpgKey(home, 'Bench Other');
+  const good = await gpgSign(home, trusted, simpleSigningPayload(digest.text, reference));
+  const bad = await gpgSign(home, other, simpleSigningPayload(digest.text, reference));
+  const keyBytes = await gpgExport(home, trusted);
+  const gp = await compilePolicy('bench.yaml', 'rules:\n  - scope: reg.example/team\n    require:\n      - gpg: { keys: [k.gpg] }\n', () => keyBytes);
+
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const otherKey: KeyObject = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+  const pem = publicKey.export({ type: 'spki', format: 'pem' }) as string;
+  const cp = await compilePolicy('bench.yaml', 'rules:\n  - scope: reg.example/team\n    require:\n      - cosign: { keys: [k.pub] }\n', () => Buffer.from(pem));
+
+  for (const n of [1, 10, 100]) {
+    const gpgEvidence: Evidence = { cosign: [], problems: [], gpg: [...Array.from({ length: n - 1 }, (_, i) => ({ source: `bad ${i}`, blob: bad })), { source: 'good', blob: good }] };
+    const cosignEv: Evidence = { problems: [], cosign: [...Array.from({ length: n - 1 }, (_, i) => cosignEvidence(otherKey, digest.text, name, `bad ${i}`)), cosignEvidence(privateKey, digest.text, name, 'good')] };
+    for (const [label, policy, evidence] of [['GPG', gp, gpgEvidence], ['cosign', cp, cosignEv]] as const) {
+      const runs = n === 100 ? 30 : 200;
+      const times: number[] = [];
+      for (let i = 0; i < runs + 5; i++) {
+        const t0 = process.hrtime.bigint();
+        const d = await evaluate(policy, { name, digest, tag: '1' }, evidence);
+        if (i >= 5) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        if (!d.allowed) throw new Error(`the bench ${label} signature did not verify: ${JSON.stringify(d.reasons.slice(-2))}`);
+      }
+      out[`${label}, ${n} signature${n === 1 ? '' : 's'}`] = median(times);
+    }
+  }
+
+  log('decisions: a digest already admitted under the current policy');
+  const store = new SqliteMetadataStore(join(work, 'bench-metadata.db'));
+  try {
+    await store.admit(name, { digest: digest.text, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1000, kind: 'image', policyDigest: cp.digest.text, blobs: [], children: [] }, Date.now());
+    const times: number[] = [];
+    for (let i = 0; i < 2100; i++) {
+      const t0 = process.hrtime.bigint();
+      const admitted = await store.admittedManifest(name, digest.text);
+      const holds = admitted !== undefined && admitted.policyDigest === cp.digest.text && !(cp.revoked?.has(digest.text) ?? false);
+      if (i >= 100) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (!holds) throw new Error('the admission was not found');
+    }
+    out['cached decision'] = median(times);
+  } finally {
+    await store.close();
+  }
+  return out;
+}
