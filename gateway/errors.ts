@@ -28,7 +28,10 @@ export class GatewayError extends Error {
 export class DeniedError extends GatewayError {
   readonly decision: Decision;
   constructor(decision: Decision, subject: string) {
-    super('POLICY_DENIED', `${subject} is denied by policy: ${decision.reasons.find((r) => r.code === decision.denial)?.message ?? decision.denial}`, {
+    const primary = decision.reasons.find((r) => r.code === decision.denial);
+    const where = primary?.requirement !== undefined ? `, requirement ${primary.requirement + 1}` : '';
+    const evidence = primary?.evidence ? ` [${primary.evidence}]` : '';
+    super('POLICY_DENIED', `${subject} is denied by policy rule ${decision.rule}${where}: ${primary?.message ?? decision.denial}${evidence}`, {
       detail: {
         reason: decision.denial,
         rule: decision.rule,

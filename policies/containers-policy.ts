@@ -3,6 +3,7 @@ import type { Node } from 'yaml';
 import { parseDigest } from '../oci/digest.js';
 import { isRepositoryComponent, isValidHost, normalizeHost } from '../oci/reference.js';
 import { LoadError } from './errors.js';
+import { KeyFiles } from './key-files.js';
 import { parseGpgKeyring } from './gpg-keys.js';
 import { parseRef } from './gpg-identity.js';
 import { parsePublicKey } from './keys.js';
@@ -29,20 +30,8 @@ export async function compileContainersPolicy(file: string, text: string, readKe
   const src = new YamlSource(file, text);
   const hash = createHash('sha256').update(text);
   const notes: string[] = [];
-  const fileCache = new Map<string, Buffer | undefined>();
-
-  const readFile = (node: Node | null | undefined, path: string): Buffer | undefined => {
-    if (fileCache.has(path)) return fileCache.get(path);
-    let bytes: Buffer | undefined;
-    try {
-      bytes = readKey(path);
-      hash.update(`\0${path}\0`).update(bytes);
-    } catch (err) {
-      src.report(node, `cannot read key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    fileCache.set(path, bytes);
-    return bytes;
-  };
+  const files = new KeyFiles(src, hash, readKey);
+  const readFile = (node: Node | null | undefined, path: string) => files.read(node, path);
 
   /** keyPath | keyPaths | keyData (| keyDatas): exactly one, as containers/image requires. */
   const keySources = (m: Map<string, Node | null>, node: Node, where: string, allowed: readonly string[]): { where: string; node: Node | null | undefined; bytes: Buffer | undefined }[] | undefined => {

@@ -5,6 +5,7 @@ import type { Node } from 'yaml';
 import { parseDigest } from '../oci/digest.js';
 import { isRepositoryComponent, isValidHost } from '../oci/reference.js';
 import { LoadError } from './errors.js';
+import { KeyFiles } from './key-files.js';
 import { compileContainersPolicy } from './containers-policy.js';
 import { parseGpgKeyring } from './gpg-keys.js';
 import { parseRef } from './gpg-identity.js';
@@ -60,22 +61,11 @@ export async function loadPolicyFile(path: string): Promise<CompiledPolicy> {
 export async function compilePolicy(file: string, text: string, readKey: (path: string) => Buffer): Promise<CompiledPolicy> {
   const src = new YamlSource(file, text);
   const hash = createHash('sha256').update(text);
-  const keyBytes = new Map<string, Buffer | undefined>();
+  const files = new KeyFiles(src, hash, readKey);
   const keyCache = new Map<string, TrustedKey | undefined>();
   const gpgCache = new Map<string, GpgTrustedKey[] | undefined>();
 
-  const readKeyFile = (node: Node | null, path: string): Buffer | undefined => {
-    if (keyBytes.has(path)) return keyBytes.get(path);
-    let bytes: Buffer | undefined;
-    try {
-      bytes = readKey(path);
-      hash.update(`\0${path}\0`).update(bytes);
-    } catch (err) {
-      src.report(node, `cannot read key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'key paths are relative to the policy file');
-    }
-    keyBytes.set(path, bytes);
-    return bytes;
-  };
+  const readKeyFile = (node: Node | null, path: string) => files.read(node, path);
 
   const loadKey = (node: Node | null, where: string): TrustedKey | undefined => {
     const path = src.string(node, where);

@@ -168,9 +168,16 @@ export class ManifestService {
       await this.deps.store.delete(digest);
       return undefined;
     }
-    if (admitted.policyDigest !== this.deps.policy().digest.text) {
+    const policy = this.deps.policy();
+    if (admitted.policyDigest !== policy.digest.text) {
       if (admitted.kind === 'attachment') return undefined;
       return this.#admit(addr, digest, bytes, admitted.mediaType, route, tag);
+    }
+    // GPG identity rules compare the tag asked for: a digest admitted under one tag
+    // (or by digest) is decided again the first time it is asked for by another.
+    if (route === 'tag' && tag !== undefined && admitted.kind !== 'attachment' && formatsFor(policy, { name: addr.name, digest, tag }).has('gpg')) {
+      const seen = await this.deps.metadata.decisions({ digest: digest.text, repository: addr.name, limit: 100 });
+      if (!seen.some((d) => d.allowed && d.tag === tag && d.policyDigest === policy.digest.text)) return this.#admit(addr, digest, bytes, admitted.mediaType, route, tag);
     }
     this.deps.metrics.cache.inc({ kind: 'manifest', result: 'hit' });
     return { digest, mediaType: admitted.mediaType, bytes };
@@ -212,9 +219,10 @@ export class ManifestService {
 
   async #decide(addr: Address, digest: Digest, manifest: Manifest, compiled: CompiledPolicy, tag?: string): Promise<{ decision: Decision; evidence: Evidence }> {
     const { metadata, limits, metrics } = this.deps;
-    const cosign = await gatherEvidence(addr.upstream, addr.repository, digest, limits);
-    // GPG signatures live outside the registry (lookaside) or behind an extension: fetched only when asked for.
-    const gpg = formatsFor(compiled, { name: addr.name, digest, tag }).has('gpg') ? await gatherGpgEvidence(addr.upstream, addr.repository, digest, limits) : undefined;
+    // Only the signature formats the rule asks for are fetched.
+    const formats = formatsFor(compiled, { name: addr.name, digest, tag });
+    const cosign = formats.has('cosign') ? await gatherEvidence(addr.upstream, addr.repository, digest, limits) : { cosign: [], problems: [] };
+    const gpg = formats.has('gpg') ? await gatherGpgEvidence(addr.upstream, addr.repository, digest, limits) : undefined;
     const evidence: Evidence = { ...cosign, gpg: gpg?.gpg, problems: [...cosign.problems, ...(gpg?.problems ?? [])] };
     const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text, compiled.digest.text) : undefined;
     const decision = await evaluate(compiled, { name: addr.name, digest, tag, kind: manifest.kind }, { ...evidence, coveringIndex }, new Date(this.deps.now()));

@@ -72,6 +72,17 @@ describe('GPG simple signing through a lookaside server', () => {
     });
   }
 
+  test('the same digest under another tag is decided again: the signature names :1, not :2', async () => {
+    const again = await get('signed');
+    assert.equal(again.status, 200);
+    await again.arrayBuffer();
+    await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', '--dest-tls-verify=false', '--preserve-digests', `docker://${world.registry.host}/gpg/signed:1`, `docker://${world.registry.host}/gpg/signed:2`]);
+    const other = await get('signed', '2');
+    assert.equal(other.status, 403);
+    assert.equal(((await other.json()) as { errors: { detail: { reason: string } }[] }).errors[0]?.detail.reason, 'signature.identity_mismatch');
+    assert.equal((await get('signed')).status, 200, 'still served under the tag it was signed for');
+  });
+
   test('skopeo fails on a denied image', async () => {
     const copy = await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${gw.host}/up/gpg/otherkey:1`, `dir:${join(out.path, 'otherkey')}`], { allowFail: true });
     assert.notEqual(copy.code, 0);
