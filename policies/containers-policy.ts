@@ -182,6 +182,11 @@ export async function compileContainersPolicy(file: string, text: string, readKe
         const scopes = src.map(docker, 'transports.docker', undefined);
         for (const [scopeText, node] of scopes ?? []) {
           const where = `transports.docker[${JSON.stringify(scopeText)}]`;
+          const host = scopeText.split('/')[0] ?? '';
+          if (scopeText !== '' && !scopeText.startsWith('*.') && isValidHost(host) && normalizeHost(host) !== host) {
+            src.report(node, `${where}: ${JSON.stringify(host)} is not how containers/image writes this registry, so podman never matches this scope`, `write ${normalizeHost(host)}${scopeText.slice(host.length)}`);
+            continue;
+          }
           const scope = dockerScope(scopeText);
           if (!scope) {
             src.report(node, `${where}: ${JSON.stringify(scopeText)} is not a docker scope`, 'host[:port], host/namespace, host/repo[:tag|@digest], *.domain, or ""');

@@ -19,7 +19,7 @@ import { verifyGpgSignature } from './verifiers/gpg.js';
 export async function evaluate(policy: CompiledPolicy, subject: Subject, evidence: Evidence, now: Date = new Date()): Promise<Decision> {
   const rule = selectRule(policy.rules, subject);
   const action = rule ? rule.action : policy.defaultAction;
-  const ruleName = rule ? (rule.match === 'transport-default' ? 'docker ""' : rule.scope) : 'default';
+  const ruleName = nameOf(rule);
   const mode = rule?.mode ?? 'enforce';
   const base = { rule: ruleName, policyDigest: policy.digest.text, mode };
   // Revocation is never softened by a mode.
@@ -36,6 +36,28 @@ export async function evaluate(policy: CompiledPolicy, subject: Subject, evidenc
     ...base, allowed: true, verdict: false, attestable: false, denial: result.denial,
     reasons: [{ code: 'policy.not_enforced', message: `${mode} mode: admitted although enforcing this rule would deny it (${result.denial ?? 'denied'})` }, ...result.reasons],
   };
+}
+
+function nameOf(rule: Rule | undefined): string {
+  return rule ? (rule.match === 'transport-default' ? 'docker ""' : rule.scope) : 'default';
+}
+
+/** The name of the rule that applies (its scope, `docker ""`, or `default`), as decisions record it. */
+export function ruleNameFor(policy: CompiledPolicy, subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined }): string {
+  return nameOf(selectRule(policy.rules, subject));
+}
+
+/**
+ * Whether the rule for a subject compares the tag asked for (GPG identity rules, or a
+ * containers-policy.json signedIdentity, other than matchRepository and
+ * exactRepository): then a decision holds only for the tag it was made for.
+ */
+export function comparesTag(policy: CompiledPolicy, subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined }): boolean {
+  const rule = selectRule(policy.rules, subject);
+  const action = rule ? rule.action : policy.defaultAction;
+  const tagged = (id: { kind: string } | undefined) => id !== undefined && id.kind !== 'matchRepository' && id.kind !== 'exactRepository';
+  const walk = (r: Requirement): boolean => (r.kind === 'gpg' ? tagged(r.identity) : r.kind === 'cosign' ? tagged(r.signedIdentity) : r.of.some(walk));
+  return action.kind === 'require' && action.requirements.some(walk);
 }
 
 /** The rule that applies to a subject (or undefined: the policy's default). */

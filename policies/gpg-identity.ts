@@ -1,4 +1,4 @@
-import { parseImageReference } from '../oci/reference.js';
+import { normalizeHost, parseImageReference } from '../oci/reference.js';
 import type { GpgIdentityRule } from './model.js';
 
 /**
@@ -42,6 +42,13 @@ export function intendedRef(name: string, tag: string | undefined, digest: strin
 export function gpgIdentityProblem(rule: GpgIdentityRule, signedText: string, intended: Ref): string | undefined {
   const signed = parseRef(signedText);
   if (!signed) return `signed identity ${JSON.stringify(signedText.slice(0, 200))} is not a valid image reference`;
+  // containers/image compares references as written after docker.io's defaults (it
+  // reads index.docker.io as docker.io): a host spelled another way (DOCKER.IO,
+  // registry-1.docker.io, host:443) is another host.
+  const first = signedText.split('/')[0] ?? '';
+  if (signedText.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost') && first !== 'index.docker.io' && normalizeHost(first) !== first) {
+    return `signed identity ${JSON.stringify(signedText.slice(0, 200))} writes its registry as ${JSON.stringify(first)}, which containers/image does not take for ${normalizeHost(first)}`;
+  }
   const says = `signed identity ${signed.text}`;
   switch (rule.kind) {
     case 'matchRepoDigestOrExact':

@@ -33,7 +33,7 @@ export class YamlSource {
 
   /** A mapping with only the given keys (any key when `known` is undefined); `required` keys must be present. */
   map(node: Node | null | undefined, where: string, known: readonly string[] | undefined, required: readonly string[] = []): Map<string, Node | null> | undefined {
-    if (!isMap(node)) return this.report(node, `${where} must be a mapping`);
+    if (!isMap(node)) return this.report(node, `${where} must be a mapping`, known && known.length ? `key: value lines (or { ${known.slice(0, 3).join(': …, ')}: … })` : 'key: value lines');
     const out = new Map<string, Node | null>();
     for (const pair of (node as YAMLMap<unknown, unknown>).items) {
       const key = isScalar(pair.key) ? String(pair.key.value) : undefined;
@@ -42,7 +42,8 @@ export class YamlSource {
         continue;
       }
       if (known !== undefined && !known.includes(key)) {
-        this.report(pair.key as Node, `unknown key "${key}" in ${where}`, `expected one of: ${known.join(', ')}`);
+        const near = known.find((k) => distance(k.toLowerCase(), key.toLowerCase()) <= 2);
+        this.report(pair.key as Node, `unknown key "${key}" in ${where}`, near !== undefined ? `did you mean "${near}"?` : `expected one of: ${known.join(', ')}`);
         continue;
       }
       out.set(key, (pair.value as Node | null) ?? null);
@@ -54,13 +55,13 @@ export class YamlSource {
   }
 
   seq(node: Node | null | undefined, where: string): Node[] | undefined {
-    if (!isSeq(node)) return this.report(node, `${where} must be a list`);
+    if (!isSeq(node)) return this.report(node, `${where} must be a list`, 'one "- item" per line, or [a, b]');
     return node.items as Node[];
   }
 
   string(node: Node | null | undefined, where: string): string | undefined {
     if (!isScalar(node) || typeof node.value !== 'string' || node.value.length === 0) {
-      return this.report(node, `${where} must be a non-empty string`);
+      return this.report(node, `${where} must be a non-empty string`, 'quote it when it could be read as something else: "1.0", "yes"');
     }
     return node.value;
   }
@@ -68,7 +69,8 @@ export class YamlSource {
   oneOf<T extends string>(node: Node | null | undefined, where: string, values: readonly T[]): T | undefined {
     const s = isScalar(node) ? node.value : undefined;
     if (typeof s === 'string' && (values as readonly string[]).includes(s)) return s as T;
-    return this.report(node, `${where} must be one of: ${values.join(', ')}`);
+    const near = typeof s === 'string' ? values.find((v) => v.toLowerCase() === s.toLowerCase() || v.startsWith(s) || s.startsWith(v)) : undefined;
+    return this.report(node, `${where} must be one of: ${values.join(', ')}`, near !== undefined ? `did you mean ${near}?` : undefined);
   }
 
   integer(node: Node | null | undefined, where: string, min: number, max: number): number | undefined {
@@ -96,4 +98,16 @@ function rangeOf(node: Node | Pair | null | undefined): number {
   if (n.range) return n.range[0];
   if (n.key?.range) return n.key.range[0];
   return 0;
+}
+
+/** Edit distance (insertions, deletions, substitutions), for "did you mean" hints. */
+function distance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2) return 3;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
 }

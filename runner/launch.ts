@@ -71,7 +71,8 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
   if (userns) handles.push(userns);
   mkdirSync(bundle, { recursive: true, mode: 0o711 });
   try {
-    const rootfsOptions = { keepSetuid: opts.keepSetuid, idMap: ids.idMap, maxLayerBytes: opts.maxLayerBytes, userns };
+    const idKey = ids.subids ? `u${ids.subids.uids.start}g${ids.subids.gids.start}` : undefined;
+    const rootfsOptions = { keepSetuid: opts.keepSetuid, idMap: ids.idMap, maxLayerBytes: opts.maxLayerBytes, userns, idKey };
     // A writable root is a private copy: the cached tree stays exactly what was attested.
     const rootfs = opts.readOnly
       ? await prepareRootfs(paths.dataDir, cache, pulled.manifestDigest, pulled.layers, config.diffIds, rootfsOptions)

@@ -19,6 +19,8 @@ export interface RootfsOptions {
   readonly keepSetuid: boolean;
   readonly idMap: { idBase: number; idSize: number } | undefined;
   readonly maxLayerBytes: number;
+  /** Subordinate-id mode: which host ranges the namespace maps (part of the cache entry's name). */
+  readonly idKey?: string | undefined;
   /** Subordinate-id mode: extraction and removal happen inside this namespace. */
   readonly userns?: UserNamespace | undefined;
 }
@@ -149,7 +151,8 @@ export async function prepareRootfs(dataDir: string, cache: ImageCache, manifest
   const dir = join(dataDir, 'rootfs');
   mkdirSync(dir, { recursive: true, mode: 0o711 });
   chmodSync(dir, 0o711);
-  const name = `${manifestDigest.hex}${opts.idMap ? `-${opts.idMap.idBase}x${opts.idMap.idSize}` : ''}${opts.keepSetuid ? '-setuid' : ''}`;
+  // The host ids the tree's owners stand for are part of its name: another subordinate range is another tree.
+  const name = `${manifestDigest.hex}${opts.idMap ? `-${opts.idMap.idBase}x${opts.idMap.idSize}` : ''}${opts.idKey ? `-${opts.idKey}` : ''}${opts.keepSetuid ? '-setuid' : ''}`;
   const final = join(dir, name);
   if (existsSync(join(final, 'rootfs'))) {
     if (sealHolds(join(final, 'rootfs'), join(final, 'seal.json'))) return join(final, 'rootfs');

@@ -13,6 +13,10 @@ export interface AdmittedManifest {
   readonly kind: ManifestKind;
   /** The policy under which it was admitted; under another policy it must be decided again. */
   readonly policyDigest: string;
+  /** The scope of the rule that admitted it (a request another rule applies to is decided again). */
+  readonly rule?: string | undefined;
+  /** Whether the admission rested on verified signatures (only such an index covers its children). */
+  readonly verified?: boolean | undefined;
 }
 
 export interface Admission extends AdmittedManifest {
@@ -70,7 +74,8 @@ export interface MetadataStore {
    */
   admittedBlobSize(repository: string, digest: string, policyDigest: string): Promise<number | undefined>;
   /** The digest of an index of `repository`, admitted under `policyDigest`, that lists `digest`, if any. */
-  coveringIndex(repository: string, digest: string, policyDigest: string): Promise<string | undefined>;
+  /** An index admitted with verified signatures under this policy and rule that lists `digest`. */
+  coveringIndex(repository: string, digest: string, policyDigest: string, rule: string): Promise<string | undefined>;
   tag(repository: string, tag: string): Promise<TagRecord | undefined>;
   setTag(repository: string, tag: string, digest: string, now: number): Promise<void>;
   recordDecision(record: DecisionRecord): Promise<void>;

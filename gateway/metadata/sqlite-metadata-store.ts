@@ -41,6 +41,9 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE pins (
      repository_id INTEGER NOT NULL REFERENCES repositories(id), tag TEXT NOT NULL, digest TEXT NOT NULL,
      pinned_at INTEGER NOT NULL, upstream_digest TEXT, PRIMARY KEY (repository_id, tag));`,
+  // Which rule admitted a manifest, and whether verified signatures did (only such an index covers its children).
+  `ALTER TABLE manifests ADD COLUMN rule TEXT NOT NULL DEFAULT '';
+   ALTER TABLE manifests ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 export class SqliteMetadataStore implements MetadataStore {
@@ -58,9 +61,9 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#stmts = {
       repoId: db.prepare<[string], { id: number }>('SELECT id FROM repositories WHERE name = ?'),
       insertRepo: db.prepare('INSERT OR IGNORE INTO repositories (name) VALUES (?)'),
-      manifest: db.prepare<[string, string], { digest: string; media_type: string; size: number; kind: ManifestKind; policy_digest: string }>(
-        'SELECT m.digest, m.media_type, m.size, m.kind, m.policy_digest FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?'),
-      insertManifest: db.prepare('INSERT OR REPLACE INTO manifests (repository_id, digest, media_type, size, kind, admitted_at, policy_digest) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      manifest: db.prepare<[string, string], { digest: string; media_type: string; size: number; kind: ManifestKind; policy_digest: string; rule: string; verified: number }>(
+        'SELECT m.digest, m.media_type, m.size, m.kind, m.policy_digest, m.rule, m.verified FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?'),
+      insertManifest: db.prepare('INSERT OR REPLACE INTO manifests (repository_id, digest, media_type, size, kind, admitted_at, policy_digest, rule, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
       deleteBlobLinks: db.prepare('DELETE FROM manifest_blobs WHERE repository_id = ? AND manifest_digest = ?'),
       deleteChildren: db.prepare('DELETE FROM manifest_children WHERE repository_id = ? AND index_digest = ?'),
       insertBlob: db.prepare('INSERT OR IGNORE INTO manifest_blobs (repository_id, manifest_digest, blob_digest, size) VALUES (?, ?, ?, ?)'),
@@ -70,10 +73,10 @@ export class SqliteMetadataStore implements MetadataStore {
          JOIN manifests m ON m.repository_id = b.repository_id AND m.digest = b.manifest_digest
          WHERE r.name = ? AND b.blob_digest = ? AND m.policy_digest = ?
          ORDER BY m.kind = 'attachment', m.admitted_at LIMIT 1`),
-      listed: db.prepare<[string, string, string], { index_digest: string }>(
+      listed: db.prepare<[string, string, string, string], { index_digest: string }>(
         `SELECT c.index_digest FROM manifest_children c JOIN repositories r ON r.id = c.repository_id
          JOIN manifests m ON m.repository_id = c.repository_id AND m.digest = c.index_digest
-         WHERE r.name = ? AND c.child_digest = ? AND m.kind = 'index' AND m.policy_digest = ? LIMIT 1`),
+         WHERE r.name = ? AND c.child_digest = ? AND m.kind = 'index' AND m.policy_digest = ? AND m.rule = ? AND m.verified = 1 LIMIT 1`),
       tag: db.prepare<[string, string], { digest: string; resolved_at: number }>(
         'SELECT t.digest, t.resolved_at FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.tag = ?'),
       setTag: db.prepare('INSERT OR REPLACE INTO tags (repository_id, tag, digest, resolved_at) VALUES (?, ?, ?, ?)'),
@@ -99,13 +102,13 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async admittedManifest(repository: string, digest: string): Promise<AdmittedManifest | undefined> {
     const row = this.#stmts.manifest.get(repository, digest);
-    return row ? { digest: row.digest, mediaType: row.media_type, size: row.size, kind: row.kind, policyDigest: row.policy_digest } : undefined;
+    return row ? { digest: row.digest, mediaType: row.media_type, size: row.size, kind: row.kind, policyDigest: row.policy_digest, rule: row.rule, verified: row.verified === 1 } : undefined;
   }
 
   async admit(repository: string, a: Admission, now: number): Promise<void> {
     this.#db.transaction(() => {
       const id = this.#repo(repository);
-      this.#stmts.insertManifest.run(id, a.digest, a.mediaType, a.size, a.kind, now, a.policyDigest);
+      this.#stmts.insertManifest.run(id, a.digest, a.mediaType, a.size, a.kind, now, a.policyDigest, a.rule ?? '', a.verified ? 1 : 0);
       this.#stmts.deleteBlobLinks.run(id, a.digest);
       this.#stmts.deleteChildren.run(id, a.digest);
       for (const b of a.blobs) this.#stmts.insertBlob.run(id, a.digest, b.digest, b.size);
@@ -117,8 +120,8 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.#stmts.blobSize.get(repository, digest, policyDigest)?.size;
   }
 
-  async coveringIndex(repository: string, digest: string, policyDigest: string): Promise<string | undefined> {
-    return this.#stmts.listed.get(repository, digest, policyDigest)?.index_digest;
+  async coveringIndex(repository: string, digest: string, policyDigest: string, rule: string): Promise<string | undefined> {
+    return this.#stmts.listed.get(repository, digest, policyDigest, rule)?.index_digest;
   }
 
   async tag(repository: string, tag: string): Promise<TagRecord | undefined> {

@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest } from '../../oci/digest.js';
@@ -30,7 +31,11 @@ export async function gatherGpgEvidence(upstream: Upstream, repository: string, 
   const out: GpgEvidence = { gpg: [], problems: [] };
   let extension = supportsExtension.get(upstream);
   if (!extension) {
-    extension = upstream.client.ping().then((h) => header(h, EXTENSION_HEADER) === '1', () => false);
+    // A failed probe is not remembered: the next decision asks again.
+    extension = upstream.client.ping().then((h) => header(h, EXTENSION_HEADER) === '1', () => {
+      supportsExtension.delete(upstream);
+      return false;
+    });
     supportsExtension.set(upstream, extension);
   }
   const deadline = AbortSignal.timeout(upstream.config.timeouts.totalMs);
@@ -108,7 +113,8 @@ async function readLookaside(base: string, path: string, maxBytes: number, upstr
   if (url.protocol === 'file:') {
     let fh;
     try {
-      fh = await open(join(decodeURIComponent(url.pathname)), 'r');
+      // Non-blocking: a FIFO planted in the lookaside must not hold a thread; only regular files are read.
+      fh = await open(join(decodeURIComponent(url.pathname)), constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
       throw err;

@@ -5,7 +5,7 @@ import { MAX_MANIFEST_BYTES, parseManifest, referencedBlobs, type Manifest } fro
 import { MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
 import { header } from '../../oci/registry-client/client.js';
 import type { ManifestRef } from '../../oci/reference.js';
-import { evaluate, formatsFor, ruleFor } from '../../policies/evaluator.js';
+import { comparesTag, evaluate, formatsFor, ruleFor, ruleNameFor } from '../../policies/evaluator.js';
 import type { CompiledPolicy, Decision, Evidence } from '../../policies/model.js';
 import type { ResourceRef } from '../../policies/attestation.js';
 import type { AttestationService, StoredEnvelope } from '../attestations.js';
@@ -173,9 +173,15 @@ export class ManifestService {
       if (admitted.kind === 'attachment') return undefined;
       return this.#admit(addr, digest, bytes, admitted.mediaType, route, tag);
     }
-    // GPG identity rules compare the tag asked for: a digest admitted under one tag
-    // (or by digest) is decided again the first time it is asked for by another.
-    if (route === 'tag' && tag !== undefined && admitted.kind !== 'attachment' && formatsFor(policy, { name: addr.name, digest, tag }).has('gpg')) {
+    if (admitted.kind !== 'attachment') {
+      // A request another rule applies to (containers-policy.json scopes a reference
+      // with its tag or digest) is decided under that rule.
+      const subject = { name: addr.name, digest, tag: route === 'tag' ? tag : undefined };
+      if (admitted.rule !== ruleNameFor(policy, subject)) return this.#admit(addr, digest, bytes, admitted.mediaType, route, tag);
+    }
+    // Identity rules that compare the tag: a digest admitted under one tag (or by
+    // digest) is decided again the first time it is asked for by another.
+    if (route === 'tag' && tag !== undefined && admitted.kind !== 'attachment' && comparesTag(policy, { name: addr.name, digest, tag })) {
       const seen = await this.deps.metadata.decisions({ digest: digest.text, repository: addr.name, limit: 100 });
       if (!seen.some((d) => d.allowed && d.tag === tag && d.policyDigest === policy.digest.text)) return this.#admit(addr, digest, bytes, admitted.mediaType, route, tag);
     }
@@ -185,7 +191,8 @@ export class ManifestService {
 
   /** Verifies and, if allowed, stores. Concurrent requests for the same digest share the work. */
   #admit(addr: Address, digest: Digest, bytes: Buffer, contentType: string | undefined, route: Route, tag?: string): Promise<ServedManifest> {
-    return this.#flights.run(`${addr.name}@${digest.text}`, async () => {
+    // One decision per digest and reference asked for: identity rules may compare the tag.
+    return this.#flights.run(`${addr.name}@${digest.text}#${tag ?? ''}`, async () => {
       this.deps.metrics.cache.inc({ kind: 'manifest', result: 'miss' });
       const manifest = parseManifest(bytes, contentType);
       const subject = manifest.subject?.digest.text;
@@ -209,7 +216,7 @@ export class ManifestService {
     if (decision.attestable) {
       await this.deps.attestations.issue(addr, digest, inputsOf(addr, digest, decision, evidence), compiled);
     }
-    return this.#store(addr, digest, bytes, manifest, manifest.kind, compiled.digest.text);
+    return this.#store(addr, digest, bytes, manifest, manifest.kind, compiled.digest.text, decision.rule, decision.attestable);
   }
 
   async #isAdmitted(addr: Address, digestText: string): Promise<boolean> {
@@ -224,7 +231,8 @@ export class ManifestService {
     const cosign = formats.has('cosign') ? await gatherEvidence(addr.upstream, addr.repository, digest, limits) : { cosign: [], problems: [] };
     const gpg = formats.has('gpg') ? await gatherGpgEvidence(addr.upstream, addr.repository, digest, limits) : undefined;
     const evidence: Evidence = { ...cosign, gpg: gpg?.gpg, problems: [...cosign.problems, ...(gpg?.problems ?? [])] };
-    const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text, compiled.digest.text) : undefined;
+    // Only an index admitted with verified signatures, under the rule that applies to this manifest, covers it.
+    const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text, compiled.digest.text, ruleNameFor(compiled, { name: addr.name, digest, tag })) : undefined;
     const decision = await evaluate(compiled, { name: addr.name, digest, tag, kind: manifest.kind }, { ...evidence, coveringIndex }, new Date(this.deps.now()));
     await this.#record(addr, digest, decision.allowed, decision.rule, decision.policyDigest, decision.reasons, decision.denial, { mode: decision.mode, verdict: decision.verdict, tag });
     metrics.decisions.inc({ result: decision.allowed ? 'allowed' : 'denied' });
@@ -245,10 +253,10 @@ export class ManifestService {
     else this.deps.logger.info(line, allowed ? (extra.verdict === false ? 'admitted in audit mode; enforcing this rule would deny it' : 'admitted') : 'denied');
   }
 
-  async #store(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest, kind: ManifestKind, policyDigest: string): Promise<ServedManifest> {
+  async #store(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest, kind: ManifestKind, policyDigest: string, rule: string, verified: boolean): Promise<ServedManifest> {
     await this.deps.store.putBytes(digest, bytes);
     await this.deps.metadata.admit(addr.name, {
-      digest: digest.text, mediaType: manifest.mediaType, size: bytes.length, kind, policyDigest,
+      digest: digest.text, mediaType: manifest.mediaType, size: bytes.length, kind, policyDigest, rule, verified,
       blobs: referencedBlobs(manifest).map((d) => ({ digest: d.digest.text, size: d.size })),
       children: manifest.kind === 'index' && kind === 'index' ? manifest.manifests.map((d) => d.digest.text) : [],
     }, this.deps.now());
@@ -263,7 +271,7 @@ export class ManifestService {
       return { digest, mediaType: manifest.mediaType, bytes };
     }
     await this.#record(addr, digest, true, 'attachment', policyDigest, [{ code: 'attachment.subject_admitted', message: `a signature or attestation of admitted ${subject}` }]);
-    return this.#store(addr, digest, bytes, manifest, 'attachment', policyDigest);
+    return this.#store(addr, digest, bytes, manifest, 'attachment', policyDigest, 'attachment', false);
   }
 
   /** `sha256-<hex>.sig` and friends: served while their subject is admitted here. */
@@ -315,6 +323,8 @@ export class ManifestService {
     const admitted = await metadata.admittedManifest(addr.name, subject.text);
     const bytes = admitted ? await store.readBytes(subject, MAX_MANIFEST_BYTES) : undefined;
     if (!admitted || !bytes || digestOf(bytes, subject.algorithm).hex !== subject.hex) return undefined;
+    // Admitted under this policy without verified signatures (accept anything, warn, audit): nothing to attest.
+    if (admitted.policyDigest === policy().digest.text && admitted.verified === false && admitted.rule !== '') return undefined;
     const manifest = parseManifest(bytes, admitted.mediaType);
     await this.#flights.run(`${addr.name}@${subject.text}`, () => this.#decideAndStore(addr, subject, bytes, manifest));
     return attestations.find(addr, subject, policy().digest.text);

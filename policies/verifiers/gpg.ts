@@ -27,7 +27,9 @@ export type GpgVerification =
 /** containers/image's limit for one signature (iolimits.maxSignatureBodySize). */
 export const MAX_GPG_SIGNATURE_BYTES = 4 * 1024 * 1024;
 const PAYLOAD_TYPE = 'atomic container signature';
-const CONFIG = { minRSABits: 2048 };
+/** The signed payload is a few hundred bytes: a compressed message may not inflate beyond this (decompression bombs). */
+const MAX_PAYLOAD_BYTES = 256 * 1024;
+const CONFIG = { minRSABits: 2048, maxDecompressedMessageSize: MAX_PAYLOAD_BYTES };
 
 export async function verifyGpgSignature(evidence: GpgSignatureEvidence, keys: readonly GpgTrustedKey[], now: Date): Promise<GpgVerification> {
   const fail = (code: ReasonCode, message: string): GpgVerification => ({ ok: false, code, message });
@@ -63,6 +65,15 @@ export async function verifyGpgSignature(evidence: GpgSignatureEvidence, keys: r
     if (!sig || result.signatures.length !== 1) return fail('signature.invalid', 'expected exactly one signature');
     await sig.verified;
     const packet = (await sig.signature).packets[0];
+    // The one-pass packet named the primary key; the signature packet itself must say so too
+    // (a subkey's signature behind an edited one-pass packet would verify with the subkey).
+    if (!sig.keyID.equals(signer.key.getKeyID()) || !packet?.issuerKeyID.equals(signer.key.getKeyID())) {
+      return fail('signature.untrusted_key', `the signature was made by key ${sig.keyID.toHex().toUpperCase()}, not by the primary key ${signer.fingerprint} its header names`);
+    }
+    const issuer = packet.issuerFingerprint;
+    if (issuer && Buffer.from(issuer).toString('hex').toUpperCase() !== signer.fingerprint) {
+      return fail('signature.untrusted_key', `the signature names issuer ${Buffer.from(issuer).toString('hex').toUpperCase()}, not the primary key ${signer.fingerprint}`);
+    }
     if (!packet?.created) return fail('signature.invalid', 'the signature has no creation time');
     created = packet.created;
     const lifetime = packet.signatureNeverExpires ? undefined : packet.signatureExpirationTime;

@@ -16,10 +16,12 @@ export type Network = { readonly mode: 'none' } | { readonly mode: 'slirp'; read
 
 export function parseNetwork(text: string): Network {
   if (text === 'none') return { mode: 'none' };
-  const [name, options = ''] = text.split(':', 2) as [string, string | undefined];
+  const colon = text.indexOf(':');
+  const name = colon < 0 ? text : text.slice(0, colon);
+  const options = colon < 0 ? '' : text.slice(colon + 1);
   if (name !== 'slirp' && name !== 'slirp4netns') throw new RunnerError('IMAGE_INVALID', `--network must be none or slirp[:allow_host_loopback=true]: ${JSON.stringify(text)}`);
   let allowHostLoopback = false;
-  for (const opt of options.split(',').filter((o) => o !== '')) {
+  for (const opt of options === '' ? [] : options.split(',')) {
     if (opt === 'allow_host_loopback=true') allowHostLoopback = true;
     else if (opt === 'allow_host_loopback=false') allowHostLoopback = false;
     else throw new RunnerError('IMAGE_INVALID', `unknown slirp option ${JSON.stringify(opt)} (known: allow_host_loopback=true|false)`);

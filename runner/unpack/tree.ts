@@ -40,7 +40,8 @@ function lstatOrUndefined(path: string): ReturnType<typeof lstatSync> | undefine
  * files and symlinks also size and ctime (which no one can set back, and which a
  * change of owner moves too). Owners are left out: the seal is taken inside the
  * extraction's user namespace and checked outside it, where the same ids read
- * differently. A cached
+ * differently; a directory's owner changing is therefore not seen (changing it needs
+ * root, or the container's root with the cache mounted into it). A cached
  * tree is used only when its seal still holds: anything of the user's (or a
  * container given the cache as a volume) that changed a file in it is detected,
  * and the tree is unpacked again. Empty directories and empty files that runtimes

@@ -10,17 +10,20 @@ export function metadataStoreContract(name: string, open: () => Promise<{ store:
     const { store, cleanup } = await open();
     try {
       const P = D('p');
-      await store.admit('reg/a', { digest: D('1'), mediaType: 'application/vnd.oci.image.index.v1+json', size: 10, kind: 'index', blobs: [], children: [D('2')], policyDigest: P }, 1);
-      await store.admit('reg/a', { digest: D('2'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 20, kind: 'image', blobs: [{ digest: D('3'), size: 30 }], children: [], policyDigest: P }, 2);
+      await store.admit('reg/a', { digest: D('1'), mediaType: 'application/vnd.oci.image.index.v1+json', size: 10, kind: 'index', blobs: [], children: [D('2')], policyDigest: P, rule: 'reg', verified: true }, 1);
+      await store.admit('reg/a', { digest: D('2'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 20, kind: 'image', blobs: [{ digest: D('3'), size: 30 }], children: [], policyDigest: P, rule: 'reg', verified: false }, 2);
+      await store.admit('reg/a', { digest: D('5'), mediaType: 'application/vnd.oci.image.index.v1+json', size: 10, kind: 'index', blobs: [], children: [D('6')], policyDigest: P, rule: 'reg', verified: false }, 1);
       await store.admit('reg/a', { digest: D('4'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 20, kind: 'attachment', blobs: [{ digest: D('3'), size: 1 }], children: [], policyDigest: P }, 0);
-      assert.deepEqual(await store.admittedManifest('reg/a', D('2')), { digest: D('2'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 20, kind: 'image', policyDigest: P });
+      assert.deepEqual(await store.admittedManifest('reg/a', D('2')), { digest: D('2'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 20, kind: 'image', policyDigest: P, rule: 'reg', verified: false });
       assert.equal(await store.admittedManifest('reg/b', D('2')), undefined);
       assert.equal(await store.admittedBlobSize('reg/a', D('3'), P), 30, 'an image link wins over an attachment link');
       assert.equal(await store.admittedBlobSize('reg/b', D('3'), P), undefined);
       assert.equal(await store.admittedBlobSize('reg/a', D('3'), D('q')), undefined, 'admissions under another policy do not count');
-      assert.equal(await store.coveringIndex('reg/a', D('2'), P), D('1'));
-      assert.equal(await store.coveringIndex('reg/a', D('2'), D('q')), undefined);
-      assert.equal(await store.coveringIndex('reg/b', D('2'), P), undefined);
+      assert.equal(await store.coveringIndex('reg/a', D('2'), P, 'reg'), D('1'));
+      assert.equal(await store.coveringIndex('reg/a', D('2'), D('q'), 'reg'), undefined);
+      assert.equal(await store.coveringIndex('reg/b', D('2'), P, 'reg'), undefined);
+      assert.equal(await store.coveringIndex('reg/a', D('2'), P, 'reg/a'), undefined, 'only an index admitted under the same rule covers');
+      assert.equal(await store.coveringIndex('reg/a', D('6'), P, 'reg'), undefined, 'only a verified index covers (not one admitted in warn or audit mode)');
     } finally {
       await cleanup();
     }

@@ -74,7 +74,7 @@ describe('secure-run as an unprivileged user (runuser): no root anywhere', () =>
   test('the cached tree of a subordinate-id run is reused, and its files cannot be changed from outside', async () => {
     const data = join(home.path, 'data', 'secure-run', 'rootfs');
     const before = readdirSync(data).filter((n) => !n.startsWith('.'));
-    const tree = before.find((n) => /-0x\d+$/.test(n));
+    const tree = before.find((n) => /-0x\d+-u\d+g\d+$/.test(n));
     assert.ok(tree, 'a tree unpacked with the range');
     const stamp = () => {
       const st = statSync(join(data, tree, 'rootfs', 'srv', 'hello.txt'), { bigint: true });

@@ -78,6 +78,9 @@ test('what the gateway does not implement, and malformed files, are load errors 
     { default: [{ type: 'signedBaseLayer', baseLayerIdentity: {} }] },
     { default: [{ type: 'reject', keyPath: 'x' }] },
     { default: reject, transports: { docker: { 'UPPER case/x': reject } } },
+    { default: reject, transports: { docker: { 'Docker.io/library': accept } } },
+    { default: reject, transports: { docker: { 'registry-1.docker.io/library': accept } } },
+    { default: reject, transports: { docker: { 'reg.example:443/x': accept } } },
     { default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: 'missing.gpg' }] },
     { default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: 'k.gpg', signedIdentity: { type: 'exactReference' } }] },
   ];

@@ -51,3 +51,10 @@ test('remapIdentity replaces the prefix, then matches as matchRepoDigestOrExact'
 test('an invalid signed reference is a problem, not a crash', () => {
   assert.match(gpgIdentityProblem({ kind: 'matchRepository' }, 'UPPER/Case::', byTag) ?? '', /not a valid image reference/);
 });
+
+test('a registry written another way in the signature is another registry, as in containers/image', () => {
+  const hub = intendedRef('docker.io/library/busybox', 'latest', D);
+  assert.ok(ok({ kind: 'matchRepoDigestOrExact' }, 'index.docker.io/library/busybox:latest', hub), 'docker/reference reads index.docker.io as docker.io');
+  for (const signed of ['DOCKER.IO/library/busybox:latest', 'registry-1.docker.io/library/busybox:latest']) assert.ok(!ok({ kind: 'matchRepository' }, signed, hub), signed);
+  assert.ok(!ok({ kind: 'matchRepository' }, 'reg.example:443/team/app:v1'));
+});

@@ -4,7 +4,9 @@ import { parseDigest } from '../../../oci/digest.js';
 import { evaluate } from '../../../policies/evaluator.js';
 import { LoadError } from '../../../policies/errors.js';
 import { compilePolicy } from '../../../policies/loader.js';
-import { parsePayload } from '../../../policies/verifiers/gpg.js';
+import * as openpgp from 'openpgp';
+import { parseGpgKeyring } from '../../../policies/gpg-keys.js';
+import { parsePayload, verifyGpgSignature } from '../../../policies/verifiers/gpg.js';
 import { fixture } from '../../helpers/fixtures.js';
 
 const TV2_DIGEST = parseDigest('sha256:20bf21ed457b390829cdbeec8795a7bea1626991fda603e0d01b4e7f60427e55');
@@ -70,4 +72,26 @@ test('GPG identity rules in the policy are checked when loaded', async () => {
   for (const identity of bad) await assert.rejects(policy(identity), LoadError, identity);
   await policy(', identity: { exactReference: "docker.io/testing/manifest:1" }');
   await policy(', identity: { remapIdentity: { prefix: "mirror.example:5000/testing", signedPrefix: "docker.io/testing" } }');
+});
+
+test('a signature that inflates into a huge payload is refused quickly, without holding it in memory', async () => {
+  const keys = await parseGpgKeyring(fixture('gpg-hostile/k.gpg'), 'k.gpg');
+  assert.ok(Array.isArray(keys));
+  const started = Date.now();
+  const r = await verifyGpgSignature({ source: 'bomb', blob: fixture('gpg-hostile/bomb.sig') }, keys, new Date());
+  assert.equal(r.ok, false);
+  assert.equal(r.ok ? undefined : r.code, 'signature.invalid');
+  assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+});
+
+test('a subkey signature whose one-pass header names the primary key is still a subkey signature', async () => {
+  const { privateKey, publicKey } = await openpgp.generateKey({ type: 'ecc', curve: 'ed25519Legacy', userIDs: [{ name: 'p' }], subkeys: [{ sign: true }], format: 'object' });
+  const keys = await parseGpgKeyring(publicKey.write(), 'k.gpg');
+  assert.ok(Array.isArray(keys));
+  const payload = Buffer.from(fixture('gpg-tv2/payload.json'));
+  const signed = await openpgp.sign({ message: await openpgp.createMessage({ binary: payload }), signingKeys: privateKey, format: 'object' });
+  // Edit the one-pass header (the typings do not expose its issuer field).
+  for (const p of signed.packets) if (p instanceof openpgp.OnePassSignaturePacket) (p as unknown as { issuerKeyID: openpgp.KeyID }).issuerKeyID = privateKey.getKeyID();
+  const r = await verifyGpgSignature({ source: 'forged', blob: signed.write() as Uint8Array }, keys, new Date());
+  assert.equal(r.ok ? undefined : r.code, 'signature.untrusted_key');
 });
