@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfigFile, type GatewayConfig, type UpstreamConfig, readSecret } from '../gateway/config.js';
 import { SqliteMetadataStore } from '../gateway/metadata/sqlite-metadata-store.js';
@@ -12,9 +12,11 @@ import { MANIFEST_MEDIA_TYPES, MediaType } from '../oci/media-types.js';
 import { formatImageReference, parseImageReference } from '../oci/reference.js';
 import { RegistryClient, header } from '../oci/registry-client/client.js';
 import { isObject, parseStrictJson } from '../oci/strict-json.js';
-import { evaluate, formatsFor } from '../policies/evaluator.js';
+import { formatDiagnostic } from '../policies/diagnostics.js';
+import { LoadError } from '../policies/errors.js';
+import { evaluate, formatsFor, ruleFor, ruleNameFor } from '../policies/evaluator.js';
 import { loadPolicyFile } from '../policies/loader.js';
-import type { CompiledPolicy, CosignSignatureEvidence, Decision, Evidence } from '../policies/model.js';
+import type { CompiledPolicy, CosignSignatureEvidence, Decision, Evidence, Subject } from '../policies/model.js';
 
 /**
  * `portcullis policy test` and `portcullis policy explain`: a policy's decision for
@@ -45,7 +47,15 @@ interface TestResult {
 
 /** Exit code: 0 when every image is admitted, 1 when one is denied, 2 when one could not be evaluated. */
 export async function policyTest(images: readonly string[], opts: TestOptions, print: Print): Promise<number> {
-  const policy = await loadPolicyFile(opts.policy);
+  let policy: CompiledPolicy;
+  try {
+    policy = await loadPolicyFile(opts.policy);
+  } catch (err) {
+    // A policy that does not load is an error of the run (2), not a denial (1).
+    if (!(err instanceof LoadError)) throw err;
+    for (const d of err.diagnostics) print(formatDiagnostic(d));
+    return 2;
+  }
   const config = opts.config ? loadConfigFile(opts.config) : undefined;
   const results: TestResult[] = [];
   for (const image of images) {
@@ -105,11 +115,27 @@ async function testFromRegistry(policy: CompiledPolicy, image: string, config: G
     const cosign = await gatherEvidence(upstream, ref.repository, digest, LIMITS);
     const gpg = formatsFor(policy, { name, digest, tag }).has('gpg') ? await gatherGpgEvidence(upstream, ref.repository, digest, LIMITS) : undefined;
     const evidence: Evidence = { ...cosign, gpg: gpg?.gpg, problems: [...cosign.problems, ...(gpg?.problems ?? [])] };
-    const decision = await evaluate(policy, { name, digest, tag, kind: manifest.kind }, evidence);
+    const decision = await decideAsGateway(policy, { name, digest, tag, kind: manifest.kind }, evidence);
     return { image, digest: digest.text, decision };
   } finally {
     await upstream.client.close();
   }
+}
+
+/**
+ * What the gateway would decide for this one manifest: its refusal of pulls by tag
+ * under `tags: require-digest` included. (Whether an admitted index covers a platform
+ * manifest depends on what the gateway admitted before; it is not considered here.)
+ */
+async function decideAsGateway(policy: CompiledPolicy, subject: Subject, evidence: Evidence): Promise<Decision> {
+  const rule = ruleFor(policy, subject);
+  if (rule?.tags === 'require-digest' && subject.tag !== undefined) {
+    return {
+      allowed: false, verdict: false, mode: 'enforce', attestable: false, rule: ruleNameFor(policy, subject), policyDigest: policy.digest.text, denial: 'policy.digest_required',
+      reasons: [{ code: 'policy.digest_required', message: `the rule for ${rule.scope} admits pulls by digest only (tags: require-digest)` }],
+    };
+  }
+  return evaluate(policy, subject, evidence);
 }
 
 /**
@@ -153,7 +179,7 @@ async function testFromLayout(policy: CompiledPolicy, image: string, layout: str
       await upstream.client.close();
     }
   }
-  const decision = await evaluate(policy, { name, digest, tag, kind: manifest.kind }, { cosign, gpg: gpg?.gpg, problems: gpg?.problems ?? [] });
+  const decision = await decideAsGateway(policy, { name, digest, tag, kind: manifest.kind }, { cosign, gpg: gpg?.gpg, problems: gpg?.problems ?? [] });
   return { image, digest: digest.text, decision };
 }
 
@@ -162,9 +188,27 @@ async function testFromLayout(policy: CompiledPolicy, image: string, layout: str
  * first, from the metadata store of the gateway the config names. Exit code 0 when
  * there is a decision, 1 when there is none.
  */
+/** The gateway's metadata store, which must exist already (these commands read a running gateway's data). */
+function openGatewayStore(configPath: string): SqliteMetadataStore {
+  const config = loadConfigFile(configPath);
+  const path = join(config.dataDir, 'metadata.db');
+  if (!existsSync(path)) throw new Error(`no gateway data at ${config.dataDir} (${path} does not exist): has the gateway of ${configPath} run yet?`);
+  return new SqliteMetadataStore(path);
+}
+
+/** A repository as the gateway names it: registry/path, normalized (docker.io/alpine is docker.io/library/alpine). */
+function repositoryName(text: string): { name: string; tag: string | undefined } {
+  const ref = parseImageReference(text);
+  const at = text.indexOf('@');
+  const before = at >= 0 ? text.slice(0, at) : text;
+  const tag = before.lastIndexOf(':') > before.lastIndexOf('/') ? ref.tag : undefined;
+  return { name: `${ref.host}/${ref.repository}`, tag };
+}
+
 export async function policyExplain(what: string, opts: { config: string; json?: boolean | undefined; limit?: number | undefined }, print: Print): Promise<number> {
   const config = loadConfigFile(opts.config);
-  const store = new SqliteMetadataStore(join(config.dataDir, 'metadata.db'));
+  const store = openGatewayStore(opts.config);
+  const currentDigest = config.policy ? await loadPolicyFile(config.policy).then((p) => p.digest.text, () => undefined) : undefined;
   try {
     let records: DecisionRecord[];
     let subject = what;
@@ -184,7 +228,7 @@ export async function policyExplain(what: string, opts: { config: string; json?:
     if (opts.json) print(JSON.stringify(records));
     else if (records.length === 0) print(`${subject}: no decision recorded by the gateway at ${config.dataDir}`);
     else {
-      print(`${subject}: ${records.length} decision(s), newest first`);
+      print(`${subject}: ${records.length} decision(s), newest first (the policy file now: ${currentDigest ?? 'does not load'})`);
       for (const r of records) {
         const what2 = r.allowed ? (r.verdict === false ? `ADMITTED in ${r.mode ?? 'enforce'} mode (enforcing would deny)` : 'ADMITTED') : 'DENIED';
         print(`${new Date(r.time).toISOString()}  ${what2}  ${r.repository}${r.tag ? `:${r.tag}` : ''}@${r.digest}`);
@@ -200,18 +244,16 @@ export async function policyExplain(what: string, opts: { config: string; json?:
 
 /** `portcullis tags list|release`: tags held by `tags: pin` rules. */
 export async function tagsCommand(action: 'list' | 'release', config: string, target: string | undefined, print: Print): Promise<number> {
-  const cfg = loadConfigFile(config);
-  const store = new SqliteMetadataStore(join(cfg.dataDir, 'metadata.db'));
+  const store = openGatewayStore(config);
   try {
     if (action === 'list') {
-      const pins = await store.pins(target);
+      const pins = await store.pins(target === undefined ? undefined : repositoryName(target).name);
       for (const p of pins) print(`${p.repository}:${p.tag}  ${p.digest}  pinned ${new Date(p.pinnedAt).toISOString()}${p.upstreamDigest ? `  (upstream now ${p.upstreamDigest})` : ''}`);
       return 0;
     }
-    if (target === undefined) throw new Error('tags release needs REGISTRY/REPOSITORY:TAG');
-    const colon = target.lastIndexOf(':');
-    if (colon <= target.lastIndexOf('/')) throw new Error(`${target} names no tag`);
-    const released = await store.releasePin(target.slice(0, colon), target.slice(colon + 1));
+    const ref = target === undefined ? undefined : repositoryName(target);
+    if (!ref?.tag) throw new Error(`tags release needs REGISTRY/REPOSITORY:TAG, not ${JSON.stringify(target ?? '')}`);
+    const released = await store.releasePin(ref.name, ref.tag);
     print(released ? `released ${target}: its next pull verifies and pins what the upstream tag points at then` : `${target} is not pinned`);
     return released ? 0 : 1;
   } finally {

@@ -105,5 +105,11 @@ try {
     for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
     process.exit(1);
   }
+  // The operator commands (explain, tags, test) fail with a sentence, not a stack.
+  const args = process.argv.slice(2);
+  if (['policy', 'tags'].includes(args[0] ?? '') && err instanceof Error) {
+    process.stderr.write(`portcullis ${args.slice(0, 2).join(' ')}: ${err.message}\n`);
+    process.exit(2);
+  }
   throw err;
 }

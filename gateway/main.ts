@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, watch, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { RegistryClient } from '../oci/registry-client/client.js';
 import { parseSigningKey, publicKeyPem } from '../policies/attestation.js';
@@ -62,6 +62,7 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
         policy = next;
         for (const note of next.notes ?? []) logger.info({ event: 'policy.note', policy: next.source }, note);
         logger.info({ event: 'policy.reloaded', trigger, policy: next.source, policyDigest: next.digest.text, previous }, 'policy reloaded');
+        watcher?.refresh();
         return true;
       } catch (err) {
         const diagnostics = err instanceof LoadError ? err.diagnostics.map(formatDiagnostic) : [(err as Error).message];
@@ -71,7 +72,9 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
     });
     return reloading;
   };
-  const watcher = config.policy === undefined ? undefined : watchPolicy(config.policy, () => void reloadPolicy('file change'), logger);
+  const policyPath = config.policy;
+  const keyDirs = () => (policyPath === undefined ? [] : (policy.keyFiles ?? []).map((k) => dirname(resolve(dirname(policyPath), k))));
+  const watcher = policyPath === undefined ? undefined : watchPolicy(policyPath, keyDirs, () => void reloadPolicy('file change'), logger);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await FsBlobStore.open(join(config.dataDir, 'store'));
   const metadata = new SqliteMetadataStore(join(config.dataDir, 'metadata.db'));
@@ -117,23 +120,45 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
 }
 
 /**
- * Watches the policy file's directory (editors replace files by renaming) and calls
- * `changed` once things settle. The key files a policy names are read again with it.
+ * Watches the directory of the policy file and those of the key files it names
+ * (editors, and Kubernetes ConfigMaps, replace files by renaming) and calls `changed`
+ * once things settle; the directories are taken again after every reload. A reload
+ * that finds the same policy digest changes nothing.
  */
-function watchPolicy(path: string, changed: () => void, logger: Logger): { close(): void } {
+function watchPolicy(path: string, keyDirs: () => string[], changed: () => void, logger: Logger): { close(): void; refresh(): void } {
   let timer: NodeJS.Timeout | undefined;
-  try {
-    const w = watch(dirname(path), { persistent: false }, (_event, name) => {
-      if (name !== null && name !== basename(path) && !/\.(pub|gpg|asc|key|pem|json|ya?ml)$/.test(name)) return;
+  const watchers = new Map<string, FSWatcher>();
+  const refresh = () => {
+    const wanted = new Set([dirname(path), ...keyDirs()]);
+    for (const [dir, w] of watchers) {
+      if (!wanted.has(dir)) {
+        w.close();
+        watchers.delete(dir);
+      }
+    }
+    for (const dir of wanted) {
+      if (watchers.has(dir)) continue;
+      try {
+        const w = watch(dir, { persistent: false }, () => {
+          clearTimeout(timer);
+          timer = setTimeout(changed, 200);
+        });
+        w.on('error', (err) => logger.warn({ event: 'policy.watch_failed', dir, err: err.message }, 'cannot watch a policy directory; reload with SIGHUP'));
+        watchers.set(dir, w);
+      } catch (err) {
+        logger.warn({ event: 'policy.watch_failed', dir, err: (err as Error).message }, 'cannot watch a policy directory; reload with SIGHUP');
+      }
+    }
+  };
+  refresh();
+  return {
+    refresh,
+    close: () => {
       clearTimeout(timer);
-      timer = setTimeout(changed, 200);
-    });
-    w.on('error', (err) => logger.warn({ event: 'policy.watch_failed', err: err.message }, 'cannot watch the policy file; reload with SIGHUP'));
-    return { close: () => { clearTimeout(timer); w.close(); } };
-  } catch (err) {
-    logger.warn({ event: 'policy.watch_failed', err: (err as Error).message }, 'cannot watch the policy file; reload with SIGHUP');
-    return { close: () => undefined };
-  }
+      for (const w of watchers.values()) w.close();
+      watchers.clear();
+    },
+  };
 }
 
 /**

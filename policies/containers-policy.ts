@@ -97,7 +97,7 @@ export async function compileContainersPolicy(file: string, text: string, readKe
   };
 
   const requirement = async (node: Node, where: string): Promise<{ action?: RuleAction; requirement?: Requirement } | undefined> => {
-    const m = src.map(node, where, ['type', 'keyType', 'keyPath', 'keyPaths', 'keyData', 'keyDatas', 'signedIdentity', 'fulcio', 'pki', 'rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas', 'BaseLayerIdentity'], ['type']);
+    const m = src.map(node, where, ['type', 'keyType', 'keyPath', 'keyPaths', 'keyData', 'keyDatas', 'signedIdentity', 'fulcio', 'pki', 'rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas', 'baseLayerIdentity'], ['type']);
     if (!m) return undefined;
     const type = src.oneOf(m.get('type'), `${where}.type`, ['insecureAcceptAnything', 'reject', 'signedBy', 'sigstoreSigned', 'signedBaseLayer'] as const);
     if (type === undefined) return undefined;
@@ -202,7 +202,7 @@ export async function compileContainersPolicy(file: string, text: string, readKe
   }
   if (src.diagnostics.length > 0 || !defaultAction) throw new LoadError('POLICY_INVALID', src.diagnostics.length ? src.diagnostics : [{ file, line: 1, column: 1, message: 'no usable "default"' }]);
   return Object.freeze({
-    source: file, format: 'containers-policy.json' as const, notes, digest: parseDigest(`sha256:${hash.digest('hex')}`), defaultAction, rules: Object.freeze(rules),
+    source: file, format: 'containers-policy.json' as const, notes, keyFiles: files.paths(), digest: parseDigest(`sha256:${hash.digest('hex')}`), defaultAction, rules: Object.freeze(rules),
   });
 }
 

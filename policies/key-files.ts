@@ -12,6 +12,11 @@ export class KeyFiles {
 
   constructor(private readonly src: YamlSource, private readonly hash: Hash, private readonly readKey: (path: string) => Buffer) {}
 
+  /** Every key file path read (as the policy names them). */
+  paths(): string[] {
+    return [...this.#cache.keys()];
+  }
+
   read(node: Node | null | undefined, path: string): Buffer | undefined {
     if (this.#cache.has(path)) return this.#cache.get(path);
     let bytes: Buffer | undefined;

@@ -128,15 +128,20 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
       const v = src.oneOf(node, where, ['repository', 'any'] as const);
       return v === undefined ? undefined : { kind: v };
     }
-    const m = src.map(node, where, ['exact', 'prefix', 'signedPrefix']);
+    const m = src.map(node, where, ['exact', 'prefix', 'signedPrefix'], node !== null && src.isMapWith(node, 'exact') ? [] : ['prefix', 'signedPrefix']);
     if (!m) return undefined;
     if (m.has('exact')) {
       if (m.size !== 1) return src.report(node, `${where}: "exact" stands alone`);
       const repo = src.string(m.get('exact'), `${where}.exact`);
-      return repo === undefined ? undefined : { kind: 'exact', repository: normalizeScope(repo) };
+      const ref = repo === undefined ? undefined : parseRef(repo);
+      if (repo !== undefined && (!ref || !ref.nameOnly)) return src.report(m.get('exact'), `${where}.exact ${JSON.stringify(repo)} must be a repository (host/path, no tag or digest)`, 'cosign signs a repository name');
+      return ref ? { kind: 'exact', repository: ref.name } : undefined;
     }
     const prefix = src.string(m.get('prefix'), `${where}.prefix`);
     const signedPrefix = src.string(m.get('signedPrefix'), `${where}.signedPrefix`);
+    for (const [k, v] of [['prefix', prefix], ['signedPrefix', signedPrefix]] as const) {
+      if (v !== undefined && !validPrefix(normalizeScope(v))) return src.report(m.get(k), `${where}.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace (no tag or digest)`);
+    }
     if (prefix === undefined || signedPrefix === undefined) return undefined;
     return { kind: 'remap', prefix: normalizeScope(prefix), signedPrefix: normalizeScope(signedPrefix) };
   };
@@ -244,8 +249,10 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
       if (rawScope !== undefined) {
         scope = normalizeScope(rawScope);
         const host = scope.split('/')[0] ?? '';
-        if (!isValidHost(host) || scope.endsWith('/') || scope.includes('//')) {
-          src.report(m.get('scope'), `${where}.scope ${JSON.stringify(rawScope)} is not host[/path]`, 'for example registry.example.com/team');
+        const path = scope.includes('/') ? scope.slice(host.length + 1).split('/') : [];
+        if (!isValidHost(host) || !(host.includes('.') || host.includes(':') || host === 'localhost') || !path.every(isRepositoryComponent)) {
+          src.report(m.get('scope'), `${where}.scope ${JSON.stringify(rawScope)} is not host[/namespace[/repository]]`,
+            'a registry host with a dot or a port, then lower-case path components, no tag or digest: registry.example.com/team (Docker Hub images are docker.io/library/alpine)');
           scope = undefined;
         } else if (seen.has(scope)) {
           src.report(m.get('scope'), `${where}.scope ${scope} repeats the scope of rules[${seen.get(scope)}]`);
@@ -264,7 +271,7 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
     src.report(null, 'the policy file is empty');
   }
   if (src.diagnostics.length > 0) throw new LoadError('POLICY_INVALID', src.diagnostics);
-  return Object.freeze({ source: file, format: 'portcullis' as const, digest: parseDigest(`sha256:${hash.digest('hex')}`), defaultAction, rules: Object.freeze(rules), revoked });
+  return Object.freeze({ source: file, format: 'portcullis' as const, keyFiles: files.paths(), digest: parseDigest(`sha256:${hash.digest('hex')}`), defaultAction, rules: Object.freeze(rules), revoked });
 }
 
 /** A remapIdentity prefix: host[:port] or a fully expanded namespace or repository. */

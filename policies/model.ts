@@ -109,6 +109,8 @@ export interface CompiledPolicy {
   readonly format?: 'portcullis' | 'containers-policy.json' | undefined;
   /** Things a person should know that are not errors (parts of the file that do not apply to a gateway). */
   readonly notes?: readonly string[] | undefined;
+  /** The key files it read, as it names them (relative to the policy file unless absolute). */
+  readonly keyFiles?: readonly string[] | undefined;
   /** sha256 over the policy file and every key file it names. */
   readonly digest: Digest;
   readonly defaultAction: RuleAction;

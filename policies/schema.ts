@@ -4,7 +4,11 @@
  * it reports what a schema cannot (unreadable keys, duplicate scopes, impossible
  * atLeast counts) with line and column.
  */
-const digest = { type: 'string', pattern: '^[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$' };
+const digest = { type: 'string', pattern: '^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$' };
+const text = { type: 'string', minLength: 1 };
+const requirements = { type: 'array', minItems: 1, maxItems: 64, items: { $ref: '#/$defs/requirement' } };
+/** host[:port] with a dot, a port or localhost, then lower-case path components. */
+const scopePattern = '^([a-zA-Z0-9-]+(\\.[a-zA-Z0-9-]+)+(:[0-9]+)?|[a-zA-Z0-9-]+:[0-9]+|localhost(:[0-9]+)?|\\[[0-9a-fA-F:.]+\\](:[0-9]+)?)(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$';
 const keyFiles = (what: string) => ({ type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', minLength: 1 }, description: `${what}, relative to the policy file` });
 
 export const POLICY_SCHEMA = {
@@ -20,7 +24,7 @@ export const POLICY_SCHEMA = {
     revoked: {
       type: 'array',
       description: 'manifest digests denied whatever signs them, also when already cached',
-      items: { oneOf: [digest, { type: 'object', additionalProperties: false, required: ['digest'], properties: { digest, reason: { type: 'string' } } }] },
+      items: { oneOf: [digest, { type: 'object', additionalProperties: false, required: ['digest'], properties: { digest, reason: text } }] },
     },
     rules: { type: 'array', maxItems: 1000, items: { $ref: '#/$defs/rule' } },
   },
@@ -30,8 +34,8 @@ export const POLICY_SCHEMA = {
       additionalProperties: false,
       required: ['scope'],
       properties: {
-        scope: { type: 'string', minLength: 1, description: 'host, host/namespace or host/namespace/repository; the most specific matching rule applies' },
-        require: { type: 'array', minItems: 1, items: { $ref: '#/$defs/requirement' }, description: 'every requirement must hold' },
+        scope: { type: 'string', pattern: scopePattern, description: 'host, host/namespace or host/namespace/repository; the most specific matching rule applies' },
+        require: { ...requirements, description: 'every requirement must hold' },
         accept: { const: 'anything', description: 'admit without any signature (insecure)' },
         reject: { oneOf: [{ const: true }, { type: 'string', minLength: 1 }], description: 'deny, with this message' },
         mode: { enum: ['enforce', 'warn', 'audit'], default: 'enforce' },
@@ -44,11 +48,11 @@ export const POLICY_SCHEMA = {
       oneOf: [
         { type: 'object', additionalProperties: false, required: ['cosign'], properties: { cosign: { $ref: '#/$defs/cosign' } } },
         { type: 'object', additionalProperties: false, required: ['gpg'], properties: { gpg: { $ref: '#/$defs/gpg' } } },
-        { type: 'object', additionalProperties: false, required: ['allOf'], properties: { allOf: { type: 'array', minItems: 1, items: { $ref: '#/$defs/requirement' } } } },
-        { type: 'object', additionalProperties: false, required: ['anyOf'], properties: { anyOf: { type: 'array', minItems: 1, items: { $ref: '#/$defs/requirement' } } } },
+        { type: 'object', additionalProperties: false, required: ['allOf'], properties: { allOf: requirements } },
+        { type: 'object', additionalProperties: false, required: ['anyOf'], properties: { anyOf: requirements } },
         {
           type: 'object', additionalProperties: false, required: ['atLeast', 'of'],
-          properties: { atLeast: { type: 'integer', minimum: 1, maximum: 64 }, of: { type: 'array', minItems: 1, items: { $ref: '#/$defs/requirement' } } },
+          properties: { atLeast: { type: 'integer', minimum: 1, maximum: 64 }, of: requirements },
         },
       ],
     },
@@ -59,8 +63,8 @@ export const POLICY_SCHEMA = {
         identity: {
           oneOf: [
             { enum: ['repository', 'any'] },
-            { type: 'object', additionalProperties: false, required: ['exact'], properties: { exact: { type: 'string' } } },
-            { type: 'object', additionalProperties: false, required: ['prefix', 'signedPrefix'], properties: { prefix: { type: 'string' }, signedPrefix: { type: 'string' } } },
+            { type: 'object', additionalProperties: false, required: ['exact'], properties: { exact: text } },
+            { type: 'object', additionalProperties: false, required: ['prefix', 'signedPrefix'], properties: { prefix: text, signedPrefix: text } },
           ],
         },
       },
@@ -72,11 +76,11 @@ export const POLICY_SCHEMA = {
         identity: {
           oneOf: [
             { enum: ['matchRepoDigestOrExact', 'matchRepository', 'matchExact'] },
-            { type: 'object', additionalProperties: false, required: ['exactReference'], properties: { exactReference: { type: 'string' } } },
-            { type: 'object', additionalProperties: false, required: ['exactRepository'], properties: { exactRepository: { type: 'string' } } },
+            { type: 'object', additionalProperties: false, required: ['exactReference'], properties: { exactReference: { type: 'string', pattern: '([:@][^/]+)$', description: 'a reference with a tag or digest' } } },
+            { type: 'object', additionalProperties: false, required: ['exactRepository'], properties: { exactRepository: text } },
             {
               type: 'object', additionalProperties: false, required: ['remapIdentity'],
-              properties: { remapIdentity: { type: 'object', additionalProperties: false, required: ['prefix', 'signedPrefix'], properties: { prefix: { type: 'string' }, signedPrefix: { type: 'string' } } } },
+              properties: { remapIdentity: { type: 'object', additionalProperties: false, required: ['prefix', 'signedPrefix'], properties: { prefix: text, signedPrefix: text } } },
             },
           ],
         },

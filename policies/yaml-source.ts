@@ -1,4 +1,4 @@
-import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
+import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 import type { Diagnostic } from './diagnostics.js';
 
 /**
@@ -24,6 +24,21 @@ export class YamlSource {
     return this.#root;
   }
 
+  /** `where` paths of required keys already reported missing: reading them again says nothing more. */
+  readonly #missing = new Set<string>();
+
+  /** Whether a read of `where` from an absent node should stay silent (its absence is reported already). */
+  #quiet(node: Node | null | undefined, where: string): boolean {
+    return node === undefined && this.#missing.has(where);
+  }
+
+  /** Aliases (*name) are not expanded: say so rather than report a wrong type. */
+  #alias(node: Node | null | undefined, where: string): boolean {
+    if (!isAlias(node)) return false;
+    this.report(node, `${where} is a YAML alias (*${String(node.source)}); aliases are not supported in policy files`, 'write the value out');
+    return true;
+  }
+
   report(node: Node | Pair | null | undefined, message: string, hint?: string): undefined {
     const offset = rangeOf(node);
     const pos = this.#lines.linePos(offset);
@@ -33,6 +48,7 @@ export class YamlSource {
 
   /** A mapping with only the given keys (any key when `known` is undefined); `required` keys must be present. */
   map(node: Node | null | undefined, where: string, known: readonly string[] | undefined, required: readonly string[] = []): Map<string, Node | null> | undefined {
+    if (this.#quiet(node, where) || this.#alias(node, where)) return undefined;
     if (!isMap(node)) return this.report(node, `${where} must be a mapping`, known && known.length ? `key: value lines (or { ${known.slice(0, 3).join(': …, ')}: … })` : 'key: value lines');
     const out = new Map<string, Node | null>();
     for (const pair of (node as YAMLMap<unknown, unknown>).items) {
@@ -49,17 +65,21 @@ export class YamlSource {
       out.set(key, (pair.value as Node | null) ?? null);
     }
     for (const key of required) {
-      if (!out.has(key)) this.report(node, `${where} is missing required key "${key}"`);
+      if (out.has(key)) continue;
+      this.report(node, `${where} is missing required key "${key}"`);
+      this.#missing.add(`${where}.${key}`);
     }
     return out;
   }
 
   seq(node: Node | null | undefined, where: string): Node[] | undefined {
+    if (this.#quiet(node, where) || this.#alias(node, where)) return undefined;
     if (!isSeq(node)) return this.report(node, `${where} must be a list`, 'one "- item" per line, or [a, b]');
     return node.items as Node[];
   }
 
   string(node: Node | null | undefined, where: string): string | undefined {
+    if (this.#quiet(node, where) || this.#alias(node, where)) return undefined;
     if (!isScalar(node) || typeof node.value !== 'string' || node.value.length === 0) {
       return this.report(node, `${where} must be a non-empty string`, 'quote it when it could be read as something else: "1.0", "yes"');
     }
@@ -67,6 +87,7 @@ export class YamlSource {
   }
 
   oneOf<T extends string>(node: Node | null | undefined, where: string, values: readonly T[]): T | undefined {
+    if (this.#quiet(node, where) || this.#alias(node, where)) return undefined;
     const s = isScalar(node) ? node.value : undefined;
     if (typeof s === 'string' && (values as readonly string[]).includes(s)) return s as T;
     const near = typeof s === 'string' ? values.find((v) => v.toLowerCase() === s.toLowerCase() || v.startsWith(s) || s.startsWith(v)) : undefined;
@@ -85,6 +106,11 @@ export class YamlSource {
     const v = isScalar(node) ? node.value : undefined;
     if (typeof v !== 'boolean') return this.report(node, `${where} must be true or false`);
     return v;
+  }
+
+  /** Whether `node` is a mapping that has `key` (to choose which keys are required). */
+  isMapWith(node: Node | null | undefined, key: string): boolean {
+    return isMap(node) && (node as YAMLMap<unknown, unknown>).items.some((p) => isScalar(p.key) && p.key.value === key);
   }
 
   isScalarValue(node: Node | null | undefined): boolean {

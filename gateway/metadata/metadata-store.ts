@@ -81,8 +81,8 @@ export interface MetadataStore {
   recordDecision(record: DecisionRecord): Promise<void>;
   pin(repository: string, tag: string): Promise<PinRecord | undefined>;
   setPin(repository: string, tag: string, digest: string, now: number): Promise<void>;
-  /** Remembers where the upstream tag points now, when that is not the pinned digest. */
-  notePinMove(repository: string, tag: string, upstreamDigest: string): Promise<void>;
+  /** Remembers where the upstream tag points now, when that is not the pinned digest (undefined: back at it). */
+  notePinMove(repository: string, tag: string, upstreamDigest: string | undefined): Promise<void>;
   /** Releases a pin; true when there was one. */
   releasePin(repository: string, tag: string): Promise<boolean>;
   pins(repository?: string): Promise<(PinRecord & { repository: string })[]>;

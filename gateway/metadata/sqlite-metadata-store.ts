@@ -155,12 +155,17 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#stmts.insertPin.run(this.#repo(repository), tag, digest, now);
   }
 
-  async notePinMove(repository: string, tag: string, upstreamDigest: string): Promise<void> {
-    this.#stmts.movePin.run(upstreamDigest, tag, repository);
+  async notePinMove(repository: string, tag: string, upstreamDigest: string | undefined): Promise<void> {
+    this.#stmts.movePin.run(upstreamDigest ?? null, tag, repository);
   }
 
   async releasePin(repository: string, tag: string): Promise<boolean> {
-    return this.#stmts.releasePin.run(tag, repository).changes > 0;
+    return this.#db.transaction(() => {
+      const released = this.#stmts.releasePin.run(tag, repository).changes > 0;
+      // The tag's cached resolution goes too: the next pull asks the upstream.
+      if (released) this.#db.prepare('DELETE FROM tags WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)').run(tag, repository);
+      return released;
+    })();
   }
 
   async pins(repository?: string): Promise<(PinRecord & { repository: string })[]> {

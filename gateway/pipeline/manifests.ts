@@ -128,6 +128,9 @@ export class ManifestService {
       if (upstream !== undefined && upstream !== pin.digest && upstream !== pin.upstreamDigest) {
         await metadata.notePinMove(addr.name, tag, upstream);
         logger.warn({ event: 'tag.moved', repository: addr.name, tag, pinned: pin.digest, upstream }, 'the upstream tag moved; the pinned digest is still served until the pin is released');
+      } else if (upstream === pin.digest && pin.upstreamDigest !== undefined) {
+        await metadata.notePinMove(addr.name, tag, undefined);
+        logger.info({ event: 'tag.moved_back', repository: addr.name, tag, pinned: pin.digest }, 'the upstream tag points at the pinned digest again');
       }
       await metadata.setTag(addr.name, tag, pin.digest, now());
     }
@@ -180,10 +183,11 @@ export class ManifestService {
       if (admitted.rule !== ruleNameFor(policy, subject)) return this.#admit(addr, digest, bytes, admitted.mediaType, route, tag);
     }
     // Identity rules that compare the tag: a digest admitted under one tag (or by
-    // digest) is decided again the first time it is asked for by another.
-    if (route === 'tag' && tag !== undefined && admitted.kind !== 'attachment' && comparesTag(policy, { name: addr.name, digest, tag })) {
+    // digest) is decided again the first time it is asked for by another, or by digest.
+    const asked = route === 'tag' ? tag : undefined;
+    if (admitted.kind !== 'attachment' && comparesTag(policy, { name: addr.name, digest, tag: asked })) {
       const seen = await this.deps.metadata.decisions({ digest: digest.text, repository: addr.name, limit: 100 });
-      if (!seen.some((d) => d.allowed && d.tag === tag && d.policyDigest === policy.digest.text)) return this.#admit(addr, digest, bytes, admitted.mediaType, route, tag);
+      if (!seen.some((d) => d.allowed && d.tag === asked && d.policyDigest === policy.digest.text)) return this.#admit(addr, digest, bytes, admitted.mediaType, route, asked);
     }
     this.deps.metrics.cache.inc({ kind: 'manifest', result: 'hit' });
     return { digest, mediaType: admitted.mediaType, bytes };

@@ -77,6 +77,7 @@ export function translate(spec: unknown): string[] {
   if (!isObject(spec) || !isObject(spec.root) || !isObject(spec.process) || !Array.isArray(spec.mounts)) throw new RunnerError('IMAGE_INVALID', 'not a runtime spec');
   const root = String(spec.root.path);
   const p = spec.process;
+  if (p.terminal === true) throw new RunnerError('IMAGE_INVALID', 'bwrap cannot give the container a terminal (-t): use --runtime crun or runc for that');
   const user = isObject(p.user) ? p.user : { uid: 0, gid: 0 };
   const linux = isObject(spec.linux) ? spec.linux : {};
   const namespaces = Array.isArray(linux.namespaces) ? linux.namespaces.map((n) => (isObject(n) ? n.type : undefined)) : [];

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decisionLogs, type TestGateway } from '../helpers/gateway.js';
@@ -58,6 +58,19 @@ describe('policy changes take effect without a restart', () => {
     assert.ok(failed.diagnostics.some((d) => /policy\.yaml:3:/.test(d)));
     assert.equal(gw.running.policy().digest.text, running);
     assert.equal((await get('test/signed')).status, 403, 'still revoked');
+  });
+
+  test('a key file in another directory is watched too: rotating it reloads the policy', async () => {
+    mkdirSync(join(gw.dir, 'keys'), { recursive: true });
+    writeFileSync(join(gw.dir, 'keys', 'team.pub'), readFileSync(world.trusted.pub));
+    writeFileSync(policyPath(), worldPolicy(world.registry.host).replace('keys: [trusted.pub]', 'keys: [keys/team.pub]'));
+    await gw.running.reloadPolicy('SIGHUP');
+    const before = gw.running.policy().digest.text;
+    writeFileSync(join(gw.dir, 'keys', 'team.pub'), readFileSync(world.other.pub));
+    await until(() => gw.running.policy().digest.text !== before);
+    const res = await get('test/signed');
+    assert.equal(res.status, 403, 'signed by the old key, which is no longer trusted');
+    await res.arrayBuffer();
   });
 
   test('warn mode (reloaded as on SIGHUP) admits an unsigned image with a warning and attests nothing', async () => {

@@ -43,6 +43,17 @@ describe('policy tooling: test a policy live, explain a decision, and the schema
     assert.deepEqual(results.map((r) => [r.digest, r.decision.allowed, r.decision.denial]), [[world.digests.signed, true, undefined], [world.digests.otherkey, false, 'signature.untrusted_key']]);
     const missing = await cli('policy', 'test', '--policy', policy, '--plain-http', `${world.registry.host}/test/nothing-here:1`);
     assert.equal(missing.code, 2);
+    const broken = join(dir.path, 'broken.yaml');
+    writeFileSync(broken, 'rules:\n  - scope: a.example\n    require: []\n');
+    const bad = await cli('policy', 'test', '--policy', broken, '--plain-http', `${world.registry.host}/test/signed:1`);
+    assert.equal(bad.code, 2, 'a policy that does not load is an error, not a denial');
+    assert.match(bad.stdout, /broken\.yaml:3:/);
+    const digestOnly = join(dir.path, 'digest-only.yaml');
+    writeFileSync(digestOnly, worldPolicy(world.registry.host).replace('    require:', '    tags: require-digest\n    require:'));
+    const byTag = await cli('policy', 'test', '--policy', digestOnly, '--plain-http', '--json', `${world.registry.host}/test/signed:1`);
+    assert.equal(byTag.code, 1);
+    assert.equal((JSON.parse(byTag.stdout) as { decision: { denial: string } }[])[0]?.decision.denial, 'policy.digest_required');
+    assert.equal((await cli('policy', 'test', '--policy', digestOnly, '--plain-http', `${world.registry.host}/test/signed@${world.digests.signed}`)).code, 0);
   });
 
   test('policy test reads an OCI layout with its cosign signature', async () => {
@@ -72,6 +83,12 @@ describe('policy tooling: test a policy live, explain a decision, and the schema
     assert.equal(records[0]?.reasons[0]?.code, 'signature.missing');
     assert.equal(records[0]?.policyDigest, gw.running.policy().digest.text);
     assert.equal((await cli('policy', 'explain', '--config', config, `sha256:${'0'.repeat(64)}`)).code, 1);
+    const nowhere = join(dir.path, 'nowhere.yaml');
+    writeFileSync(nowhere, `dataDir: ${JSON.stringify(join(dir.path, 'no-such-data'))}\nupstreams: []\n`);
+    const none = await cli('policy', 'explain', '--config', nowhere, world.digests.signed);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /no gateway data/);
+    assert.doesNotMatch(none.stderr, /\n\s+at /, 'a sentence, not a stack trace');
   });
 
   test('policy schema is a JSON Schema that accepts the documented examples and rejects typos', async () => {

@@ -68,6 +68,7 @@ describe('tag rules: pin and require-digest', () => {
     const list = await cli('tags', 'list', '--config', config);
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, new RegExp(`test/pinned:latest\\s+${digests.one}.*upstream now ${digests.two}`));
+    assert.equal((await cli('tags', 'release', '--config', config, `${registry.host}/test/pinned`)).code, 2, 'no tag: refused with a sentence');
     const release = await cli('tags', 'release', '--config', config, `${registry.host}/test/pinned:latest`);
     assert.equal(release.code, 0, release.stderr);
     assert.deepEqual((await pull('pinned', 'latest')).digest, digests.two, 'released: the new digest is verified and pinned');

@@ -67,3 +67,12 @@ test('unknown users and groups, relative working directories and root volumes ar
   assert.equal(code(() => buildSpec(image, { ...opts, volumes: [{ source: '/x', destination: '/', readOnly: true }] }, host)), 'IMAGE_INVALID');
   assert.equal(code(() => parseImageConfig(Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"zfs","diff_ids":[]}}'))), 'IMAGE_INVALID');
 });
+
+test('bwrap refuses a terminal rather than run without one', async () => {
+  const { translate } = await import('../../../runner/runtime/bwrap.js');
+  const spec = buildSpec(image, { env: [], volumes: [], tty: true, readOnlyRoot: true, user: '0' }, {
+    uidMappings: [{ containerID: 0, hostID: 0, size: 1 }], gidMappings: [{ containerID: 0, hostID: 0, size: 1 }], rlimits: [], initPath: '/usr/bin/tini-static', rootfsPath: '/tmp/rootfs',
+  });
+  assert.throws(() => translate(spec), RunnerError);
+  assert.ok(translate({ ...spec, process: { ...(spec.process as object), terminal: false } }).includes('--seccomp'));
+});
