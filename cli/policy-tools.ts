@@ -5,6 +5,7 @@ import { SqliteMetadataStore } from '../gateway/metadata/sqlite-metadata-store.j
 import type { DecisionRecord } from '../gateway/metadata/metadata-store.js';
 import { gatherEvidence } from '../gateway/pipeline/evidence.js';
 import { gatherGpgEvidence } from '../gateway/pipeline/gpg-evidence.js';
+import { loadRegistriesD } from '../gateway/registries-d.js';
 import type { Upstream } from '../gateway/upstreams.js';
 import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
 import { MAX_MANIFEST_BYTES, parseManifest } from '../oci/manifest.js';
@@ -90,8 +91,10 @@ function upstreamFor(host: string, config: GatewayConfig | undefined, opts: Test
     username: undefined, password: undefined, authRealms: undefined, redirectOrigins: undefined, timeouts: TIMEOUTS, lookaside: opts.lookaside,
   };
   const withLookaside = opts.lookaside !== undefined ? { ...cfg, lookaside: opts.lookaside } : cfg;
+  const registriesD = config?.registriesD ? loadRegistriesD(config.registriesD) : undefined;
   return {
     config: withLookaside,
+    lookasideFor: registriesD ? (name: string) => registriesD.lookasideFor(name) : undefined,
     client: new RegistryClient({
       baseUrl: withLookaside.url,
       credentials: cfg.username !== undefined && cfg.password !== undefined ? { username: cfg.username, password: readSecret(cfg.password, process.env) } : undefined,

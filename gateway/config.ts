@@ -46,6 +46,8 @@ export interface GatewayConfig {
   readonly attestationKey: string | undefined;
   readonly verifierId: string | undefined;
   readonly tls: { readonly cert: string; readonly key: string } | undefined;
+  /** A registries.d directory (containers-registries.d(5)) naming GPG lookasides for upstreams without their own. */
+  readonly registriesD?: string | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -83,7 +85,7 @@ export function loadConfigFile(path: string): GatewayConfig {
 export function parseConfig(file: string, text: string): GatewayConfig {
   const src = new YamlSource(file, text);
   const base = dirname(resolve(file));
-  const top = src.root === undefined ? undefined : src.map(src.root, 'the config', ['listen', 'dataDir', 'policy', 'logLevel', 'tagTtlSeconds', 'limits', 'upstreams', 'attestation', 'tls']);
+  const top = src.root === undefined ? undefined : src.map(src.root, 'the config', ['listen', 'dataDir', 'policy', 'logLevel', 'tagTtlSeconds', 'limits', 'upstreams', 'attestation', 'tls', 'registriesD']);
   const defaults = defaultConfig(resolve(base, 'data'));
   if (!top) throw new LoadError('CONFIG_INVALID', src.diagnostics.length ? src.diagnostics : [{ file, line: 1, column: 1, message: 'the config must be a mapping' }]);
 
@@ -101,6 +103,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
   };
   const dataDir = path('dataDir') ?? defaults.dataDir;
   const policy = path('policy');
+  const registriesD = path('registriesD');
   const logLevel = top.has('logLevel') ? (src.oneOf(top.get('logLevel'), 'logLevel', LOG_LEVELS) ?? 'info') : 'info';
   const tagTtlSeconds = top.has('tagTtlSeconds') ? (src.integer(top.get('tagTtlSeconds'), 'tagTtlSeconds', 0, 86_400) ?? 0) : 0;
 
@@ -144,7 +147,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
     else upstreams.push(u);
   });
   if (src.diagnostics.length > 0) throw new LoadError('CONFIG_INVALID', src.diagnostics);
-  return deepFreeze({ source: file, listen, dataDir, policy, logLevel, tagTtlSeconds, limits, upstreams, attestationKey, verifierId, tls });
+  return deepFreeze({ source: file, listen, dataDir, policy, logLevel, tagTtlSeconds, limits, upstreams, attestationKey, verifierId, tls, registriesD });
 }
 
 function parseUpstream(src: YamlSource, node: Node, where: string, base: string): UpstreamConfig | undefined {

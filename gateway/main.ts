@@ -14,6 +14,7 @@ import { buildApp, type GatewayApp } from './http/app.js';
 import { createMetrics } from './metrics.js';
 import { SqliteMetadataStore } from './metadata/sqlite-metadata-store.js';
 import { FsBlobStore } from './store/fs-blob-store.js';
+import { loadRegistriesD } from './registries-d.js';
 import { Upstreams, type Upstream } from './upstreams.js';
 
 /**
@@ -79,8 +80,10 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
   const store = await FsBlobStore.open(join(config.dataDir, 'store'));
   const metadata = new SqliteMetadataStore(join(config.dataDir, 'metadata.db'));
   const metrics = createMetrics();
+  const registriesD = config.registriesD ? loadRegistriesD(config.registriesD) : undefined;
   const upstreamList: Upstream[] = config.upstreams.map((u) => ({
     config: u,
+    lookasideFor: registriesD ? (name: string) => registriesD.lookasideFor(name) : undefined,
     client: new RegistryClient({
       baseUrl: u.url,
       credentials: u.username !== undefined && u.password !== undefined ? { username: u.username, password: readSecret(u.password, env) } : undefined,

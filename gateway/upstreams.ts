@@ -14,6 +14,8 @@ import { GatewayError } from './errors.js';
 export interface Upstream {
   readonly config: UpstreamConfig;
   readonly client: RegistryClient;
+  /** The GPG lookaside for one of its repositories (`name/path`), when a registries.d names one. */
+  readonly lookasideFor?: ((name: string) => string | undefined) | undefined;
 }
 
 export interface Address {

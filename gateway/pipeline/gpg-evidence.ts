@@ -41,7 +41,11 @@ export async function gatherGpgEvidence(upstream: Upstream, repository: string, 
   const deadline = AbortSignal.timeout(upstream.config.timeouts.totalMs);
   try {
     if (await extension) await fromExtension(upstream, repository, digest, limits, out);
-    else if (upstream.config.lookaside !== undefined) await fromLookaside(upstream.config.lookaside, upstream, repository, digest, limits, out, deadline);
+    else {
+      // The upstream's own lookaside, or the one a registries.d gives its repository.
+      const lookaside = upstream.config.lookaside ?? upstream.lookasideFor?.(`${upstream.config.name}/${repository}`);
+      if (lookaside !== undefined) await fromLookaside(lookaside, upstream, repository, digest, limits, out, deadline);
+    }
   } catch (err) {
     out.problems.push({ source: 'GPG signatures', message: `could not fetch GPG signatures: ${(err as Error).message}` });
   }

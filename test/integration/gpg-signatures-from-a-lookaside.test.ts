@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decisionLogs, startTestGateway, storeSnapshot, type TestGateway } from '../helpers/gateway.js';
@@ -87,5 +88,37 @@ describe('GPG simple signing through a lookaside server', () => {
     const copy = await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${gw.host}/up/gpg/otherkey:1`, `dir:${join(out.path, 'otherkey')}`], { allowFail: true });
     assert.notEqual(copy.code, 0);
     assert.match(copy.stderr, /denied/i);
+  });
+});
+
+describe('GPG lookasides named by a registries.d directory, as podman reads them', () => {
+  let world: GpgWorld;
+  let gw: TestGateway;
+  const dir = tempDir('portcullis-regd-');
+
+  before(async () => {
+    world = await buildGpgWorld();
+    mkdirSync(join(dir.path, 'registries.d'));
+    writeFileSync(join(dir.path, 'registries.d', 'default.yaml'), `docker:\n  ${world.registry.host}/gpg:\n    lookaside: ${world.lookaside.url}\n`);
+    gw = await startTestGateway({
+      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
+      policy: ['rules:', `  - scope: ${world.registry.host}/gpg`, '    require:', '      - gpg: { keys: [trusted.gpg] }', ''].join('\n'),
+      files: world.keys,
+      extraConfig: `registriesD: ${JSON.stringify(join(dir.path, 'registries.d'))}`,
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+    await world?.stop();
+    dir.cleanup();
+  });
+
+  test('an upstream without a lookaside of its own uses the one registries.d gives the repository', async () => {
+    const ok = await fetch(`${gw.url}/v2/up/gpg/signed/manifests/1`, { headers: { accept: OCI_ACCEPT } });
+    assert.equal(ok.status, 200, await ok.clone().text());
+    await ok.arrayBuffer();
+    const denied = await fetch(`${gw.url}/v2/up/gpg/otherkey/manifests/1`, { headers: { accept: OCI_ACCEPT } });
+    assert.equal(denied.status, 403);
+    await denied.arrayBuffer();
   });
 });
