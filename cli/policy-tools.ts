@@ -1,21 +1,22 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfigFile, type GatewayConfig, type UpstreamConfig, readSecret } from '../gateway/config.js';
+import { loadConfigFile, type GatewayConfig, type UpstreamConfig } from '../gateway/config.js';
 import { SqliteMetadataStore } from '../gateway/metadata/sqlite-metadata-store.js';
 import type { DecisionRecord } from '../gateway/metadata/metadata-store.js';
-import { gatherEvidence } from '../gateway/pipeline/evidence.js';
+import { gatherFormats } from '../gateway/pipeline/evidence.js';
 import { gatherGpgEvidence } from '../gateway/pipeline/gpg-evidence.js';
 import { loadRegistriesD } from '../gateway/registries-d.js';
-import type { Upstream } from '../gateway/upstreams.js';
+import { openUpstream, type Upstream } from '../gateway/upstreams.js';
 import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
 import { MAX_MANIFEST_BYTES, parseManifest } from '../oci/manifest.js';
 import { MANIFEST_MEDIA_TYPES, MediaType } from '../oci/media-types.js';
 import { formatImageReference, parseImageReference } from '../oci/reference.js';
-import { RegistryClient, header } from '../oci/registry-client/client.js';
+import { header } from '../oci/registry-client/client.js';
 import { isObject, parseStrictJson } from '../oci/strict-json.js';
 import { formatDiagnostic } from '../policies/diagnostics.js';
+import { parseRef } from '../policies/gpg-identity.js';
 import { LoadError } from '../policies/errors.js';
-import { evaluate, formatsFor, ruleFor, ruleNameFor } from '../policies/evaluator.js';
+import { evaluate, formatsFor, tagRefusal } from '../policies/evaluator.js';
 import { loadPolicyFile } from '../policies/loader.js';
 import type { CompiledPolicy, CosignSignatureEvidence, Decision, Evidence, Subject } from '../policies/model.js';
 
@@ -91,16 +92,7 @@ function upstreamFor(host: string, config: GatewayConfig | undefined, opts: Test
     username: undefined, password: undefined, authRealms: undefined, redirectOrigins: undefined, timeouts: TIMEOUTS, lookaside: opts.lookaside,
   };
   const withLookaside = opts.lookaside !== undefined ? { ...cfg, lookaside: opts.lookaside } : cfg;
-  const registriesD = config?.registriesD ? loadRegistriesD(config.registriesD) : undefined;
-  return {
-    config: withLookaside,
-    lookasideFor: registriesD ? (name: string) => registriesD.lookasideFor(name) : undefined,
-    client: new RegistryClient({
-      baseUrl: withLookaside.url,
-      credentials: cfg.username !== undefined && cfg.password !== undefined ? { username: cfg.username, password: readSecret(cfg.password, process.env) } : undefined,
-      allowedRealmOrigins: cfg.authRealms, allowedRedirectOrigins: cfg.redirectOrigins, timeouts: cfg.timeouts,
-    }),
-  };
+  return openUpstream(withLookaside, process.env, config?.registriesD ? loadRegistriesD(config.registriesD) : undefined);
 }
 
 async function testFromRegistry(policy: CompiledPolicy, image: string, config: GatewayConfig | undefined, opts: TestOptions): Promise<TestResult> {
@@ -115,9 +107,7 @@ async function testFromRegistry(policy: CompiledPolicy, image: string, config: G
     if (ref.digest && ref.digest.hex !== digest.hex) throw new Error(`the registry sent a manifest hashing to ${digest.text}`);
     const manifest = parseManifest(res.bytes, header(res.headers, 'content-type'));
     const tag = ref.digest ? undefined : ref.tag;
-    const cosign = await gatherEvidence(upstream, ref.repository, digest, LIMITS);
-    const gpg = formatsFor(policy, { name, digest, tag }).has('gpg') ? await gatherGpgEvidence(upstream, ref.repository, digest, LIMITS) : undefined;
-    const evidence: Evidence = { ...cosign, gpg: gpg?.gpg, problems: [...cosign.problems, ...(gpg?.problems ?? [])] };
+    const evidence = await gatherFormats(upstream, ref.repository, digest, LIMITS, formatsFor(policy, { name, digest, tag }));
     const decision = await decideAsGateway(policy, { name, digest, tag, kind: manifest.kind }, evidence);
     return { image, digest: digest.text, decision };
   } finally {
@@ -131,14 +121,7 @@ async function testFromRegistry(policy: CompiledPolicy, image: string, config: G
  * manifest depends on what the gateway admitted before; it is not considered here.)
  */
 async function decideAsGateway(policy: CompiledPolicy, subject: Subject, evidence: Evidence): Promise<Decision> {
-  const rule = ruleFor(policy, subject);
-  if (rule?.tags === 'require-digest' && subject.tag !== undefined) {
-    return {
-      allowed: false, verdict: false, mode: 'enforce', attestable: false, rule: ruleNameFor(policy, subject), policyDigest: policy.digest.text, denial: 'policy.digest_required',
-      reasons: [{ code: 'policy.digest_required', message: `the rule for ${rule.scope} admits pulls by digest only (tags: require-digest)` }],
-    };
-  }
-  return evaluate(policy, subject, evidence);
+  return tagRefusal(policy, subject) ?? evaluate(policy, subject, evidence);
 }
 
 /**
@@ -201,11 +184,9 @@ function openGatewayStore(configPath: string): SqliteMetadataStore {
 
 /** A repository as the gateway names it: registry/path, normalized (docker.io/alpine is docker.io/library/alpine). */
 function repositoryName(text: string): { name: string; tag: string | undefined } {
-  const ref = parseImageReference(text);
-  const at = text.indexOf('@');
-  const before = at >= 0 ? text.slice(0, at) : text;
-  const tag = before.lastIndexOf(':') > before.lastIndexOf('/') ? ref.tag : undefined;
-  return { name: `${ref.host}/${ref.repository}`, tag };
+  const ref = parseRef(text);
+  if (!ref) throw new Error(`${JSON.stringify(text)} is not an image reference`);
+  return { name: ref.name, tag: ref.tag };
 }
 
 export async function policyExplain(what: string, opts: { config: string; json?: boolean | undefined; limit?: number | undefined }, print: Print): Promise<number> {

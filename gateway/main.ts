@@ -2,20 +2,19 @@ import { generateKeyPairSync } from 'node:crypto';
 import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { RegistryClient } from '../oci/registry-client/client.js';
 import { parseSigningKey, publicKeyPem } from '../policies/attestation.js';
 import { formatDiagnostic } from '../policies/diagnostics.js';
 import { LoadError } from '../policies/errors.js';
 import { loadPolicyFile, rejectEverythingPolicy } from '../policies/loader.js';
 import { AttestationService, fingerprintOf, type GatewaySigner } from './attestations.js';
 import type { CompiledPolicy } from '../policies/model.js';
-import { readSecret, type GatewayConfig } from './config.js';
+import type { GatewayConfig } from './config.js';
 import { buildApp, type GatewayApp } from './http/app.js';
 import { createMetrics } from './metrics.js';
 import { SqliteMetadataStore } from './metadata/sqlite-metadata-store.js';
 import { FsBlobStore } from './store/fs-blob-store.js';
 import { loadRegistriesD } from './registries-d.js';
-import { Upstreams, type Upstream } from './upstreams.js';
+import { openUpstream, Upstreams, type Upstream } from './upstreams.js';
 
 /**
  * The gateway's composition root: the only place that reads the environment and
@@ -81,18 +80,8 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
   const metadata = new SqliteMetadataStore(join(config.dataDir, 'metadata.db'));
   const metrics = createMetrics();
   const registriesD = config.registriesD ? loadRegistriesD(config.registriesD) : undefined;
-  const upstreamList: Upstream[] = config.upstreams.map((u) => ({
-    config: u,
-    lookasideFor: registriesD ? (name: string) => registriesD.lookasideFor(name) : undefined,
-    client: new RegistryClient({
-      baseUrl: u.url,
-      credentials: u.username !== undefined && u.password !== undefined ? { username: u.username, password: readSecret(u.password, env) } : undefined,
-      allowedRealmOrigins: u.authRealms,
-      allowedRedirectOrigins: u.redirectOrigins,
-      timeouts: u.timeouts,
-      observe: (o) => metrics.upstreamLatency.observe({ upstream: u.name, method: o.method, status: String(o.status) }, o.ms / 1000),
-    }),
-  }));
+  const upstreamList: Upstream[] = config.upstreams.map((u) => openUpstream(u, env, registriesD,
+    (o) => metrics.upstreamLatency.observe({ upstream: u.name, method: o.method, status: String(o.status) }, o.ms / 1000)));
   const signer = loadSigner(config.attestationKey ?? join(config.dataDir, 'gateway.key'), config.attestationKey === undefined, config.verifierId);
   const attestations = new AttestationService({ store, metadata, signer, now: Date.now });
   const gateway = buildApp({

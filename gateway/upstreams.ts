@@ -1,6 +1,7 @@
 import { assertRepositoryName, normalizeHost } from '../oci/reference.js';
-import type { RegistryClient } from '../oci/registry-client/client.js';
-import type { UpstreamConfig } from './config.js';
+import { RegistryClient, type UpstreamObservation } from '../oci/registry-client/client.js';
+import { readSecret, type UpstreamConfig } from './config.js';
+import type { RegistriesD } from './registries-d.js';
 import { GatewayError } from './errors.js';
 
 /**
@@ -16,6 +17,22 @@ export interface Upstream {
   readonly client: RegistryClient;
   /** The GPG lookaside for one of its repositories (`name/path`), when a registries.d names one. */
   readonly lookasideFor?: ((name: string) => string | undefined) | undefined;
+}
+
+/** A configured upstream with its client: credentials resolved now, GPG lookasides from its config or a registries.d. */
+export function openUpstream(u: UpstreamConfig, env: NodeJS.ProcessEnv, registriesD?: RegistriesD, observe?: (o: UpstreamObservation) => void): Upstream {
+  return {
+    config: u,
+    lookasideFor: registriesD ? (name: string) => registriesD.lookasideFor(name) : undefined,
+    client: new RegistryClient({
+      baseUrl: u.url,
+      credentials: u.username !== undefined && u.password !== undefined ? { username: u.username, password: readSecret(u.password, env) } : undefined,
+      allowedRealmOrigins: u.authRealms,
+      allowedRedirectOrigins: u.redirectOrigins,
+      timeouts: u.timeouts,
+      observe,
+    }),
+  };
 }
 
 export interface Address {

@@ -8,6 +8,7 @@ import { parseGpgKeyring } from './gpg-keys.js';
 import { parseRef } from './gpg-identity.js';
 import { parsePublicKey } from './keys.js';
 import type { CompiledPolicy, GpgIdentityRule, GpgTrustedKey, Requirement, Rule, RuleAction, TrustedKey } from './model.js';
+import { isIdentityPrefix } from './scope.js';
 import { YamlSource } from './yaml-source.js';
 
 /**
@@ -89,7 +90,7 @@ export async function compileContainersPolicy(file: string, text: string, readKe
       const prefix = src.string(m.get('prefix'), `${where}.prefix`);
       const signedPrefix = src.string(m.get('signedPrefix'), `${where}.signedPrefix`);
       for (const [k, v] of [['prefix', prefix], ['signedPrefix', signedPrefix]] as const) {
-        if (v !== undefined && !validScopePrefix(v)) return src.report(m.get(k), `${where}.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace, fully expanded`);
+        if (v !== undefined && !isIdentityPrefix(v)) return src.report(m.get(k), `${where}.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace, fully expanded`);
       }
       return prefix === undefined || signedPrefix === undefined ? undefined : { kind: 'remapIdentity', prefix, signedPrefix };
     }
@@ -227,9 +228,3 @@ function dockerScope(text: string): Pick<Rule, 'scope' | 'match'> | undefined {
   return rest.split('/').every(isRepositoryComponent) ? { scope: named, match: 'prefix' } : undefined;
 }
 
-function validScopePrefix(text: string): boolean {
-  const host = text.split('/')[0] ?? '';
-  if (!isValidHost(host) || text.includes('@')) return false;
-  const rest = text.slice(host.length + 1);
-  return rest === '' || (!rest.includes(':') && rest.split('/').every(isRepositoryComponent));
-}

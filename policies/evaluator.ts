@@ -60,6 +60,19 @@ export function comparesTag(policy: CompiledPolicy, subject: Pick<Subject, 'name
   return action.kind === 'require' && action.requirements.some(walk);
 }
 
+/**
+ * A pull by tag under a rule with `tags: require-digest` is refused before any
+ * signature is looked at: the decision for it, or undefined when the rule allows it.
+ */
+export function tagRefusal(policy: CompiledPolicy, subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined }): Decision | undefined {
+  const rule = selectRule(policy.rules, subject);
+  if (rule?.tags !== 'require-digest' || subject.tag === undefined) return undefined;
+  return {
+    allowed: false, verdict: false, mode: 'enforce', attestable: false, rule: nameOf(rule), policyDigest: policy.digest.text, denial: 'policy.digest_required',
+    reasons: [{ code: 'policy.digest_required', message: `the rule for ${rule.scope} admits pulls by digest only (tags: require-digest); ask for ${subject.name}@sha256:…` }],
+  };
+}
+
 /** The rule that applies to a subject (or undefined: the policy's default). */
 export function ruleFor(policy: CompiledPolicy, subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined }): Rule | undefined {
   return selectRule(policy.rules, subject);

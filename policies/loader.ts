@@ -11,7 +11,7 @@ import { parseGpgKeyring } from './gpg-keys.js';
 import { parseRef } from './gpg-identity.js';
 import { parsePublicKey } from './keys.js';
 import type { CompiledPolicy, GpgIdentityRule, GpgTrustedKey, IdentityRule, Requirement, Rule, RuleAction, TrustedKey } from './model.js';
-import { normalizeScope } from './scope.js';
+import { isIdentityPrefix, normalizeScope } from './scope.js';
 import { YamlSource } from './yaml-source.js';
 
 /**
@@ -117,7 +117,7 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
     const prefix = src.string(r.get('prefix'), `${where}.remapIdentity.prefix`);
     const signedPrefix = src.string(r.get('signedPrefix'), `${where}.remapIdentity.signedPrefix`);
     for (const [k, v] of [['prefix', prefix], ['signedPrefix', signedPrefix]] as const) {
-      if (v !== undefined && !validPrefix(v)) return src.report(r.get(k), `${where}.remapIdentity.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace (fully expanded, no tag or digest)`);
+      if (v !== undefined && !isIdentityPrefix(v)) return src.report(r.get(k), `${where}.remapIdentity.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace (fully expanded, no tag or digest)`);
     }
     return prefix === undefined || signedPrefix === undefined ? undefined : { kind: 'remapIdentity', prefix, signedPrefix };
   };
@@ -140,7 +140,7 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
     const prefix = src.string(m.get('prefix'), `${where}.prefix`);
     const signedPrefix = src.string(m.get('signedPrefix'), `${where}.signedPrefix`);
     for (const [k, v] of [['prefix', prefix], ['signedPrefix', signedPrefix]] as const) {
-      if (v !== undefined && !validPrefix(normalizeScope(v))) return src.report(m.get(k), `${where}.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace (no tag or digest)`);
+      if (v !== undefined && !isIdentityPrefix(normalizeScope(v))) return src.report(m.get(k), `${where}.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace (no tag or digest)`);
     }
     if (prefix === undefined || signedPrefix === undefined) return undefined;
     return { kind: 'remap', prefix: normalizeScope(prefix), signedPrefix: normalizeScope(signedPrefix) };
@@ -274,13 +274,6 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
   return Object.freeze({ source: file, format: 'portcullis' as const, keyFiles: files.paths(), digest: parseDigest(`sha256:${hash.digest('hex')}`), defaultAction, rules: Object.freeze(rules), revoked });
 }
 
-/** A remapIdentity prefix: host[:port] or a fully expanded namespace or repository. */
-function validPrefix(text: string): boolean {
-  const host = text.split('/')[0] ?? '';
-  if (!isValidHost(host) || text.includes('@') || text.endsWith('/')) return false;
-  const rest = text.slice(host.length + 1);
-  return rest === '' || (!rest.includes(':') && rest.split('/').every(isRepositoryComponent));
-}
 
 /** The embedded default: reject everything. */
 export function rejectEverythingPolicy(): Promise<CompiledPolicy> {

@@ -1,4 +1,4 @@
-import { normalizeHost } from '../oci/reference.js';
+import { isRepositoryComponent, isValidHost, normalizeHost } from '../oci/reference.js';
 
 /**
  * Scopes name a registry host, a namespace under it, or one repository. A scope
@@ -44,4 +44,12 @@ export function selectRule<T extends { scope: string; match?: string | undefined
     if (host.endsWith(domain) && (wildcard === undefined || r.scope.length > wildcard.scope.length)) wildcard = r;
   }
   return wildcard ?? rules.find((r) => r.match === 'transport-default');
+}
+
+/** A prefix for identity remapping: host[:port] or a fully expanded host/namespace, without tag or digest. */
+export function isIdentityPrefix(text: string): boolean {
+  const host = text.split('/')[0] ?? '';
+  if (!isValidHost(host) || text.includes('@') || text.endsWith('/')) return false;
+  const rest = text.slice(host.length + 1);
+  return rest === '' || (!rest.includes(':') && rest.split('/').every(isRepositoryComponent));
 }

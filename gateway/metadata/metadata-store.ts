@@ -79,6 +79,8 @@ export interface MetadataStore {
   tag(repository: string, tag: string): Promise<TagRecord | undefined>;
   setTag(repository: string, tag: string, digest: string, now: number): Promise<void>;
   recordDecision(record: DecisionRecord): Promise<void>;
+  /** Whether this digest was admitted under this policy for this tag (undefined: asked for by digest). */
+  admittedFor(repository: string, digest: string, policyDigest: string, tag: string | undefined): Promise<boolean>;
   pin(repository: string, tag: string): Promise<PinRecord | undefined>;
   setPin(repository: string, tag: string, digest: string, now: number): Promise<void>;
   /** Remembers where the upstream tag points now, when that is not the pinned digest (undefined: back at it). */

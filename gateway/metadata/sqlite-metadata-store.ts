@@ -85,6 +85,8 @@ export class SqliteMetadataStore implements MetadataStore {
         `SELECT a.envelope_digest, a.envelope_size, a.policy_digest, a.created_at FROM attestations a JOIN repositories r ON r.id = a.repository_id
          WHERE r.name = ? AND a.subject_digest = ? AND a.policy_digest = ? LIMIT 1`),
       insertDecision: db.prepare('INSERT INTO decisions (time, repository, digest, policy_digest, allowed, rule, reasons, mode, verdict, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+      admittedFor: db.prepare<[string, string, string, string | null, string | null], { one: number }>(
+        'SELECT 1 AS one FROM decisions WHERE digest = ? AND repository = ? AND policy_digest = ? AND allowed = 1 AND (tag = ? OR (tag IS NULL AND ? IS NULL)) LIMIT 1'),
       pin: db.prepare<[string, string], { tag: string; digest: string; pinned_at: number; upstream_digest: string | null }>(
         'SELECT p.tag, p.digest, p.pinned_at, p.upstream_digest FROM pins p JOIN repositories r ON r.id = p.repository_id WHERE r.name = ? AND p.tag = ?'),
       insertPin: db.prepare('INSERT OR IGNORE INTO pins (repository_id, tag, digest, pinned_at) VALUES (?, ?, ?, ?)'),
@@ -144,6 +146,10 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async recordDecision(r: DecisionRecord): Promise<void> {
     this.#stmts.insertDecision.run(r.time, r.repository, r.digest, r.policyDigest, r.allowed ? 1 : 0, r.rule, JSON.stringify(r.reasons), r.mode ?? 'enforce', r.verdict === undefined ? null : r.verdict ? 1 : 0, r.tag ?? null);
+  }
+
+  async admittedFor(repository: string, digest: string, policyDigest: string, tag: string | undefined): Promise<boolean> {
+    return this.#stmts.admittedFor.get(digest, repository, policyDigest, tag ?? null, tag ?? null) !== undefined;
   }
 
   async pin(repository: string, tag: string): Promise<PinRecord | undefined> {

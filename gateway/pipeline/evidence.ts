@@ -5,6 +5,7 @@ import { MAX_MANIFEST_BYTES, parseManifest } from '../../oci/manifest.js';
 import { header } from '../../oci/registry-client/client.js';
 import type { CosignSignatureEvidence, Evidence } from '../../policies/model.js';
 import type { Upstream } from '../upstreams.js';
+import { gatherGpgEvidence } from './gpg-evidence.js';
 
 /**
  * Gathers the signatures for one digest from its upstream: the cosign `.sig` tag in
@@ -55,4 +56,11 @@ export async function gatherEvidence(upstream: Upstream, repository: string, dig
     }
   }
   return { cosign, problems };
+}
+
+/** The evidence a rule asks for: cosign signatures, GPG signatures, or both (nothing else is fetched). */
+export async function gatherFormats(upstream: Upstream, repository: string, digest: Digest, limits: EvidenceLimits, formats: ReadonlySet<'cosign' | 'gpg'>): Promise<Evidence> {
+  const cosign = formats.has('cosign') ? await gatherEvidence(upstream, repository, digest, limits) : { cosign: [], problems: [] };
+  const gpg = formats.has('gpg') ? await gatherGpgEvidence(upstream, repository, digest, limits) : undefined;
+  return { ...cosign, gpg: gpg?.gpg, problems: [...cosign.problems, ...(gpg?.problems ?? [])] };
 }

@@ -1,7 +1,9 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import type { Digest } from '../../oci/digest.js';
+import { readBounded } from '../../oci/registry-client/body.js';
 import { header } from '../../oci/registry-client/client.js';
 import { isObject, parseStrictJson } from '../../oci/strict-json.js';
 import type { GpgSignatureEvidence } from '../../policies/model.js';
@@ -150,19 +152,6 @@ async function readLookaside(base: string, path: string, maxBytes: number, upstr
     await res.body?.cancel();
     throw new Error(`signature of ${declared} bytes exceeds ${maxBytes}`);
   }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  const reader = res.body?.getReader();
-  if (!reader) return Buffer.alloc(0);
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > maxBytes) {
-      await reader.cancel();
-      throw new Error(`signature exceeds ${maxBytes} bytes`);
-    }
-    chunks.push(Buffer.from(value));
-  }
-  return Buffer.concat(chunks);
+  if (!res.body) return Buffer.alloc(0);
+  return readBounded(Readable.fromWeb(res.body), maxBytes, 'signature');
 }

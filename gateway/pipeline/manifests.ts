@@ -5,7 +5,7 @@ import { MAX_MANIFEST_BYTES, parseManifest, referencedBlobs, type Manifest } fro
 import { MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
 import { header } from '../../oci/registry-client/client.js';
 import type { ManifestRef } from '../../oci/reference.js';
-import { comparesTag, evaluate, formatsFor, ruleFor, ruleNameFor } from '../../policies/evaluator.js';
+import { comparesTag, evaluate, formatsFor, ruleFor, ruleNameFor, tagRefusal } from '../../policies/evaluator.js';
 import type { CompiledPolicy, Decision, Evidence } from '../../policies/model.js';
 import type { ResourceRef } from '../../policies/attestation.js';
 import type { AttestationService, StoredEnvelope } from '../attestations.js';
@@ -15,8 +15,7 @@ import type { ManifestKind, MetadataStore } from '../metadata/metadata-store.js'
 import type { BlobStore } from '../store/blob-store.js';
 import type { Address } from '../upstreams.js';
 import { attachmentProblem, attachmentSubject } from './attachments.js';
-import { gatherEvidence, type EvidenceLimits } from './evidence.js';
-import { gatherGpgEvidence } from './gpg-evidence.js';
+import { gatherFormats, type EvidenceLimits } from './evidence.js';
 import { SingleFlight } from './single-flight.js';
 
 /**
@@ -65,16 +64,12 @@ export class ManifestService {
     const attachment = attachmentSubject(tag);
     if (attachment) return this.#attachmentByTag(addr, tag, attachment, accept);
     const policy = this.deps.policy();
-    const rule = ruleFor(policy, { name: addr.name, tag });
-    if (rule?.tags === 'require-digest') {
-      const decision: Decision = {
-        allowed: false, verdict: false, mode: 'enforce', attestable: false, rule: rule.scope, policyDigest: policy.digest.text, denial: 'policy.digest_required',
-        reasons: [{ code: 'policy.digest_required', message: `the rule for ${rule.scope} admits pulls by digest only (tags: require-digest); ask for ${addr.name}@sha256:…` }],
-      };
-      this.deps.logger.info({ event: 'decision', repository: addr.name, tag, policy: policy.digest.text, allowed: false, rule: rule.scope, reason: decision.denial, reasons: [decision.denial] }, 'denied');
-      throw new DeniedError(decision, `${addr.name}:${tag}`);
+    const refusal = tagRefusal(policy, { name: addr.name, tag });
+    if (refusal) {
+      this.deps.logger.info({ event: 'decision', repository: addr.name, tag, policy: policy.digest.text, allowed: false, rule: refusal.rule, reason: refusal.denial, reasons: [refusal.denial] }, 'denied');
+      throw new DeniedError(refusal, `${addr.name}:${tag}`);
     }
-    if (rule?.tags === 'pin') return this.#pinnedTag(addr, tag, accept);
+    if (ruleFor(policy, { name: addr.name, tag })?.tags === 'pin') return this.#pinnedTag(addr, tag, accept);
     return this.#followTag(addr, tag, accept);
   }
 
@@ -186,8 +181,7 @@ export class ManifestService {
     // digest) is decided again the first time it is asked for by another, or by digest.
     const asked = route === 'tag' ? tag : undefined;
     if (admitted.kind !== 'attachment' && comparesTag(policy, { name: addr.name, digest, tag: asked })) {
-      const seen = await this.deps.metadata.decisions({ digest: digest.text, repository: addr.name, limit: 100 });
-      if (!seen.some((d) => d.allowed && d.tag === asked && d.policyDigest === policy.digest.text)) return this.#admit(addr, digest, bytes, admitted.mediaType, route, asked);
+      if (!(await this.deps.metadata.admittedFor(addr.name, digest.text, policy.digest.text, asked))) return this.#admit(addr, digest, bytes, admitted.mediaType, route, asked);
     }
     this.deps.metrics.cache.inc({ kind: 'manifest', result: 'hit' });
     return { digest, mediaType: admitted.mediaType, bytes };
@@ -230,11 +224,7 @@ export class ManifestService {
 
   async #decide(addr: Address, digest: Digest, manifest: Manifest, compiled: CompiledPolicy, tag?: string): Promise<{ decision: Decision; evidence: Evidence }> {
     const { metadata, limits, metrics } = this.deps;
-    // Only the signature formats the rule asks for are fetched.
-    const formats = formatsFor(compiled, { name: addr.name, digest, tag });
-    const cosign = formats.has('cosign') ? await gatherEvidence(addr.upstream, addr.repository, digest, limits) : { cosign: [], problems: [] };
-    const gpg = formats.has('gpg') ? await gatherGpgEvidence(addr.upstream, addr.repository, digest, limits) : undefined;
-    const evidence: Evidence = { ...cosign, gpg: gpg?.gpg, problems: [...cosign.problems, ...(gpg?.problems ?? [])] };
+    const evidence = await gatherFormats(addr.upstream, addr.repository, digest, limits, formatsFor(compiled, { name: addr.name, digest, tag }));
     // Only an index admitted with verified signatures, under the rule that applies to this manifest, covers it.
     const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text, compiled.digest.text, ruleNameFor(compiled, { name: addr.name, digest, tag })) : undefined;
     const decision = await evaluate(compiled, { name: addr.name, digest, tag, kind: manifest.kind }, { ...evidence, coveringIndex }, new Date(this.deps.now()));

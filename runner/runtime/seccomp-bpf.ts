@@ -110,17 +110,13 @@ export function compileSeccomp(profile: unknown, machine: string = arch()): Buff
   const program: Insn[] = [{ code: LD_W_ABS, jt: 0, jf: 0, k: OFFSET_ARCH }, ...sections.flat(), { code: RET_K, jt: 0, jf: 0, k: RET_KILL_PROCESS }];
   // struct sock_filter { __u16 code; __u8 jt; __u8 jf; __u32 k; } in the host's byte order.
   const out = Buffer.alloc(program.length * 8);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   const le = endianness() === 'LE';
   program.forEach((p, n) => {
-    if (le) {
-      out.writeUInt16LE(p.code, n * 8);
-      out.writeUInt32LE(p.k >>> 0, n * 8 + 4);
-    } else {
-      out.writeUInt16BE(p.code, n * 8);
-      out.writeUInt32BE(p.k >>> 0, n * 8 + 4);
-    }
-    out.writeUInt8(p.jt, n * 8 + 2);
-    out.writeUInt8(p.jf, n * 8 + 3);
+    view.setUint16(n * 8, p.code, le);
+    view.setUint8(n * 8 + 2, p.jt);
+    view.setUint8(n * 8 + 3, p.jf);
+    view.setUint32(n * 8 + 4, p.k >>> 0, le);
   });
   return out;
 }

@@ -42,6 +42,12 @@ export function metadataStoreContract(name: string, open: () => Promise<{ store:
       const ds = await store.decisions({ digest: D('1'), limit: 10 });
       assert.deepEqual(ds.map((d) => d.allowed), [true, false]);
       assert.equal(ds[1]?.reasons[0]?.code, 'signature.missing');
+      // Admissions per tag asked for (undefined: by digest).
+      await store.recordDecision({ time: 3, repository: 'reg/a', digest: D('1'), policyDigest: D('9'), allowed: true, rule: 'reg', reasons: [], tag: 'v1' });
+      assert.equal(await store.admittedFor('reg/a', D('1'), D('9'), 'v1'), true);
+      assert.equal(await store.admittedFor('reg/a', D('1'), D('9'), 'v2'), false);
+      assert.equal(await store.admittedFor('reg/a', D('1'), D('9'), undefined), true, 'the allowed decision of test 2 named no tag');
+      assert.equal(await store.admittedFor('reg/a', D('1'), D('8'), 'v1'), false, 'another policy');
     } finally {
       await cleanup();
     }
