@@ -100,7 +100,8 @@ describe('SIGKILL in the middle of a cold fill loses nothing and serves nothing 
     const res = await fetch(`http://127.0.0.1:${port}/v2/crash/crash/app/blobs/${digest}`);
     assert.equal(res.status, 200);
     assert.equal(sha256(Buffer.from(await res.arrayBuffer())), digest);
-    assert.ok(blobFiles().some((f) => f.endsWith(digest.slice(7))));
+    // The last byte goes out once the blob is verified; the commit to the store follows it.
+    await waitFor(async () => blobFiles().some((f) => f.endsWith(digest.slice(7))), 'the blob to be committed');
     const secondExit = exited(child);
     child.kill('SIGTERM');
     await secondExit;
