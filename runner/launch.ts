@@ -58,16 +58,27 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
   mkdirSync(paths.dataDir, { recursive: true, mode: 0o711 });
   assertPrivate(paths.dataDir);
   const cache = new ImageCache(join(paths.dataDir, 'images'));
-  const pulled = await pullImage(trust, cache, opts.image, {
-    platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(), maxAgeMs: opts.maxAgeMs, pull: opts.pull,
-    progress: process.stderr.isTTY ? progressBar() : undefined,
-  });
-  const config = parseImageConfig(pulled.config);
+  const slirp = opts.network.mode === 'slirp' ? opts.network : undefined;
+  // The user namespace is made while the image is checked (it takes as long as the
+  // check on a warm launch); nothing enters it before the check has passed.
+  const opening = ids.mode === 'root' ? undefined : openUserNamespace({ subids: ids.subids, net: slirp !== undefined });
+  opening?.catch(() => undefined);
+  let pulled: Awaited<ReturnType<typeof pullImage>>;
+  let config: ReturnType<typeof parseImageConfig>;
+  try {
+    pulled = await pullImage(trust, cache, opts.image, {
+      platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(), maxAgeMs: opts.maxAgeMs, pull: opts.pull,
+      progress: process.stderr.isTTY ? progressBar() : undefined,
+    });
+    config = parseImageConfig(pulled.config);
+  } catch (err) {
+    await opening?.then((ns) => ns.close(), () => undefined);
+    throw err;
+  }
   const id = `secure-run-${randomBytes(6).toString('hex')}`;
   const bundle = join(paths.dataDir, 'containers', id);
-  const slirp = opts.network.mode === 'slirp' ? opts.network : undefined;
   const handles: { close(): void }[] = [];
-  const userns = ids.mode === 'root' ? undefined : await openUserNamespace({ subids: ids.subids, net: slirp !== undefined });
+  const userns = await opening;
   if (userns) handles.push(userns);
   mkdirSync(bundle, { recursive: true, mode: 0o711 });
   try {

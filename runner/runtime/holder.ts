@@ -11,14 +11,17 @@ export async function holderReady(holder: ChildProcess, ns: 'mnt' | 'user' | 'ne
   const pid = holder.pid;
   if (pid === undefined) throw new RunnerError('IMAGE_INVALID', 'could not start the namespace holder');
   const mine = readlinkSync(`/proc/self/ns/${ns}`);
-  for (let i = 0; i < 200; i++) {
+  // Polled often at first: the holder is ready within a few milliseconds, and every
+  // launch waits for it. A loaded machine gets ten seconds before it counts as a failure.
+  const deadline = Date.now() + 10_000;
+  for (let i = 0; Date.now() < deadline; i++) {
     try {
       if (readlinkSync(`/proc/${pid}/ns/${ns}`) !== mine && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep') return pid;
     } catch {
       // not there yet
     }
     if (holder.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, i < 100 ? 1 : 5));
   }
   throw new RunnerError('IMAGE_INVALID', `the namespace holder did not start (are ${ns === 'user' ? 'user' : ns === 'net' ? 'network' : 'mount'} namespaces allowed?)`);
 }

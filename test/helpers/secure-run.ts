@@ -4,7 +4,7 @@ import { run } from './peers.js';
 import { tempDir } from './tmp.js';
 
 /** The built secure-run CLI, run asynchronously (tests keep an in-process gateway answering). */
-export const SECURE_RUN_CLI = fileURLToPath(new URL('../../cli/secure-run.js', import.meta.url));
+export const SECURE_RUN_CLI = fileURLToPath(new URL('../../bin/secure-run.js', import.meta.url));
 
 export interface SecureRunHome {
   readonly home: { path: string; cleanup: () => void };

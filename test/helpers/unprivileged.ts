@@ -21,13 +21,13 @@ export async function ensureTestUser(): Promise<{ uid: number; gid: number }> {
 /** The secure-run CLI as the test user can run it, and a cleanup. */
 export async function cliForUser(): Promise<{ cli: string; cleanup: () => void }> {
   const root = fileURLToPath(new URL('../../../', import.meta.url));
-  const cli = join(root, 'dist', 'cli', 'secure-run.js');
+  const cli = join(root, 'dist', 'bin', 'secure-run.js');
   const readable = await run('runuser', ['-u', TEST_USER, '--', 'test', '-r', cli], { allowFail: true });
   if (readable.code === 0) return { cli, cleanup: () => undefined };
   const copy = mkdtempSync(join(tmpdir(), 'portcullis-cli-'));
   chmodSync(copy, 0o755);
   for (const part of ['package.json', 'dist', 'node_modules']) cpSync(join(root, part), join(copy, part), { recursive: true });
-  return { cli: join(copy, 'dist', 'cli', 'secure-run.js'), cleanup: () => rmSync(copy, { recursive: true, force: true }) };
+  return { cli: join(copy, 'dist', 'bin', 'secure-run.js'), cleanup: () => rmSync(copy, { recursive: true, force: true }) };
 }
 
 /** A directory owned by the test user. */
