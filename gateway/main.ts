@@ -105,6 +105,7 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
       watcher?.close();
       await reloading;
       await gateway.app.close();
+      await gateway.blobs.drain();
       await Promise.all(upstreamList.map((u) => u.client.close()));
       await metadata.close();
     },

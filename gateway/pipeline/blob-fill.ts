@@ -33,6 +33,7 @@ export class BlobFill {
   /** Settles when the upstream has answered: resolved on 200 with a plausible length, else rejected. */
   readonly started: Promise<void>;
   #onStarted: (err?: unknown) => void = () => undefined;
+  readonly #controller = new AbortController();
 
   constructor(
     private readonly staged: StagedBlob,
@@ -53,7 +54,7 @@ export class BlobFill {
   }
 
   async #run(upstream: Upstream, repository: string, onBytes: (n: number) => void): Promise<void> {
-    const controller = new AbortController();
+    const controller = this.#controller;
     const { minBytesPerSecond, idleMs } = upstream.config.timeouts;
     const started = Date.now();
     const grace = Math.max(idleMs, 1000);
@@ -128,8 +129,18 @@ export class BlobFill {
     }
   }
 
-  get running(): boolean {
-    return this.#state === 'running';
+  /**
+   * Whether a new request may follow this fill: until it is committed. A verified
+   * blob is still being made durable and is not in the store yet, so a request in
+   * that gap follows the fill rather than fetching the blob a second time.
+   */
+  get joinable(): boolean {
+    return this.#state === 'running' || this.#state === 'verified';
+  }
+
+  /** Stops a fill that is still receiving (the gateway is shutting down); a verified one is committed. */
+  cancel(): void {
+    if (this.#state === 'running') this.#controller.abort(new UpstreamError('UPSTREAM_UNAVAILABLE', 'the gateway is shutting down'));
   }
 
   /** A stream of the blob from `start`, following the fill. Must be called synchronously on join. */

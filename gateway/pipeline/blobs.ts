@@ -58,7 +58,7 @@ export class BlobService {
       }
       throw err;
     }
-    if (range || !fill.running) {
+    if (range || !fill.joinable) {
       // A partial request never shapes what is cached: fetch and verify it all first.
       await fill.done;
       return { size, ...(range ? { range } : {}), stream: await this.store.read(digest, range) };
@@ -68,7 +68,7 @@ export class BlobService {
 
   async #fill(addr: Address, digest: Digest, size: number): Promise<BlobFill> {
     const joinable = (f: BlobFill | undefined): BlobFill | undefined => {
-      if (!f?.running) return undefined;
+      if (!f?.joinable) return undefined;
       if (f.size !== size) throw new OciError('SIZE_MISMATCH', `descriptors disagree on the size of ${digest.text} (${f.size} and ${size})`);
       return f;
     };
@@ -90,7 +90,14 @@ export class BlobService {
     return fill;
   }
 
-  /** Upstream fetches in flight (for tests and metrics). */
+  /** Shutting down: fills still receiving are stopped (nothing partial is kept), verified ones committed. */
+  async drain(): Promise<void> {
+    const fills = [...this.#fills.values()];
+    for (const f of fills) f.cancel();
+    await Promise.allSettled(fills.map((f) => f.done));
+  }
+
+  /** Upstream fetches in flight, until each is committed or discarded (for tests and metrics). */
   get fillsInFlight(): number {
     return this.#fills.size;
   }

@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { loadConfigFile } from '../../gateway/config.js';
 import { REDACT_PATHS, startGateway, type RunningGateway } from '../../gateway/main.js';
+import { waitFor } from './ports.js';
 import { tempDir } from './tmp.js';
 
 /**
@@ -62,9 +63,14 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   };
 }
 
-/** Every file under the gateway's store with its size and hash: compare before and after. */
-export function storeSnapshot(dataDir: string): Record<string, string> {
-  const root = join(dataDir, 'store');
+/**
+ * Every file under the gateway's store with its size and hash: compare before and
+ * after. Taken once no blob fill is in flight (a fill commits just after its last
+ * byte has gone out, and a failed one removes its staged file as it ends).
+ */
+export async function storeSnapshot(gw: TestGateway): Promise<Record<string, string>> {
+  await waitFor(async () => gw.running.gateway.blobs.fillsInFlight === 0, 'blob fills to settle');
+  const root = join(gw.dataDir, 'store');
   const out: Record<string, string> = {};
   const walk = (d: string): void => {
     for (const e of readdirSync(d, { withFileTypes: true })) {

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { peer, run } from './peers.js';
@@ -14,40 +15,63 @@ export interface TestRegistry {
   stop(): Promise<void>;
 }
 
+/**
+ * The port is picked before docker-registry binds it, so another test process may
+ * take it first: readiness requires this instance's own header, and a registry that
+ * exits (address in use) is started again on another port.
+ */
 export async function startRegistry(opts: { basicAuth?: { user: string; password: string }; proxyRemote?: string } = {}): Promise<TestRegistry> {
   const bin = peer('docker-registry');
   const dir = tempDir('portcullis-registry-');
-  const port = await freePort();
-  const lines = [
-    'version: 0.1',
-    'log:', '  level: error', '  formatter: text', '  accesslog:', '    disabled: true',
-    'storage:', `  filesystem:`, `    rootdirectory: ${join(dir.path, 'data')}`, '  delete:', '    enabled: true',
-    '  maintenance:', '    uploadpurging:', '      enabled: false',
-    'http:', `  addr: 127.0.0.1:${port}`, '  secret: test-secret',
-  ];
+  const instance = randomUUID();
+  let htpasswd: string | undefined;
   if (opts.basicAuth) {
-    const file = join(dir.path, 'htpasswd');
-    await run('htpasswd', ['-Bbc', file, opts.basicAuth.user, opts.basicAuth.password]);
-    lines.push('auth:', '  htpasswd:', '    realm: test', `    path: ${file}`);
+    htpasswd = join(dir.path, 'htpasswd');
+    await run('htpasswd', ['-Bbc', htpasswd, opts.basicAuth.user, opts.basicAuth.password]);
   }
-  if (opts.proxyRemote) lines.push('proxy:', `  remoteurl: ${opts.proxyRemote}`);
-  const config = join(dir.path, 'config.yml');
-  writeFileSync(config, `${lines.join('\n')}\n`);
-  const child: ChildProcess = spawn(bin, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitFor(async () => {
-      if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
-      const res = await fetch(`${url}/v2/`);
-      return res.status === 200 || res.status === 401;
-    }, 'docker-registry to start');
-  } catch (err) {
-    child.kill('SIGKILL');
-    dir.cleanup();
-    throw err;
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const lines = [
+      'version: 0.1',
+      'log:', '  level: error', '  formatter: text', '  accesslog:', '    disabled: true',
+      'storage:', `  filesystem:`, `    rootdirectory: ${join(dir.path, 'data')}`, '  delete:', '    enabled: true',
+      '  maintenance:', '    uploadpurging:', '      enabled: false',
+      'http:', `  addr: 127.0.0.1:${port}`, '  secret: test-secret', '  headers:', `    X-Test-Instance: [${instance}]`,
+    ];
+    if (htpasswd) lines.push('auth:', '  htpasswd:', '    realm: test', `    path: ${htpasswd}`);
+    if (opts.proxyRemote) lines.push('proxy:', `  remoteurl: ${opts.proxyRemote}`);
+    const config = join(dir.path, 'config.yml');
+    writeFileSync(config, `${lines.join('\n')}\n`);
+    const child: ChildProcess = spawn(bin, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
+    const url = `http://127.0.0.1:${port}`;
+    let exited = false;
+    try {
+      await waitFor(async () => {
+        if (child.exitCode !== null) {
+          exited = true;
+          return true;
+        }
+        const res = await fetch(`${url}/v2/`);
+        await res.arrayBuffer();
+        return (res.status === 200 || res.status === 401) && res.headers.get('x-test-instance') === instance;
+      }, 'docker-registry to start');
+    } catch (err) {
+      child.kill('SIGKILL');
+      dir.cleanup();
+      throw err;
+    }
+    if (exited) {
+      if (attempt < 3) continue;
+      dir.cleanup();
+      throw new Error(`docker-registry exited: ${stderr}`);
+    }
+    return registryHandle(child, port, url, dir);
   }
+}
+
+function registryHandle(child: ChildProcess, port: number, url: string, dir: { path: string; cleanup(): void }): TestRegistry {
   return {
     host: `127.0.0.1:${port}`,
     pid: child.pid,

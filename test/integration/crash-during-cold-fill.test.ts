@@ -3,10 +3,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { acceptAnythingPolicy, serveImage, sha256, startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
-import { freePort, waitFor } from '../helpers/ports.js';
+import { waitFor } from '../helpers/ports.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const CLI = fileURLToPath(new URL('../../cli/portcullis.js', import.meta.url));
@@ -35,10 +37,10 @@ describe('SIGKILL in the middle of a cold fill loses nothing and serves nothing 
       }, 100);
       res.on('close', () => clearInterval(timer));
     });
-    port = await freePort();
     writeFileSync(join(dir.path, 'policy.yaml'), acceptAnythingPolicy());
+    // Port 0: the gateway binds a free port itself and names it in its "started" line.
     writeFileSync(join(dir.path, 'config.yaml'), [
-      `listen: 127.0.0.1:${port}`, 'dataDir: data', 'policy: policy.yaml', 'logLevel: warn', 'upstreams:',
+      'listen: 127.0.0.1:0', 'dataDir: data', 'policy: policy.yaml', 'logLevel: info', 'upstreams:',
       `  - { name: "${up.host}", url: "${up.url}", prefix: crash }`, '',
     ].join('\n'));
   });
@@ -49,10 +51,26 @@ describe('SIGKILL in the middle of a cold fill loses nothing and serves nothing 
   });
 
   const exited = (c: ChildProcess): Promise<unknown> => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)));
-  const start = async (): Promise<ChildProcess> => {
-    const c = spawn(process.execPath, [CLI, 'serve', '--config', join(dir.path, 'config.yaml')], { stdio: 'ignore' });
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, 'the gateway to start');
-    return c;
+  const start = (): Promise<ChildProcess> => {
+    const c = spawn(process.execPath, [CLI, 'serve', '--config', join(dir.path, 'config.yaml')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    return new Promise((resolve, reject) => {
+      const lines = createInterface({ input: c.stdout as Readable });
+      const timer = setTimeout(() => reject(new Error('the gateway did not start within 15 s')), 15_000);
+      c.once('exit', (code) => reject(new Error(`the gateway exited (${code}) before it started`)));
+      lines.on('line', (line) => {
+        let entry: { event?: string; url?: string };
+        try {
+          entry = JSON.parse(line) as typeof entry;
+        } catch {
+          return;
+        }
+        if (entry.event === 'started' && entry.url) {
+          clearTimeout(timer);
+          port = Number(new URL(entry.url).port);
+          resolve(c);
+        }
+      });
+    });
   };
   const blobFiles = () => {
     const out: string[] = [];

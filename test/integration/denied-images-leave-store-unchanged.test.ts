@@ -32,7 +32,7 @@ describe('denied images reach neither the client nor the store', () => {
 
   for (const c of cases) {
     test(`${c.repo}: 403 DENIED with reason ${c.reason}, nothing stored, skopeo fails`, async () => {
-      const before = storeSnapshot(gw.dataDir);
+      const before = await storeSnapshot(gw);
       const res = await fetch(`${gw.url}/v2/up/${c.repo}/manifests/1`, { headers: { accept: OCI_ACCEPT } });
       assert.equal(res.status, 403);
       assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
@@ -48,7 +48,7 @@ describe('denied images reach neither the client nor the store', () => {
       const byDigest = await fetch(`${gw.url}/v2/up/${c.repo}/manifests/${world.digests[c.key]}`, { headers: { accept: OCI_ACCEPT } });
       assert.equal(byDigest.status, 403);
       await byDigest.arrayBuffer();
-      assert.deepEqual(storeSnapshot(gw.dataDir), before);
+      assert.deepEqual(await storeSnapshot(gw), before);
       const logged = decisionLogs(gw).filter((l) => l.digest === world.digests[c.key]);
       assert.ok(logged.length >= 1);
       assert.ok(logged.every((l) => l.allowed === false && l.reason === c.reason));

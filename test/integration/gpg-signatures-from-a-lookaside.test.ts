@@ -63,13 +63,13 @@ describe('GPG simple signing through a lookaside server', () => {
   ];
   for (const [c, reason] of denied) {
     test(`gpg/${c}: 403 DENIED with ${reason}, and nothing is stored`, async () => {
-      const before = storeSnapshot(gw.dataDir);
+      const before = await storeSnapshot(gw);
       const res = await get(c);
       assert.equal(res.status, 403);
       const body = (await res.json()) as { errors: { code: string; detail: { reason: string } }[] };
       assert.equal(body.errors[0]?.code, 'DENIED');
       assert.equal(body.errors[0]?.detail.reason, reason);
-      assert.deepEqual(storeSnapshot(gw.dataDir), before);
+      assert.deepEqual(await storeSnapshot(gw), before);
     });
   }
 

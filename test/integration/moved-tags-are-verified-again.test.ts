@@ -47,9 +47,9 @@ describe('a tag that moves upstream is resolved again and the new digest verifie
 
     // The tag now points at an unsigned image: denied, and the old content is not served in its place.
     const two = await pushImage(layout, 'two', `${registry.host}/test/moving:latest`);
-    const before = storeSnapshot(gw.dataDir);
+    const before = await storeSnapshot(gw);
     assert.equal((await pull()).status, 403);
-    assert.deepEqual(storeSnapshot(gw.dataDir), before);
+    assert.deepEqual(await storeSnapshot(gw), before);
     assert.ok(decisionLogs(gw).some((l) => l.digest === two && l.allowed === false));
 
     // Moved again, to a signed image: the new digest is served.

@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decisionLogs, type TestGateway } from '../helpers/gateway.js';
+import { waitFor } from '../helpers/ports.js';
 import { startWorldGateway, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
 
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
@@ -18,10 +19,7 @@ describe('policy changes take effect without a restart', () => {
   let stop: () => Promise<void> = async () => undefined;
   const policyPath = () => join(gw.dir, 'policy.yaml');
   const get = (repo: string, ref = '1') => fetch(`${gw.url}/v2/up/${repo}/manifests/${ref}`, { headers: { accept: OCI } });
-  const until = async (what: () => boolean) => {
-    for (let i = 0; i < 100 && !what(); i++) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(what(), 'timed out waiting');
-  };
+  const until = (what: () => boolean) => waitFor(async () => what(), 'the policy to reload');
 
   before(async () => {
     ({ world, gw, stop } = await startWorldGateway());

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TestGateway } from '../helpers/gateway.js';
 import { peer, run } from '../helpers/peers.js';
+import { waitFor } from '../helpers/ports.js';
 import { startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
 import { gatewayFingerprint, secureRunHome } from '../helpers/secure-run.js';
 import { cliForUser, ensureTestUser, TEST_USER, userDir } from '../helpers/unprivileged.js';
@@ -63,8 +64,8 @@ describe('secure-run --network slirp: user-mode networking, host loopback only w
     const none = await sr('--network', 'none', image(), '-c', `${fetchHost()}; grep -c tap0 /proc/net/dev`);
     assert.deepEqual(none.stdout.trim().split('\n'), ['unreachable', '0']);
     assert.equal(hits, before, 'no request reached the host');
-    const left = await run('pgrep', ['-x', 'slirp4netns'], { allowFail: true });
-    assert.equal(left.stdout.trim(), '', 'no slirp4netns is left behind');
+    // Killed as secure-run ends; give the kernel a moment to reap it.
+    await waitFor(async () => (await run('pgrep', ['-x', 'slirp4netns'], { allowFail: true })).stdout.trim() === '', 'no slirp4netns to be left behind', 5000);
   });
 
   test('an unknown network mode or option is refused before anything runs', async () => {

@@ -45,13 +45,13 @@ describe('hostile manifests from an upstream are refused with a clear error and 
   ];
   for (const c of cases) {
     test(`${c.ref.slice(0, 20)}: ${c.status} ${c.code} (${c.reason}), nothing stored`, async () => {
-      const before = storeSnapshot(gw.dataDir);
+      const before = await storeSnapshot(gw);
       const res = await fetch(`${gw.url}/v2/bad/bad/app/manifests/${c.ref}`, { headers: { accept: OCI } });
       assert.equal(res.status, c.status);
       const body = (await res.json()) as { errors: { code: string; detail: { reason: string } }[] };
       assert.equal(body.errors[0]?.code, c.code);
       assert.equal(body.errors[0]?.detail.reason, c.reason);
-      assert.deepEqual(storeSnapshot(gw.dataDir), before);
+      assert.deepEqual(await storeSnapshot(gw), before);
     });
   }
 });
