@@ -227,7 +227,7 @@ const READING = [
   '  window per fill is 4 MiB.',
   '- secure-run launches go through runuser, as podman\'s do, and with the test user\'s subordinate id range. Of a',
   '  warm launch (timed inside the process), Node itself takes about 50 ms to start on these machines and loading',
-  '  the secure-run bundle (dist/bin, one file; the separate compiled modules took about 30 ms) about 13 ms; the',
+  '  the secure-run bundle (dist/bin, 7 files; the 40 compiled modules took about 30 ms) about 13 ms; the',
   '  pinned-key check of the cached attestation and the reads of the cached manifest and config about 6 ms, while',
   '  the user namespace is made alongside (holder, newuidmap/newgidmap, covering the hybrid cgroup mount); the',
   '  rootfs seal about 2 ms; crun with tini about 11 ms; clean-up about 2 ms. Node\'s own start is half of a launch:',

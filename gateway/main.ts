@@ -104,7 +104,11 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
     async close() {
       watcher?.close();
       await reloading;
-      await gateway.app.close();
+      // Fills are stopped while the server closes (it waits for the responses that
+      // follow them), and once more for any a request past routing started meanwhile.
+      const closing = gateway.app.close();
+      await gateway.blobs.drain();
+      await closing;
       await gateway.blobs.drain();
       await Promise.all(upstreamList.map((u) => u.client.close()));
       await metadata.close();

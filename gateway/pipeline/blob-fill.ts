@@ -23,6 +23,8 @@ export class BlobFill {
   readonly #events = new EventEmitter();
   /** running → verified (all bytes hashed and checked) → done (committed), or failed. */
   #state: 'running' | 'verified' | 'done' | 'failed' = 'running';
+  /** Set once every byte has been checked: followers may then finish even if the commit fails. */
+  #verified = false;
   #error: unknown;
   #readers = 0;
   /** Bytes received, hashed and published to followers (written to staging or about to be). */
@@ -111,6 +113,7 @@ export class BlobFill {
       await this.staged.verify(this.digest, this.size);
       // Verified: followers may now finish while the blob is made durable.
       this.#state = 'verified';
+      this.#verified = true;
       this.#events.emit('progress');
       await this.staged.commit(this.digest, this.size);
       this.#state = 'done';
@@ -136,6 +139,11 @@ export class BlobFill {
    */
   get joinable(): boolean {
     return this.#state === 'running' || this.#state === 'verified';
+  }
+
+  /** Committed: the blob is in the store (the fill is forgotten a moment later). */
+  get committed(): boolean {
+    return this.#state === 'done';
   }
 
   /** Stops a fill that is still receiving (the gateway is shutting down); a verified one is committed. */
@@ -166,9 +174,10 @@ export class BlobFill {
   async #pump(stream: Readable, cursor: { pos: number }): Promise<void> {
     try {
       for (;;) {
-        if (this.#state === 'failed') throw this.#error;
-        // The last byte is held back until the blob is verified and committed.
-        const complete = this.#state === 'done' || this.#state === 'verified';
+        // A commit that fails after verification leaves the staged bytes readable and right.
+        if (this.#state === 'failed' && !this.#verified) throw this.#error;
+        // The last byte is held back until the blob is verified.
+        const complete = this.#verified;
         const limit = complete ? this.size : Math.min(this.#received, this.size - 1);
         if (cursor.pos < limit) {
           const chunk = this.#fromMemory(cursor.pos, limit) ?? (await this.staged.readAt(cursor.pos, Math.min(CHUNK, limit - cursor.pos)));

@@ -67,8 +67,10 @@ export class BlobService {
   }
 
   async #fill(addr: Address, digest: Digest, size: number): Promise<BlobFill> {
+    // A fill still receiving or committing is followed; a committed one is waited on
+    // (open() then reads the store); only a failed one is replaced by a new fetch.
     const joinable = (f: BlobFill | undefined): BlobFill | undefined => {
-      if (!f?.joinable) return undefined;
+      if (!f || !(f.joinable || f.committed)) return undefined;
       if (f.size !== size) throw new OciError('SIZE_MISMATCH', `descriptors disagree on the size of ${digest.text} (${f.size} and ${size})`);
       return f;
     };

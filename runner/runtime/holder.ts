@@ -14,13 +14,14 @@ export async function holderReady(holder: ChildProcess, ns: 'mnt' | 'user' | 'ne
   // Polled often at first: the holder is ready within a few milliseconds, and every
   // launch waits for it. A loaded machine gets ten seconds before it counts as a failure.
   const deadline = Date.now() + 10_000;
-  for (let i = 0; Date.now() < deadline; i++) {
+  for (let i = 0; ; i++) {
     try {
       if (readlinkSync(`/proc/${pid}/ns/${ns}`) !== mine && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep') return pid;
     } catch {
       // not there yet
     }
-    if (holder.exitCode !== null) break;
+    // Looked at once more after the deadline: a stalled event loop is not a failed holder.
+    if (holder.exitCode !== null || Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, i < 100 ? 1 : 5));
   }
   throw new RunnerError('IMAGE_INVALID', `the namespace holder did not start (are ${ns === 'user' ? 'user' : ns === 'net' ? 'network' : 'mount'} namespaces allowed?)`);

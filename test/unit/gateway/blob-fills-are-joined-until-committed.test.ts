@@ -23,7 +23,7 @@ after(() => dir.cleanup());
 const bytes = Buffer.alloc(3 * 1024 * 1024, 7);
 const digest = digestOf(bytes);
 
-async function setup(opts: { drip?: boolean } = {}) {
+async function setup(opts: { drip?: boolean; failCommit?: boolean } = {}) {
   const fs = await FsBlobStore.open(`${dir.path}/${Math.random().toString(36).slice(2)}`);
   let openGate: () => void = () => undefined;
   const gate = new Promise<void>((r) => (openGate = r));
@@ -46,6 +46,10 @@ async function setup(opts: { drip?: boolean } = {}) {
         verify: (d, n) => staged.verify(d, n),
         commit: async (d, n) => {
           await gate;
+          if (opts.failCommit) {
+            await staged.abort();
+            throw new Error('disk full');
+          }
           commits++;
           return staged.commit(d, n);
         },
@@ -112,4 +116,24 @@ test('draining on shutdown stops a fill that is still receiving and keeps nothin
   assert.equal(s.commits(), 0);
   assert.equal(await s.fs.stat(digest), undefined);
   assert.equal(s.service.fillsInFlight, 0);
+});
+
+test('a commit that fails after verification lets every follower finish with the verified bytes, and stores nothing', async () => {
+  const s = await setup({ failCommit: true });
+  let joined: Awaited<ReturnType<typeof s.service.open>>;
+  try {
+    const first = await readAll((await s.service.open(s.addr, digest, undefined)).stream);
+    assert.deepEqual(first, bytes);
+    // Joined while the commit is pending, and read only once it has failed.
+    joined = await s.service.open(s.addr, digest, undefined);
+  } finally {
+    s.openGate();
+    await s.service.drain();
+  }
+  assert.deepEqual(await readAll(joined.stream), bytes);
+  assert.equal(await s.fs.stat(digest), undefined);
+  assert.equal(s.service.fillsInFlight, 0);
+  // Not cached, so the next request fetches again.
+  await readAll((await s.service.open(s.addr, digest, undefined)).stream);
+  assert.equal(s.fetches(), 2);
 });
