@@ -5,10 +5,11 @@ import { build } from 'esbuild';
 /**
  * secure-run starts once per container, so its start-up is part of every launch.
  * Node's ES module loader pays per file (about 0.7 ms each here), and the warm
- * path touches some forty of them: the compiled modules are bundled into one file
- * (dist/bin/secure-run.js), with the parts a warm launch never reaches (doctor,
- * trust, the network client) split into chunks loaded on demand. The extraction
- * child is an entry of its own, next to it, where the runner looks for it.
+ * path touches some forty of them: the compiled modules are bundled into
+ * dist/bin/secure-run.js and a few shared chunks (7 files on a warm launch), with
+ * the parts a warm launch never reaches (doctor, trust, the network client) in
+ * chunks loaded on demand. The extraction child is a bundle of its own, next to
+ * it, where the runner looks for it.
  *
  * Input is tsc's output, so the bundle runs exactly the code the tests compile.
  */

@@ -63,18 +63,13 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
   // check on a warm launch); nothing enters it before the check has passed.
   const opening = ids.mode === 'root' ? undefined : openUserNamespace({ subids: ids.subids, net: slirp !== undefined });
   opening?.catch(() => undefined);
-  let pulled: Awaited<ReturnType<typeof pullImage>>;
-  let config: ReturnType<typeof parseImageConfig>;
-  try {
-    pulled = await pullImage(trust, cache, opts.image, {
-      platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(), maxAgeMs: opts.maxAgeMs, pull: opts.pull,
-      progress: process.stderr.isTTY ? progressBar() : undefined,
-    });
-    config = parseImageConfig(pulled.config);
-  } catch (err) {
+  const { pulled, config } = await pullImage(trust, cache, opts.image, {
+    platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(), maxAgeMs: opts.maxAgeMs, pull: opts.pull,
+    progress: process.stderr.isTTY ? progressBar() : undefined,
+  }).then((p) => ({ pulled: p, config: parseImageConfig(p.config) })).catch(async (err: unknown) => {
     await opening?.then((ns) => ns.close(), () => undefined);
     throw err;
-  }
+  });
   const id = `secure-run-${randomBytes(6).toString('hex')}`;
   const bundle = join(paths.dataDir, 'containers', id);
   const handles: { close(): void }[] = [];

@@ -14,9 +14,9 @@ const RETAIN_BYTES = 4 * 1024 * 1024;
 /**
  * One upstream fetch of one blob into staging, which any number of client responses
  * follow as it grows. The last byte is withheld from followers until the whole blob
- * has been verified (the commit to the store follows), so a digest or length mismatch always ends a
- * response short of its Content-Length: clients and chained caches see a failure,
- * never a clean end (THREATS REG-01). The fill does not depend on any one client:
+ * has been verified (the commit to the store follows), so a digest or length
+ * mismatch always ends a response short of its Content-Length: clients and chained
+ * caches see a failure, never a clean end (THREATS REG-01). The fill does not depend on any one client:
  * a disconnecting client does not abort it.
  */
 export class BlobFill {

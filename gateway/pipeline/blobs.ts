@@ -69,15 +69,15 @@ export class BlobService {
   async #fill(addr: Address, digest: Digest, size: number): Promise<BlobFill> {
     // A fill still receiving or committing is followed; a committed one is waited on
     // (open() then reads the store); only a failed one is replaced by a new fetch.
-    const joinable = (f: BlobFill | undefined): BlobFill | undefined => {
+    const current = (f: BlobFill | undefined): BlobFill | undefined => {
       if (!f || !(f.joinable || f.committed)) return undefined;
       if (f.size !== size) throw new OciError('SIZE_MISMATCH', `descriptors disagree on the size of ${digest.text} (${f.size} and ${size})`);
       return f;
     };
-    const existing = joinable(this.#fills.get(digest.text));
+    const existing = current(this.#fills.get(digest.text));
     if (existing) return existing;
     const staged = await this.store.stage();
-    const again = joinable(this.#fills.get(digest.text));
+    const again = current(this.#fills.get(digest.text));
     if (again) {
       await staged.abort();
       await staged.close();
