@@ -21,7 +21,13 @@ export interface Contender {
 const CLI = fileURLToPath(new URL('../cli/portcullis.js', import.meta.url));
 
 export function direct(upstream: TestRegistry): Contender {
-  return { name: 'direct (upstream)', base: upstream.host, url: upstream.url, pid: undefined, stop: async () => undefined };
+  return {
+    name: 'direct (upstream)',
+    base: upstream.host,
+    url: upstream.url,
+    pid: undefined,
+    stop: async () => undefined,
+  };
 }
 
 export async function registryProxy(remote: string): Promise<Contender> {
@@ -34,16 +40,32 @@ export async function portcullis(upstreamHost: string, upstreamUrl: string, pubK
   const dir = tempDir('portcullis-bench-gw-');
   const port = await freePort();
   writeFileSync(join(dir.path, 'trusted.pub'), readFileSync(pubKey));
-  writeFileSync(join(dir.path, 'policy.yaml'), `rules:\n  - scope: ${upstreamHost}/bench\n    require:\n      - cosign: { keys: [trusted.pub] }\n`);
-  writeFileSync(join(dir.path, 'config.yaml'), [
-    `listen: 127.0.0.1:${port}`, 'dataDir: data', 'policy: policy.yaml', 'logLevel: warn', 'upstreams:',
-    `  - { name: "${upstreamHost}", url: "${upstreamUrl}", prefix: up }`, '',
-  ].join('\n'));
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--config', join(dir.path, 'config.yaml')], { stdio: 'ignore' });
+  writeFileSync(
+    join(dir.path, 'policy.yaml'),
+    `rules:\n  - scope: ${upstreamHost}/bench\n    require:\n      - cosign: { keys: [trusted.pub] }\n`,
+  );
+  writeFileSync(
+    join(dir.path, 'config.yaml'),
+    [
+      `listen: 127.0.0.1:${port}`,
+      'dataDir: data',
+      'policy: policy.yaml',
+      'logLevel: warn',
+      'upstreams:',
+      `  - { name: "${upstreamHost}", url: "${upstreamUrl}", prefix: up }`,
+      '',
+    ].join('\n'),
+  );
+  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--config', join(dir.path, 'config.yaml')], {
+    stdio: 'ignore',
+  });
   const url = `http://127.0.0.1:${port}`;
   await waitFor(async () => (await fetch(`${url}/healthz`)).ok, 'portcullis to start');
   return {
-    name: 'portcullis', base: `127.0.0.1:${port}/up`, url, pid: child.pid,
+    name: 'portcullis',
+    base: `127.0.0.1:${port}/up`,
+    url,
+    pid: child.pid,
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -64,22 +86,28 @@ export function peakRssMb(pid: number | undefined): number | undefined {
 }
 
 /** A pass-through HTTP proxy in front of the upstream that counts blob GETs. */
-export async function countingProxy(target: string): Promise<{ url: string; host: string; blobGets: (digest: string) => number; stop: () => Promise<void> }> {
+export async function countingProxy(
+  target: string,
+): Promise<{ url: string; host: string; blobGets: (digest: string) => number; stop: () => Promise<void> }> {
   const t = new URL(target);
   const seen: string[] = [];
   const server: Server = createServer((req, res) => {
     if (req.method === 'GET' && req.url?.includes('/blobs/')) seen.push(req.url);
-    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, host: t.host } }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
+    const up = request(
+      { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, host: t.host } },
+      (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      },
+    );
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
     blobGets: (digest) => seen.filter((u) => u.endsWith(digest)).length,
     stop: () => new Promise((r) => server.close(() => r())),
   };

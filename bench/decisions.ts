@@ -30,24 +30,49 @@ export async function benchDecisions(work: string, log: (m: string) => void): Pr
   const good = await gpgSign(home, trusted, simpleSigningPayload(digest.text, reference));
   const bad = await gpgSign(home, other, simpleSigningPayload(digest.text, reference));
   const keyBytes = await gpgExport(home, trusted);
-  const gp = await compilePolicy('bench.yaml', 'rules:\n  - scope: reg.example/team\n    require:\n      - gpg: { keys: [k.gpg] }\n', () => keyBytes);
+  const gp = await compilePolicy(
+    'bench.yaml',
+    'rules:\n  - scope: reg.example/team\n    require:\n      - gpg: { keys: [k.gpg] }\n',
+    () => keyBytes,
+  );
 
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const otherKey: KeyObject = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
   const pem = publicKey.export({ type: 'spki', format: 'pem' }) as string;
-  const cp = await compilePolicy('bench.yaml', 'rules:\n  - scope: reg.example/team\n    require:\n      - cosign: { keys: [k.pub] }\n', () => Buffer.from(pem));
+  const cp = await compilePolicy(
+    'bench.yaml',
+    'rules:\n  - scope: reg.example/team\n    require:\n      - cosign: { keys: [k.pub] }\n',
+    () => Buffer.from(pem),
+  );
 
   for (const n of [1, 10, 100]) {
-    const gpgEvidence: Evidence = { cosign: [], problems: [], gpg: [...Array.from({ length: n - 1 }, (_, i) => ({ source: `bad ${i}`, blob: bad })), { source: 'good', blob: good }] };
-    const cosignEv: Evidence = { problems: [], cosign: [...Array.from({ length: n - 1 }, (_, i) => cosignEvidence(otherKey, digest.text, name, `bad ${i}`)), cosignEvidence(privateKey, digest.text, name, 'good')] };
-    for (const [label, policy, evidence] of [['GPG', gp, gpgEvidence], ['cosign', cp, cosignEv]] as const) {
+    const gpgEvidence: Evidence = {
+      cosign: [],
+      problems: [],
+      gpg: [
+        ...Array.from({ length: n - 1 }, (_, i) => ({ source: `bad ${i}`, blob: bad })),
+        { source: 'good', blob: good },
+      ],
+    };
+    const cosignEv: Evidence = {
+      problems: [],
+      cosign: [
+        ...Array.from({ length: n - 1 }, (_, i) => cosignEvidence(otherKey, digest.text, name, `bad ${i}`)),
+        cosignEvidence(privateKey, digest.text, name, 'good'),
+      ],
+    };
+    for (const [label, policy, evidence] of [
+      ['GPG', gp, gpgEvidence],
+      ['cosign', cp, cosignEv],
+    ] as const) {
       const runs = n === 100 ? 30 : 200;
       const times: number[] = [];
       for (let i = 0; i < runs + 5; i++) {
         const t0 = process.hrtime.bigint();
         const d = await evaluate(policy, { name, digest, tag: '1' }, evidence);
         if (i >= 5) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-        if (!d.allowed) throw new Error(`the bench ${label} signature did not verify: ${JSON.stringify(d.reasons.slice(-2))}`);
+        if (!d.allowed)
+          throw new Error(`the bench ${label} signature did not verify: ${JSON.stringify(d.reasons.slice(-2))}`);
       }
       out[`${label}, ${n} signature${n === 1 ? '' : 's'}`] = median(times);
     }
@@ -56,12 +81,25 @@ export async function benchDecisions(work: string, log: (m: string) => void): Pr
   log('decisions: a digest already admitted under the current policy');
   const store = new SqliteMetadataStore(join(work, 'bench-metadata.db'));
   try {
-    await store.admit(name, { digest: digest.text, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1000, kind: 'image', policyDigest: cp.digest.text, blobs: [], children: [] }, Date.now());
+    await store.admit(
+      name,
+      {
+        digest: digest.text,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        size: 1000,
+        kind: 'image',
+        policyDigest: cp.digest.text,
+        blobs: [],
+        children: [],
+      },
+      Date.now(),
+    );
     const times: number[] = [];
     for (let i = 0; i < 2100; i++) {
       const t0 = process.hrtime.bigint();
       const admitted = await store.admittedManifest(name, digest.text);
-      const holds = admitted !== undefined && admitted.policyDigest === cp.digest.text && !(cp.revoked?.has(digest.text) ?? false);
+      const holds =
+        admitted !== undefined && admitted.policyDigest === cp.digest.text && !(cp.revoked?.has(digest.text) ?? false);
       if (i >= 100) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
       if (!holds) throw new Error('the admission was not found');
     }

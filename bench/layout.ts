@@ -51,7 +51,10 @@ class BlobWriter {
   }
 }
 
-async function tarLayer(layout: string, entries: (w: (name: string, data: Buffer | { random: number }) => Promise<void>) => Promise<void>): Promise<{ digest: string; size: number }> {
+async function tarLayer(
+  layout: string,
+  entries: (w: (name: string, data: Buffer | { random: number }) => Promise<void>) => Promise<void>,
+): Promise<{ digest: string; size: number }> {
   const w = new BlobWriter(layout);
   await entries(async (name, data) => {
     const size = Buffer.isBuffer(data) ? data.length : data.random;
@@ -79,24 +82,49 @@ export interface BenchImage {
 }
 
 /** Writes the two benchmark images into a new layout at `dir`. */
-export async function writeBenchLayout(dir: string, opts: { layerMiB: number; layers: number; smallFiles: number }): Promise<BenchImage[]> {
+export async function writeBenchLayout(
+  dir: string,
+  opts: { layerMiB: number; layers: number; smallFiles: number },
+): Promise<BenchImage[]> {
   mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
   writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
   const images: BenchImage[] = [];
   const big = [];
-  for (let i = 0; i < opts.layers; i++) big.push(await tarLayer(dir, async (add) => add(`data/blob-${i}.bin`, { random: opts.layerMiB << 20 })));
-  const small = [await tarLayer(dir, async (add) => {
-    for (let i = 0; i < opts.smallFiles; i++) await add(`files/d${Math.floor(i / 1000)}/f${i}.txt`, Buffer.from(`file ${i}\n`));
-  })];
+  for (let i = 0; i < opts.layers; i++)
+    big.push(await tarLayer(dir, async (add) => add(`data/blob-${i}.bin`, { random: opts.layerMiB << 20 })));
+  const small = [
+    await tarLayer(dir, async (add) => {
+      for (let i = 0; i < opts.smallFiles; i++)
+        await add(`files/d${Math.floor(i / 1000)}/f${i}.txt`, Buffer.from(`file ${i}\n`));
+    }),
+  ];
   const index: unknown[] = [];
-  for (const [tag, layers] of [['big', big], ['small', small]] as const) {
-    const config = putJson(dir, { architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } });
-    const manifest = putJson(dir, {
-      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.size },
-      layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: l.digest, size: l.size })),
+  for (const [tag, layers] of [
+    ['big', big],
+    ['small', small],
+  ] as const) {
+    const config = putJson(dir, {
+      architecture: 'amd64',
+      os: 'linux',
+      config: {},
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
     });
-    index.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifest.digest, size: manifest.size, annotations: { 'org.opencontainers.image.ref.name': tag } });
+    const manifest = putJson(dir, {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.size },
+      layers: layers.map((l) => ({
+        mediaType: 'application/vnd.oci.image.layer.v1.tar',
+        digest: l.digest,
+        size: l.size,
+      })),
+    });
+    index.push({
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: manifest.digest,
+      size: manifest.size,
+      annotations: { 'org.opencontainers.image.ref.name': tag },
+    });
     images.push({ tag, manifestDigest: manifest.digest, layers });
   }
   writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: index }));

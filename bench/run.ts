@@ -27,7 +27,12 @@ const ALL_SECTIONS = 'skopeo,curl,concurrency,decision,decisions,runner';
 const SECTIONS = new Set((process.env.BENCH_SECTIONS ?? ALL_SECTIONS).split(','));
 const OUT = fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url));
 
-interface Row { readonly id: string; readonly what: string; readonly values: Record<string, number | undefined>; readonly unit: string }
+interface Row {
+  readonly id: string;
+  readonly what: string;
+  readonly values: Record<string, number | undefined>;
+  readonly unit: string;
+}
 
 async function main(): Promise<void> {
   const work = tempDir('portcullis-bench-');
@@ -41,14 +46,27 @@ async function main(): Promise<void> {
     const images = await writeBenchLayout(layout, { layerMiB: LAYER_MIB, layers: 4, smallFiles: SMALL_FILES });
     const key = await cosignKeyPair(work.path, 'bench');
     for (const img of images) {
-      await run('skopeo', ['--insecure-policy', 'copy', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout}:${img.tag}`, `docker://${upstream.host}/bench/${img.tag}:1`]);
+      await run('skopeo', [
+        '--insecure-policy',
+        'copy',
+        '--preserve-digests',
+        '--dest-tls-verify=false',
+        `oci:${layout}:${img.tag}`,
+        `docker://${upstream.host}/bench/${img.tag}:1`,
+      ]);
       await cosignSign(key, `${upstream.host}/bench/${img.tag}@${img.manifestDigest}`);
     }
 
     const copy = async (c: Contender, img: BenchImage): Promise<number> => {
       const dest = join(work.path, `out-${Date.now()}`);
       try {
-        return await timed('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${c.base}/bench/${img.tag}:1`, `dir:${dest}`]);
+        return await timed('skopeo', [
+          '--insecure-policy',
+          'copy',
+          '--src-tls-verify=false',
+          `docker://${c.base}/bench/${img.tag}:1`,
+          `dir:${dest}`,
+        ]);
       } finally {
         rmSync(dest, { recursive: true, force: true });
       }
@@ -56,14 +74,20 @@ async function main(): Promise<void> {
     const totalBytes = (img: BenchImage) => img.layers.reduce((n, l) => n + l.size, 0);
 
     for (const img of SECTIONS.has('skopeo') ? images : []) {
-      const label = img.tag === 'big' ? `skopeo copy, ${Math.round(totalBytes(img) / 2 ** 20)} MiB in 4 layers` : `skopeo copy, ${SMALL_FILES} small files`;
+      const label =
+        img.tag === 'big'
+          ? `skopeo copy, ${Math.round(totalBytes(img) / 2 ** 20)} MiB in 4 layers`
+          : `skopeo copy, ${SMALL_FILES} small files`;
       const values: Record<string, number | undefined> = {};
       log(`${label}: direct`);
       const d = direct(upstream);
       const directTimes: number[] = [];
       for (let i = 0; i < REPEAT; i++) directTimes.push(await copy(d, img));
       values.direct = median(directTimes);
-      for (const [name, start] of [['proxy', () => registryProxy(upstream.url)], ['portcullis', () => portcullis(upstream.host, upstream.url, key.pub)]] as const) {
+      for (const [name, start] of [
+        ['proxy', () => registryProxy(upstream.url)],
+        ['portcullis', () => portcullis(upstream.host, upstream.url, key.pub)],
+      ] as const) {
         const cold: number[] = [];
         const warm: number[] = [];
         let rss: number | undefined;
@@ -91,96 +115,152 @@ async function main(): Promise<void> {
     const mb = layer.size / 2 ** 20;
     const curl = (url: string) => timed('curl', ['-sf', '-o', '/dev/null', url]);
     if (SECTIONS.has('curl')) {
-    log('curl of one layer from each, cold and cached');
-    const coldValues: Record<string, number | undefined> = {};
-    const curlValues: Record<string, number | undefined> = {};
-    const dTimes: number[] = [];
-    for (let i = 0; i < REPEAT + 2; i++) dTimes.push(await curl(`${upstream.url}/v2/bench/big/blobs/${layer.digest}`));
-    curlValues.direct = mb / median(dTimes);
-    for (const [name, start, path] of [
-      ['proxy', () => registryProxy(upstream.url), 'bench/big'],
-      ['portcullis', () => portcullis(upstream.host, upstream.url, key.pub), 'up/bench/big'],
-    ] as const) {
-      const cold: number[] = [];
-      const warm: number[] = [];
-      for (let i = 0; i < REPEAT; i++) {
-        const c = await start();
-        try {
-          const m = await fetch(`${c.url}/v2/${path}/manifests/1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
-          await m.arrayBuffer();
-          cold.push(await curl(`${c.url}/v2/${path}/blobs/${layer.digest}`));
-          if (i === 0) for (let j = 0; j < REPEAT + 2; j++) warm.push(await curl(`${c.url}/v2/${path}/blobs/${layer.digest}`));
-        } finally {
-          await c.stop();
+      log('curl of one layer from each, cold and cached');
+      const coldValues: Record<string, number | undefined> = {};
+      const curlValues: Record<string, number | undefined> = {};
+      const dTimes: number[] = [];
+      for (let i = 0; i < REPEAT + 2; i++)
+        dTimes.push(await curl(`${upstream.url}/v2/bench/big/blobs/${layer.digest}`));
+      curlValues.direct = mb / median(dTimes);
+      for (const [name, start, path] of [
+        ['proxy', () => registryProxy(upstream.url), 'bench/big'],
+        ['portcullis', () => portcullis(upstream.host, upstream.url, key.pub), 'up/bench/big'],
+      ] as const) {
+        const cold: number[] = [];
+        const warm: number[] = [];
+        for (let i = 0; i < REPEAT; i++) {
+          const c = await start();
+          try {
+            const m = await fetch(`${c.url}/v2/${path}/manifests/1`, {
+              headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+            });
+            await m.arrayBuffer();
+            cold.push(await curl(`${c.url}/v2/${path}/blobs/${layer.digest}`));
+            if (i === 0)
+              for (let j = 0; j < REPEAT + 2; j++) warm.push(await curl(`${c.url}/v2/${path}/blobs/${layer.digest}`));
+          } finally {
+            await c.stop();
+          }
         }
+        coldValues[`${name} cold`] = mb / median(cold);
+        curlValues[`${name} warm`] = mb / median(warm);
       }
-      coldValues[`${name} cold`] = mb / median(cold);
-      curlValues[`${name} warm`] = mb / median(warm);
-    }
-    rows.push({ id: 'curl-cold', what: `curl of one cold ${Math.round(mb)} MiB layer (first fetch fills the cache)`, values: coldValues, unit: 'MB/s' });
-    rows.push({ id: 'curl-warm', what: `curl of one cached ${Math.round(mb)} MiB layer`, values: curlValues, unit: 'MB/s' });
+      rows.push({
+        id: 'curl-cold',
+        what: `curl of one cold ${Math.round(mb)} MiB layer (first fetch fills the cache)`,
+        values: coldValues,
+        unit: 'MB/s',
+      });
+      rows.push({
+        id: 'curl-warm',
+        what: `curl of one cached ${Math.round(mb)} MiB layer`,
+        values: curlValues,
+        unit: 'MB/s',
+      });
     }
 
     // 32 clients at once on one cold blob, through a counter in front of the upstream.
     if (SECTIONS.has('concurrency')) {
-    log('32 concurrent clients on one cold blob');
-    const counter = await countingProxy(upstream.url);
-    const concurrency: Record<string, number | undefined> = {};
-    for (const [name, start, path] of [
-      ['proxy', () => registryProxy(counter.url), 'bench/big'],
-      ['portcullis', () => portcullis(upstream.host, counter.url, key.pub), 'up/bench/big'],
-    ] as const) {
-      const c = await start();
-      try {
-        const m = await fetch(`${c.url}/v2/${path}/manifests/1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
-        await m.arrayBuffer();
-        const before = counter.blobGets(layer.digest);
-        const started = process.hrtime.bigint();
-        const results = await Promise.allSettled(Array.from({ length: 32 }, () => curl(`${c.url}/v2/${path}/blobs/${layer.digest}`)));
-        concurrency[`${name} s`] = Number(process.hrtime.bigint() - started) / 1e9;
-        concurrency[`${name} upstream fetches`] = counter.blobGets(layer.digest) - before;
-        concurrency[`${name} failed clients`] = results.filter((r) => r.status === 'rejected').length;
-        concurrency[`${name} peak RSS MB`] = peakRssMb(c.pid);
-      } finally {
-        await c.stop();
+      log('32 concurrent clients on one cold blob');
+      const counter = await countingProxy(upstream.url);
+      const concurrency: Record<string, number | undefined> = {};
+      for (const [name, start, path] of [
+        ['proxy', () => registryProxy(counter.url), 'bench/big'],
+        ['portcullis', () => portcullis(upstream.host, counter.url, key.pub), 'up/bench/big'],
+      ] as const) {
+        const c = await start();
+        try {
+          const m = await fetch(`${c.url}/v2/${path}/manifests/1`, {
+            headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+          });
+          await m.arrayBuffer();
+          const before = counter.blobGets(layer.digest);
+          const started = process.hrtime.bigint();
+          const results = await Promise.allSettled(
+            Array.from({ length: 32 }, () => curl(`${c.url}/v2/${path}/blobs/${layer.digest}`)),
+          );
+          concurrency[`${name} s`] = Number(process.hrtime.bigint() - started) / 1e9;
+          concurrency[`${name} upstream fetches`] = counter.blobGets(layer.digest) - before;
+          concurrency[`${name} failed clients`] = results.filter((r) => r.status === 'rejected').length;
+          concurrency[`${name} peak RSS MB`] = peakRssMb(c.pid);
+        } finally {
+          await c.stop();
+        }
       }
-    }
-    await counter.stop();
-    rows.push({ id: 'concurrency', what: '32 concurrent clients, one cold layer', values: concurrency, unit: '' });
+      await counter.stop();
+      rows.push({ id: 'concurrency', what: '32 concurrent clients, one cold layer', values: concurrency, unit: '' });
     }
 
     // A policy decision with cosign verification, in process (no upstream latency).
     if (SECTIONS.has('decision')) {
-    log('policy decision latency');
-    const sigManifest = await (await fetch(`${upstream.url}/v2/bench/big/manifests/${big.manifestDigest.replace(':', '-')}.sig`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json() as { layers: { digest: string; annotations: Record<string, string> }[] };
-    const sigLayer = sigManifest.layers[0] as { digest: string; annotations: Record<string, string> };
-    const payload = Buffer.from(await (await fetch(`${upstream.url}/v2/bench/big/blobs/${sigLayer.digest}`)).arrayBuffer());
-    const policy = await compilePolicy('bench.yaml', `rules:\n  - scope: ${upstream.host}/bench\n    require:\n      - cosign: { keys: [k.pub] }\n`, () => readFileSync(key.pub));
-    const evidence = { cosign: [{ source: 'sig', payload, signature: sigLayer.annotations['dev.cosignproject.cosign/signature'] ?? '' }], problems: [] };
-    const subject = { name: `${upstream.host}/bench/big`, digest: parseDigest(big.manifestDigest) };
-    const times: number[] = [];
-    for (let i = 0; i < 2000; i++) {
-      const t0 = process.hrtime.bigint();
-      const d = await evaluate(policy, subject, evidence);
-      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      if (!d.allowed) throw new Error('the bench signature did not verify');
-    }
-    rows.push({ id: 'decision', what: 'policy decision with one cosign signature (median of 2000)', values: { portcullis: median(times.slice(100)) }, unit: 'ms' });
+      log('policy decision latency');
+      const sigManifest = (await (
+        await fetch(`${upstream.url}/v2/bench/big/manifests/${big.manifestDigest.replace(':', '-')}.sig`, {
+          headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+        })
+      ).json()) as { layers: { digest: string; annotations: Record<string, string> }[] };
+      const sigLayer = sigManifest.layers[0] as { digest: string; annotations: Record<string, string> };
+      const payload = Buffer.from(
+        await (await fetch(`${upstream.url}/v2/bench/big/blobs/${sigLayer.digest}`)).arrayBuffer(),
+      );
+      const policy = await compilePolicy(
+        'bench.yaml',
+        `rules:\n  - scope: ${upstream.host}/bench\n    require:\n      - cosign: { keys: [k.pub] }\n`,
+        () => readFileSync(key.pub),
+      );
+      const evidence = {
+        cosign: [
+          { source: 'sig', payload, signature: sigLayer.annotations['dev.cosignproject.cosign/signature'] ?? '' },
+        ],
+        problems: [],
+      };
+      const subject = { name: `${upstream.host}/bench/big`, digest: parseDigest(big.manifestDigest) };
+      const times: number[] = [];
+      for (let i = 0; i < 2000; i++) {
+        const t0 = process.hrtime.bigint();
+        const d = await evaluate(policy, subject, evidence);
+        times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        if (!d.allowed) throw new Error('the bench signature did not verify');
+      }
+      rows.push({
+        id: 'decision',
+        what: 'policy decision with one cosign signature (median of 2000)',
+        values: { portcullis: median(times.slice(100)) },
+        unit: 'ms',
+      });
     }
     if (SECTIONS.has('decisions')) {
-      rows.push({ id: 'decisions', what: 'policy decision latency, median, with N candidate signatures (only the last one valid)', values: await benchDecisions(work.path, log), unit: 'ms' });
+      rows.push({
+        id: 'decisions',
+        what: 'policy decision latency, median, with N candidate signatures (only the last one valid)',
+        values: await benchDecisions(work.path, log),
+        unit: 'ms',
+      });
     }
     if (SECTIONS.has('runner')) {
       log('secure-run against podman, crun, umoci and GNU tar (as an unprivileged user)');
       const small = images.find((i) => i.tag === 'small');
       const layer = small?.layers[0];
       const r = await benchRunner({
-        repeat: REPEAT, log,
-        smallFilesLayer: layer ? { path: join(layout, 'blobs', 'sha256', layer.digest.slice(7)), diffId: layer.digest } : undefined,
+        repeat: REPEAT,
+        log,
+        smallFilesLayer: layer
+          ? { path: join(layout, 'blobs', 'sha256', layer.digest.slice(7)), diffId: layer.digest }
+          : undefined,
         smallFilesLayout: small ? { layout, tag: 'small' } : undefined,
       });
-      rows.push({ id: 'runner-launch', what: 'launching a cached busybox image running /bin/true, as an unprivileged user (through runuser)', values: r.launch, unit: 'ms' });
-      rows.push({ id: 'runner-unpack', what: `unpacking an image of ${SMALL_FILES} small files`, values: r.unpack, unit: 's' });
+      rows.push({
+        id: 'runner-launch',
+        what: 'launching a cached busybox image running /bin/true, as an unprivileged user (through runuser)',
+        values: r.launch,
+        unit: 'ms',
+      });
+      rows.push({
+        id: 'runner-unpack',
+        what: `unpacking an image of ${SMALL_FILES} small files`,
+        values: r.unpack,
+        unit: 's',
+      });
     }
     notes.push(...judge(rows));
     if (SECTIONS.size === ALL_SECTIONS.split(',').length) writeFileSync(OUT, render(rows, notes));
@@ -198,8 +278,13 @@ function fmt(v: number | undefined, unit: string): string {
 }
 
 function render(rows: Row[], notes: string[]): string {
-  const out = ['# Benchmarks', '', `Run: ${new Date().toISOString().slice(0, 10)}, ${process.platform} ${process.arch}, Node ${process.version}, 2 cores, everything on 127.0.0.1.`,
-    `Median of ${REPEAT} runs per cell (cold runs each on a fresh instance). Timings on these machines are noisy: read the ratios.`, ''];
+  const out = [
+    '# Benchmarks',
+    '',
+    `Run: ${new Date().toISOString().slice(0, 10)}, ${process.platform} ${process.arch}, Node ${process.version}, 2 cores, everything on 127.0.0.1.`,
+    `Median of ${REPEAT} runs per cell (cold runs each on a fresh instance). Timings on these machines are noisy: read the ratios.`,
+    '',
+  ];
   for (const r of rows) {
     out.push(`## ${r.what}`, '', `| measure | value${r.unit ? ` (${r.unit})` : ''} |`, '|---|---|');
     for (const [k, v] of Object.entries(r.values)) out.push(`| ${k} | ${fmt(v, r.unit)} |`);
@@ -213,24 +298,24 @@ function render(rows: Row[], notes: string[]): string {
 const READING = [
   '- skopeo copies are bounded by skopeo itself (about 200–240 MB/s here: it hashes and writes every blob), so warm',
   '  and even cold skopeo timings of all three paths sit close together; the curl rows measure the servers.',
-  '- A cold fill hashes every byte on Node\'s main thread (SHA-256 alone runs at about 1.3 GB/s; next to reading the',
+  "- A cold fill hashes every byte on Node's main thread (SHA-256 alone runs at about 1.3 GB/s; next to reading the",
   '  socket, about 670 MB/s), writes it to staging and holds back the last byte until the digest matches. On these',
-  '  2-core machines the upstream registry and the client share the same two cores; docker-registry\'s Go proxy',
+  "  2-core machines the upstream registry and the client share the same two cores; docker-registry's Go proxy",
   '  spreads its work over both. That is why cold curl falls short of the 1.2× target. Hashing in a worker thread',
   '  was measured (with shared memory, no copies) and gained nothing on 2 cores; it is the obvious step on bigger',
   '  machines. Write batching, serving followers from memory and releasing the last byte before fsync are in place.',
   '- A cached blob streams from the filesystem with 1 MiB reads; distribution serves its own storage faster',
   '  (direct), but its proxy mode loses about half of that, which is what the gateway is compared with.',
   '- 32 concurrent cold pulls: Portcullis fetches the blob once and every client follows that one fill; docker-',
-  '  registry\'s proxy fetches once per client, which is also why it takes several times longer.',
+  "  registry's proxy fetches once per client, which is also why it takes several times longer.",
   '- Peak RSS stays far under the 250 MB target: blobs are streamed, never buffered whole; the retained',
   '  window per fill is 4 MiB.',
-  '- secure-run launches go through runuser, as podman\'s do, and with the test user\'s subordinate id range. Of a',
+  "- secure-run launches go through runuser, as podman's do, and with the test user's subordinate id range. Of a",
   '  warm launch (timed inside the process), Node itself takes about 50 ms to start on these machines and loading',
   '  the secure-run bundle (dist/bin, 7 files; the 40 compiled modules took about 30 ms) about 13 ms; the',
   '  pinned-key check of the cached attestation and the reads of the cached manifest and config about 6 ms, while',
   '  the user namespace is made alongside (holder, newuidmap/newgidmap, covering the hybrid cgroup mount); the',
-  '  rootfs seal about 2 ms; crun with tini about 11 ms; clean-up about 2 ms. Node\'s own start is half of a launch:',
+  "  rootfs seal about 2 ms; crun with tini about 11 ms; clean-up about 2 ms. Node's own start is half of a launch:",
   '  beating podman by 2× needs a launcher that does not start a JavaScript runtime on every run (a small native',
   '  front-end, or a resident helper).',
   '- Unpacking many small files: secure-run runs a confined child (bwrap + Node start, about 0.06 s), parses',
@@ -250,23 +335,37 @@ function judge(rows: Row[]): string[] {
   const warmVsDirect = ratio(big['portcullis warm'], big.direct);
   const warmVsProxy = ratio(big['portcullis warm'], big['proxy warm']);
   const coldVsProxy = ratio(big['portcullis cold'], big['proxy cold']);
-  notes.push(`warm speed vs direct (target ≥ 0.95×): ${show(warmVsDirect)}; vs docker-registry warm (target ≥ 1×): ${show(warmVsProxy)}`);
+  notes.push(
+    `warm speed vs direct (target ≥ 0.95×): ${show(warmVsDirect)}; vs docker-registry warm (target ≥ 1×): ${show(warmVsProxy)}`,
+  );
   notes.push(`cold speed vs docker-registry cold (target ≥ 1.2×): ${show(coldVsProxy)}`);
   notes.push(`peak RSS while serving the big image (target < 250 MB): ${fmt(big['portcullis peak RSS MB'], '')} MB`);
   const cold = get('curl-cold');
-  notes.push(`curl of a cold layer: portcullis ${fmt(cold['portcullis cold'], '')} MB/s = ${show(cold['portcullis cold'] && cold['proxy cold'] ? cold['portcullis cold'] / cold['proxy cold'] : undefined)} of docker-registry's cold proxy (target ≥ 1.2×)`);
+  notes.push(
+    `curl of a cold layer: portcullis ${fmt(cold['portcullis cold'], '')} MB/s = ${show(cold['portcullis cold'] && cold['proxy cold'] ? cold['portcullis cold'] / cold['proxy cold'] : undefined)} of docker-registry's cold proxy (target ≥ 1.2×)`,
+  );
   const curl = get('curl-warm');
-  notes.push(`curl of a cached layer: portcullis ${fmt(curl['portcullis warm'], '')} MB/s = ${show(curl['portcullis warm'] && curl.direct ? curl['portcullis warm'] / curl.direct : undefined)} of direct, ${show(curl['portcullis warm'] && curl['proxy warm'] ? curl['portcullis warm'] / curl['proxy warm'] : undefined)} of docker-registry`);
+  notes.push(
+    `curl of a cached layer: portcullis ${fmt(curl['portcullis warm'], '')} MB/s = ${show(curl['portcullis warm'] && curl.direct ? curl['portcullis warm'] / curl.direct : undefined)} of direct, ${show(curl['portcullis warm'] && curl['proxy warm'] ? curl['portcullis warm'] / curl['proxy warm'] : undefined)} of docker-registry`,
+  );
   const conc = get('concurrency');
-  notes.push(`32 concurrent cold pulls: portcullis made ${fmt(conc['portcullis upstream fetches'], '')} upstream fetch(es) (target 1), docker-registry ${fmt(conc['proxy upstream fetches'], '')}`);
+  notes.push(
+    `32 concurrent cold pulls: portcullis made ${fmt(conc['portcullis upstream fetches'], '')} upstream fetch(es) (target 1), docker-registry ${fmt(conc['proxy upstream fetches'], '')}`,
+  );
   notes.push(`cosign policy decision (target < 5 ms): ${fmt(get('decision').portcullis, 'ms')} ms`);
   const decisions = get('decisions');
-  notes.push(`GPG decision with one signature (target: median < 10 ms): ${fmt(decisions['GPG, 1 signature'], 'ms')} ms; with 100: ${fmt(decisions['GPG, 100 signatures'], 'ms')} ms; cosign with 100: ${fmt(decisions['cosign, 100 signatures'], 'ms')} ms`);
+  notes.push(
+    `GPG decision with one signature (target: median < 10 ms): ${fmt(decisions['GPG, 1 signature'], 'ms')} ms; with 100: ${fmt(decisions['GPG, 100 signatures'], 'ms')} ms; cosign with 100: ${fmt(decisions['cosign, 100 signatures'], 'ms')} ms`,
+  );
   notes.push(`cached decision for an admitted digest (target < 0.2 ms): ${fmt(decisions['cached decision'], 'ms')} ms`);
   const launch = get('runner-launch');
-  notes.push(`secure-run warm launch: ${fmt(launch['secure-run ms'], '')} ms = ${show(launch['secure-run ms'] && launch['podman ms'] ? launch['podman ms'] / launch['secure-run ms'] : undefined)} faster than podman (target: at most 0.5× podman's time, i.e. ≥ 2×); crun alone ${fmt(launch['crun alone ms'], '')} ms`);
+  notes.push(
+    `secure-run warm launch: ${fmt(launch['secure-run ms'], '')} ms = ${show(launch['secure-run ms'] && launch['podman ms'] ? launch['podman ms'] / launch['secure-run ms'] : undefined)} faster than podman (target: at most 0.5× podman's time, i.e. ≥ 2×); crun alone ${fmt(launch['crun alone ms'], '')} ms`,
+  );
   const unpack = get('runner-unpack');
-  notes.push(`unpack: secure-run ${fmt(unpack['secure-run s'], '')} s = ${unpack['secure-run s'] && unpack['GNU tar s'] ? (unpack['secure-run s'] / unpack['GNU tar s']).toFixed(2) : '–'}× GNU tar (target ≤ 3×), ${show(unpack['secure-run s'] && unpack['umoci s'] ? unpack['umoci s'] / unpack['secure-run s'] : undefined)} faster than umoci (target > 1×)`);
+  notes.push(
+    `unpack: secure-run ${fmt(unpack['secure-run s'], '')} s = ${unpack['secure-run s'] && unpack['GNU tar s'] ? (unpack['secure-run s'] / unpack['GNU tar s']).toFixed(2) : '–'}× GNU tar (target ≤ 3×), ${show(unpack['secure-run s'] && unpack['umoci s'] ? unpack['umoci s'] / unpack['secure-run s'] : undefined)} faster than umoci (target > 1×)`,
+  );
   return notes;
 }
 

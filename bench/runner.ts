@@ -26,13 +26,23 @@ export interface RunnerBench {
   readonly unpack: Record<string, number | undefined>;
 }
 
-export async function benchRunner(opts: { repeat: number; smallFilesLayer: { path: string; diffId: string } | undefined; smallFilesLayout: { layout: string; tag: string } | undefined; log: (m: string) => void }): Promise<RunnerBench> {
+export async function benchRunner(opts: {
+  repeat: number;
+  smallFilesLayer: { path: string; diffId: string } | undefined;
+  smallFilesLayout: { layout: string; tag: string } | undefined;
+  log: (m: string) => void;
+}): Promise<RunnerBench> {
   const ids = await ensureTestUser();
   const cli = await cliForUser();
   const home = userDir(ids.uid, ids.gid);
   const work = tempDir('portcullis-bench-runner-');
   const registry = await startRegistry();
-  const env = [`HOME=${home.path}`, `XDG_CONFIG_HOME=${join(home.path, 'config')}`, `XDG_DATA_HOME=${join(home.path, 'data')}`, `PATH=${process.env.PATH}`];
+  const env = [
+    `HOME=${home.path}`,
+    `XDG_CONFIG_HOME=${join(home.path, 'config')}`,
+    `XDG_DATA_HOME=${join(home.path, 'data')}`,
+    `PATH=${process.env.PATH}`,
+  ];
   const asUser = (args: string[]) => ['-u', TEST_USER, '--', 'env', ...env, ...args];
   try {
     const layout = join(work.path, 'layout');
@@ -43,13 +53,20 @@ export async function benchRunner(opts: { repeat: number; smallFilesLayer: { pat
     const gw = await portcullis(registry.host, registry.url, key.pub);
     const launch: Record<string, number | undefined> = {};
     try {
-      const fp = ((await (await fetch(`${gw.url}/v2/_portcullis/gateway.json`)).json()) as { fingerprint: string }).fingerprint;
+      const fp = ((await (await fetch(`${gw.url}/v2/_portcullis/gateway.json`)).json()) as { fingerprint: string })
+        .fingerprint;
       await run('runuser', asUser([process.execPath, cli.cli, 'trust', gw.url, '--fingerprint', fp]));
       const image = `${registry.host}/bench/busybox:1`;
       await run('runuser', asUser([process.execPath, cli.cli, image, '-c', 'true']));
       opts.log('launch: secure-run (cached, attestation checked each run)');
       const sr: number[] = [];
-      for (let i = 0; i < opts.repeat * 3; i++) sr.push(await timed('runuser', asUser([process.execPath, cli.cli, '--pull', 'never', '--entrypoint', '', image, '/bin/true'])));
+      for (let i = 0; i < opts.repeat * 3; i++)
+        sr.push(
+          await timed(
+            'runuser',
+            asUser([process.execPath, cli.cli, '--pull', 'never', '--entrypoint', '', image, '/bin/true']),
+          ),
+        );
       launch['secure-run ms'] = median(sr) * 1000;
 
       opts.log('launch: podman run --rm --runtime runc --network none');
@@ -58,12 +75,48 @@ export async function benchRunner(opts: { repeat: number; smallFilesLayer: { pat
       writeFileSync(join(pd, 'registries.conf'), `[[registry]]\nlocation = "${registry.host}"\ninsecure = true\n`);
       writeFileSync(join(pd, 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
       chownRecursive(pd, ids.uid, ids.gid);
-      const podman = ['podman', '--root', join(pd, 'root'), '--runroot', join(pd, 'runroot'), '--tmpdir', join(pd, 'tmp'), '--storage-driver', 'vfs', '--events-backend', 'none', '--cgroup-manager', 'cgroupfs'];
+      const podman = [
+        'podman',
+        '--root',
+        join(pd, 'root'),
+        '--runroot',
+        join(pd, 'runroot'),
+        '--tmpdir',
+        join(pd, 'tmp'),
+        '--storage-driver',
+        'vfs',
+        '--events-backend',
+        'none',
+        '--cgroup-manager',
+        'cgroupfs',
+      ];
       const podmanEnv = [`CONTAINERS_REGISTRIES_CONF=${join(pd, 'registries.conf')}`];
-      const pulled = await run('runuser', asUser([...podmanEnv, ...podman, 'pull', '--signature-policy', join(pd, 'policy.json'), image]), { allowFail: true });
+      const pulled = await run(
+        'runuser',
+        asUser([...podmanEnv, ...podman, 'pull', '--signature-policy', join(pd, 'policy.json'), image]),
+        { allowFail: true },
+      );
       if (pulled.code === 0) {
         const t: number[] = [];
-        for (let i = 0; i < opts.repeat * 3; i++) t.push(await timed('runuser', asUser([...podmanEnv, ...podman, 'run', '--rm', '--runtime', 'runc', '--network', 'none', '--entrypoint', '/bin/true', image])));
+        for (let i = 0; i < opts.repeat * 3; i++)
+          t.push(
+            await timed(
+              'runuser',
+              asUser([
+                ...podmanEnv,
+                ...podman,
+                'run',
+                '--rm',
+                '--runtime',
+                'runc',
+                '--network',
+                'none',
+                '--entrypoint',
+                '/bin/true',
+                image,
+              ]),
+            ),
+          );
         launch['podman ms'] = median(t) * 1000;
       } else {
         opts.log(`podman pull failed: ${pulled.stderr.slice(0, 300)}`);
@@ -95,7 +148,13 @@ export async function benchRunner(opts: { repeat: number; smallFilesLayer: { pat
             mkdirSync(a);
             settle();
             const t0 = process.hrtime.bigint();
-            await extractConfined({ root: a, layers: [layer], keepSetuid: false, maxEntries: 1_000_000, maxLayerBytes: 1 << 30 });
+            await extractConfined({
+              root: a,
+              layers: [layer],
+              keepSetuid: false,
+              maxEntries: 1_000_000,
+              maxLayerBytes: 1 << 30,
+            });
             ours.push(Number(process.hrtime.bigint() - t0) / 1e9);
           },
           async () => {
@@ -126,7 +185,12 @@ export async function benchRunner(opts: { repeat: number; smallFilesLayer: { pat
 }
 
 /** crun run of the cached rootfs, in a user namespace held open by one holder for all runs. */
-async function bareCrun(home: string, ids: { uid: number; gid: number }, asUser: (a: string[]) => string[], n: number): Promise<number | undefined> {
+async function bareCrun(
+  home: string,
+  ids: { uid: number; gid: number },
+  asUser: (a: string[]) => string[],
+  n: number,
+): Promise<number | undefined> {
   const rootfsDir = join(home, 'data', 'secure-run', 'rootfs');
   const entry = readdirSync(rootfsDir).find((d) => !d.startsWith('.'));
   if (!entry) return undefined;
@@ -134,20 +198,81 @@ async function bareCrun(home: string, ids: { uid: number; gid: number }, asUser:
   mkdirSync(bundle);
   // The spec secure-run would use, so that only the launch path differs.
   const one = [{ containerID: 0, hostID: 0, size: 1 }];
-  const image = { architecture: 'amd64', os: 'linux', entrypoint: [], cmd: ['/bin/true'], env: [], workingDir: '/', user: '', diffIds: [] };
-  const spec = buildSpec(image, { env: [], volumes: [], tty: false, readOnlyRoot: true }, {
-    uidMappings: one, gidMappings: one, rlimits: hostRlimits(), initPath: initBinary(), rootfsPath: join(rootfsDir, entry, 'rootfs'),
-  });
+  const image = {
+    architecture: 'amd64',
+    os: 'linux',
+    entrypoint: [],
+    cmd: ['/bin/true'],
+    env: [],
+    workingDir: '/',
+    user: '',
+    diffIds: [],
+  };
+  const spec = buildSpec(
+    image,
+    { env: [], volumes: [], tty: false, readOnlyRoot: true },
+    {
+      uidMappings: one,
+      gidMappings: one,
+      rlimits: hostRlimits(),
+      initPath: initBinary(),
+      rootfsPath: join(rootfsDir, entry, 'rootfs'),
+    },
+  );
   writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
   chownRecursive(bundle, ids.uid, ids.gid);
-  const holder: ChildProcess = spawn('runuser', asUser(['unshare', '--user', '--map-root-user', '--mount', '--propagation', 'private', '--', 'sleep', '600']), { stdio: 'ignore' });
+  const holder: ChildProcess = spawn(
+    'runuser',
+    asUser(['unshare', '--user', '--map-root-user', '--mount', '--propagation', 'private', '--', 'sleep', '600']),
+    { stdio: 'ignore' },
+  );
   try {
     await new Promise((r) => setTimeout(r, 300));
     const pid = (await run('pgrep', ['-n', '-u', String(ids.uid), '-x', 'sleep'])).stdout.trim();
-    await run('runuser', asUser(['nsenter', '-t', pid, '--user', '--mount', '--preserve-credentials', '--', 'mount', '-t', 'tmpfs', '-o', 'ro', 'tmpfs', '/sys/fs/cgroup/unified']), { allowFail: true });
+    await run(
+      'runuser',
+      asUser([
+        'nsenter',
+        '-t',
+        pid,
+        '--user',
+        '--mount',
+        '--preserve-credentials',
+        '--',
+        'mount',
+        '-t',
+        'tmpfs',
+        '-o',
+        'ro',
+        'tmpfs',
+        '/sys/fs/cgroup/unified',
+      ]),
+      { allowFail: true },
+    );
     const t: number[] = [];
     for (let i = 0; i < n; i++) {
-      t.push(await timed('runuser', asUser(['nsenter', '-t', pid, '--user', '--mount', '--preserve-credentials', '--', 'crun', '--root', join(home, 'crun-state'), '--cgroup-manager=disabled', 'run', '--bundle', bundle, `bare-${i}`])));
+      t.push(
+        await timed(
+          'runuser',
+          asUser([
+            'nsenter',
+            '-t',
+            pid,
+            '--user',
+            '--mount',
+            '--preserve-credentials',
+            '--',
+            'crun',
+            '--root',
+            join(home, 'crun-state'),
+            '--cgroup-manager=disabled',
+            'run',
+            '--bundle',
+            bundle,
+            `bare-${i}`,
+          ]),
+        ),
+      );
     }
     return median(t) * 1000;
   } finally {

@@ -24,7 +24,9 @@ const common = {
   platform: 'node',
   target: 'node20',
   // Dependencies written as CommonJS call require() for Node's own modules.
-  banner: { js: "import { createRequire as __secureRunRequire } from 'node:module'; const require = __secureRunRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __secureRunRequire } from 'node:module'; const require = __secureRunRequire(import.meta.url);",
+  },
   sourcemap: 'linked',
   logLevel: 'warning',
 } as const;

@@ -8,7 +8,9 @@ export async function lintPolicyFiles(files: readonly string[], print: (line: st
   for (const file of files) {
     try {
       const p = await loadPolicyFile(file);
-      print(`${file}: ok (${p.format === 'containers-policy.json' ? 'containers-policy.json, ' : ''}${p.rules.length} rules, policy ${p.digest.text})`);
+      print(
+        `${file}: ok (${p.format === 'containers-policy.json' ? 'containers-policy.json, ' : ''}${p.rules.length} rules, policy ${p.digest.text})`,
+      );
       for (const note of p.notes ?? []) print(`${file}: note: ${note}`);
     } catch (err) {
       if (!(err instanceof LoadError)) throw err;

@@ -62,12 +62,17 @@ export async function policyTest(images: readonly string[], opts: TestOptions, p
   const results: TestResult[] = [];
   for (const image of images) {
     try {
-      results.push(opts.layout ? await testFromLayout(policy, image, opts.layout, opts) : await testFromRegistry(policy, image, config, opts));
+      results.push(
+        opts.layout
+          ? await testFromLayout(policy, image, opts.layout, opts)
+          : await testFromRegistry(policy, image, config, opts),
+      );
     } catch (err) {
       results.push({ image, error: (err as Error).message });
     }
   }
-  if (opts.json) print(JSON.stringify(results.map((r) => ({ ...r, decision: r.decision ? { ...r.decision } : undefined }))));
+  if (opts.json)
+    print(JSON.stringify(results.map((r) => ({ ...r, decision: r.decision ? { ...r.decision } : undefined }))));
   else for (const r of results) printResult(r, print);
   if (results.some((r) => r.error !== undefined)) return 2;
   return results.every((r) => r.decision?.allowed) ? 0 : 1;
@@ -79,35 +84,70 @@ function printResult(r: TestResult, print: Print): void {
     return;
   }
   const d = r.decision;
-  const verdict = d.allowed ? (d.verdict ? 'ADMITTED' : `ADMITTED (${d.mode} mode; enforcing would deny: ${d.denial ?? ''})`) : `DENIED (${d.denial ?? ''})`;
+  const verdict = d.allowed
+    ? d.verdict
+      ? 'ADMITTED'
+      : `ADMITTED (${d.mode} mode; enforcing would deny: ${d.denial ?? ''})`
+    : `DENIED (${d.denial ?? ''})`;
   print(`${r.image}@${r.digest ?? ''}: ${verdict}`);
   print(`  rule: ${d.rule}   policy: ${d.policyDigest}`);
-  for (const reason of d.reasons) print(`  - ${reason.code}: ${reason.message}${reason.evidence ? ` [${reason.evidence}]` : ''}`);
+  for (const reason of d.reasons)
+    print(`  - ${reason.code}: ${reason.message}${reason.evidence ? ` [${reason.evidence}]` : ''}`);
 }
 
 function upstreamFor(host: string, config: GatewayConfig | undefined, opts: TestOptions): Upstream {
   const configured = config?.upstreams.find((u) => u.name === host);
   const cfg: UpstreamConfig = configured ?? {
-    name: host, url: `${opts.plainHttp ? 'http' : 'https'}://${host === 'docker.io' ? 'registry-1.docker.io' : host}`, prefix: 'test', dockerHubMirror: false,
-    username: undefined, password: undefined, authRealms: undefined, redirectOrigins: undefined, timeouts: TIMEOUTS, lookaside: opts.lookaside,
+    name: host,
+    url: `${opts.plainHttp ? 'http' : 'https'}://${host === 'docker.io' ? 'registry-1.docker.io' : host}`,
+    prefix: 'test',
+    dockerHubMirror: false,
+    username: undefined,
+    password: undefined,
+    authRealms: undefined,
+    redirectOrigins: undefined,
+    timeouts: TIMEOUTS,
+    lookaside: opts.lookaside,
   };
   const withLookaside = opts.lookaside !== undefined ? { ...cfg, lookaside: opts.lookaside } : cfg;
-  return openUpstream(withLookaside, process.env, config?.registriesD ? loadRegistriesD(config.registriesD) : undefined);
+  return openUpstream(
+    withLookaside,
+    process.env,
+    config?.registriesD ? loadRegistriesD(config.registriesD) : undefined,
+  );
 }
 
-async function testFromRegistry(policy: CompiledPolicy, image: string, config: GatewayConfig | undefined, opts: TestOptions): Promise<TestResult> {
+async function testFromRegistry(
+  policy: CompiledPolicy,
+  image: string,
+  config: GatewayConfig | undefined,
+  opts: TestOptions,
+): Promise<TestResult> {
   const ref = parseImageReference(image);
   const name = `${ref.host}/${ref.repository}`;
   const upstream = upstreamFor(ref.host, config, opts);
   try {
     const reference = ref.digest?.text ?? ref.tag ?? 'latest';
-    const res = await upstream.client.manifest(ref.repository, reference, 'GET', MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES);
+    const res = await upstream.client.manifest(
+      ref.repository,
+      reference,
+      'GET',
+      MANIFEST_MEDIA_TYPES.join(', '),
+      MAX_MANIFEST_BYTES,
+    );
     if (!res) throw new Error(`${formatImageReference(ref)} is not known to ${upstream.config.url}`);
     const digest = digestOf(res.bytes);
-    if (ref.digest && ref.digest.hex !== digest.hex) throw new Error(`the registry sent a manifest hashing to ${digest.text}`);
+    if (ref.digest && ref.digest.hex !== digest.hex)
+      throw new Error(`the registry sent a manifest hashing to ${digest.text}`);
     const manifest = parseManifest(res.bytes, header(res.headers, 'content-type'));
     const tag = ref.digest ? undefined : ref.tag;
-    const evidence = await gatherFormats(upstream, ref.repository, digest, LIMITS, formatsFor(policy, { name, digest, tag }));
+    const evidence = await gatherFormats(
+      upstream,
+      ref.repository,
+      digest,
+      LIMITS,
+      formatsFor(policy, { name, digest, tag }),
+    );
     const decision = await decideAsGateway(policy, { name, digest, tag, kind: manifest.kind }, evidence);
     return { image, digest: digest.text, decision };
   } finally {
@@ -130,18 +170,28 @@ async function decideAsGateway(policy: CompiledPolicy, subject: Subject, evidenc
  * would (`registry/repo:TAG`), for the scope and the identity rules; TAG selects
  * the layout entry.
  */
-async function testFromLayout(policy: CompiledPolicy, image: string, layout: string, opts: TestOptions): Promise<TestResult> {
+async function testFromLayout(
+  policy: CompiledPolicy,
+  image: string,
+  layout: string,
+  opts: TestOptions,
+): Promise<TestResult> {
   const ref = parseImageReference(image);
   const name = `${ref.host}/${ref.repository}`;
   const index = parseStrictJson(readFileSync(join(layout, 'index.json')), { maxDepth: 16 });
   const entries = isObject(index) && Array.isArray(index.manifests) ? index.manifests.filter(isObject) : [];
-  const refName = (e: Record<string, unknown>) => (isObject(e.annotations) ? e.annotations['org.opencontainers.image.ref.name'] : undefined);
-  const entry = ref.digest ? entries.find((e) => e.digest === ref.digest?.text) : entries.find((e) => refName(e) === ref.tag);
-  if (!entry || typeof entry.digest !== 'string') throw new Error(`no entry ${ref.digest?.text ?? ref.tag ?? ''} in ${layout}/index.json`);
+  const refName = (e: Record<string, unknown>) =>
+    isObject(e.annotations) ? e.annotations['org.opencontainers.image.ref.name'] : undefined;
+  const entry = ref.digest
+    ? entries.find((e) => e.digest === ref.digest?.text)
+    : entries.find((e) => refName(e) === ref.tag);
+  if (!entry || typeof entry.digest !== 'string')
+    throw new Error(`no entry ${ref.digest?.text ?? ref.tag ?? ''} in ${layout}/index.json`);
   const digest = parseDigest(entry.digest);
   const blob = (d: Digest) => {
     const bytes = readFileSync(join(layout, 'blobs', d.algorithm, d.hex));
-    if (digestOf(bytes, d.algorithm).hex !== d.hex) throw new Error(`blob ${d.text} in the layout does not match its digest`);
+    if (digestOf(bytes, d.algorithm).hex !== d.hex)
+      throw new Error(`blob ${d.text} in the layout does not match its digest`);
     return bytes;
   };
   const manifest = parseManifest(blob(digest), typeof entry.mediaType === 'string' ? entry.mediaType : undefined);
@@ -150,8 +200,15 @@ async function testFromLayout(policy: CompiledPolicy, image: string, layout: str
   if (sigEntry && typeof sigEntry.digest === 'string') {
     const sig = parseManifest(blob(parseDigest(sigEntry.digest)), MediaType.ociManifest);
     if (sig.kind === 'image') {
-      for (const [i, layer] of sig.layers.filter((l) => l.mediaType === MediaType.cosignSimpleSigning).slice(0, LIMITS.maxSignatures).entries()) {
-        cosign.push({ source: `layout ${digest.algorithm}-${digest.hex}.sig layer ${i}`, payload: blob(layer.digest), signature: layer.annotations?.['dev.cosignproject.cosign/signature'] ?? '' });
+      for (const [i, layer] of sig.layers
+        .filter((l) => l.mediaType === MediaType.cosignSimpleSigning)
+        .slice(0, LIMITS.maxSignatures)
+        .entries()) {
+        cosign.push({
+          source: `layout ${digest.algorithm}-${digest.hex}.sig layer ${i}`,
+          payload: blob(layer.digest),
+          signature: layer.annotations?.['dev.cosignproject.cosign/signature'] ?? '',
+        });
       }
     }
   }
@@ -165,7 +222,11 @@ async function testFromLayout(policy: CompiledPolicy, image: string, layout: str
       await upstream.client.close();
     }
   }
-  const decision = await decideAsGateway(policy, { name, digest, tag, kind: manifest.kind }, { cosign, gpg: gpg?.gpg, problems: gpg?.problems ?? [] });
+  const decision = await decideAsGateway(
+    policy,
+    { name, digest, tag, kind: manifest.kind },
+    { cosign, gpg: gpg?.gpg, problems: gpg?.problems ?? [] },
+  );
   return { image, digest: digest.text, decision };
 }
 
@@ -178,7 +239,10 @@ async function testFromLayout(policy: CompiledPolicy, image: string, layout: str
 function openGatewayStore(configPath: string): SqliteMetadataStore {
   const config = loadConfigFile(configPath);
   const path = join(config.dataDir, 'metadata.db');
-  if (!existsSync(path)) throw new Error(`no gateway data at ${config.dataDir} (${path} does not exist): has the gateway of ${configPath} run yet?`);
+  if (!existsSync(path))
+    throw new Error(
+      `no gateway data at ${config.dataDir} (${path} does not exist): has the gateway of ${configPath} run yet?`,
+    );
   return new SqliteMetadataStore(path);
 }
 
@@ -189,10 +253,19 @@ function repositoryName(text: string): { name: string; tag: string | undefined }
   return { name: ref.name, tag: ref.tag };
 }
 
-export async function policyExplain(what: string, opts: { config: string; json?: boolean | undefined; limit?: number | undefined }, print: Print): Promise<number> {
+export async function policyExplain(
+  what: string,
+  opts: { config: string; json?: boolean | undefined; limit?: number | undefined },
+  print: Print,
+): Promise<number> {
   const config = loadConfigFile(opts.config);
   const store = openGatewayStore(opts.config);
-  const currentDigest = config.policy ? await loadPolicyFile(config.policy).then((p) => p.digest.text, () => undefined) : undefined;
+  const currentDigest = config.policy
+    ? await loadPolicyFile(config.policy).then(
+        (p) => p.digest.text,
+        () => undefined,
+      )
+    : undefined;
   try {
     let records: DecisionRecord[];
     let subject = what;
@@ -212,9 +285,15 @@ export async function policyExplain(what: string, opts: { config: string; json?:
     if (opts.json) print(JSON.stringify(records));
     else if (records.length === 0) print(`${subject}: no decision recorded by the gateway at ${config.dataDir}`);
     else {
-      print(`${subject}: ${records.length} decision(s), newest first (the policy file now: ${currentDigest ?? 'does not load'})`);
+      print(
+        `${subject}: ${records.length} decision(s), newest first (the policy file now: ${currentDigest ?? 'does not load'})`,
+      );
       for (const r of records) {
-        const what2 = r.allowed ? (r.verdict === false ? `ADMITTED in ${r.mode ?? 'enforce'} mode (enforcing would deny)` : 'ADMITTED') : 'DENIED';
+        const what2 = r.allowed
+          ? r.verdict === false
+            ? `ADMITTED in ${r.mode ?? 'enforce'} mode (enforcing would deny)`
+            : 'ADMITTED'
+          : 'DENIED';
         print(`${new Date(r.time).toISOString()}  ${what2}  ${r.repository}${r.tag ? `:${r.tag}` : ''}@${r.digest}`);
         print(`  rule: ${r.rule}   policy: ${r.policyDigest}`);
         for (const reason of r.reasons) print(`  - ${reason.code}: ${reason.message}`);
@@ -227,18 +306,30 @@ export async function policyExplain(what: string, opts: { config: string; json?:
 }
 
 /** `portcullis tags list|release`: tags held by `tags: pin` rules. */
-export async function tagsCommand(action: 'list' | 'release', config: string, target: string | undefined, print: Print): Promise<number> {
+export async function tagsCommand(
+  action: 'list' | 'release',
+  config: string,
+  target: string | undefined,
+  print: Print,
+): Promise<number> {
   const store = openGatewayStore(config);
   try {
     if (action === 'list') {
       const pins = await store.pins(target === undefined ? undefined : repositoryName(target).name);
-      for (const p of pins) print(`${p.repository}:${p.tag}  ${p.digest}  pinned ${new Date(p.pinnedAt).toISOString()}${p.upstreamDigest ? `  (upstream now ${p.upstreamDigest})` : ''}`);
+      for (const p of pins)
+        print(
+          `${p.repository}:${p.tag}  ${p.digest}  pinned ${new Date(p.pinnedAt).toISOString()}${p.upstreamDigest ? `  (upstream now ${p.upstreamDigest})` : ''}`,
+        );
       return 0;
     }
     const ref = target === undefined ? undefined : repositoryName(target);
     if (!ref?.tag) throw new Error(`tags release needs REGISTRY/REPOSITORY:TAG, not ${JSON.stringify(target ?? '')}`);
     const released = await store.releasePin(ref.name, ref.tag);
-    print(released ? `released ${target}: its next pull verifies and pins what the upstream tag points at then` : `${target} is not pinned`);
+    print(
+      released
+        ? `released ${target}: its next pull verifies and pins what the upstream tag points at then`
+        : `${target} is not pinned`,
+    );
     return released ? 0 : 1;
   } finally {
     await store.close();

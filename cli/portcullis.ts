@@ -14,21 +14,29 @@ import { initGateway } from '../gateway/init.js';
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const program = new Command('portcullis')
-  .description('A verifying OCI pull-through gateway: serves an image only after checking who signed that exact digest.')
+  .description(
+    'A verifying OCI pull-through gateway: serves an image only after checking who signed that exact digest.',
+  )
   .version(pkg.version, '-V, --version', 'print the version')
   .showHelpAfterError()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
-program.command('serve')
+program
+  .command('serve')
   .description('run the gateway (without --config: 127.0.0.1:5000, ./data, Docker Hub upstream, reject everything)')
   .option('-c, --config <file>', 'gateway config file (YAML)')
   .option('--listen <host:port>', 'override the listen address')
   .option('--data-dir <dir>', 'override the data directory')
   .action(async (opts: { config?: string; listen?: string; dataDir?: string }) => {
-    await runServe({ configPath: opts.config, listen: opts.listen, dataDir: opts.dataDir === undefined ? undefined : resolve(opts.dataDir) });
+    await runServe({
+      configPath: opts.config,
+      listen: opts.listen,
+      dataDir: opts.dataDir === undefined ? undefined : resolve(opts.dataDir),
+    });
   });
 
-program.command('init')
+program
+  .command('init')
   .description('write a starter config and policy, the gateway signing key, and a local CA with a TLS certificate')
   .argument('[dir]', 'directory to write into', '.')
   .option('--host <name...>', 'extra host names or addresses for the TLS certificate')
@@ -36,31 +44,53 @@ program.command('init')
   .action((dir: string, opts: { host?: string[]; keepCaKey?: boolean }) => {
     const r = initGateway(dir, { hosts: opts.host ?? [], keepCaKey: opts.keepCaKey === true });
     process.stdout.write(`wrote ${r.files.length} files under ${r.dir}\n${r.files.map((f) => `  ${f}`).join('\n')}\n`);
-    process.stdout.write(`start it with: portcullis serve --config ${r.dir}/portcullis.yaml\nclients must trust ${r.caCert} (see README.md, "TLS")\n`);
+    process.stdout.write(
+      `start it with: portcullis serve --config ${r.dir}/portcullis.yaml\nclients must trust ${r.caCert} (see README.md, "TLS")\n`,
+    );
   });
 
 const policy = program.command('policy').description('work with policy files');
-policy.command('lint')
+policy
+  .command('lint')
   .description('check policy files; print every problem as file:line:column and exit 1 if there is any')
   .argument('<files...>', 'policy files')
   .action(async (files: string[]) => {
     process.exitCode = await lintPolicyFiles(files, (line) => process.stdout.write(`${line}\n`));
   });
 
-policy.command('test')
-  .description('evaluate a policy live against images in their registries (or an OCI layout), without serving anything; exit 0 if all are admitted, 1 if one is denied, 2 on errors')
+policy
+  .command('test')
+  .description(
+    'evaluate a policy live against images in their registries (or an OCI layout), without serving anything; exit 0 if all are admitted, 1 if one is denied, 2 on errors',
+  )
   .argument('<images...>', 'image references, e.g. registry.example.com/team/app:1')
   .requiredOption('-p, --policy <file>', 'the policy file (YAML, or a containers-policy.json)')
   .option('-c, --config <file>', 'take upstream URLs, credentials and lookaside settings from this gateway config')
   .option('--plain-http', 'talk plain HTTP to registries that are not in a config (local test registries)')
   .option('--lookaside <url>', 'where GPG signatures are published (registries.d lookaside)')
-  .option('--layout <dir>', 'read images from this OCI layout directory instead (IMAGE still names them: registry/repo:TAG)')
+  .option(
+    '--layout <dir>',
+    'read images from this OCI layout directory instead (IMAGE still names them: registry/repo:TAG)',
+  )
   .option('--json', 'print the decisions as JSON')
-  .action(async (images: string[], opts: { policy: string; config?: string; plainHttp?: boolean; lookaside?: string; layout?: string; json?: boolean }) => {
-    process.exitCode = await policyTest(images, opts, (line) => process.stdout.write(`${line}\n`));
-  });
+  .action(
+    async (
+      images: string[],
+      opts: {
+        policy: string;
+        config?: string;
+        plainHttp?: boolean;
+        lookaside?: string;
+        layout?: string;
+        json?: boolean;
+      },
+    ) => {
+      process.exitCode = await policyTest(images, opts, (line) => process.stdout.write(`${line}\n`));
+    },
+  );
 
-policy.command('explain')
+policy
+  .command('explain')
   .description('why the gateway admitted or denied a digest or reference, from its decision log')
   .argument('<digest-or-reference>', 'sha256:… or registry/repo:tag or registry/repo@sha256:…')
   .requiredOption('-c, --config <file>', 'the gateway config (its data directory holds the decision log)')
@@ -70,29 +100,35 @@ policy.command('explain')
     process.exitCode = await policyExplain(what, opts, (line) => process.stdout.write(`${line}\n`));
   });
 
-policy.command('schema')
+policy
+  .command('schema')
   .description('print the JSON Schema of the policy format (for editors and CI)')
   .action(() => {
     process.stdout.write(`${JSON.stringify(POLICY_SCHEMA, null, 2)}\n`);
   });
 
 const tags = program.command('tags').description('tags pinned by rules with tags: pin');
-tags.command('list')
+tags
+  .command('list')
   .description('list pinned tags (and where the upstream tag points now, when it moved)')
   .argument('[repository]', 'only this repository (registry/repo)')
   .requiredOption('-c, --config <file>', 'the gateway config')
   .action(async (repository: string | undefined, opts: { config: string }) => {
     process.exitCode = await tagsCommand('list', opts.config, repository, (line) => process.stdout.write(`${line}\n`));
   });
-tags.command('release')
+tags
+  .command('release')
   .description('release a pinned tag: its next pull verifies and pins what the upstream tag points at then')
   .argument('<reference>', 'registry/repo:tag')
   .requiredOption('-c, --config <file>', 'the gateway config')
   .action(async (reference: string, opts: { config: string }) => {
-    process.exitCode = await tagsCommand('release', opts.config, reference, (line) => process.stdout.write(`${line}\n`));
+    process.exitCode = await tagsCommand('release', opts.config, reference, (line) =>
+      process.stdout.write(`${line}\n`),
+    );
   });
 
-program.command('version')
+program
+  .command('version')
   .description('print the version')
   .action(() => {
     process.stdout.write(`portcullis ${pkg.version}\n`);

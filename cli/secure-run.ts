@@ -24,7 +24,7 @@ const program = new Command('secure-run')
   .version(pkg.version, '-V, --version', 'print the version')
   .usage('[options] IMAGE [COMMAND [ARG...]]  |  secure-run trust|verify ...')
   .argument('[image]', 'image reference, e.g. ghcr.io/team/app:1')
-  .argument('[command...]', 'command and arguments (replace the image\'s Cmd)')
+  .argument('[command...]', "command and arguments (replace the image's Cmd)")
   .option('-e, --env <KEY=VALUE>', 'set an environment variable (KEY alone: take it from here)', collect, [])
   .option('--env-file <file>', 'read KEY=VALUE lines from a file', collect, [])
   .option('-v, --volume <SRC:DST[:ro]>', 'bind-mount an absolute host path', collect, [])
@@ -33,11 +33,26 @@ const program = new Command('secure-run')
   .option('--entrypoint <path>', 'replace the image\'s entrypoint ("" for none)')
   .option('-i, --interactive', 'keep standard input attached')
   .option('-t, --tty', 'allocate a terminal')
-  .option('--network <mode>', 'none (the container\'s own loopback only) or slirp[:allow_host_loopback=true] (user-mode networking with slirp4netns)', 'none')
+  .option(
+    '--network <mode>',
+    "none (the container's own loopback only) or slirp[:allow_host_loopback=true] (user-mode networking with slirp4netns)",
+    'none',
+  )
   .option('--platform <os/arch[/variant]>', 'platform to choose from a multi-arch image')
-  .addOption(new Option('--pull <when>', 'pull from the gateway').choices(['always', 'missing', 'never']).default('missing'))
-  .addOption(new Option('--runtime <name>', 'runtime: crun, runc, or bwrap').choices(['crun', 'runc', 'bwrap']).default('crun'))
-  .addOption(new Option('--userns <mode>', 'ids for a user: auto (your subordinate ids from /etc/subuid when you have them) or single (only your own id)').choices(['auto', 'single']).default('auto'))
+  .addOption(
+    new Option('--pull <when>', 'pull from the gateway').choices(['always', 'missing', 'never']).default('missing'),
+  )
+  .addOption(
+    new Option('--runtime <name>', 'runtime: crun, runc, or bwrap').choices(['crun', 'runc', 'bwrap']).default('crun'),
+  )
+  .addOption(
+    new Option(
+      '--userns <mode>',
+      'ids for a user: auto (your subordinate ids from /etc/subuid when you have them) or single (only your own id)',
+    )
+      .choices(['auto', 'single'])
+      .default('auto'),
+  )
   .option('--read-only', 'read-only root filesystem (the default)')
   .option('--writable-root', 'let the container write to its root filesystem (a private copy, removed afterwards)')
   .option('--keep-setuid', 'keep setuid/setgid bits from the image')
@@ -54,8 +69,9 @@ const program = new Command('secure-run')
     process.exitCode = await runCommand(image, command, flags, io);
   });
 
-program.command('trust')
-  .description('fetch a gateway\'s public key, show its fingerprint and pin it')
+program
+  .command('trust')
+  .description("fetch a gateway's public key, show its fingerprint and pin it")
   .argument('<gateway-url>', 'the gateway, e.g. https://gateway.example:5000')
   .option('--fingerprint <sha256:hex>', 'pin only if the key has this fingerprint (for scripts)')
   .option('-y, --yes', 'pin without asking (trust on first use)')
@@ -63,7 +79,8 @@ program.command('trust')
     process.exitCode = await trustCommand(url, opts, io);
   });
 
-program.command('doctor')
+program
+  .command('doctor')
   .description('check this machine for rootless containers and explain each fix')
   .option('--json', 'print the findings as JSON')
   .action(async (opts: { json?: boolean }) => {
@@ -75,7 +92,8 @@ program.command('doctor')
     process.exitCode = findings.some((f) => f.status === 'fail') ? 1 : 0;
   });
 
-program.command('verify')
+program
+  .command('verify')
   .description('resolve IMAGE through the trusted gateway and check its attestation, without running it')
   .argument('<image>', 'image reference, e.g. ghcr.io/team/app:1')
   .option('--platform <os/arch[/variant]>', 'platform to choose from a multi-arch image')
@@ -89,7 +107,8 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   // Every failure before the container runs is a refusal: say what, never a stack.
-  const code = err instanceof RunnerError || err instanceof OciError || err instanceof UpstreamError ? err.code : 'FAILED';
+  const code =
+    err instanceof RunnerError || err instanceof OciError || err instanceof UpstreamError ? err.code : 'FAILED';
   io.err(`secure-run: ${(err as Error).message} [${code}]`);
   process.exit(125);
 }

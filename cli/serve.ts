@@ -3,7 +3,11 @@ import { defaultConfig, loadConfigFile, type GatewayConfig } from '../gateway/co
 import { startGateway } from '../gateway/main.js';
 
 /** `portcullis serve`: runs until SIGINT or SIGTERM, then closes cleanly. */
-export async function runServe(opts: { configPath?: string | undefined; listen?: string | undefined; dataDir?: string | undefined }): Promise<void> {
+export async function runServe(opts: {
+  configPath?: string | undefined;
+  listen?: string | undefined;
+  dataDir?: string | undefined;
+}): Promise<void> {
   let config: GatewayConfig = opts.configPath ? loadConfigFile(opts.configPath) : defaultConfig(resolve('data'));
   if (opts.listen !== undefined || opts.dataDir !== undefined) {
     const m = opts.listen === undefined ? undefined : /^(\[[0-9a-fA-F:.]+\]|[^:]+):(\d{1,5})$/.exec(opts.listen);
@@ -20,10 +24,13 @@ export async function runServe(opts: { configPath?: string | undefined; listen?:
     if (closing) return;
     closing = true;
     running.logger.info({ signal }, 'shutting down');
-    running.close().then(() => process.exit(0), (err: unknown) => {
-      running.logger.error({ err }, 'shutdown failed');
-      process.exit(1);
-    });
+    running.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        running.logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
   };
   // SIGHUP: load the policy file again (a broken one is reported and the running one kept).
   process.on('SIGHUP', () => void running.reloadPolicy('SIGHUP'));

@@ -46,7 +46,11 @@ const GATEWAY_MARK_VALUE = 'verification-summary';
 /** Upstream content that claims to be, or could be taken for, the gateway's attestation. */
 export function impersonatesGateway(annotations: Readonly<Record<string, string>> | undefined): boolean {
   if (!annotations) return false;
-  return GATEWAY_MARK in annotations || annotations.predicateType === VSA_PREDICATE_TYPE || annotations['in-toto.io/predicate-type'] === VSA_PREDICATE_TYPE;
+  return (
+    GATEWAY_MARK in annotations ||
+    annotations.predicateType === VSA_PREDICATE_TYPE ||
+    annotations['in-toto.io/predicate-type'] === VSA_PREDICATE_TYPE
+  );
 }
 export const REFERRER_ARTIFACT_TYPE = MediaType.inTotoPayload;
 
@@ -57,7 +61,12 @@ export class AttestationService {
    * Issues and stores the attestation for a subject that `policy` has just admitted.
    * Callers guarantee the admission; this signs what they decided.
    */
-  async issue(addr: Address, subject: Digest, inputs: readonly ResourceRef[], policy: { source: string; digest: Digest }): Promise<StoredEnvelope> {
+  async issue(
+    addr: Address,
+    subject: Digest,
+    inputs: readonly ResourceRef[],
+    policy: { source: string; digest: Digest },
+  ): Promise<StoredEnvelope> {
     const { signer, store, metadata, now } = this.deps;
     const statement = verificationSummary({
       subjectName: addr.name,
@@ -72,7 +81,13 @@ export class AttestationService {
     const envelope = signStatement(statement, signer.key, signer.fingerprint.slice(0, 16));
     const digest = digestOf(envelope);
     await store.putBytes(digest, envelope);
-    await metadata.recordAttestation(addr.name, { subject: subject.text, envelope: digest.text, size: envelope.length, policyDigest: policy.digest.text, createdAt: now() });
+    await metadata.recordAttestation(addr.name, {
+      subject: subject.text,
+      envelope: digest.text,
+      size: envelope.length,
+      policyDigest: policy.digest.text,
+      createdAt: now(),
+    });
     return { digest, size: envelope.length };
   }
 
@@ -88,36 +103,64 @@ export class AttestationService {
    * first, unchanged, then the gateway's own, with cosign's layer annotations.
    */
   async attTagManifest(envelope: StoredEnvelope | undefined, upstream: ImageManifest | undefined): Promise<Buffer> {
-    const layers: Record<string, unknown>[] = (upstream?.layers ?? []).filter((l) => !impersonatesGateway(l.annotations)).map((l) => ({
-      mediaType: l.mediaType, size: l.size, digest: l.digest.text, ...(l.annotations ? { annotations: l.annotations } : {}),
-    }));
+    const layers: Record<string, unknown>[] = (upstream?.layers ?? [])
+      .filter((l) => !impersonatesGateway(l.annotations))
+      .map((l) => ({
+        mediaType: l.mediaType,
+        size: l.size,
+        digest: l.digest.text,
+        ...(l.annotations ? { annotations: l.annotations } : {}),
+      }));
     if (envelope) {
       layers.push({
-        mediaType: MediaType.dsseEnvelope, size: envelope.size, digest: envelope.digest.text,
+        mediaType: MediaType.dsseEnvelope,
+        size: envelope.size,
+        digest: envelope.digest.text,
         annotations: { [COSIGN_SIGNATURE]: '', predicateType: VSA_PREDICATE_TYPE, [GATEWAY_MARK]: GATEWAY_MARK_VALUE },
       });
     }
     const config = await this.#putJson({
-      architecture: '', created: '0001-01-01T00:00:00Z', history: layers.map(() => ({ created: '0001-01-01T00:00:00Z' })), os: '',
-      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) }, config: {},
+      architecture: '',
+      created: '0001-01-01T00:00:00Z',
+      history: layers.map(() => ({ created: '0001-01-01T00:00:00Z' })),
+      os: '',
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
+      config: {},
     });
-    return Buffer.from(JSON.stringify({
-      schemaVersion: 2, mediaType: MediaType.ociManifest,
-      config: { mediaType: MediaType.ociConfig, size: config.size, digest: config.digest.text },
-      layers,
-    }));
+    return Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.ociManifest,
+        config: { mediaType: MediaType.ociConfig, size: config.size, digest: config.digest.text },
+        layers,
+      }),
+    );
   }
 
   /** An OCI 1.1 artifact manifest carrying the envelope, with `subject` set, for the referrers API. */
-  async referrerManifest(envelope: StoredEnvelope, subject: { mediaType: string; digest: Digest; size: number }): Promise<Buffer> {
+  async referrerManifest(
+    envelope: StoredEnvelope,
+    subject: { mediaType: string; digest: Digest; size: number },
+  ): Promise<Buffer> {
     const empty = await this.#putJson({});
-    return Buffer.from(JSON.stringify({
-      schemaVersion: 2, mediaType: MediaType.ociManifest, artifactType: REFERRER_ARTIFACT_TYPE,
-      config: { mediaType: MediaType.ociEmpty, size: empty.size, digest: empty.digest.text },
-      layers: [{ mediaType: MediaType.dsseEnvelope, size: envelope.size, digest: envelope.digest.text, annotations: { 'in-toto.io/predicate-type': VSA_PREDICATE_TYPE } }],
-      subject: { mediaType: subject.mediaType, digest: subject.digest.text, size: subject.size },
-      annotations: { [GATEWAY_MARK]: GATEWAY_MARK_VALUE, 'in-toto.io/predicate-type': VSA_PREDICATE_TYPE },
-    }));
+    return Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.ociManifest,
+        artifactType: REFERRER_ARTIFACT_TYPE,
+        config: { mediaType: MediaType.ociEmpty, size: empty.size, digest: empty.digest.text },
+        layers: [
+          {
+            mediaType: MediaType.dsseEnvelope,
+            size: envelope.size,
+            digest: envelope.digest.text,
+            annotations: { 'in-toto.io/predicate-type': VSA_PREDICATE_TYPE },
+          },
+        ],
+        subject: { mediaType: subject.mediaType, digest: subject.digest.text, size: subject.size },
+        annotations: { [GATEWAY_MARK]: GATEWAY_MARK_VALUE, 'in-toto.io/predicate-type': VSA_PREDICATE_TYPE },
+      }),
+    );
   }
 
   async #putJson(value: unknown): Promise<StoredEnvelope> {

@@ -28,7 +28,12 @@ export interface UpstreamConfig {
   readonly authRealms: readonly string[] | undefined;
   /** Origins blobs may be redirected to besides the registry's own and public https. */
   readonly redirectOrigins: readonly string[] | undefined;
-  readonly timeouts: { readonly headersMs: number; readonly idleMs: number; readonly totalMs: number; readonly minBytesPerSecond: number };
+  readonly timeouts: {
+    readonly headersMs: number;
+    readonly idleMs: number;
+    readonly totalMs: number;
+    readonly minBytesPerSecond: number;
+  };
   /** Where GPG simple-signing signatures are published (registries.d `lookaside`): http(s):// or file://. */
   readonly lookaside?: string | undefined;
 }
@@ -64,11 +69,19 @@ export function defaultConfig(dataDir: string): GatewayConfig {
     attestationKey: undefined,
     verifierId: undefined,
     tls: undefined,
-    upstreams: [{
-      name: 'docker.io', url: 'https://registry-1.docker.io', prefix: 'docker.io', dockerHubMirror: true,
-      username: undefined, password: undefined, authRealms: ['https://auth.docker.io'], redirectOrigins: undefined,
-      timeouts: { headersMs: 30_000, idleMs: 30_000, totalMs: 60_000, minBytesPerSecond: 1024 },
-    }],
+    upstreams: [
+      {
+        name: 'docker.io',
+        url: 'https://registry-1.docker.io',
+        prefix: 'docker.io',
+        dockerHubMirror: true,
+        username: undefined,
+        password: undefined,
+        authRealms: ['https://auth.docker.io'],
+        redirectOrigins: undefined,
+        timeouts: { headersMs: 30_000, idleMs: 30_000, totalMs: 60_000, minBytesPerSecond: 1024 },
+      },
+    ],
   });
 }
 
@@ -77,7 +90,11 @@ export function loadConfigFile(path: string): GatewayConfig {
   try {
     text = readFileSync(path, 'utf8');
   } catch (cause) {
-    throw new LoadError('FILE_UNREADABLE', [{ file: path, line: 1, column: 1, message: `cannot read config file: ${(cause as Error).message}` }], { cause });
+    throw new LoadError(
+      'FILE_UNREADABLE',
+      [{ file: path, line: 1, column: 1, message: `cannot read config file: ${(cause as Error).message}` }],
+      { cause },
+    );
   }
   return parseConfig(path, text);
 }
@@ -85,15 +102,36 @@ export function loadConfigFile(path: string): GatewayConfig {
 export function parseConfig(file: string, text: string): GatewayConfig {
   const src = new YamlSource(file, text);
   const base = dirname(resolve(file));
-  const top = src.root === undefined ? undefined : src.map(src.root, 'the config', ['listen', 'dataDir', 'policy', 'logLevel', 'tagTtlSeconds', 'limits', 'upstreams', 'attestation', 'tls', 'registriesD']);
+  const top =
+    src.root === undefined
+      ? undefined
+      : src.map(src.root, 'the config', [
+          'listen',
+          'dataDir',
+          'policy',
+          'logLevel',
+          'tagTtlSeconds',
+          'limits',
+          'upstreams',
+          'attestation',
+          'tls',
+          'registriesD',
+        ]);
   const defaults = defaultConfig(resolve(base, 'data'));
-  if (!top) throw new LoadError('CONFIG_INVALID', src.diagnostics.length ? src.diagnostics : [{ file, line: 1, column: 1, message: 'the config must be a mapping' }]);
+  if (!top)
+    throw new LoadError(
+      'CONFIG_INVALID',
+      src.diagnostics.length
+        ? src.diagnostics
+        : [{ file, line: 1, column: 1, message: 'the config must be a mapping' }],
+    );
 
   let listen = defaults.listen;
   if (top.has('listen')) {
     const s = src.string(top.get('listen'), 'listen');
     const m = s === undefined ? null : /^(\[[0-9a-fA-F:.]+\]|[^:]+):(\d{1,5})$/.exec(s);
-    if (s !== undefined && (!m || Number(m[2]) > 65535)) src.report(top.get('listen'), 'listen must be HOST:PORT', 'for example 127.0.0.1:5000');
+    if (s !== undefined && (!m || Number(m[2]) > 65535))
+      src.report(top.get('listen'), 'listen must be HOST:PORT', 'for example 127.0.0.1:5000');
     else if (m) listen = { host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(m[2]) };
   }
   const path = (key: string): string | undefined => {
@@ -105,15 +143,21 @@ export function parseConfig(file: string, text: string): GatewayConfig {
   const policy = path('policy');
   const registriesD = path('registriesD');
   const logLevel = top.has('logLevel') ? (src.oneOf(top.get('logLevel'), 'logLevel', LOG_LEVELS) ?? 'info') : 'info';
-  const tagTtlSeconds = top.has('tagTtlSeconds') ? (src.integer(top.get('tagTtlSeconds'), 'tagTtlSeconds', 0, 86_400) ?? 0) : 0;
+  const tagTtlSeconds = top.has('tagTtlSeconds')
+    ? (src.integer(top.get('tagTtlSeconds'), 'tagTtlSeconds', 0, 86_400) ?? 0)
+    : 0;
 
   let limits = defaults.limits;
   if (top.has('limits')) {
     const l = src.map(top.get('limits'), 'limits', ['maxSignatures', 'maxSignatureBytes']);
     if (l) {
       limits = {
-        maxSignatures: l.has('maxSignatures') ? (src.integer(l.get('maxSignatures'), 'limits.maxSignatures', 1, 256) ?? 16) : 16,
-        maxSignatureBytes: l.has('maxSignatureBytes') ? (src.integer(l.get('maxSignatureBytes'), 'limits.maxSignatureBytes', 1024, 4 * 1024 * 1024) ?? 65536) : 65536,
+        maxSignatures: l.has('maxSignatures')
+          ? (src.integer(l.get('maxSignatures'), 'limits.maxSignatures', 1, 256) ?? 16)
+          : 16,
+        maxSignatureBytes: l.has('maxSignatureBytes')
+          ? (src.integer(l.get('maxSignatureBytes'), 'limits.maxSignatureBytes', 1024, 4 * 1024 * 1024) ?? 65536)
+          : 65536,
       };
     }
   }
@@ -141,21 +185,59 @@ export function parseConfig(file: string, text: string): GatewayConfig {
   list.forEach((node, i) => {
     const u = parseUpstream(src, node, `upstreams[${i}]`, base);
     if (!u) return;
-    if (upstreams.some((o) => o.name === u.name)) src.report(node, `upstreams[${i}]: another upstream is already named ${u.name}`);
-    else if (upstreams.some((o) => o.prefix === u.prefix)) src.report(node, `upstreams[${i}]: prefix ${u.prefix} is already used`);
-    else if (u.dockerHubMirror && upstreams.some((o) => o.dockerHubMirror)) src.report(node, `upstreams[${i}]: only one upstream can mirror docker.io`);
+    if (upstreams.some((o) => o.name === u.name))
+      src.report(node, `upstreams[${i}]: another upstream is already named ${u.name}`);
+    else if (upstreams.some((o) => o.prefix === u.prefix))
+      src.report(node, `upstreams[${i}]: prefix ${u.prefix} is already used`);
+    else if (u.dockerHubMirror && upstreams.some((o) => o.dockerHubMirror))
+      src.report(node, `upstreams[${i}]: only one upstream can mirror docker.io`);
     else upstreams.push(u);
   });
   if (src.diagnostics.length > 0) throw new LoadError('CONFIG_INVALID', src.diagnostics);
-  return deepFreeze({ source: file, listen, dataDir, policy, logLevel, tagTtlSeconds, limits, upstreams, attestationKey, verifierId, tls, registriesD });
+  return deepFreeze({
+    source: file,
+    listen,
+    dataDir,
+    policy,
+    logLevel,
+    tagTtlSeconds,
+    limits,
+    upstreams,
+    attestationKey,
+    verifierId,
+    tls,
+    registriesD,
+  });
 }
 
 function parseUpstream(src: YamlSource, node: Node, where: string, base: string): UpstreamConfig | undefined {
-  const m = src.map(node, where, ['name', 'url', 'prefix', 'dockerHubMirror', 'username', 'passwordFile', 'passwordEnv', 'authRealms', 'redirectOrigins', 'timeouts', 'lookaside'], ['name', 'url']);
+  const m = src.map(
+    node,
+    where,
+    [
+      'name',
+      'url',
+      'prefix',
+      'dockerHubMirror',
+      'username',
+      'passwordFile',
+      'passwordEnv',
+      'authRealms',
+      'redirectOrigins',
+      'timeouts',
+      'lookaside',
+    ],
+    ['name', 'url'],
+  );
   if (!m) return undefined;
   const rawName = src.string(m.get('name'), `${where}.name`);
   const name = rawName === undefined ? undefined : normalizeHost(rawName);
-  if (name !== undefined && !isValidHost(name)) src.report(m.get('name'), `${where}.name ${JSON.stringify(rawName)} is not a registry host`, 'host or host:port, as clients write it');
+  if (name !== undefined && !isValidHost(name))
+    src.report(
+      m.get('name'),
+      `${where}.name ${JSON.stringify(rawName)} is not a registry host`,
+      'host or host:port, as clients write it',
+    );
   const url = src.string(m.get('url'), `${where}.url`);
   if (url !== undefined) {
     let parsed: URL | undefined;
@@ -164,19 +246,32 @@ function parseUpstream(src: YamlSource, node: Node, where: string, base: string)
     } catch {
       parsed = undefined;
     }
-    if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.username || parsed.password || (parsed.pathname !== '/' && parsed.pathname !== '')) {
+    if (
+      !parsed ||
+      (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') ||
+      parsed.username ||
+      parsed.password ||
+      (parsed.pathname !== '/' && parsed.pathname !== '')
+    ) {
       src.report(m.get('url'), `${where}.url must be an http(s) URL with no path and no credentials`);
     }
   }
   let prefix = m.has('prefix') ? src.string(m.get('prefix'), `${where}.prefix`) : name;
   if (prefix !== undefined && !isRepositoryComponent(prefix)) {
-    src.report(m.get('prefix') ?? m.get('name'), `${where}: ${JSON.stringify(prefix)} cannot be a path prefix (repository names allow no ":" or upper case)`, 'set prefix: to a lower-case name such as "local"');
+    src.report(
+      m.get('prefix') ?? m.get('name'),
+      `${where}: ${JSON.stringify(prefix)} cannot be a path prefix (repository names allow no ":" or upper case)`,
+      'set prefix: to a lower-case name such as "local"',
+    );
     prefix = undefined;
   }
-  const dockerHubMirror = m.has('dockerHubMirror') ? (src.boolean(m.get('dockerHubMirror'), `${where}.dockerHubMirror`) ?? false) : false;
+  const dockerHubMirror = m.has('dockerHubMirror')
+    ? (src.boolean(m.get('dockerHubMirror'), `${where}.dockerHubMirror`) ?? false)
+    : false;
   const username = m.has('username') ? src.string(m.get('username'), `${where}.username`) : undefined;
   let password: SecretRef | undefined;
-  if (m.has('passwordFile') && m.has('passwordEnv')) src.report(m.get('passwordEnv'), `${where}: set passwordFile or passwordEnv, not both`);
+  if (m.has('passwordFile') && m.has('passwordEnv'))
+    src.report(m.get('passwordEnv'), `${where}: set passwordFile or passwordEnv, not both`);
   else if (m.has('passwordFile')) {
     const f = src.string(m.get('passwordFile'), `${where}.passwordFile`);
     if (f !== undefined) password = { file: resolve(base, f) };
@@ -184,7 +279,8 @@ function parseUpstream(src: YamlSource, node: Node, where: string, base: string)
     const e = src.string(m.get('passwordEnv'), `${where}.passwordEnv`);
     if (e !== undefined) password = { env: e };
   }
-  if ((username === undefined) !== (password === undefined)) src.report(node, `${where}: username and a password reference go together`);
+  if ((username === undefined) !== (password === undefined))
+    src.report(node, `${where}: username and a password reference go together`);
   const origins = (key: 'authRealms' | 'redirectOrigins'): string[] | undefined => {
     if (!m.has(key)) return undefined;
     const out: string[] = [];
@@ -207,7 +303,10 @@ function parseUpstream(src: YamlSource, node: Node, where: string, base: string)
   if (m.has('timeouts')) {
     const t = src.map(m.get('timeouts'), `${where}.timeouts`, ['headersMs', 'idleMs', 'totalMs', 'minBytesPerSecond']);
     for (const key of ['headersMs', 'idleMs', 'totalMs', 'minBytesPerSecond'] as const) {
-      if (t?.has(key)) timeouts[key] = src.integer(t.get(key), `${where}.timeouts.${key}`, key === 'minBytesPerSecond' ? 0 : 50, 3_600_000) ?? timeouts[key];
+      if (t?.has(key))
+        timeouts[key] =
+          src.integer(t.get(key), `${where}.timeouts.${key}`, key === 'minBytesPerSecond' ? 0 : 50, 3_600_000) ??
+          timeouts[key];
     }
   }
   let lookaside: string | undefined;
@@ -215,22 +314,58 @@ function parseUpstream(src: YamlSource, node: Node, where: string, base: string)
     const l = src.string(m.get('lookaside'), `${where}.lookaside`);
     let parsed: URL | undefined;
     try {
-      parsed = l === undefined ? undefined : new URL(l.startsWith('/') ? `file://${l}` : l.startsWith('./') || l.startsWith('../') ? `file://${resolve(base, l)}` : l);
+      parsed =
+        l === undefined
+          ? undefined
+          : new URL(
+              l.startsWith('/')
+                ? `file://${l}`
+                : l.startsWith('./') || l.startsWith('../')
+                  ? `file://${resolve(base, l)}`
+                  : l,
+            );
     } catch {
       parsed = undefined;
     }
-    if (parsed && ['http:', 'https:', 'file:'].includes(parsed.protocol) && !parsed.username && !parsed.password && !parsed.search && !parsed.hash) lookaside = parsed.href.replace(/\/+$/, '');
-    else if (l !== undefined) src.report(m.get('lookaside'), `${where}.lookaside must be an http(s):// or file:// URL (or a directory path) without credentials`, 'as registries.d\'s lookaside: https://lookaside.example.com');
+    if (
+      parsed &&
+      ['http:', 'https:', 'file:'].includes(parsed.protocol) &&
+      !parsed.username &&
+      !parsed.password &&
+      !parsed.search &&
+      !parsed.hash
+    )
+      lookaside = parsed.href.replace(/\/+$/, '');
+    else if (l !== undefined)
+      src.report(
+        m.get('lookaside'),
+        `${where}.lookaside must be an http(s):// or file:// URL (or a directory path) without credentials`,
+        "as registries.d's lookaside: https://lookaside.example.com",
+      );
   }
   if (name === undefined || url === undefined || prefix === undefined) return undefined;
-  return { name, url: url.replace(/\/$/, ''), prefix, dockerHubMirror, username, password, authRealms, redirectOrigins, timeouts, lookaside };
+  return {
+    name,
+    url: url.replace(/\/$/, ''),
+    prefix,
+    dockerHubMirror,
+    username,
+    password,
+    authRealms,
+    redirectOrigins,
+    timeouts,
+    lookaside,
+  };
 }
 
 /** Resolves a secret reference at start-up. The value never enters the config object or a log. */
 export function readSecret(ref: SecretRef, env: NodeJS.ProcessEnv): string {
   if (ref.file !== undefined) return readFileSync(ref.file, 'utf8').replace(/\r?\n$/, '');
   const v = ref.env === undefined ? undefined : env[ref.env];
-  if (v === undefined) throw new LoadError('CONFIG_INVALID', [{ file: '(environment)', line: 1, column: 1, message: `environment variable ${ref.env} is not set` }]);
+  if (v === undefined)
+    throw new LoadError('CONFIG_INVALID', [
+      { file: '(environment)', line: 1, column: 1, message: `environment variable ${ref.env} is not set` },
+    ]);
   return v;
 }
 

@@ -16,7 +16,11 @@ export type GatewayErrorCode =
 export class GatewayError extends Error {
   readonly code: GatewayErrorCode;
   readonly detail: Record<string, unknown> | undefined;
-  constructor(code: GatewayErrorCode, message: string, options?: { cause?: unknown; detail?: Record<string, unknown> }) {
+  constructor(
+    code: GatewayErrorCode,
+    message: string,
+    options?: { cause?: unknown; detail?: Record<string, unknown> },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GatewayError';
     this.code = code;
@@ -31,14 +35,22 @@ export class DeniedError extends GatewayError {
     const primary = decision.reasons.find((r) => r.code === decision.denial);
     const where = primary?.requirement !== undefined ? `, requirement ${primary.requirement + 1}` : '';
     const evidence = primary?.evidence ? ` [${primary.evidence}]` : '';
-    super('POLICY_DENIED', `${subject} is denied by policy rule ${decision.rule}${where}: ${primary?.message ?? decision.denial}${evidence}`, {
-      detail: {
-        reason: decision.denial,
-        rule: decision.rule,
-        policy: decision.policyDigest,
-        reasons: decision.reasons.map((r) => ({ code: r.code, message: r.message, ...(r.evidence ? { evidence: r.evidence } : {}) })),
+    super(
+      'POLICY_DENIED',
+      `${subject} is denied by policy rule ${decision.rule}${where}: ${primary?.message ?? decision.denial}${evidence}`,
+      {
+        detail: {
+          reason: decision.denial,
+          rule: decision.rule,
+          policy: decision.policyDigest,
+          reasons: decision.reasons.map((r) => ({
+            code: r.code,
+            message: r.message,
+            ...(r.evidence ? { evidence: r.evidence } : {}),
+          })),
+        },
       },
-    });
+    );
     this.decision = decision;
   }
 }

@@ -19,7 +19,10 @@ export interface InitResult {
 
 const DAY = 24 * 60 * 60 * 1000;
 
-export function initGateway(dirArg: string, opts: { hosts?: readonly string[]; now?: Date; keepCaKey?: boolean } = {}): InitResult {
+export function initGateway(
+  dirArg: string,
+  opts: { hosts?: readonly string[]; now?: Date; keepCaKey?: boolean } = {},
+): InitResult {
   const dir = resolve(dirArg);
   const now = opts.now ?? new Date();
   const hosts = [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...(opts.hosts ?? [])])];
@@ -40,13 +43,26 @@ export function initGateway(dirArg: string, opts: { hosts?: readonly string[]; n
   mkdirSync(join(dir, 'tls'), { recursive: true, mode: 0o700 });
 
   const signing = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  writeFileSync(files.signingKey, signing.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
-  writeFileSync(files.signingPub, signing.publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o644, flag: 'wx' });
+  writeFileSync(files.signingKey, signing.privateKey.export({ type: 'pkcs8', format: 'pem' }), {
+    mode: 0o600,
+    flag: 'wx',
+  });
+  writeFileSync(files.signingPub, signing.publicKey.export({ type: 'spki', format: 'pem' }), {
+    mode: 0o644,
+    flag: 'wx',
+  });
 
   const ca = rsaKeyPair();
   const caCert = certificate({
-    subject: [{ name: 'commonName', value: `Portcullis local CA (${hostname()})` }, { name: 'organizationName', value: 'Portcullis' }],
-    publicKey: ca.publicKey, signer: ca.privateKey, issuer: undefined, now, days: 3650,
+    subject: [
+      { name: 'commonName', value: `Portcullis local CA (${hostname()})` },
+      { name: 'organizationName', value: 'Portcullis' },
+    ],
+    publicKey: ca.publicKey,
+    signer: ca.privateKey,
+    issuer: undefined,
+    now,
+    days: 3650,
     extensions: [
       { name: 'basicConstraints', cA: true, critical: true, pathLenConstraint: 0 },
       { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
@@ -56,7 +72,11 @@ export function initGateway(dirArg: string, opts: { hosts?: readonly string[]; n
   const server = rsaKeyPair();
   const serverCert = certificate({
     subject: [{ name: 'commonName', value: hosts[0] as string }],
-    publicKey: server.publicKey, signer: ca.privateKey, issuer: caCert, now, days: 825,
+    publicKey: server.publicKey,
+    signer: ca.privateKey,
+    issuer: caCert,
+    now,
+    days: 825,
     extensions: [
       { name: 'basicConstraints', cA: false, critical: true },
       { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
@@ -72,7 +92,10 @@ export function initGateway(dirArg: string, opts: { hosts?: readonly string[]; n
   if (opts.keepCaKey) writeFileSync(files.caKey, forge.pki.privateKeyToPem(ca.privateKey), { mode: 0o600, flag: 'wx' });
   writeFileSync(files.caCert, forge.pki.certificateToPem(caCert), { mode: 0o644, flag: 'wx' });
   writeFileSync(files.serverKey, forge.pki.privateKeyToPem(server.privateKey), { mode: 0o600, flag: 'wx' });
-  writeFileSync(files.serverCert, forge.pki.certificateToPem(serverCert) + forge.pki.certificateToPem(caCert), { mode: 0o644, flag: 'wx' });
+  writeFileSync(files.serverCert, forge.pki.certificateToPem(serverCert) + forge.pki.certificateToPem(caCert), {
+    mode: 0o644,
+    flag: 'wx',
+  });
 
   writeFileSync(files.config, STARTER_CONFIG, { mode: 0o644, flag: 'wx' });
   writeFileSync(files.policy, STARTER_POLICY, { mode: 0o644, flag: 'wx' });
@@ -82,13 +105,20 @@ export function initGateway(dirArg: string, opts: { hosts?: readonly string[]; n
 /** RSA keys come from node's native generator (node-forge's would take seconds). */
 function rsaKeyPair(): { privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki.rsa.PublicKey } {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const key = forge.pki.privateKeyFromPem(privateKey.export({ type: 'pkcs1', format: 'pem' }) as string) as forge.pki.rsa.PrivateKey;
+  const key = forge.pki.privateKeyFromPem(
+    privateKey.export({ type: 'pkcs1', format: 'pem' }) as string,
+  ) as forge.pki.rsa.PrivateKey;
   return { privateKey: key, publicKey: forge.pki.setRsaPublicKey(key.n, key.e) };
 }
 
 function certificate(o: {
-  subject: forge.pki.CertificateField[]; publicKey: forge.pki.rsa.PublicKey; signer: forge.pki.rsa.PrivateKey;
-  issuer: forge.pki.Certificate | undefined; now: Date; days: number; extensions: object[];
+  subject: forge.pki.CertificateField[];
+  publicKey: forge.pki.rsa.PublicKey;
+  signer: forge.pki.rsa.PrivateKey;
+  issuer: forge.pki.Certificate | undefined;
+  now: Date;
+  days: number;
+  extensions: object[];
 }): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = o.publicKey;

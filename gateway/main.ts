@@ -1,5 +1,16 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  unlinkSync,
+  watch,
+  writeFileSync,
+  type FSWatcher,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { parseSigningKey, publicKeyPem } from '../policies/attestation.js';
@@ -37,15 +48,25 @@ export interface RunningGateway {
 }
 
 export const REDACT_PATHS = [
-  'req.headers.authorization', 'req.headers.cookie', 'req.headers["proxy-authorization"]',
-  'headers.authorization', '*.password', 'password',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["proxy-authorization"]',
+  'headers.authorization',
+  '*.password',
+  'password',
 ];
 
 export function createLogger(level: GatewayConfig['logLevel'], destination?: NodeJS.WritableStream): Logger {
-  return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { service: 'portcullis' } }, destination ?? process.stdout);
+  return pino(
+    { level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { service: 'portcullis' } },
+    destination ?? process.stdout,
+  );
 }
 
-export async function startGateway(config: GatewayConfig, options: { env?: NodeJS.ProcessEnv; logger?: Logger; embeddedDefaults?: boolean } = {}): Promise<RunningGateway> {
+export async function startGateway(
+  config: GatewayConfig,
+  options: { env?: NodeJS.ProcessEnv; logger?: Logger; embeddedDefaults?: boolean } = {},
+): Promise<RunningGateway> {
   const env = options.env ?? process.env;
   const logger = options.logger ?? createLogger(config.logLevel);
   let policy: CompiledPolicy = config.policy ? await loadPolicyFile(config.policy) : await rejectEverythingPolicy();
@@ -61,32 +82,57 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
         const previous = policy.digest.text;
         policy = next;
         for (const note of next.notes ?? []) logger.info({ event: 'policy.note', policy: next.source }, note);
-        logger.info({ event: 'policy.reloaded', trigger, policy: next.source, policyDigest: next.digest.text, previous }, 'policy reloaded');
+        logger.info(
+          { event: 'policy.reloaded', trigger, policy: next.source, policyDigest: next.digest.text, previous },
+          'policy reloaded',
+        );
         watcher?.refresh();
         return true;
       } catch (err) {
         const diagnostics = err instanceof LoadError ? err.diagnostics.map(formatDiagnostic) : [(err as Error).message];
-        logger.error({ event: 'policy.reload_failed', trigger, policy: policyFile, diagnostics, policyDigest: policy.digest.text }, 'the new policy does not load; the previous one keeps running');
+        logger.error(
+          { event: 'policy.reload_failed', trigger, policy: policyFile, diagnostics, policyDigest: policy.digest.text },
+          'the new policy does not load; the previous one keeps running',
+        );
         return false;
       }
     });
     return reloading;
   };
   const policyPath = config.policy;
-  const keyDirs = () => (policyPath === undefined ? [] : (policy.keyFiles ?? []).map((k) => dirname(resolve(dirname(policyPath), k))));
-  const watcher = policyPath === undefined ? undefined : watchPolicy(policyPath, keyDirs, () => void reloadPolicy('file change'), logger);
+  const keyDirs = () =>
+    policyPath === undefined ? [] : (policy.keyFiles ?? []).map((k) => dirname(resolve(dirname(policyPath), k)));
+  const watcher =
+    policyPath === undefined
+      ? undefined
+      : watchPolicy(policyPath, keyDirs, () => void reloadPolicy('file change'), logger);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await FsBlobStore.open(join(config.dataDir, 'store'));
   const metadata = new SqliteMetadataStore(join(config.dataDir, 'metadata.db'));
   const metrics = createMetrics();
   const registriesD = config.registriesD ? loadRegistriesD(config.registriesD) : undefined;
-  const upstreamList: Upstream[] = config.upstreams.map((u) => openUpstream(u, env, registriesD,
-    (o) => metrics.upstreamLatency.observe({ upstream: u.name, method: o.method, status: String(o.status) }, o.ms / 1000)));
-  const signer = loadSigner(config.attestationKey ?? join(config.dataDir, 'gateway.key'), config.attestationKey === undefined, config.verifierId);
+  const upstreamList: Upstream[] = config.upstreams.map((u) =>
+    openUpstream(u, env, registriesD, (o) =>
+      metrics.upstreamLatency.observe({ upstream: u.name, method: o.method, status: String(o.status) }, o.ms / 1000),
+    ),
+  );
+  const signer = loadSigner(
+    config.attestationKey ?? join(config.dataDir, 'gateway.key'),
+    config.attestationKey === undefined,
+    config.verifierId,
+  );
   const attestations = new AttestationService({ store, metadata, signer, now: Date.now });
   const gateway = buildApp({
-    upstreams: new Upstreams(upstreamList), store, metadata, policy: () => policy, limits: config.limits,
-    tagTtlSeconds: config.tagTtlSeconds, logger, metrics, attestations, signer,
+    upstreams: new Upstreams(upstreamList),
+    store,
+    metadata,
+    policy: () => policy,
+    limits: config.limits,
+    tagTtlSeconds: config.tagTtlSeconds,
+    logger,
+    metrics,
+    attestations,
+    signer,
     ...(config.tls ? { https: { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } } : {}),
   });
   await gateway.app.listen({ host: config.listen.host, port: config.listen.port });
@@ -94,13 +140,34 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
   const port = typeof address === 'object' && address ? address.port : config.listen.port;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
-  logger.info({
-    event: 'started', url, config: config.source, gatewayKey: `sha256:${signer.fingerprint}`, dataDir: config.dataDir, policy: policy.source, policyDigest: policy.digest.text,
-    upstreams: config.upstreams.map((u) => ({ name: u.name, prefix: u.prefix, url: u.url, dockerHubMirror: u.dockerHubMirror })),
-  }, options.embeddedDefaults ? 'portcullis is running on embedded defaults: Docker Hub as the only upstream and a reject-everything policy (pass --config FILE)' : 'portcullis is running');
+  logger.info(
+    {
+      event: 'started',
+      url,
+      config: config.source,
+      gatewayKey: `sha256:${signer.fingerprint}`,
+      dataDir: config.dataDir,
+      policy: policy.source,
+      policyDigest: policy.digest.text,
+      upstreams: config.upstreams.map((u) => ({
+        name: u.name,
+        prefix: u.prefix,
+        url: u.url,
+        dockerHubMirror: u.dockerHubMirror,
+      })),
+    },
+    options.embeddedDefaults
+      ? 'portcullis is running on embedded defaults: Docker Hub as the only upstream and a reject-everything policy (pass --config FILE)'
+      : 'portcullis is running',
+  );
   if (config.upstreams.length === 0) logger.warn('no upstreams are configured: every pull will answer NAME_UNKNOWN');
   return {
-    url, port, gateway, logger, policy: () => policy, reloadPolicy,
+    url,
+    port,
+    gateway,
+    logger,
+    policy: () => policy,
+    reloadPolicy,
     async close() {
       watcher?.close();
       await reloading;
@@ -122,7 +189,12 @@ export async function startGateway(config: GatewayConfig, options: { env?: NodeJ
  * once things settle; the directories are taken again after every reload. A reload
  * that finds the same policy digest changes nothing.
  */
-function watchPolicy(path: string, keyDirs: () => string[], changed: () => void, logger: Logger): { close(): void; refresh(): void } {
+function watchPolicy(
+  path: string,
+  keyDirs: () => string[],
+  changed: () => void,
+  logger: Logger,
+): { close(): void; refresh(): void } {
   let timer: NodeJS.Timeout | undefined;
   const watchers = new Map<string, FSWatcher>();
   const refresh = () => {
@@ -140,10 +212,18 @@ function watchPolicy(path: string, keyDirs: () => string[], changed: () => void,
           clearTimeout(timer);
           timer = setTimeout(changed, 200);
         });
-        w.on('error', (err) => logger.warn({ event: 'policy.watch_failed', dir, err: err.message }, 'cannot watch a policy directory; reload with SIGHUP'));
+        w.on('error', (err) =>
+          logger.warn(
+            { event: 'policy.watch_failed', dir, err: err.message },
+            'cannot watch a policy directory; reload with SIGHUP',
+          ),
+        );
         watchers.set(dir, w);
       } catch (err) {
-        logger.warn({ event: 'policy.watch_failed', dir, err: (err as Error).message }, 'cannot watch a policy directory; reload with SIGHUP');
+        logger.warn(
+          { event: 'policy.watch_failed', dir, err: (err as Error).message },
+          'cannot watch a policy directory; reload with SIGHUP',
+        );
       }
     }
   };
@@ -165,10 +245,16 @@ function watchPolicy(path: string, keyDirs: () => string[], changed: () => void,
 export function loadSigner(path: string, createIfMissing: boolean, verifierId: string | undefined): GatewaySigner {
   let pem = readPrivateKeyFile(path);
   if (pem === undefined) {
-    if (!createIfMissing) throw new LoadError('FILE_UNREADABLE', [{ file: path, line: 1, column: 1, message: 'the gateway signing key does not exist' }]);
+    if (!createIfMissing)
+      throw new LoadError('FILE_UNREADABLE', [
+        { file: path, line: 1, column: 1, message: 'the gateway signing key does not exist' },
+      ]);
     // Written whole under a temporary name, then linked into place: a crash leaves no
     // half-written key, and of two processes starting together one key wins.
-    const fresh = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    const fresh = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    }) as string;
     const tmp = `${path}.${process.pid}.tmp`;
     writeFileSync(tmp, fresh, { mode: 0o600, flag: 'wx' });
     try {
@@ -179,13 +265,23 @@ export function loadSigner(path: string, createIfMissing: boolean, verifierId: s
       unlinkSync(tmp);
     }
     pem = readPrivateKeyFile(path);
-    if (pem === undefined) throw new LoadError('FILE_UNREADABLE', [{ file: path, line: 1, column: 1, message: 'the gateway signing key vanished while it was created' }]);
+    if (pem === undefined)
+      throw new LoadError('FILE_UNREADABLE', [
+        { file: path, line: 1, column: 1, message: 'the gateway signing key vanished while it was created' },
+      ]);
   }
   const key = parseSigningKey(pem);
-  if (typeof key === 'string') throw new LoadError('CONFIG_INVALID', [{ file: path, line: 1, column: 1, message: key }]);
+  if (typeof key === 'string')
+    throw new LoadError('CONFIG_INVALID', [{ file: path, line: 1, column: 1, message: key }]);
   const publicPem = publicKeyPem(key);
   const fingerprint = fingerprintOf(publicPem);
-  return { key, publicKeyPem: publicPem, fingerprint, verifierId: verifierId ?? `urn:portcullis:gateway:sha256:${fingerprint}`, version: PACKAGE_VERSION };
+  return {
+    key,
+    publicKeyPem: publicPem,
+    fingerprint,
+    verifierId: verifierId ?? `urn:portcullis:gateway:sha256:${fingerprint}`,
+    version: PACKAGE_VERSION,
+  };
 }
 
 /** Reads a private key through one descriptor, after checking that descriptor's mode. Undefined when absent. */
@@ -195,18 +291,35 @@ function readPrivateKeyFile(path: string): string | undefined {
     fd = openSync(path, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new LoadError('FILE_UNREADABLE', [{ file: path, line: 1, column: 1, message: `cannot read the gateway signing key: ${(err as Error).message}` }], { cause: err });
+    throw new LoadError(
+      'FILE_UNREADABLE',
+      [{ file: path, line: 1, column: 1, message: `cannot read the gateway signing key: ${(err as Error).message}` }],
+      { cause: err },
+    );
   }
   try {
     const st = fstatSync(fd);
     if (!st.isFile() || (st.mode & 0o077) !== 0) {
-      throw new LoadError('CONFIG_INVALID', [{ file: path, line: 1, column: 1, message: `the gateway signing key is readable by others (mode ${(st.mode & 0o777).toString(8)})`, hint: `chmod 600 ${path}` }]);
+      throw new LoadError('CONFIG_INVALID', [
+        {
+          file: path,
+          line: 1,
+          column: 1,
+          message: `the gateway signing key is readable by others (mode ${(st.mode & 0o777).toString(8)})`,
+          hint: `chmod 600 ${path}`,
+        },
+      ]);
     }
-    if (st.size > 64 * 1024) throw new LoadError('CONFIG_INVALID', [{ file: path, line: 1, column: 1, message: 'the gateway signing key file is too large' }]);
+    if (st.size > 64 * 1024)
+      throw new LoadError('CONFIG_INVALID', [
+        { file: path, line: 1, column: 1, message: 'the gateway signing key file is too large' },
+      ]);
     return readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);
   }
 }
 
-const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const PACKAGE_VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;

@@ -26,9 +26,13 @@ const SCOPE_KEYS = ['lookaside', 'lookaside-staging', 'sigstore', 'sigstore-stag
 export function loadRegistriesD(dir: string): RegistriesD {
   let files: string[];
   try {
-    files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort();
+    files = readdirSync(dir)
+      .filter((f) => f.endsWith('.yaml'))
+      .sort();
   } catch (err) {
-    throw new LoadError('CONFIG_INVALID', [{ file: dir, line: 1, column: 1, message: `cannot read the registries.d directory: ${(err as Error).message}` }]);
+    throw new LoadError('CONFIG_INVALID', [
+      { file: dir, line: 1, column: 1, message: `cannot read the registries.d directory: ${(err as Error).message}` },
+    ]);
   }
   const diagnostics: Diagnostic[] = [];
   const scopes = new Map<string, { lookaside: string | undefined; file: string }>();
@@ -36,12 +40,17 @@ export function loadRegistriesD(dir: string): RegistriesD {
   for (const name of files) {
     const file = join(dir, name);
     const src = new YamlSource(file, readFileSync(file, 'utf8'));
-    const top = src.root === undefined || src.root === null ? undefined : src.map(src.root, 'the file', ['default-docker', 'docker']);
+    const top =
+      src.root === undefined || src.root === null
+        ? undefined
+        : src.map(src.root, 'the file', ['default-docker', 'docker']);
     const section = (node: Node | null | undefined, where: string): string | undefined => {
       const m = src.map(node, where, SCOPE_KEYS);
       if (!m) return undefined;
-      if (m.has('lookaside') && m.has('sigstore')) src.report(node, `${where}: lookaside and its old name sigstore are both set`);
-      if (m.has('use-sigstore-attachments')) src.boolean(m.get('use-sigstore-attachments'), `${where}.use-sigstore-attachments`);
+      if (m.has('lookaside') && m.has('sigstore'))
+        src.report(node, `${where}: lookaside and its old name sigstore are both set`);
+      if (m.has('use-sigstore-attachments'))
+        src.boolean(m.get('use-sigstore-attachments'), `${where}.use-sigstore-attachments`);
       const key = m.has('lookaside') ? 'lookaside' : m.has('sigstore') ? 'sigstore' : undefined;
       if (key === undefined) return undefined;
       const url = src.string(m.get(key), `${where}.${key}`);
@@ -51,8 +60,17 @@ export function loadRegistriesD(dir: string): RegistriesD {
       } catch {
         parsed = undefined;
       }
-      if (parsed && ['http:', 'https:', 'file:'].includes(parsed.protocol) && !parsed.username && !parsed.password && !parsed.search && !parsed.hash) return parsed.href.replace(/\/+$/, '');
-      if (url !== undefined) src.report(m.get(key), `${where}.${key} must be an absolute http(s):// or file:// URL without credentials`);
+      if (
+        parsed &&
+        ['http:', 'https:', 'file:'].includes(parsed.protocol) &&
+        !parsed.username &&
+        !parsed.password &&
+        !parsed.search &&
+        !parsed.hash
+      )
+        return parsed.href.replace(/\/+$/, '');
+      if (url !== undefined)
+        src.report(m.get(key), `${where}.${key} must be an absolute http(s):// or file:// URL without credentials`);
       return undefined;
     };
     if (top?.has('default-docker')) {
@@ -65,7 +83,11 @@ export function loadRegistriesD(dir: string): RegistriesD {
         const host = scope.split('/')[0] ?? '';
         const path = scope.includes('/') ? scope.slice(host.length + 1).split('/') : [];
         if (!isValidHost(host) || normalizeHost(host) !== host || !path.every(isRepositoryComponent)) {
-          src.report(node, `${where}: not a registry, namespace or repository scope`, 'host[:port][/namespace[/repository]], fully expanded, without tag or digest (docker.io/library/busybox)');
+          src.report(
+            node,
+            `${where}: not a registry, namespace or repository scope`,
+            'host[:port][/namespace[/repository]], fully expanded, without tag or digest (docker.io/library/busybox)',
+          );
           continue;
         }
         const seen = scopes.get(scope);

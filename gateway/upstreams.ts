@@ -20,13 +20,21 @@ export interface Upstream {
 }
 
 /** A configured upstream with its client: credentials resolved now, GPG lookasides from its config or a registries.d. */
-export function openUpstream(u: UpstreamConfig, env: NodeJS.ProcessEnv, registriesD?: RegistriesD, observe?: (o: UpstreamObservation) => void): Upstream {
+export function openUpstream(
+  u: UpstreamConfig,
+  env: NodeJS.ProcessEnv,
+  registriesD?: RegistriesD,
+  observe?: (o: UpstreamObservation) => void,
+): Upstream {
   return {
     config: u,
     lookasideFor: registriesD ? (name: string) => registriesD.lookasideFor(name) : undefined,
     client: new RegistryClient({
       baseUrl: u.url,
-      credentials: u.username !== undefined && u.password !== undefined ? { username: u.username, password: readSecret(u.password, env) } : undefined,
+      credentials:
+        u.username !== undefined && u.password !== undefined
+          ? { username: u.username, password: readSecret(u.password, env) }
+          : undefined,
       allowedRealmOrigins: u.authRealms,
       allowedRedirectOrigins: u.redirectOrigins,
       timeouts: u.timeouts,
@@ -64,7 +72,8 @@ export class Upstreams {
       if (Array.isArray(ns)) throw new GatewayError('NAMESPACE_INVALID', 'the ns parameter may appear only once');
       const host = normalizeHost(ns);
       const upstream = this.#byName.get(host);
-      if (!upstream) throw new GatewayError('NAME_UNKNOWN', `no upstream is configured for ${JSON.stringify(ns.slice(0, 100))}`);
+      if (!upstream)
+        throw new GatewayError('NAME_UNKNOWN', `no upstream is configured for ${JSON.stringify(ns.slice(0, 100))}`);
       return this.#address(upstream, pathName, ns);
     }
     const slash = pathName.indexOf('/');
@@ -73,7 +82,9 @@ export class Upstreams {
       if (upstream) return this.#address(upstream, pathName.slice(slash + 1), undefined);
     }
     if (this.#hub) return this.#address(this.#hub, pathName, undefined);
-    throw new GatewayError('NAME_UNKNOWN', `no upstream serves ${pathName}`, { detail: { reason: 'name.unknown', name: pathName } });
+    throw new GatewayError('NAME_UNKNOWN', `no upstream serves ${pathName}`, {
+      detail: { reason: 'name.unknown', name: pathName },
+    });
   }
 
   #address(upstream: Upstream, repo: string, namespace: string | undefined): Address {

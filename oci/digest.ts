@@ -28,7 +28,10 @@ export function parseDigest(text: string): Digest {
     throw new OciError('DIGEST_UNSUPPORTED', `unsupported digest algorithm ${JSON.stringify(algorithm)}`);
   }
   if (hex.length !== HEX_LENGTH[algorithm] || !/^[0-9a-f]+$/.test(hex)) {
-    throw new OciError('DIGEST_INVALID', `${algorithm} digest must be ${HEX_LENGTH[algorithm]} lowercase hex characters`);
+    throw new OciError(
+      'DIGEST_INVALID',
+      `${algorithm} digest must be ${HEX_LENGTH[algorithm]} lowercase hex characters`,
+    );
   }
   return { algorithm, hex, text };
 }

@@ -47,7 +47,11 @@ export class UpstreamError extends Error {
   readonly code: UpstreamErrorCode;
   readonly status: number | undefined;
   readonly retryAfterSeconds: number | undefined;
-  constructor(code: UpstreamErrorCode, message: string, options?: { cause?: unknown; status?: number; retryAfterSeconds?: number }) {
+  constructor(
+    code: UpstreamErrorCode,
+    message: string,
+    options?: { cause?: unknown; status?: number; retryAfterSeconds?: number },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'UpstreamError';
     this.code = code;

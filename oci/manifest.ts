@@ -73,7 +73,10 @@ export function parseManifest(bytes: Uint8Array, contentType?: string): Manifest
   if (declared !== undefined) {
     const headerIsManifest = header !== undefined && (IMAGE_TYPES.has(header) || INDEX_TYPES.has(header));
     if (headerIsManifest && header !== declared) {
-      throw new OciError('MEDIA_TYPE_MISMATCH', `Content-Type ${header} disagrees with the document's mediaType ${declared}`);
+      throw new OciError(
+        'MEDIA_TYPE_MISMATCH',
+        `Content-Type ${header} disagrees with the document's mediaType ${declared}`,
+      );
     }
     mediaType = declared;
   } else if (header !== undefined && (IMAGE_TYPES.has(header) || INDEX_TYPES.has(header))) {
@@ -95,7 +98,8 @@ export function parseManifest(bytes: Uint8Array, contentType?: string): Manifest
     return { kind: 'image', ...common, config: parseDescriptor(doc.config, 'config'), layers };
   }
   if (INDEX_TYPES.has(mediaType)) {
-    if (doc.layers !== undefined || doc.config !== undefined) throw invalid('an index must not have "layers" or "config"');
+    if (doc.layers !== undefined || doc.config !== undefined)
+      throw invalid('an index must not have "layers" or "config"');
     return { kind: 'index', ...common, manifests: descriptorList(doc.manifests, 'manifests') };
   }
   throw new OciError('MANIFEST_UNSUPPORTED', `unsupported manifest media type ${JSON.stringify(mediaType)}`);
@@ -147,10 +151,15 @@ export function parseDescriptor(value: unknown, where: string): Descriptor {
     if (!isObject(p) || typeof p.architecture !== 'string' || typeof p.os !== 'string') {
       throw invalid(`${where}.platform needs string architecture and os`);
     }
-    out.platform = { architecture: p.architecture, os: p.os, ...(typeof p.variant === 'string' ? { variant: p.variant } : {}) };
+    out.platform = {
+      architecture: p.architecture,
+      os: p.os,
+      ...(typeof p.variant === 'string' ? { variant: p.variant } : {}),
+    };
   }
   if (value.urls !== undefined) {
-    if (!Array.isArray(value.urls) || !value.urls.every((u) => typeof u === 'string')) throw invalid(`${where}.urls must be strings`);
+    if (!Array.isArray(value.urls) || !value.urls.every((u) => typeof u === 'string'))
+      throw invalid(`${where}.urls must be strings`);
     out.urls = value.urls as string[];
   }
   return out;

@@ -16,7 +16,8 @@ export function assertRepositoryName(name: string): void {
     throw new OciError('NAME_INVALID', `repository name must be 1 to ${MAX_NAME_LENGTH} characters`);
   }
   const parts = name.split('/');
-  if (parts.length > MAX_COMPONENTS) throw new OciError('NAME_INVALID', `repository name has more than ${MAX_COMPONENTS} components`);
+  if (parts.length > MAX_COMPONENTS)
+    throw new OciError('NAME_INVALID', `repository name has more than ${MAX_COMPONENTS} components`);
   for (const part of parts) {
     if (!COMPONENT.test(part)) {
       throw new OciError('NAME_INVALID', `invalid repository name component ${JSON.stringify(part.slice(0, 80))}`);
@@ -55,7 +56,8 @@ export function normalizeHost(host: string): string {
   return lower;
 }
 
-const HOST = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?$|^\[[0-9a-f:.]+\](?::[0-9]{1,5})?$/i;
+const HOST =
+  /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?$|^\[[0-9a-f:.]+\](?::[0-9]{1,5})?$/i;
 
 export function isValidHost(host: string): boolean {
   return host.length <= 255 && HOST.test(host);

@@ -28,7 +28,10 @@ function decodeUtf8(bytes: Uint8Array): string {
 
 class Scanner {
   #pos = 0;
-  constructor(private readonly text: string, private readonly maxDepth: number) {}
+  constructor(
+    private readonly text: string,
+    private readonly maxDepth: number,
+  ) {}
 
   document(): void {
     this.#ws();
@@ -38,7 +41,9 @@ class Scanner {
   }
 
   #fail(what: string): never {
-    throw new OciError('JSON_INVALID', `invalid JSON at offset ${this.#pos}: ${what}`, { detail: { offset: this.#pos } });
+    throw new OciError('JSON_INVALID', `invalid JSON at offset ${this.#pos}: ${what}`, {
+      detail: { offset: this.#pos },
+    });
   }
 
   #ws(): void {
@@ -81,7 +86,9 @@ class Scanner {
       this.#string();
       const key = JSON.parse(this.text.slice(start, this.#pos)) as string;
       if (keys.has(key)) {
-        throw new OciError('JSON_DUPLICATE_KEY', `duplicate key ${JSON.stringify(key)} at offset ${start}`, { detail: { key, offset: start } });
+        throw new OciError('JSON_DUPLICATE_KEY', `duplicate key ${JSON.stringify(key)} at offset ${start}`, {
+          detail: { key, offset: start },
+        });
       }
       keys.add(key);
       this.#ws();

@@ -75,7 +75,11 @@ export interface Envelope {
 export function signStatement(statement: Statement, privateKey: KeyObject, keyid = ''): Buffer {
   const body = Buffer.from(JSON.stringify(statement));
   const sig = sign('sha256', pae(IN_TOTO_PAYLOAD_TYPE, body), { key: privateKey, dsaEncoding: 'der' });
-  const envelope: Envelope = { payload: body.toString('base64'), payloadType: IN_TOTO_PAYLOAD_TYPE, signatures: [{ keyid, sig: sig.toString('base64') }] };
+  const envelope: Envelope = {
+    payload: body.toString('base64'),
+    payloadType: IN_TOTO_PAYLOAD_TYPE,
+    signatures: [{ keyid, sig: sig.toString('base64') }],
+  };
   return Buffer.from(JSON.stringify(envelope));
 }
 
@@ -88,7 +92,10 @@ export type AttestationProblem =
   | 'attestation.expired';
 
 export class AttestationError extends Error {
-  constructor(readonly code: AttestationProblem, message: string) {
+  constructor(
+    readonly code: AttestationProblem,
+    message: string,
+  ) {
     super(message);
     this.name = 'AttestationError';
   }
@@ -122,20 +129,36 @@ export interface SummaryExpectation {
  * no longer than `maxAgeMs` ago and not in the future (5 minutes of clock skew).
  * Only the exact verified payload bytes are parsed, never the envelope again.
  */
-export function verifySummaryEnvelope(bytes: Uint8Array, publicKey: KeyObject, expect: SummaryExpectation): VerifiedSummary {
+export function verifySummaryEnvelope(
+  bytes: Uint8Array,
+  publicKey: KeyObject,
+  expect: SummaryExpectation,
+): VerifiedSummary {
   const summary = readSummaryEnvelope(bytes, publicKey);
   if (summary.subjectDigests.length !== 1 || summary.subjectDigests[0] !== expect.digest) {
-    throw new AttestationError('attestation.wrong_subject', `the attestation is for ${summary.subjectDigests.join(', ') || 'no digest'}, not ${expect.digest}`);
+    throw new AttestationError(
+      'attestation.wrong_subject',
+      `the attestation is for ${summary.subjectDigests.join(', ') || 'no digest'}, not ${expect.digest}`,
+    );
   }
   if (expect.subjectName !== undefined && summary.subjectName !== expect.subjectName) {
-    throw new AttestationError('attestation.wrong_subject', `the attestation is for ${summary.subjectName || 'an unnamed image'}, not ${expect.subjectName}`);
+    throw new AttestationError(
+      'attestation.wrong_subject',
+      `the attestation is for ${summary.subjectName || 'an unnamed image'}, not ${expect.subjectName}`,
+    );
   }
   if (summary.verificationResult !== 'PASSED') {
-    throw new AttestationError('attestation.not_passed', `the attestation says ${summary.verificationResult || 'nothing'}, not PASSED`);
+    throw new AttestationError(
+      'attestation.not_passed',
+      `the attestation says ${summary.verificationResult || 'nothing'}, not PASSED`,
+    );
   }
   const age = expect.now.getTime() - summary.timeVerified.getTime();
   if (age > expect.maxAgeMs || age < -5 * 60_000) {
-    throw new AttestationError('attestation.expired', `the attestation was made ${summary.timeVerified.toISOString()}, outside the allowed age of ${Math.round(expect.maxAgeMs / 3_600_000)} h`);
+    throw new AttestationError(
+      'attestation.expired',
+      `the attestation was made ${summary.timeVerified.toISOString()}, outside the allowed age of ${Math.round(expect.maxAgeMs / 3_600_000)} h`,
+    );
   }
   return summary;
 }
@@ -144,30 +167,50 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d
 
 /** Signature and shape only; callers that act on an attestation use verifySummaryEnvelope. */
 function readSummaryEnvelope(bytes: Uint8Array, publicKey: KeyObject): VerifiedSummary {
-  if (bytes.length > MAX_ENVELOPE_BYTES) throw new AttestationError('attestation.malformed', `envelope larger than ${MAX_ENVELOPE_BYTES} bytes`);
+  if (bytes.length > MAX_ENVELOPE_BYTES)
+    throw new AttestationError('attestation.malformed', `envelope larger than ${MAX_ENVELOPE_BYTES} bytes`);
   let env: unknown;
   try {
     env = parseStrictJson(bytes, { maxDepth: 8 });
   } catch (err) {
     throw new AttestationError('attestation.malformed', `envelope is not valid JSON: ${(err as Error).message}`);
   }
-  if (!isObject(env) || typeof env.payload !== 'string' || typeof env.payloadType !== 'string' || !Array.isArray(env.signatures)) {
+  if (
+    !isObject(env) ||
+    typeof env.payload !== 'string' ||
+    typeof env.payloadType !== 'string' ||
+    !Array.isArray(env.signatures)
+  ) {
     throw new AttestationError('attestation.malformed', 'not a DSSE envelope');
   }
-  if (env.payloadType !== IN_TOTO_PAYLOAD_TYPE) throw new AttestationError('attestation.wrong_type', `payloadType ${env.payloadType} is not ${IN_TOTO_PAYLOAD_TYPE}`);
+  if (env.payloadType !== IN_TOTO_PAYLOAD_TYPE)
+    throw new AttestationError(
+      'attestation.wrong_type',
+      `payloadType ${env.payloadType} is not ${IN_TOTO_PAYLOAD_TYPE}`,
+    );
   if (!B64.test(env.payload)) throw new AttestationError('attestation.malformed', 'payload is not base64');
-  const body = Buffer.from(env.payload, env.payload.includes('-') || env.payload.includes('_') ? 'base64url' : 'base64');
+  const body = Buffer.from(
+    env.payload,
+    env.payload.includes('-') || env.payload.includes('_') ? 'base64url' : 'base64',
+  );
   const message = pae(env.payloadType, body);
   const ok = env.signatures.slice(0, 16).some((s) => {
     if (!isObject(s) || typeof s.sig !== 'string' || !B64.test(s.sig)) return false;
     const sig = Buffer.from(s.sig, 'base64');
     try {
-      return verify('sha256', message, { key: publicKey, dsaEncoding: 'der' }, sig) || (sig.length === 64 && verify('sha256', message, { key: publicKey, dsaEncoding: 'ieee-p1363' }, sig));
+      return (
+        verify('sha256', message, { key: publicKey, dsaEncoding: 'der' }, sig) ||
+        (sig.length === 64 && verify('sha256', message, { key: publicKey, dsaEncoding: 'ieee-p1363' }, sig))
+      );
     } catch {
       return false;
     }
   });
-  if (!ok) throw new AttestationError('attestation.bad_signature', 'no signature on the envelope verifies with the pinned gateway key');
+  if (!ok)
+    throw new AttestationError(
+      'attestation.bad_signature',
+      'no signature on the envelope verifies with the pinned gateway key',
+    );
   let st: unknown;
   try {
     st = parseStrictJson(body, { maxDepth: 16 });
@@ -177,17 +220,34 @@ function readSummaryEnvelope(bytes: Uint8Array, publicKey: KeyObject): VerifiedS
   if (!isObject(st) || st._type !== IN_TOTO_STATEMENT_V1 || !Array.isArray(st.subject) || !isObject(st.predicate)) {
     throw new AttestationError('attestation.malformed', 'not an in-toto Statement v1');
   }
-  if (st.predicateType !== VSA_PREDICATE_TYPE) throw new AttestationError('attestation.wrong_type', `predicateType ${String(st.predicateType)} is not ${VSA_PREDICATE_TYPE}`);
+  if (st.predicateType !== VSA_PREDICATE_TYPE)
+    throw new AttestationError(
+      'attestation.wrong_type',
+      `predicateType ${String(st.predicateType)} is not ${VSA_PREDICATE_TYPE}`,
+    );
   const p = st.predicate;
-  const time = typeof p.timeVerified === 'string' && RFC3339.test(p.timeVerified) ? new Date(p.timeVerified) : undefined;
-  if (!time || Number.isNaN(time.getTime())) throw new AttestationError('attestation.malformed', 'timeVerified is missing or invalid');
-  const subjectDigests = st.subject.flatMap((s) => (isObject(s) && isObject(s.digest) ? Object.entries(s.digest).filter(([, v]) => typeof v === 'string').map(([a, v]) => `${a}:${String(v)}`) : []));
-  const policy = isObject(p.policy) && isObject(p.policy.digest) && typeof p.policy.digest.sha256 === 'string' ? `sha256:${p.policy.digest.sha256}` : undefined;
+  const time =
+    typeof p.timeVerified === 'string' && RFC3339.test(p.timeVerified) ? new Date(p.timeVerified) : undefined;
+  if (!time || Number.isNaN(time.getTime()))
+    throw new AttestationError('attestation.malformed', 'timeVerified is missing or invalid');
+  const subjectDigests = st.subject.flatMap((s) =>
+    isObject(s) && isObject(s.digest)
+      ? Object.entries(s.digest)
+          .filter(([, v]) => typeof v === 'string')
+          .map(([a, v]) => `${a}:${String(v)}`)
+      : [],
+  );
+  const policy =
+    isObject(p.policy) && isObject(p.policy.digest) && typeof p.policy.digest.sha256 === 'string'
+      ? `sha256:${p.policy.digest.sha256}`
+      : undefined;
   const first = st.subject[0];
   return {
     subjectName: isObject(first) && typeof first.name === 'string' ? first.name : '',
     verifierId: isObject(p.verifier) && typeof p.verifier.id === 'string' ? p.verifier.id : '',
-    subjectDigests, timeVerified: time, policyDigest: policy,
+    subjectDigests,
+    timeVerified: time,
+    policyDigest: policy,
     verificationResult: typeof p.verificationResult === 'string' ? p.verificationResult : '',
     resourceUri: typeof p.resourceUri === 'string' ? p.resourceUri : '',
   };
@@ -201,7 +261,8 @@ export function parseSigningKey(pem: string): KeyObject | string {
   } catch (err) {
     return `cannot parse private key: ${(err as Error).message}`;
   }
-  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') return 'the gateway signing key must be ECDSA P-256';
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+    return 'the gateway signing key must be ECDSA P-256';
   return key;
 }
 

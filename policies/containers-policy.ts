@@ -7,7 +7,15 @@ import { KeyFiles } from './key-files.js';
 import { parseGpgKeyring } from './gpg-keys.js';
 import { parseRef } from './gpg-identity.js';
 import { parsePublicKey } from './keys.js';
-import type { CompiledPolicy, GpgIdentityRule, GpgTrustedKey, Requirement, Rule, RuleAction, TrustedKey } from './model.js';
+import type {
+  CompiledPolicy,
+  GpgIdentityRule,
+  GpgTrustedKey,
+  Requirement,
+  Rule,
+  RuleAction,
+  TrustedKey,
+} from './model.js';
 import { isIdentityPrefix } from './scope.js';
 import { YamlSource } from './yaml-source.js';
 
@@ -27,7 +35,11 @@ import { YamlSource } from './yaml-source.js';
  * Transports other than `docker` do not apply to a registry and are listed in
  * `notes` (and by `policy lint`), not silently dropped.
  */
-export async function compileContainersPolicy(file: string, text: string, readKey: (path: string) => Buffer): Promise<CompiledPolicy> {
+export async function compileContainersPolicy(
+  file: string,
+  text: string,
+  readKey: (path: string) => Buffer,
+): Promise<CompiledPolicy> {
   const src = new YamlSource(file, text);
   const hash = createHash('sha256').update(text);
   const notes: string[] = [];
@@ -35,7 +47,12 @@ export async function compileContainersPolicy(file: string, text: string, readKe
   const readFile = (node: Node | null | undefined, path: string) => files.read(node, path);
 
   /** keyPath | keyPaths | keyData (| keyDatas): exactly one, as containers/image requires. */
-  const keySources = (m: Map<string, Node | null>, node: Node, where: string, allowed: readonly string[]): { where: string; node: Node | null | undefined; bytes: Buffer | undefined }[] | undefined => {
+  const keySources = (
+    m: Map<string, Node | null>,
+    node: Node,
+    where: string,
+    allowed: readonly string[],
+  ): { where: string; node: Node | null | undefined; bytes: Buffer | undefined }[] | undefined => {
     const present = allowed.filter((k) => m.has(k));
     if (present.length !== 1) return src.report(node, `${where} needs exactly one of ${allowed.join(', ')}`);
     const key = present[0] as string;
@@ -65,45 +82,105 @@ export async function compileContainersPolicy(file: string, text: string, readKe
     if (node === undefined) return { kind: 'matchRepoDigestOrExact' };
     const m = src.map(node, where, ['type', 'dockerReference', 'dockerRepository', 'prefix', 'signedPrefix'], ['type']);
     if (!m) return undefined;
-    const type = src.oneOf(m.get('type'), `${where}.type`, ['matchExact', 'matchRepoDigestOrExact', 'matchRepository', 'exactReference', 'exactRepository', 'remapIdentity'] as const);
+    const type = src.oneOf(m.get('type'), `${where}.type`, [
+      'matchExact',
+      'matchRepoDigestOrExact',
+      'matchRepository',
+      'exactReference',
+      'exactRepository',
+      'remapIdentity',
+    ] as const);
     if (type === undefined) return undefined;
     const allowed: Record<typeof type, string[]> = {
-      matchExact: [], matchRepoDigestOrExact: [], matchRepository: [], exactReference: ['dockerReference'], exactRepository: ['dockerRepository'], remapIdentity: ['prefix', 'signedPrefix'],
+      matchExact: [],
+      matchRepoDigestOrExact: [],
+      matchRepository: [],
+      exactReference: ['dockerReference'],
+      exactRepository: ['dockerRepository'],
+      remapIdentity: ['prefix', 'signedPrefix'],
     };
     for (const k of m.keys()) {
-      if (k !== 'type' && !allowed[type].includes(k)) return src.report(m.get(k), `${where}: "${k}" does not belong to type ${type}`);
+      if (k !== 'type' && !allowed[type].includes(k))
+        return src.report(m.get(k), `${where}: "${k}" does not belong to type ${type}`);
     }
     for (const k of allowed[type]) if (!m.has(k)) return src.report(node, `${where}: type ${type} needs "${k}"`);
     if (type === 'exactReference') {
       const t = src.string(m.get('dockerReference'), `${where}.dockerReference`);
       const ref = t === undefined ? undefined : parseRef(t);
-      if (t !== undefined && (!ref || ref.nameOnly)) return src.report(m.get('dockerReference'), `${where}.dockerReference ${JSON.stringify(t)} must be a reference with a tag or digest`);
+      if (t !== undefined && (!ref || ref.nameOnly))
+        return src.report(
+          m.get('dockerReference'),
+          `${where}.dockerReference ${JSON.stringify(t)} must be a reference with a tag or digest`,
+        );
       return ref ? { kind: 'exactReference', reference: ref.text } : undefined;
     }
     if (type === 'exactRepository') {
       const t = src.string(m.get('dockerRepository'), `${where}.dockerRepository`);
       const ref = t === undefined ? undefined : parseRef(t);
-      if (t !== undefined && !ref) return src.report(m.get('dockerRepository'), `${where}.dockerRepository ${JSON.stringify(t)} is not a repository`);
+      if (t !== undefined && !ref)
+        return src.report(
+          m.get('dockerRepository'),
+          `${where}.dockerRepository ${JSON.stringify(t)} is not a repository`,
+        );
       return ref ? { kind: 'exactRepository', repository: ref.name } : undefined;
     }
     if (type === 'remapIdentity') {
       const prefix = src.string(m.get('prefix'), `${where}.prefix`);
       const signedPrefix = src.string(m.get('signedPrefix'), `${where}.signedPrefix`);
-      for (const [k, v] of [['prefix', prefix], ['signedPrefix', signedPrefix]] as const) {
-        if (v !== undefined && !isIdentityPrefix(v)) return src.report(m.get(k), `${where}.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace, fully expanded`);
+      for (const [k, v] of [
+        ['prefix', prefix],
+        ['signedPrefix', signedPrefix],
+      ] as const) {
+        if (v !== undefined && !isIdentityPrefix(v))
+          return src.report(
+            m.get(k),
+            `${where}.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace, fully expanded`,
+          );
       }
-      return prefix === undefined || signedPrefix === undefined ? undefined : { kind: 'remapIdentity', prefix, signedPrefix };
+      return prefix === undefined || signedPrefix === undefined
+        ? undefined
+        : { kind: 'remapIdentity', prefix, signedPrefix };
     }
     return { kind: type };
   };
 
-  const requirement = async (node: Node, where: string): Promise<{ action?: RuleAction; requirement?: Requirement } | undefined> => {
-    const m = src.map(node, where, ['type', 'keyType', 'keyPath', 'keyPaths', 'keyData', 'keyDatas', 'signedIdentity', 'fulcio', 'pki', 'rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas', 'baseLayerIdentity'], ['type']);
+  const requirement = async (
+    node: Node,
+    where: string,
+  ): Promise<{ action?: RuleAction; requirement?: Requirement } | undefined> => {
+    const m = src.map(
+      node,
+      where,
+      [
+        'type',
+        'keyType',
+        'keyPath',
+        'keyPaths',
+        'keyData',
+        'keyDatas',
+        'signedIdentity',
+        'fulcio',
+        'pki',
+        'rekorPublicKeyPath',
+        'rekorPublicKeyPaths',
+        'rekorPublicKeyData',
+        'rekorPublicKeyDatas',
+        'baseLayerIdentity',
+      ],
+      ['type'],
+    );
     if (!m) return undefined;
-    const type = src.oneOf(m.get('type'), `${where}.type`, ['insecureAcceptAnything', 'reject', 'signedBy', 'sigstoreSigned', 'signedBaseLayer'] as const);
+    const type = src.oneOf(m.get('type'), `${where}.type`, [
+      'insecureAcceptAnything',
+      'reject',
+      'signedBy',
+      'sigstoreSigned',
+      'signedBaseLayer',
+    ] as const);
     if (type === undefined) return undefined;
     const only = (keys: string[]) => {
-      for (const k of m.keys()) if (!keys.includes(k)) src.report(m.get(k), `${where}: "${k}" does not belong to type ${type}`);
+      for (const k of m.keys())
+        if (!keys.includes(k)) src.report(m.get(k), `${where}: "${k}" does not belong to type ${type}`);
     };
     switch (type) {
       case 'insecureAcceptAnything':
@@ -113,7 +190,11 @@ export async function compileContainersPolicy(file: string, text: string, readKe
         only(['type']);
         return { action: { kind: 'reject', message: `rejected by ${file}` } };
       case 'signedBaseLayer':
-        return src.report(node, `${where}: signedBaseLayer is not supported by this gateway`, 'it is not implemented by containers/image either');
+        return src.report(
+          node,
+          `${where}: signedBaseLayer is not supported by this gateway`,
+          'it is not implemented by containers/image either',
+        );
       case 'signedBy': {
         only(['type', 'keyType', 'keyPath', 'keyPaths', 'keyData', 'signedIdentity']);
         if (src.oneOf(m.get('keyType'), `${where}.keyType`, ['GPGKeys'] as const) === undefined) {
@@ -134,10 +215,35 @@ export async function compileContainersPolicy(file: string, text: string, readKe
         return { requirement: { kind: 'gpg', keys, identity: id } };
       }
       case 'sigstoreSigned': {
-        for (const k of ['fulcio', 'pki', 'rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas']) {
-          if (m.has(k)) src.report(m.get(k), `${where}.${k} is not supported by this gateway`, 'use sigstoreSigned with keyPath/keyPaths/keyData (signatures verified offline, without Rekor)');
+        for (const k of [
+          'fulcio',
+          'pki',
+          'rekorPublicKeyPath',
+          'rekorPublicKeyPaths',
+          'rekorPublicKeyData',
+          'rekorPublicKeyDatas',
+        ]) {
+          if (m.has(k))
+            src.report(
+              m.get(k),
+              `${where}.${k} is not supported by this gateway`,
+              'use sigstoreSigned with keyPath/keyPaths/keyData (signatures verified offline, without Rekor)',
+            );
         }
-        only(['type', 'keyPath', 'keyPaths', 'keyData', 'keyDatas', 'signedIdentity', 'fulcio', 'pki', 'rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas']);
+        only([
+          'type',
+          'keyPath',
+          'keyPaths',
+          'keyData',
+          'keyDatas',
+          'signedIdentity',
+          'fulcio',
+          'pki',
+          'rekorPublicKeyPath',
+          'rekorPublicKeyPaths',
+          'rekorPublicKeyData',
+          'rekorPublicKeyDatas',
+        ]);
         const sources = keySources(m, node, where, ['keyPath', 'keyPaths', 'keyData', 'keyDatas']);
         const id = signedIdentity(m.get('signedIdentity'), `${where}.signedIdentity`);
         if (!sources) return undefined;
@@ -158,7 +264,12 @@ export async function compileContainersPolicy(file: string, text: string, readKe
   const requirements = async (node: Node | null | undefined, where: string): Promise<RuleAction | undefined> => {
     const list = src.seq(node, where);
     if (!list) return undefined;
-    if (list.length === 0) return src.report(node, `${where} is empty`, 'containers/image refuses an empty list; use [{"type": "reject"}] to say so');
+    if (list.length === 0)
+      return src.report(
+        node,
+        `${where} is empty`,
+        'containers/image refuses an empty list; use [{"type": "reject"}] to say so',
+      );
     const parts: ({ action?: RuleAction; requirement?: Requirement } | undefined)[] = [];
     for (const [i, r] of list.entries()) parts.push(await requirement(r, `${where}[${i}]`));
     if (parts.some((p) => p === undefined)) return undefined;
@@ -170,13 +281,15 @@ export async function compileContainersPolicy(file: string, text: string, readKe
 
   let defaultAction: RuleAction | undefined;
   const rules: Rule[] = [];
-  const top = src.root === undefined ? undefined : src.map(src.root, 'the policy', ['default', 'transports'], ['default']);
+  const top =
+    src.root === undefined ? undefined : src.map(src.root, 'the policy', ['default', 'transports'], ['default']);
   if (top) {
     defaultAction = await requirements(top.get('default'), 'default');
     if (top.has('transports')) {
       const transports = src.map(top.get('transports'), 'transports', undefined);
       for (const [name] of transports ?? []) {
-        if (name !== 'docker') notes.push(`transports.${name} does not apply to a registry gateway (only "docker" does); ignored`);
+        if (name !== 'docker')
+          notes.push(`transports.${name} does not apply to a registry gateway (only "docker" does); ignored`);
       }
       const docker = transports?.get('docker');
       if (docker !== undefined) {
@@ -185,12 +298,20 @@ export async function compileContainersPolicy(file: string, text: string, readKe
           const where = `transports.docker[${JSON.stringify(scopeText)}]`;
           const host = scopeText.split('/')[0] ?? '';
           if (scopeText !== '' && !scopeText.startsWith('*.') && isValidHost(host) && normalizeHost(host) !== host) {
-            src.report(node, `${where}: ${JSON.stringify(host)} is not how containers/image writes this registry, so podman never matches this scope`, `write ${normalizeHost(host)}${scopeText.slice(host.length)}`);
+            src.report(
+              node,
+              `${where}: ${JSON.stringify(host)} is not how containers/image writes this registry, so podman never matches this scope`,
+              `write ${normalizeHost(host)}${scopeText.slice(host.length)}`,
+            );
             continue;
           }
           const scope = dockerScope(scopeText);
           if (!scope) {
-            src.report(node, `${where}: ${JSON.stringify(scopeText)} is not a docker scope`, 'host[:port], host/namespace, host/repo[:tag|@digest], *.domain, or ""');
+            src.report(
+              node,
+              `${where}: ${JSON.stringify(scopeText)} is not a docker scope`,
+              'host[:port], host/namespace, host/repo[:tag|@digest], *.domain, or ""',
+            );
             continue;
           }
           const action = await requirements(node, where);
@@ -201,9 +322,19 @@ export async function compileContainersPolicy(file: string, text: string, readKe
   } else if (src.root === null) {
     src.report(null, 'the policy file is empty');
   }
-  if (src.diagnostics.length > 0 || !defaultAction) throw new LoadError('POLICY_INVALID', src.diagnostics.length ? src.diagnostics : [{ file, line: 1, column: 1, message: 'no usable "default"' }]);
+  if (src.diagnostics.length > 0 || !defaultAction)
+    throw new LoadError(
+      'POLICY_INVALID',
+      src.diagnostics.length ? src.diagnostics : [{ file, line: 1, column: 1, message: 'no usable "default"' }],
+    );
   return Object.freeze({
-    source: file, format: 'containers-policy.json' as const, notes, keyFiles: files.paths(), digest: parseDigest(`sha256:${hash.digest('hex')}`), defaultAction, rules: Object.freeze(rules),
+    source: file,
+    format: 'containers-policy.json' as const,
+    notes,
+    keyFiles: files.paths(),
+    digest: parseDigest(`sha256:${hash.digest('hex')}`),
+    defaultAction,
+    rules: Object.freeze(rules),
   });
 }
 
@@ -212,7 +343,9 @@ function dockerScope(text: string): Pick<Rule, 'scope' | 'match'> | undefined {
   if (text === '') return { scope: '', match: 'transport-default' };
   if (text.startsWith('*.')) {
     const domain = text.slice(2);
-    return /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain) ? { scope: text, match: 'wildcard' } : undefined;
+    return /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain)
+      ? { scope: text, match: 'wildcard' }
+      : undefined;
   }
   const host = text.split('/')[0] ?? '';
   if (!isValidHost(host)) return undefined;
@@ -227,4 +360,3 @@ function dockerScope(text: string): Pick<Rule, 'scope' | 'match'> | undefined {
   }
   return rest.split('/').every(isRepositoryComponent) ? { scope: named, match: 'prefix' } : undefined;
 }
-

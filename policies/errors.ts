@@ -7,7 +7,9 @@ export class LoadError extends Error {
   readonly code: PolicyErrorCode;
   readonly diagnostics: readonly Diagnostic[];
   constructor(code: PolicyErrorCode, diagnostics: readonly Diagnostic[], options?: { cause?: unknown }) {
-    const sorted = [...diagnostics].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column);
+    const sorted = [...diagnostics].sort(
+      (a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column,
+    );
     super(sorted.map(formatDiagnostic).join('\n') || code, options);
     this.name = 'LoadError';
     this.code = code;

@@ -1,6 +1,20 @@
 import { parseImageReference } from '../oci/reference.js';
 import { gpgIdentityProblem, intendedRef } from './gpg-identity.js';
-import type { CompiledPolicy, CosignRequirement, Decision, Evidence, GpgRequirement, IdentityRule, IndexMode, Reason, ReasonCode, Requirement, Rule, RuleAction, Subject } from './model.js';
+import type {
+  CompiledPolicy,
+  CosignRequirement,
+  Decision,
+  Evidence,
+  GpgRequirement,
+  IdentityRule,
+  IndexMode,
+  Reason,
+  ReasonCode,
+  Requirement,
+  Rule,
+  RuleAction,
+  Subject,
+} from './model.js';
 import { selectRule } from './scope.js';
 import { verifyCosignSignature } from './verifiers/cosign.js';
 import { verifyGpgSignature } from './verifiers/gpg.js';
@@ -16,7 +30,12 @@ import { verifyGpgSignature } from './verifiers/gpg.js';
  * Admitted means the signatures and policy passed for this digest; it does not mean
  * the layers were scanned or that the signer is right to trust.
  */
-export async function evaluate(policy: CompiledPolicy, subject: Subject, evidence: Evidence, now: Date = new Date()): Promise<Decision> {
+export async function evaluate(
+  policy: CompiledPolicy,
+  subject: Subject,
+  evidence: Evidence,
+  now: Date = new Date(),
+): Promise<Decision> {
   const rule = selectRule(policy.rules, subject);
   const action = rule ? rule.action : policy.defaultAction;
   const ruleName = nameOf(rule);
@@ -25,16 +44,41 @@ export async function evaluate(policy: CompiledPolicy, subject: Subject, evidenc
   // Revocation is never softened by a mode.
   if (policy.revoked?.has(subject.digest.text)) {
     const why = policy.revoked.get(subject.digest.text);
-    return { ...base, mode: 'enforce', allowed: false, verdict: false, attestable: false, denial: 'policy.revoked', reasons: [{ code: 'policy.revoked', message: `${subject.digest.text} is revoked${why ? `: ${why}` : ''}` }] };
+    return {
+      ...base,
+      mode: 'enforce',
+      allowed: false,
+      verdict: false,
+      attestable: false,
+      denial: 'policy.revoked',
+      reasons: [{ code: 'policy.revoked', message: `${subject.digest.text} is revoked${why ? `: ${why}` : ''}` }],
+    };
   }
   const result = await decide(action, rule?.index ?? 'either', subject, evidence, now);
   if (result.allowed || mode === 'enforce') {
-    return { ...base, allowed: result.allowed, verdict: result.allowed, attestable: result.allowed && result.attestable, reasons: result.reasons, ...(result.denial ? { denial: result.denial } : {}) };
+    return {
+      ...base,
+      allowed: result.allowed,
+      verdict: result.allowed,
+      attestable: result.allowed && result.attestable,
+      reasons: result.reasons,
+      ...(result.denial ? { denial: result.denial } : {}),
+    };
   }
   // warn / audit: admitted, and what enforce would have decided is kept with it.
   return {
-    ...base, allowed: true, verdict: false, attestable: false, denial: result.denial,
-    reasons: [{ code: 'policy.not_enforced', message: `${mode} mode: admitted although enforcing this rule would deny it (${result.denial ?? 'denied'})` }, ...result.reasons],
+    ...base,
+    allowed: true,
+    verdict: false,
+    attestable: false,
+    denial: result.denial,
+    reasons: [
+      {
+        code: 'policy.not_enforced',
+        message: `${mode} mode: admitted although enforcing this rule would deny it (${result.denial ?? 'denied'})`,
+      },
+      ...result.reasons,
+    ],
   };
 }
 
@@ -43,7 +87,10 @@ function nameOf(rule: Rule | undefined): string {
 }
 
 /** The name of the rule that applies (its scope, `docker ""`, or `default`), as decisions record it. */
-export function ruleNameFor(policy: CompiledPolicy, subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined }): string {
+export function ruleNameFor(
+  policy: CompiledPolicy,
+  subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined },
+): string {
   return nameOf(selectRule(policy.rules, subject));
 }
 
@@ -52,11 +99,16 @@ export function ruleNameFor(policy: CompiledPolicy, subject: Pick<Subject, 'name
  * containers-policy.json signedIdentity, other than matchRepository and
  * exactRepository): then a decision holds only for the tag it was made for.
  */
-export function comparesTag(policy: CompiledPolicy, subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined }): boolean {
+export function comparesTag(
+  policy: CompiledPolicy,
+  subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined },
+): boolean {
   const rule = selectRule(policy.rules, subject);
   const action = rule ? rule.action : policy.defaultAction;
-  const tagged = (id: { kind: string } | undefined) => id !== undefined && id.kind !== 'matchRepository' && id.kind !== 'exactRepository';
-  const walk = (r: Requirement): boolean => (r.kind === 'gpg' ? tagged(r.identity) : r.kind === 'cosign' ? tagged(r.signedIdentity) : r.of.some(walk));
+  const tagged = (id: { kind: string } | undefined) =>
+    id !== undefined && id.kind !== 'matchRepository' && id.kind !== 'exactRepository';
+  const walk = (r: Requirement): boolean =>
+    r.kind === 'gpg' ? tagged(r.identity) : r.kind === 'cosign' ? tagged(r.signedIdentity) : r.of.some(walk);
   return action.kind === 'require' && action.requirements.some(walk);
 }
 
@@ -64,17 +116,34 @@ export function comparesTag(policy: CompiledPolicy, subject: Pick<Subject, 'name
  * A pull by tag under a rule with `tags: require-digest` is refused before any
  * signature is looked at: the decision for it, or undefined when the rule allows it.
  */
-export function tagRefusal(policy: CompiledPolicy, subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined }): Decision | undefined {
+export function tagRefusal(
+  policy: CompiledPolicy,
+  subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined },
+): Decision | undefined {
   const rule = selectRule(policy.rules, subject);
   if (rule?.tags !== 'require-digest' || subject.tag === undefined) return undefined;
   return {
-    allowed: false, verdict: false, mode: 'enforce', attestable: false, rule: nameOf(rule), policyDigest: policy.digest.text, denial: 'policy.digest_required',
-    reasons: [{ code: 'policy.digest_required', message: `the rule for ${rule.scope} admits pulls by digest only (tags: require-digest); ask for ${subject.name}@sha256:…` }],
+    allowed: false,
+    verdict: false,
+    mode: 'enforce',
+    attestable: false,
+    rule: nameOf(rule),
+    policyDigest: policy.digest.text,
+    denial: 'policy.digest_required',
+    reasons: [
+      {
+        code: 'policy.digest_required',
+        message: `the rule for ${rule.scope} admits pulls by digest only (tags: require-digest); ask for ${subject.name}@sha256:…`,
+      },
+    ],
   };
 }
 
 /** The rule that applies to a subject (or undefined: the policy's default). */
-export function ruleFor(policy: CompiledPolicy, subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined }): Rule | undefined {
+export function ruleFor(
+  policy: CompiledPolicy,
+  subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined },
+): Rule | undefined {
   return selectRule(policy.rules, subject);
 }
 
@@ -98,17 +167,37 @@ interface Outcome {
   readonly denial?: ReasonCode | undefined;
 }
 
-async function decide(action: RuleAction, index: IndexMode, subject: Subject, evidence: Evidence, now: Date): Promise<Outcome> {
+async function decide(
+  action: RuleAction,
+  index: IndexMode,
+  subject: Subject,
+  evidence: Evidence,
+  now: Date,
+): Promise<Outcome> {
   switch (action.kind) {
     case 'reject':
       return deny([{ code: 'policy.rejected', message: action.message ?? 'the policy rejects images in this scope' }]);
     case 'accept-anything':
-      return { allowed: true, attestable: false, reasons: [{ code: 'policy.accept_anything', message: 'the policy accepts anything in this scope (insecure)' }] };
+      return {
+        allowed: true,
+        attestable: false,
+        reasons: [{ code: 'policy.accept_anything', message: 'the policy accepts anything in this scope (insecure)' }],
+      };
     case 'require': {
-      if (action.requirements.length === 0) return deny([{ code: 'policy.rejected', message: 'the rule has no requirements' }]);
+      if (action.requirements.length === 0)
+        return deny([{ code: 'policy.rejected', message: 'the rule has no requirements' }]);
       if (index === 'signed-platform' && subject.kind === 'index') {
         // Only a list: each platform manifest is verified on its own when it is fetched.
-        return { allowed: true, attestable: false, reasons: [{ code: 'index.children_verified_separately', message: 'index: signed-platform — every platform manifest it lists is verified on its own' }] };
+        return {
+          allowed: true,
+          attestable: false,
+          reasons: [
+            {
+              code: 'index.children_verified_separately',
+              message: 'index: signed-platform — every platform manifest it lists is verified on its own',
+            },
+          ],
+        };
       }
       const reasons: Reason[] = [];
       let failed: ReasonCode | undefined;
@@ -120,14 +209,40 @@ async function decide(action: RuleAction, index: IndexMode, subject: Subject, ev
       const covered = evidence.coveringIndex !== undefined && index !== 'signed-platform' && subject.kind !== 'index';
       if (index === 'signed-index' && subject.kind !== 'index') {
         // A platform manifest counts only through a signed index that lists it.
-        if (covered) return { allowed: true, attestable: true, reasons: [{ code: 'signature.covered_by_index', message: `listed in admitted index ${evidence.coveringIndex}` }] };
-        return { allowed: false, attestable: false, denial: 'index.not_covered', reasons: [{ code: 'index.not_covered', message: 'index: signed-index — a platform manifest is admitted only through a signed index that lists it' }, ...reasons] };
+        if (covered)
+          return {
+            allowed: true,
+            attestable: true,
+            reasons: [
+              { code: 'signature.covered_by_index', message: `listed in admitted index ${evidence.coveringIndex}` },
+            ],
+          };
+        return {
+          allowed: false,
+          attestable: false,
+          denial: 'index.not_covered',
+          reasons: [
+            {
+              code: 'index.not_covered',
+              message:
+                'index: signed-index — a platform manifest is admitted only through a signed index that lists it',
+            },
+            ...reasons,
+          ],
+        };
       }
       if (failed === undefined) return { allowed: true, attestable: true, reasons };
       if (covered) {
         // The index that lists this manifest was admitted under this same rule: its
         // signatures cover the children it names (cosign signs an index digest only).
-        return { allowed: true, attestable: true, reasons: [{ code: 'signature.covered_by_index', message: `listed in admitted index ${evidence.coveringIndex}` }, ...reasons] };
+        return {
+          allowed: true,
+          attestable: true,
+          reasons: [
+            { code: 'signature.covered_by_index', message: `listed in admitted index ${evidence.coveringIndex}` },
+            ...reasons,
+          ],
+        };
       }
       return { allowed: false, attestable: false, reasons, denial: failed };
     }
@@ -145,19 +260,31 @@ interface RequirementResult {
 }
 
 /** `path`: where the requirement sits, e.g. [1, 0] for the first child of the second requirement. */
-async function checkRequirement(req: Requirement, path: readonly number[], subject: Subject, evidence: Evidence, now: Date): Promise<RequirementResult> {
+async function checkRequirement(
+  req: Requirement,
+  path: readonly number[],
+  subject: Subject,
+  evidence: Evidence,
+  now: Date,
+): Promise<RequirementResult> {
   const index = path[0] ?? 0;
   if (req.kind === 'gpg') return checkGpg(req, index, subject, evidence, now);
   if (req.kind === 'cosign') return checkCosign(req, index, subject, evidence);
   const results: RequirementResult[] = [];
-  for (const [i, child] of req.of.entries()) results.push(await checkRequirement(child, [...path, i], subject, evidence, now));
+  for (const [i, child] of req.of.entries())
+    results.push(await checkRequirement(child, [...path, i], subject, evidence, now));
   const held = results.filter((r) => r.held).length;
   const need = req.kind === 'allOf' ? req.of.length : req.kind === 'anyOf' ? 1 : req.count;
   const reasons = results.flatMap((r) => r.reasons);
   if (held >= need) return { held: true, reasons, primary: 'signature.verified' };
   const what = req.kind === 'allOf' ? 'all' : req.kind === 'anyOf' ? 'any' : `at least ${need}`;
-  reasons.push({ code: 'requirement.not_enough', message: `${held} of ${req.of.length} held; ${what} of them must (requirement ${path.map((p) => p + 1).join('.')})`, requirement: index });
-  const primary = FAILURE_RANK.find((code) => results.some((r) => !r.held && r.primary === code)) ?? 'requirement.not_enough';
+  reasons.push({
+    code: 'requirement.not_enough',
+    message: `${held} of ${req.of.length} held; ${what} of them must (requirement ${path.map((p) => p + 1).join('.')})`,
+    requirement: index,
+  });
+  const primary =
+    FAILURE_RANK.find((code) => results.some((r) => !r.held && r.primary === code)) ?? 'requirement.not_enough';
   return { held: false, reasons, primary };
 }
 
@@ -177,7 +304,12 @@ const FAILURE_RANK: readonly ReasonCode[] = [
 function checkCosign(req: CosignRequirement, index: number, subject: Subject, evidence: Evidence): RequirementResult {
   const reasons: Reason[] = [];
   for (const problem of evidence.problems) {
-    reasons.push({ code: 'evidence.unavailable', message: problem.message, requirement: index, evidence: problem.source });
+    reasons.push({
+      code: 'evidence.unavailable',
+      message: problem.message,
+      requirement: index,
+      evidence: problem.source,
+    });
   }
   for (const sig of evidence.cosign) {
     const v = verifyCosignSignature(sig, req.keys);
@@ -187,25 +319,57 @@ function checkCosign(req: CosignRequirement, index: number, subject: Subject, ev
     }
     const key = v.key.source;
     if (v.claims.type !== 'cosign container image signature') {
-      reasons.push({ code: 'signature.payload_invalid', message: `payload type is ${JSON.stringify(v.claims.type)}, not "cosign container image signature"`, requirement: index, evidence: sig.source, key });
+      reasons.push({
+        code: 'signature.payload_invalid',
+        message: `payload type is ${JSON.stringify(v.claims.type)}, not "cosign container image signature"`,
+        requirement: index,
+        evidence: sig.source,
+        key,
+      });
       continue;
     }
     if (v.claims.digest !== subject.digest.text) {
-      reasons.push({ code: 'signature.digest_mismatch', message: `signature is for ${v.claims.digest}, not ${subject.digest.text}`, requirement: index, evidence: sig.source, key });
+      reasons.push({
+        code: 'signature.digest_mismatch',
+        message: `signature is for ${v.claims.digest}, not ${subject.digest.text}`,
+        requirement: index,
+        evidence: sig.source,
+        key,
+      });
       continue;
     }
     const identity = req.signedIdentity
-      ? gpgIdentityProblem(req.signedIdentity, v.claims.identity, intendedRef(subject.name, subject.tag, subject.digest.text))
+      ? gpgIdentityProblem(
+          req.signedIdentity,
+          v.claims.identity,
+          intendedRef(subject.name, subject.tag, subject.digest.text),
+        )
       : identityProblem(req.identity, v.claims.identity, subject.name);
     if (identity !== undefined) {
-      reasons.push({ code: 'signature.identity_mismatch', message: identity, requirement: index, evidence: sig.source, key });
+      reasons.push({
+        code: 'signature.identity_mismatch',
+        message: identity,
+        requirement: index,
+        evidence: sig.source,
+        key,
+      });
       continue;
     }
-    reasons.push({ code: 'signature.verified', message: `cosign signature by ${key} (sha256:${v.key.fingerprint.slice(0, 16)}…)`, requirement: index, evidence: sig.source, key });
+    reasons.push({
+      code: 'signature.verified',
+      message: `cosign signature by ${key} (sha256:${v.key.fingerprint.slice(0, 16)}…)`,
+      requirement: index,
+      evidence: sig.source,
+      key,
+    });
     return { held: true, reasons, primary: 'signature.verified' };
   }
   if (evidence.cosign.length === 0) {
-    reasons.push({ code: 'signature.missing', message: `no cosign signature found for ${subject.digest.text}`, requirement: index });
+    reasons.push({
+      code: 'signature.missing',
+      message: `no cosign signature found for ${subject.digest.text}`,
+      requirement: index,
+    });
   }
   const primary = FAILURE_RANK.find((code) => reasons.some((r) => r.code === code)) ?? 'signature.missing';
   return { held: false, reasons, primary };
@@ -215,16 +379,33 @@ function checkCosign(req: CosignRequirement, index: number, subject: Subject, ev
  * A GPG simple-signing requirement holds when at least one signature verifies with
  * one of its keys, signs exactly this digest, and names an acceptable identity.
  */
-async function checkGpg(req: GpgRequirement, index: number, subject: Subject, evidence: Evidence, now: Date): Promise<RequirementResult> {
+async function checkGpg(
+  req: GpgRequirement,
+  index: number,
+  subject: Subject,
+  evidence: Evidence,
+  now: Date,
+): Promise<RequirementResult> {
   const reasons: Reason[] = [];
   for (const problem of evidence.problems) {
-    reasons.push({ code: 'evidence.unavailable', message: problem.message, requirement: index, evidence: problem.source });
+    reasons.push({
+      code: 'evidence.unavailable',
+      message: problem.message,
+      requirement: index,
+      evidence: problem.source,
+    });
   }
   const signatures = evidence.gpg ?? [];
   // containers/image gives up on the whole image when a blob is not an OpenPGP message at all; so do we.
   const unrecognized = signatures.filter((s) => !looksLikeOpenPgp(s.blob));
   if (unrecognized.length > 0) {
-    for (const s of unrecognized) reasons.push({ code: 'signature.invalid', message: `unrecognized signature format (first byte 0x${(s.blob[0] ?? 0).toString(16).padStart(2, '0')}); a lookaside that serves this fails every pull of the image`, requirement: index, evidence: s.source });
+    for (const s of unrecognized)
+      reasons.push({
+        code: 'signature.invalid',
+        message: `unrecognized signature format (first byte 0x${(s.blob[0] ?? 0).toString(16).padStart(2, '0')}); a lookaside that serves this fails every pull of the image`,
+        requirement: index,
+        evidence: s.source,
+      });
     return { held: false, reasons, primary: 'signature.invalid' };
   }
   const intended = intendedRef(subject.name, subject.tag, subject.digest.text);
@@ -236,18 +417,41 @@ async function checkGpg(req: GpgRequirement, index: number, subject: Subject, ev
     }
     const key = `${v.key.source} (${v.key.fingerprint})`;
     if (v.claims.digest !== subject.digest.text) {
-      reasons.push({ code: 'signature.digest_mismatch', message: `GPG signature is for ${v.claims.digest}, not ${subject.digest.text}`, requirement: index, evidence: sig.source, key });
+      reasons.push({
+        code: 'signature.digest_mismatch',
+        message: `GPG signature is for ${v.claims.digest}, not ${subject.digest.text}`,
+        requirement: index,
+        evidence: sig.source,
+        key,
+      });
       continue;
     }
     const identity = gpgIdentityProblem(req.identity, v.claims.identity, intended);
     if (identity !== undefined) {
-      reasons.push({ code: 'signature.identity_mismatch', message: identity, requirement: index, evidence: sig.source, key });
+      reasons.push({
+        code: 'signature.identity_mismatch',
+        message: identity,
+        requirement: index,
+        evidence: sig.source,
+        key,
+      });
       continue;
     }
-    reasons.push({ code: 'signature.verified', message: `GPG signature by ${key}`, requirement: index, evidence: sig.source, key });
+    reasons.push({
+      code: 'signature.verified',
+      message: `GPG signature by ${key}`,
+      requirement: index,
+      evidence: sig.source,
+      key,
+    });
     return { held: true, reasons, primary: 'signature.verified' };
   }
-  if (signatures.length === 0) reasons.push({ code: 'signature.missing', message: `no GPG signature found for ${subject.digest.text}`, requirement: index });
+  if (signatures.length === 0)
+    reasons.push({
+      code: 'signature.missing',
+      message: `no GPG signature found for ${subject.digest.text}`,
+      requirement: index,
+    });
   const primary = FAILURE_RANK.find((code) => reasons.some((r) => r.code === code)) ?? 'signature.missing';
   return { held: false, reasons, primary };
 }
@@ -260,7 +464,14 @@ async function checkGpg(req: GpgRequirement, index: number, subject: Subject, ev
 function looksLikeOpenPgp(blob: Uint8Array): boolean {
   const b = blob[0];
   if (b === undefined) return false;
-  return (b >= 0xa0 && b <= 0xa3) || b === 0xc8 || (b >= 0x90 && b <= 0x92) || b === 0xc4 || (b >= 0x88 && b <= 0x8b) || b === 0xc2;
+  return (
+    (b >= 0xa0 && b <= 0xa3) ||
+    b === 0xc8 ||
+    (b >= 0x90 && b <= 0x92) ||
+    b === 0xc4 ||
+    (b >= 0x88 && b <= 0x8b) ||
+    b === 0xc2
+  );
 }
 
 /** Undefined when the signed identity is acceptable for `name`, else why not. */
@@ -276,7 +487,8 @@ function identityProblem(rule: IdentityRule, signed: string, name: string): stri
   let expected: string;
   if (rule.kind === 'repository') expected = name;
   else if (rule.kind === 'exact') expected = rule.repository;
-  else if (name === rule.prefix || name.startsWith(`${rule.prefix}/`)) expected = rule.signedPrefix + name.slice(rule.prefix.length);
+  else if (name === rule.prefix || name.startsWith(`${rule.prefix}/`))
+    expected = rule.signedPrefix + name.slice(rule.prefix.length);
   else expected = name;
   return signedName === expected ? undefined : `signed identity ${signedName} does not match ${expected}`;
 }

@@ -28,7 +28,13 @@ export function parseRef(text: string): Ref | undefined {
   const tag = hasTag ? ref.tag : undefined;
   const digest = ref.digest?.text;
   const name = `${ref.host}/${ref.repository}`;
-  return { name, tag, digest, nameOnly: tag === undefined && digest === undefined, text: `${name}${tag !== undefined ? `:${tag}` : ''}${digest !== undefined ? `@${digest}` : ''}` };
+  return {
+    name,
+    tag,
+    digest,
+    nameOnly: tag === undefined && digest === undefined,
+    text: `${name}${tag !== undefined ? `:${tag}` : ''}${digest !== undefined ? `@${digest}` : ''}`,
+  };
 }
 
 /** The reference a client asked for: by tag, or else by digest. */
@@ -46,7 +52,12 @@ export function gpgIdentityProblem(rule: GpgIdentityRule, signedText: string, in
   // reads index.docker.io as docker.io): a host spelled another way (DOCKER.IO,
   // registry-1.docker.io, host:443) is another host.
   const first = signedText.split('/')[0] ?? '';
-  if (signedText.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost') && first !== 'index.docker.io' && normalizeHost(first) !== first) {
+  if (
+    signedText.includes('/') &&
+    (first.includes('.') || first.includes(':') || first === 'localhost') &&
+    first !== 'index.docker.io' &&
+    normalizeHost(first) !== first
+  ) {
     return `signed identity ${JSON.stringify(signedText.slice(0, 200))} writes its registry as ${JSON.stringify(first)}, which containers/image does not take for ${normalizeHost(first)}`;
   }
   const says = `signed identity ${signed.text}`;
@@ -57,16 +68,22 @@ export function gpgIdentityProblem(rule: GpgIdentityRule, signedText: string, in
       if (signed.nameOnly) return `${says} names no tag or digest; matchExact needs one`;
       return signed.text === intended.text ? undefined : `${says} is not exactly ${intended.text} (matchExact)`;
     case 'matchRepository':
-      return signed.name === intended.name ? undefined : `${says} is not in repository ${intended.name} (matchRepository)`;
+      return signed.name === intended.name
+        ? undefined
+        : `${says} is not in repository ${intended.name} (matchRepository)`;
     case 'exactReference':
       if (signed.nameOnly) return `${says} names no tag or digest; exactReference needs one`;
       return signed.text === rule.reference ? undefined : `${says} is not ${rule.reference} (exactReference)`;
     case 'exactRepository':
-      return signed.name === rule.repository ? undefined : `${says} is not in repository ${rule.repository} (exactRepository)`;
+      return signed.name === rule.repository
+        ? undefined
+        : `${says} is not in repository ${rule.repository} (exactRepository)`;
     case 'remapIdentity': {
-      if (intended.name !== rule.prefix && !intended.name.startsWith(`${rule.prefix}/`)) return repoDigestOrExact(signed, intended);
+      if (intended.name !== rule.prefix && !intended.name.startsWith(`${rule.prefix}/`))
+        return repoDigestOrExact(signed, intended);
       const remapped = parseRef(rule.signedPrefix + intended.text.slice(rule.prefix.length));
-      if (!remapped) return `${intended.text} remapped with ${rule.prefix} → ${rule.signedPrefix} is not a valid reference`;
+      if (!remapped)
+        return `${intended.text} remapped with ${rule.prefix} → ${rule.signedPrefix} is not a valid reference`;
       return repoDigestOrExact(signed, remapped);
     }
   }
@@ -75,7 +92,11 @@ export function gpgIdentityProblem(rule: GpgIdentityRule, signedText: string, in
 function repoDigestOrExact(signed: Ref, intended: Ref): string | undefined {
   const says = `signed identity ${signed.text}`;
   if (signed.nameOnly) return `${says} names no tag or digest (matchRepoDigestOrExact)`;
-  if (intended.tag !== undefined) return signed.text === intended.text ? undefined : `${says} is not ${intended.text} (matchRepoDigestOrExact)`;
-  if (intended.digest !== undefined) return signed.name === intended.name ? undefined : `${says} is not in repository ${intended.name} (matchRepoDigestOrExact)`;
+  if (intended.tag !== undefined)
+    return signed.text === intended.text ? undefined : `${says} is not ${intended.text} (matchRepoDigestOrExact)`;
+  if (intended.digest !== undefined)
+    return signed.name === intended.name
+      ? undefined
+      : `${says} is not in repository ${intended.name} (matchRepoDigestOrExact)`;
   return `${intended.text} names no tag or digest`;
 }

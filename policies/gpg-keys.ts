@@ -20,14 +20,17 @@ export async function parseGpgKeyring(bytes: Uint8Array, source: string): Promis
     return `not an OpenPGP public key or keyring: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`;
   }
   if (keys.length === 0) return 'the keyring holds no keys';
-  if (keys.length > MAX_KEYS_PER_FILE) return `the keyring holds ${keys.length} keys; at most ${MAX_KEYS_PER_FILE} per file`;
+  if (keys.length > MAX_KEYS_PER_FILE)
+    return `the keyring holds ${keys.length} keys; at most ${MAX_KEYS_PER_FILE} per file`;
   const out: GpgTrustedKey[] = [];
   for (const key of keys) {
     const fingerprint = key.getFingerprint().toUpperCase();
     if (key.isPrivate()) return `key ${fingerprint} is a private key; give the public key (gpg --export)`;
     const info = key.getAlgorithmInfo();
-    if (info.algorithm.startsWith('rsa') && (info.bits ?? 0) < 2048) return `key ${fingerprint} is RSA with ${info.bits ?? 0} bits; at least 2048 are required`;
-    if (info.algorithm === 'dsa' || info.algorithm === 'elgamal') return `key ${fingerprint} is ${info.algorithm.toUpperCase()}, which is not accepted for signatures`;
+    if (info.algorithm.startsWith('rsa') && (info.bits ?? 0) < 2048)
+      return `key ${fingerprint} is RSA with ${info.bits ?? 0} bits; at least 2048 are required`;
+    if (info.algorithm === 'dsa' || info.algorithm === 'elgamal')
+      return `key ${fingerprint} is ${info.algorithm.toUpperCase()}, which is not accepted for signatures`;
     out.push({ source, fingerprint, key: key as openpgp.PublicKey });
   }
   return out;

@@ -10,7 +10,11 @@ import type { YamlSource } from './yaml-source.js';
 export class KeyFiles {
   readonly #cache = new Map<string, Buffer | undefined>();
 
-  constructor(private readonly src: YamlSource, private readonly hash: Hash, private readonly readKey: (path: string) => Buffer) {}
+  constructor(
+    private readonly src: YamlSource,
+    private readonly hash: Hash,
+    private readonly readKey: (path: string) => Buffer,
+  ) {}
 
   /** Every key file path read (as the policy names them). */
   paths(): string[] {
@@ -24,7 +28,11 @@ export class KeyFiles {
       bytes = this.readKey(path);
       this.hash.update(`\0${path}\0`).update(bytes);
     } catch (err) {
-      this.src.report(node, `cannot read key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'key paths are relative to the policy file');
+      this.src.report(
+        node,
+        `cannot read key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        'key paths are relative to the policy file',
+      );
     }
     this.#cache.set(path, bytes);
     return bytes;

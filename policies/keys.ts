@@ -24,7 +24,8 @@ export function parsePublicKey(pem: string, source: string): TrustedKey | string
     return `unsupported elliptic curve ${details.namedCurve ?? 'unknown'} (P-256 or P-384)`;
   }
   if (type === 'rsa') {
-    if ((details.modulusLength ?? 0) < 2048) return `RSA key of ${details.modulusLength} bits is too weak (2048 or more)`;
+    if ((details.modulusLength ?? 0) < 2048)
+      return `RSA key of ${details.modulusLength} bits is too weak (2048 or more)`;
     return { source, fingerprint, algorithm: 'rsa', key };
   }
   if (type === 'ed25519') return { source, fingerprint, algorithm: 'ed25519', key };

@@ -10,7 +10,16 @@ import { compileContainersPolicy } from './containers-policy.js';
 import { parseGpgKeyring } from './gpg-keys.js';
 import { parseRef } from './gpg-identity.js';
 import { parsePublicKey } from './keys.js';
-import type { CompiledPolicy, GpgIdentityRule, GpgTrustedKey, IdentityRule, Requirement, Rule, RuleAction, TrustedKey } from './model.js';
+import type {
+  CompiledPolicy,
+  GpgIdentityRule,
+  GpgTrustedKey,
+  IdentityRule,
+  Requirement,
+  Rule,
+  RuleAction,
+  TrustedKey,
+} from './model.js';
 import { isIdentityPrefix, normalizeScope } from './scope.js';
 import { YamlSource } from './yaml-source.js';
 
@@ -48,7 +57,11 @@ export async function loadPolicyFile(path: string): Promise<CompiledPolicy> {
   try {
     text = readFileSync(path);
   } catch (cause) {
-    throw new LoadError('FILE_UNREADABLE', [{ file: path, line: 1, column: 1, message: `cannot read policy file: ${(cause as Error).message}` }], { cause });
+    throw new LoadError(
+      'FILE_UNREADABLE',
+      [{ file: path, line: 1, column: 1, message: `cannot read policy file: ${(cause as Error).message}` }],
+      { cause },
+    );
   }
   const readKey = (keyPath: string) => readFileSync(resolve(dirname(path), keyPath));
   const body = text.toString('utf8');
@@ -58,7 +71,11 @@ export async function loadPolicyFile(path: string): Promise<CompiledPolicy> {
 }
 
 /** Compiles policy text; `readKey` resolves a key path named in the file. */
-export async function compilePolicy(file: string, text: string, readKey: (path: string) => Buffer): Promise<CompiledPolicy> {
+export async function compilePolicy(
+  file: string,
+  text: string,
+  readKey: (path: string) => Buffer,
+): Promise<CompiledPolicy> {
   const src = new YamlSource(file, text);
   const hash = createHash('sha256').update(text);
   const files = new KeyFiles(src, hash, readKey);
@@ -73,7 +90,8 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
     if (keyCache.has(path)) return keyCache.get(path);
     const bytes = readKeyFile(node, path);
     const key = bytes === undefined ? undefined : parsePublicKey(bytes.toString('utf8'), path);
-    if (typeof key === 'string') src.report(node, `key ${path}: ${key}`, 'cosign keys are PEM public keys (cosign.pub)');
+    if (typeof key === 'string')
+      src.report(node, `key ${path}: ${key}`, 'cosign keys are PEM public keys (cosign.pub)');
     const ok = typeof key === 'string' ? undefined : key;
     keyCache.set(path, ok);
     return ok;
@@ -85,7 +103,8 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
     if (gpgCache.has(path)) return gpgCache.get(path);
     const bytes = readKeyFile(node, path);
     const keys = bytes === undefined ? undefined : await parseGpgKeyring(bytes, path);
-    if (typeof keys === 'string') src.report(node, `GPG keyring ${path}: ${keys}`, 'export it with gpg --export [--armor] KEY-ID');
+    if (typeof keys === 'string')
+      src.report(node, `GPG keyring ${path}: ${keys}`, 'export it with gpg --export [--armor] KEY-ID');
     const ok = typeof keys === 'string' ? undefined : keys;
     gpgCache.set(path, ok);
     return ok;
@@ -99,27 +118,50 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
     }
     const m = src.map(node, where, ['exactReference', 'exactRepository', 'remapIdentity']);
     if (!m) return undefined;
-    if (m.size !== 1) return src.report(node, `${where} names exactly one of exactReference, exactRepository or remapIdentity`);
+    if (m.size !== 1)
+      return src.report(node, `${where} names exactly one of exactReference, exactRepository or remapIdentity`);
     if (m.has('exactReference')) {
       const text = src.string(m.get('exactReference'), `${where}.exactReference`);
       const ref = text === undefined ? undefined : parseRef(text);
-      if (text !== undefined && (!ref || ref.nameOnly)) return src.report(m.get('exactReference'), `${where}.exactReference ${JSON.stringify(text)} must be a reference with a tag or digest`);
+      if (text !== undefined && (!ref || ref.nameOnly))
+        return src.report(
+          m.get('exactReference'),
+          `${where}.exactReference ${JSON.stringify(text)} must be a reference with a tag or digest`,
+        );
       return ref ? { kind: 'exactReference', reference: ref.text } : undefined;
     }
     if (m.has('exactRepository')) {
       const text = src.string(m.get('exactRepository'), `${where}.exactRepository`);
       const ref = text === undefined ? undefined : parseRef(text);
-      if (text !== undefined && (!ref || !ref.nameOnly)) return src.report(m.get('exactRepository'), `${where}.exactRepository ${JSON.stringify(text)} must be a repository without tag or digest`);
+      if (text !== undefined && (!ref || !ref.nameOnly))
+        return src.report(
+          m.get('exactRepository'),
+          `${where}.exactRepository ${JSON.stringify(text)} must be a repository without tag or digest`,
+        );
       return ref ? { kind: 'exactRepository', repository: ref.name } : undefined;
     }
-    const r = src.map(m.get('remapIdentity'), `${where}.remapIdentity`, ['prefix', 'signedPrefix'], ['prefix', 'signedPrefix']);
+    const r = src.map(
+      m.get('remapIdentity'),
+      `${where}.remapIdentity`,
+      ['prefix', 'signedPrefix'],
+      ['prefix', 'signedPrefix'],
+    );
     if (!r) return undefined;
     const prefix = src.string(r.get('prefix'), `${where}.remapIdentity.prefix`);
     const signedPrefix = src.string(r.get('signedPrefix'), `${where}.remapIdentity.signedPrefix`);
-    for (const [k, v] of [['prefix', prefix], ['signedPrefix', signedPrefix]] as const) {
-      if (v !== undefined && !isIdentityPrefix(v)) return src.report(r.get(k), `${where}.remapIdentity.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace (fully expanded, no tag or digest)`);
+    for (const [k, v] of [
+      ['prefix', prefix],
+      ['signedPrefix', signedPrefix],
+    ] as const) {
+      if (v !== undefined && !isIdentityPrefix(v))
+        return src.report(
+          r.get(k),
+          `${where}.remapIdentity.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace (fully expanded, no tag or digest)`,
+        );
     }
-    return prefix === undefined || signedPrefix === undefined ? undefined : { kind: 'remapIdentity', prefix, signedPrefix };
+    return prefix === undefined || signedPrefix === undefined
+      ? undefined
+      : { kind: 'remapIdentity', prefix, signedPrefix };
   };
 
   const identity = (node: Node | null | undefined, where: string): IdentityRule | undefined => {
@@ -128,25 +170,46 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
       const v = src.oneOf(node, where, ['repository', 'any'] as const);
       return v === undefined ? undefined : { kind: v };
     }
-    const m = src.map(node, where, ['exact', 'prefix', 'signedPrefix'], node !== null && src.isMapWith(node, 'exact') ? [] : ['prefix', 'signedPrefix']);
+    const m = src.map(
+      node,
+      where,
+      ['exact', 'prefix', 'signedPrefix'],
+      node !== null && src.isMapWith(node, 'exact') ? [] : ['prefix', 'signedPrefix'],
+    );
     if (!m) return undefined;
     if (m.has('exact')) {
       if (m.size !== 1) return src.report(node, `${where}: "exact" stands alone`);
       const repo = src.string(m.get('exact'), `${where}.exact`);
       const ref = repo === undefined ? undefined : parseRef(repo);
-      if (repo !== undefined && (!ref || !ref.nameOnly)) return src.report(m.get('exact'), `${where}.exact ${JSON.stringify(repo)} must be a repository (host/path, no tag or digest)`, 'cosign signs a repository name');
+      if (repo !== undefined && (!ref || !ref.nameOnly))
+        return src.report(
+          m.get('exact'),
+          `${where}.exact ${JSON.stringify(repo)} must be a repository (host/path, no tag or digest)`,
+          'cosign signs a repository name',
+        );
       return ref ? { kind: 'exact', repository: ref.name } : undefined;
     }
     const prefix = src.string(m.get('prefix'), `${where}.prefix`);
     const signedPrefix = src.string(m.get('signedPrefix'), `${where}.signedPrefix`);
-    for (const [k, v] of [['prefix', prefix], ['signedPrefix', signedPrefix]] as const) {
-      if (v !== undefined && !isIdentityPrefix(normalizeScope(v))) return src.report(m.get(k), `${where}.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace (no tag or digest)`);
+    for (const [k, v] of [
+      ['prefix', prefix],
+      ['signedPrefix', signedPrefix],
+    ] as const) {
+      if (v !== undefined && !isIdentityPrefix(normalizeScope(v)))
+        return src.report(
+          m.get(k),
+          `${where}.${k} ${JSON.stringify(v)} must be host[:port] or host/namespace (no tag or digest)`,
+        );
     }
     if (prefix === undefined || signedPrefix === undefined) return undefined;
     return { kind: 'remap', prefix: normalizeScope(prefix), signedPrefix: normalizeScope(signedPrefix) };
   };
 
-  const requirementList = async (node: Node | null | undefined, where: string, depth: number): Promise<Requirement[] | undefined> => {
+  const requirementList = async (
+    node: Node | null | undefined,
+    where: string,
+    depth: number,
+  ): Promise<Requirement[] | undefined> => {
     const list = src.seq(node, where);
     if (!list) return undefined;
     if (list.length === 0) return src.report(node, `${where} is empty`);
@@ -161,13 +224,23 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
     if (!m) return undefined;
     if (depth > 4) return src.report(node, `${where}: requirements nest deeper than 4 levels`);
     if (m.has('atLeast') || m.has('of')) {
-      if (!m.has('atLeast') || !m.has('of') || m.size !== 2) return src.report(node, `${where}: write atLeast: N together with of: [requirements], and nothing else`);
+      if (!m.has('atLeast') || !m.has('of') || m.size !== 2)
+        return src.report(node, `${where}: write atLeast: N together with of: [requirements], and nothing else`);
       const of = await requirementList(m.get('of'), `${where}.of`, depth);
       const count = src.integer(m.get('atLeast'), `${where}.atLeast`, 1, MAX_KEYS);
-      if (of && count !== undefined && count > of.length) return src.report(m.get('atLeast'), `${where}.atLeast is ${count} but only ${of.length} requirements are listed`);
+      if (of && count !== undefined && count > of.length)
+        return src.report(
+          m.get('atLeast'),
+          `${where}.atLeast is ${count} but only ${of.length} requirements are listed`,
+        );
       return of && count !== undefined ? { kind: 'atLeast', count, of } : undefined;
     }
-    if (m.size !== 1) return src.report(node, `${where} must name exactly one signature type or combinator`, 'cosign, gpg, allOf, anyOf, or atLeast with of');
+    if (m.size !== 1)
+      return src.report(
+        node,
+        `${where} must name exactly one signature type or combinator`,
+        'cosign, gpg, allOf, anyOf, or atLeast with of',
+      );
     for (const k of ['allOf', 'anyOf'] as const) {
       if (!m.has(k)) continue;
       const of = await requirementList(m.get(k), `${where}.${k}`, depth);
@@ -178,7 +251,8 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
       if (!g) return undefined;
       const keyNodes = src.seq(g.get('keys'), `${where}.gpg.keys`);
       if (!keyNodes) return undefined;
-      if (keyNodes.length === 0 || keyNodes.length > MAX_KEYS) return src.report(g.get('keys'), `${where}.gpg.keys must list 1 to ${MAX_KEYS} keyring files`);
+      if (keyNodes.length === 0 || keyNodes.length > MAX_KEYS)
+        return src.report(g.get('keys'), `${where}.gpg.keys must list 1 to ${MAX_KEYS} keyring files`);
       const rings: (GpgTrustedKey[] | undefined)[] = [];
       for (const [i, k] of keyNodes.entries()) rings.push(await loadGpgKeys(k, `${where}.gpg.keys[${i}]`));
       const id = gpgIdentity(g.get('identity'), `${where}.gpg.identity`);
@@ -189,7 +263,8 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
     if (!c) return undefined;
     const keyNodes = src.seq(c.get('keys'), `${where}.cosign.keys`);
     if (!keyNodes) return undefined;
-    if (keyNodes.length === 0 || keyNodes.length > MAX_KEYS) return src.report(c.get('keys'), `${where}.cosign.keys must list 1 to ${MAX_KEYS} keys`);
+    if (keyNodes.length === 0 || keyNodes.length > MAX_KEYS)
+      return src.report(c.get('keys'), `${where}.cosign.keys must list 1 to ${MAX_KEYS} keys`);
     const keys = keyNodes.map((k, i) => loadKey(k, `${where}.cosign.keys[${i}]`));
     const id = identity(c.get('identity'), `${where}.cosign.identity`);
     if (keys.some((k) => k === undefined) || id === undefined) return undefined;
@@ -200,17 +275,25 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
     const present = ['require', 'accept', 'reject'].filter((k) => m.has(k));
     if (present.length !== 1) return src.report(node, `${where} needs exactly one of require, accept or reject`);
     if (m.has('accept')) {
-      return src.oneOf(m.get('accept'), `${where}.accept`, ['anything'] as const) ? { kind: 'accept-anything' } : undefined;
+      return src.oneOf(m.get('accept'), `${where}.accept`, ['anything'] as const)
+        ? { kind: 'accept-anything' }
+        : undefined;
     }
     if (m.has('reject')) {
       const v = m.get('reject');
-      if (src.isScalarValue(v) && (v as { value: unknown }).value === true) return { kind: 'reject', message: undefined };
+      if (src.isScalarValue(v) && (v as { value: unknown }).value === true)
+        return { kind: 'reject', message: undefined };
       const message = src.string(v, `${where}.reject`);
       return message === undefined ? undefined : { kind: 'reject', message };
     }
     const list = src.seq(m.get('require'), `${where}.require`);
     if (!list) return undefined;
-    if (list.length === 0) return src.report(m.get('require'), `${where}.require is empty`, 'an empty requirement list would deny everything; use reject: true to say so');
+    if (list.length === 0)
+      return src.report(
+        m.get('require'),
+        `${where}.require is empty`,
+        'an empty requirement list would deny everything; use reject: true to say so',
+      );
     const reqs: (Requirement | undefined)[] = [];
     for (const [i, r] of list.entries()) reqs.push(await requirement(r, `${where}.require[${i}]`));
     return reqs.every((r) => r !== undefined) ? { kind: 'require', requirements: reqs as Requirement[] } : undefined;
@@ -219,23 +302,37 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
   const rules: Rule[] = [];
   let defaultAction: RuleAction = { kind: 'reject', message: 'no rule matches and the default is reject' };
   const revoked = new Map<string, string | undefined>();
-  const top = src.root === undefined ? undefined : src.map(src.root, 'the policy', ['version', 'default', 'rules', 'revoked'], ['rules']);
+  const top =
+    src.root === undefined
+      ? undefined
+      : src.map(src.root, 'the policy', ['version', 'default', 'rules', 'revoked'], ['rules']);
   if (top) {
     for (const [i, r] of (top.has('revoked') ? (src.seq(top.get('revoked'), 'revoked') ?? []) : []).entries()) {
       const where = `revoked[${i}]`;
-      const entry = src.isScalarValue(r) ? { digest: src.string(r, where), reason: undefined } : (() => {
-        const e = src.map(r, where, ['digest', 'reason'], ['digest']);
-        return { digest: e ? src.string(e.get('digest'), `${where}.digest`) : undefined, reason: e?.has('reason') ? src.string(e.get('reason'), `${where}.reason`) : undefined };
-      })();
+      const entry = src.isScalarValue(r)
+        ? { digest: src.string(r, where), reason: undefined }
+        : (() => {
+            const e = src.map(r, where, ['digest', 'reason'], ['digest']);
+            return {
+              digest: e ? src.string(e.get('digest'), `${where}.digest`) : undefined,
+              reason: e?.has('reason') ? src.string(e.get('reason'), `${where}.reason`) : undefined,
+            };
+          })();
       if (entry.digest === undefined) continue;
       try {
         revoked.set(parseDigest(entry.digest).text, entry.reason);
       } catch {
-        src.report(r, `${where}: ${JSON.stringify(entry.digest)} is not a digest`, 'sha256:<64 hex digits>, as docker inspect or skopeo inspect print it');
+        src.report(
+          r,
+          `${where}: ${JSON.stringify(entry.digest)} is not a digest`,
+          'sha256:<64 hex digits>, as docker inspect or skopeo inspect print it',
+        );
       }
     }
     if (top.has('version')) src.integer(top.get('version'), 'version', 1, 1);
-    const d = top.has('default') ? src.oneOf(top.get('default'), 'default', ['reject', 'accept-anything'] as const) : 'reject';
+    const d = top.has('default')
+      ? src.oneOf(top.get('default'), 'default', ['reject', 'accept-anything'] as const)
+      : 'reject';
     if (d === 'accept-anything') defaultAction = { kind: 'accept-anything' };
     const list = src.seq(top.get('rules'), 'rules') ?? [];
     if (list.length > MAX_RULES) src.report(top.get('rules'), `at most ${MAX_RULES} rules`);
@@ -250,9 +347,16 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
         scope = normalizeScope(rawScope);
         const host = scope.split('/')[0] ?? '';
         const path = scope.includes('/') ? scope.slice(host.length + 1).split('/') : [];
-        if (!isValidHost(host) || !(host.includes('.') || host.includes(':') || host === 'localhost') || !path.every(isRepositoryComponent)) {
-          src.report(m.get('scope'), `${where}.scope ${JSON.stringify(rawScope)} is not host[/namespace[/repository]]`,
-            'a registry host with a dot or a port, then lower-case path components, no tag or digest: registry.example.com/team (Docker Hub images are docker.io/library/alpine)');
+        if (
+          !isValidHost(host) ||
+          !(host.includes('.') || host.includes(':') || host === 'localhost') ||
+          !path.every(isRepositoryComponent)
+        ) {
+          src.report(
+            m.get('scope'),
+            `${where}.scope ${JSON.stringify(rawScope)} is not host[/namespace[/repository]]`,
+            'a registry host with a dot or a port, then lower-case path components, no tag or digest: registry.example.com/team (Docker Hub images are docker.io/library/alpine)',
+          );
           scope = undefined;
         } else if (seen.has(scope)) {
           src.report(m.get('scope'), `${where}.scope ${scope} repeats the scope of rules[${seen.get(scope)}]`);
@@ -262,18 +366,32 @@ export async function compilePolicy(file: string, text: string, readKey: (path: 
         }
       }
       const act = await action(m, ruleNode, where);
-      const mode = m.has('mode') ? src.oneOf(m.get('mode'), `${where}.mode`, ['enforce', 'warn', 'audit'] as const) : 'enforce';
-      const tags = m.has('tags') ? src.oneOf(m.get('tags'), `${where}.tags`, ['follow', 'pin', 'require-digest'] as const) : 'follow';
-      const index = m.has('index') ? src.oneOf(m.get('index'), `${where}.index`, ['either', 'signed-index', 'signed-platform'] as const) : 'either';
-      if (scope !== undefined && act !== undefined && mode && tags && index) rules.push({ scope, action: act, mode, tags, index });
+      const mode = m.has('mode')
+        ? src.oneOf(m.get('mode'), `${where}.mode`, ['enforce', 'warn', 'audit'] as const)
+        : 'enforce';
+      const tags = m.has('tags')
+        ? src.oneOf(m.get('tags'), `${where}.tags`, ['follow', 'pin', 'require-digest'] as const)
+        : 'follow';
+      const index = m.has('index')
+        ? src.oneOf(m.get('index'), `${where}.index`, ['either', 'signed-index', 'signed-platform'] as const)
+        : 'either';
+      if (scope !== undefined && act !== undefined && mode && tags && index)
+        rules.push({ scope, action: act, mode, tags, index });
     }
   } else if (src.root === null) {
     src.report(null, 'the policy file is empty');
   }
   if (src.diagnostics.length > 0) throw new LoadError('POLICY_INVALID', src.diagnostics);
-  return Object.freeze({ source: file, format: 'portcullis' as const, keyFiles: files.paths(), digest: parseDigest(`sha256:${hash.digest('hex')}`), defaultAction, rules: Object.freeze(rules), revoked });
+  return Object.freeze({
+    source: file,
+    format: 'portcullis' as const,
+    keyFiles: files.paths(),
+    digest: parseDigest(`sha256:${hash.digest('hex')}`),
+    defaultAction,
+    rules: Object.freeze(rules),
+    revoked,
+  });
 }
-
 
 /** The embedded default: reject everything. */
 export function rejectEverythingPolicy(): Promise<CompiledPolicy> {

@@ -8,8 +8,15 @@ const digest = { type: 'string', pattern: '^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]
 const text = { type: 'string', minLength: 1 };
 const requirements = { type: 'array', minItems: 1, maxItems: 64, items: { $ref: '#/$defs/requirement' } };
 /** host[:port] with a dot, a port or localhost, then lower-case path components. */
-const scopePattern = '^([a-zA-Z0-9-]+(\\.[a-zA-Z0-9-]+)+(:[0-9]+)?|[a-zA-Z0-9-]+:[0-9]+|localhost(:[0-9]+)?|\\[[0-9a-fA-F:.]+\\](:[0-9]+)?)(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$';
-const keyFiles = (what: string) => ({ type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', minLength: 1 }, description: `${what}, relative to the policy file` });
+const scopePattern =
+  '^([a-zA-Z0-9-]+(\\.[a-zA-Z0-9-]+)+(:[0-9]+)?|[a-zA-Z0-9-]+:[0-9]+|localhost(:[0-9]+)?|\\[[0-9a-fA-F:.]+\\](:[0-9]+)?)(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$';
+const keyFiles = (what: string) => ({
+  type: 'array',
+  minItems: 1,
+  maxItems: 64,
+  items: { type: 'string', minLength: 1 },
+  description: `${what}, relative to the policy file`,
+});
 
 export const POLICY_SCHEMA = {
   $schema: 'https://json-schema.org/draft/2020-12/schema',
@@ -20,11 +27,20 @@ export const POLICY_SCHEMA = {
   required: ['rules'],
   properties: {
     version: { const: 1 },
-    default: { enum: ['reject', 'accept-anything'], default: 'reject', description: 'what happens to images no rule covers' },
+    default: {
+      enum: ['reject', 'accept-anything'],
+      default: 'reject',
+      description: 'what happens to images no rule covers',
+    },
     revoked: {
       type: 'array',
       description: 'manifest digests denied whatever signs them, also when already cached',
-      items: { oneOf: [digest, { type: 'object', additionalProperties: false, required: ['digest'], properties: { digest, reason: text } }] },
+      items: {
+        oneOf: [
+          digest,
+          { type: 'object', additionalProperties: false, required: ['digest'], properties: { digest, reason: text } },
+        ],
+      },
     },
     rules: { type: 'array', maxItems: 1000, items: { $ref: '#/$defs/rule' } },
   },
@@ -34,7 +50,11 @@ export const POLICY_SCHEMA = {
       additionalProperties: false,
       required: ['scope'],
       properties: {
-        scope: { type: 'string', pattern: scopePattern, description: 'host, host/namespace or host/namespace/repository; the most specific matching rule applies' },
+        scope: {
+          type: 'string',
+          pattern: scopePattern,
+          description: 'host, host/namespace or host/namespace/repository; the most specific matching rule applies',
+        },
         require: { ...requirements, description: 'every requirement must hold' },
         accept: { const: 'anything', description: 'admit without any signature (insecure)' },
         reject: { oneOf: [{ const: true }, { type: 'string', minLength: 1 }], description: 'deny, with this message' },
@@ -46,41 +66,87 @@ export const POLICY_SCHEMA = {
     },
     requirement: {
       oneOf: [
-        { type: 'object', additionalProperties: false, required: ['cosign'], properties: { cosign: { $ref: '#/$defs/cosign' } } },
-        { type: 'object', additionalProperties: false, required: ['gpg'], properties: { gpg: { $ref: '#/$defs/gpg' } } },
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['cosign'],
+          properties: { cosign: { $ref: '#/$defs/cosign' } },
+        },
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['gpg'],
+          properties: { gpg: { $ref: '#/$defs/gpg' } },
+        },
         { type: 'object', additionalProperties: false, required: ['allOf'], properties: { allOf: requirements } },
         { type: 'object', additionalProperties: false, required: ['anyOf'], properties: { anyOf: requirements } },
         {
-          type: 'object', additionalProperties: false, required: ['atLeast', 'of'],
+          type: 'object',
+          additionalProperties: false,
+          required: ['atLeast', 'of'],
           properties: { atLeast: { type: 'integer', minimum: 1, maximum: 64 }, of: requirements },
         },
       ],
     },
     cosign: {
-      type: 'object', additionalProperties: false, required: ['keys'],
+      type: 'object',
+      additionalProperties: false,
+      required: ['keys'],
       properties: {
         keys: keyFiles('PEM public keys (cosign.pub)'),
         identity: {
           oneOf: [
             { enum: ['repository', 'any'] },
             { type: 'object', additionalProperties: false, required: ['exact'], properties: { exact: text } },
-            { type: 'object', additionalProperties: false, required: ['prefix', 'signedPrefix'], properties: { prefix: text, signedPrefix: text } },
+            {
+              type: 'object',
+              additionalProperties: false,
+              required: ['prefix', 'signedPrefix'],
+              properties: { prefix: text, signedPrefix: text },
+            },
           ],
         },
       },
     },
     gpg: {
-      type: 'object', additionalProperties: false, required: ['keys'],
+      type: 'object',
+      additionalProperties: false,
+      required: ['keys'],
       properties: {
         keys: keyFiles('OpenPGP public keyrings, armored or binary (gpg --export)'),
         identity: {
           oneOf: [
             { enum: ['matchRepoDigestOrExact', 'matchRepository', 'matchExact'] },
-            { type: 'object', additionalProperties: false, required: ['exactReference'], properties: { exactReference: { type: 'string', pattern: '([:@][^/]+)$', description: 'a reference with a tag or digest' } } },
-            { type: 'object', additionalProperties: false, required: ['exactRepository'], properties: { exactRepository: text } },
             {
-              type: 'object', additionalProperties: false, required: ['remapIdentity'],
-              properties: { remapIdentity: { type: 'object', additionalProperties: false, required: ['prefix', 'signedPrefix'], properties: { prefix: text, signedPrefix: text } } },
+              type: 'object',
+              additionalProperties: false,
+              required: ['exactReference'],
+              properties: {
+                exactReference: {
+                  type: 'string',
+                  pattern: '([:@][^/]+)$',
+                  description: 'a reference with a tag or digest',
+                },
+              },
+            },
+            {
+              type: 'object',
+              additionalProperties: false,
+              required: ['exactRepository'],
+              properties: { exactRepository: text },
+            },
+            {
+              type: 'object',
+              additionalProperties: false,
+              required: ['remapIdentity'],
+              properties: {
+                remapIdentity: {
+                  type: 'object',
+                  additionalProperties: false,
+                  required: ['prefix', 'signedPrefix'],
+                  properties: { prefix: text, signedPrefix: text },
+                },
+              },
             },
           ],
         },

@@ -30,11 +30,18 @@ export function mostSpecific<T extends { scope: string }>(rules: readonly T[], n
  * matching host/namespace/repository scope, then the longest matching `*.domain`
  * wildcard (host without port), then the transport default (``).
  */
-export function selectRule<T extends { scope: string; match?: string | undefined }>(rules: readonly T[], subject: { name: string; tag?: string | undefined; digest?: { text: string } | undefined }): T | undefined {
-  const ref = subject.tag !== undefined ? `${subject.name}:${subject.tag}` : `${subject.name}@${subject.digest?.text ?? ''}`;
+export function selectRule<T extends { scope: string; match?: string | undefined }>(
+  rules: readonly T[],
+  subject: { name: string; tag?: string | undefined; digest?: { text: string } | undefined },
+): T | undefined {
+  const ref =
+    subject.tag !== undefined ? `${subject.name}:${subject.tag}` : `${subject.name}@${subject.digest?.text ?? ''}`;
   const exact = rules.find((r) => r.match === 'reference' && r.scope === ref);
   if (exact) return exact;
-  const prefix = mostSpecific(rules.filter((r) => r.match === undefined || r.match === 'prefix'), subject.name);
+  const prefix = mostSpecific(
+    rules.filter((r) => r.match === undefined || r.match === 'prefix'),
+    subject.name,
+  );
   if (prefix) return prefix;
   const host = (subject.name.split('/')[0] ?? '').replace(/:\d+$/, '');
   let wildcard: T | undefined;

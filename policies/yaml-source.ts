@@ -11,8 +11,11 @@ export class YamlSource {
   readonly #lines = new LineCounter();
   readonly #root: Node | null | undefined;
 
-  constructor(readonly file: string, text: string) {
-    const doc = parseDocument(text, { lineCounter: this.#lines, uniqueKeys: true, prettyErrors: false, strict: true});
+  constructor(
+    readonly file: string,
+    text: string,
+  ) {
+    const doc = parseDocument(text, { lineCounter: this.#lines, uniqueKeys: true, prettyErrors: false, strict: true });
     for (const e of [...doc.errors, ...doc.warnings]) {
       const pos = this.#lines.linePos(e.pos[0]);
       this.diagnostics.push({ file, line: pos.line, column: pos.col, message: e.message.split('\n')[0] ?? e.message });
@@ -35,7 +38,11 @@ export class YamlSource {
   /** Aliases (*name) are not expanded: say so rather than report a wrong type. */
   #alias(node: Node | null | undefined, where: string): boolean {
     if (!isAlias(node)) return false;
-    this.report(node, `${where} is a YAML alias (*${String(node.source)}); aliases are not supported in policy files`, 'write the value out');
+    this.report(
+      node,
+      `${where} is a YAML alias (*${String(node.source)}); aliases are not supported in policy files`,
+      'write the value out',
+    );
     return true;
   }
 
@@ -47,9 +54,19 @@ export class YamlSource {
   }
 
   /** A mapping with only the given keys (any key when `known` is undefined); `required` keys must be present. */
-  map(node: Node | null | undefined, where: string, known: readonly string[] | undefined, required: readonly string[] = []): Map<string, Node | null> | undefined {
+  map(
+    node: Node | null | undefined,
+    where: string,
+    known: readonly string[] | undefined,
+    required: readonly string[] = [],
+  ): Map<string, Node | null> | undefined {
     if (this.#quiet(node, where) || this.#alias(node, where)) return undefined;
-    if (!isMap(node)) return this.report(node, `${where} must be a mapping`, known && known.length ? `key: value lines (or { ${known.slice(0, 3).join(': …, ')}: … })` : 'key: value lines');
+    if (!isMap(node))
+      return this.report(
+        node,
+        `${where} must be a mapping`,
+        known && known.length ? `key: value lines (or { ${known.slice(0, 3).join(': …, ')}: … })` : 'key: value lines',
+      );
     const out = new Map<string, Node | null>();
     for (const pair of (node as YAMLMap<unknown, unknown>).items) {
       const key = isScalar(pair.key) ? String(pair.key.value) : undefined;
@@ -59,7 +76,11 @@ export class YamlSource {
       }
       if (known !== undefined && !known.includes(key)) {
         const near = known.find((k) => distance(k.toLowerCase(), key.toLowerCase()) <= 2);
-        this.report(pair.key as Node, `unknown key "${key}" in ${where}`, near !== undefined ? `did you mean "${near}"?` : `expected one of: ${known.join(', ')}`);
+        this.report(
+          pair.key as Node,
+          `unknown key "${key}" in ${where}`,
+          near !== undefined ? `did you mean "${near}"?` : `expected one of: ${known.join(', ')}`,
+        );
         continue;
       }
       out.set(key, (pair.value as Node | null) ?? null);
@@ -81,7 +102,11 @@ export class YamlSource {
   string(node: Node | null | undefined, where: string): string | undefined {
     if (this.#quiet(node, where) || this.#alias(node, where)) return undefined;
     if (!isScalar(node) || typeof node.value !== 'string' || node.value.length === 0) {
-      return this.report(node, `${where} must be a non-empty string`, 'quote it when it could be read as something else: "1.0", "yes"');
+      return this.report(
+        node,
+        `${where} must be a non-empty string`,
+        'quote it when it could be read as something else: "1.0", "yes"',
+      );
     }
     return node.value;
   }
@@ -90,8 +115,15 @@ export class YamlSource {
     if (this.#quiet(node, where) || this.#alias(node, where)) return undefined;
     const s = isScalar(node) ? node.value : undefined;
     if (typeof s === 'string' && (values as readonly string[]).includes(s)) return s as T;
-    const near = typeof s === 'string' ? values.find((v) => v.toLowerCase() === s.toLowerCase() || v.startsWith(s) || s.startsWith(v)) : undefined;
-    return this.report(node, `${where} must be one of: ${values.join(', ')}`, near !== undefined ? `did you mean ${near}?` : undefined);
+    const near =
+      typeof s === 'string'
+        ? values.find((v) => v.toLowerCase() === s.toLowerCase() || v.startsWith(s) || s.startsWith(v))
+        : undefined;
+    return this.report(
+      node,
+      `${where} must be one of: ${values.join(', ')}`,
+      near !== undefined ? `did you mean ${near}?` : undefined,
+    );
   }
 
   integer(node: Node | null | undefined, where: string, min: number, max: number): number | undefined {
@@ -132,7 +164,12 @@ function distance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(
+        (prev[j] ?? 0) + 1,
+        (cur[j - 1] ?? 0) + 1,
+        (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     prev = cur;
   }
   return prev[b.length] ?? 0;

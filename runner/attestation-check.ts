@@ -19,7 +19,12 @@ export interface AttestationCheck {
   readonly subjectName: string;
 }
 
-const RANK = ['ATTESTATION_EXPIRED', 'ATTESTATION_NOT_PASSED', 'ATTESTATION_WRONG_SUBJECT', 'ATTESTATION_INVALID'] as const;
+const RANK = [
+  'ATTESTATION_EXPIRED',
+  'ATTESTATION_NOT_PASSED',
+  'ATTESTATION_WRONG_SUBJECT',
+  'ATTESTATION_INVALID',
+] as const;
 
 const CODES = {
   'attestation.malformed': 'ATTESTATION_INVALID',
@@ -31,11 +36,17 @@ const CODES = {
 } as const;
 
 export function checkAttestation(c: AttestationCheck): { summary: VerifiedSummary; index: number } {
-  if (c.envelopes.length === 0) throw new RunnerError('ATTESTATION_MISSING', `the gateway has no attestation for ${c.manifestDigest}`);
+  if (c.envelopes.length === 0)
+    throw new RunnerError('ATTESTATION_MISSING', `the gateway has no attestation for ${c.manifestDigest}`);
   const failures: RunnerError[] = [];
   for (const [index, bytes] of c.envelopes.entries()) {
     try {
-      const summary = verifySummaryEnvelope(bytes, c.pinnedKey, { digest: c.manifestDigest, now: c.now, maxAgeMs: c.maxAgeMs, subjectName: c.subjectName });
+      const summary = verifySummaryEnvelope(bytes, c.pinnedKey, {
+        digest: c.manifestDigest,
+        now: c.now,
+        maxAgeMs: c.maxAgeMs,
+        subjectName: c.subjectName,
+      });
       return { summary, index };
     } catch (err) {
       if (!(err instanceof AttestationError)) throw err;

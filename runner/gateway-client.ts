@@ -32,30 +32,73 @@ export function gatewayClient(gatewayUrl: string, ref: ImageReference): Registry
   return new RegistryClient({ baseUrl: gatewayUrl, namespace: ref.host, retries: 1 });
 }
 
-export async function resolveImage(client: RegistryClient, ref: ImageReference, platform: Platform): Promise<ResolvedImage> {
+export async function resolveImage(
+  client: RegistryClient,
+  ref: ImageReference,
+  platform: Platform,
+): Promise<ResolvedImage> {
   const first = await fetchManifest(client, ref.repository, ref.digest?.text ?? (ref.tag as string), ref.digest);
-  if (first.manifest.kind === 'image') return { manifestDigest: first.digest, manifestBytes: first.bytes, manifest: first.manifest, indexDigest: undefined };
+  if (first.manifest.kind === 'image')
+    return {
+      manifestDigest: first.digest,
+      manifestBytes: first.bytes,
+      manifest: first.manifest,
+      indexDigest: undefined,
+    };
   const child = first.manifest.manifests.find((d) => matches(d, platform));
   if (!child) {
-    const offered = first.manifest.manifests.map((d) => (d.platform ? `${d.platform.os}/${d.platform.architecture}${d.platform.variant ? `/${d.platform.variant}` : ''}` : '?')).join(', ');
-    throw new RunnerError('PLATFORM_UNAVAILABLE', `no ${platform.os}/${platform.architecture} image in the index (offered: ${offered})`);
+    const offered = first.manifest.manifests
+      .map((d) =>
+        d.platform
+          ? `${d.platform.os}/${d.platform.architecture}${d.platform.variant ? `/${d.platform.variant}` : ''}`
+          : '?',
+      )
+      .join(', ');
+    throw new RunnerError(
+      'PLATFORM_UNAVAILABLE',
+      `no ${platform.os}/${platform.architecture} image in the index (offered: ${offered})`,
+    );
   }
   const second = await fetchManifest(client, ref.repository, child.digest.text, child.digest);
-  if (second.manifest.kind !== 'image') throw new RunnerError('IMAGE_INVALID', 'an index inside an index is not supported');
-  return { manifestDigest: second.digest, manifestBytes: second.bytes, manifest: second.manifest, indexDigest: first.digest };
+  if (second.manifest.kind !== 'image')
+    throw new RunnerError('IMAGE_INVALID', 'an index inside an index is not supported');
+  return {
+    manifestDigest: second.digest,
+    manifestBytes: second.bytes,
+    manifest: second.manifest,
+    indexDigest: first.digest,
+  };
 }
 
 function matches(d: Descriptor, p: Platform): boolean {
-  return d.platform !== undefined && d.platform.os === p.os && d.platform.architecture === p.architecture && (p.variant === undefined || d.platform.variant === p.variant);
+  return (
+    d.platform !== undefined &&
+    d.platform.os === p.os &&
+    d.platform.architecture === p.architecture &&
+    (p.variant === undefined || d.platform.variant === p.variant)
+  );
 }
 
-async function fetchManifest(client: RegistryClient, repository: string, reference: string, expected: Digest | undefined) {
+async function fetchManifest(
+  client: RegistryClient,
+  repository: string,
+  reference: string,
+  expected: Digest | undefined,
+) {
   const res = await client.manifest(repository, reference, 'GET', ACCEPT, MAX_MANIFEST_BYTES).catch((err: unknown) => {
-    throw new RunnerError('IMAGE_UNAVAILABLE', `the gateway did not serve ${repository}:${reference}: ${(err as Error).message}`, { cause: err });
+    throw new RunnerError(
+      'IMAGE_UNAVAILABLE',
+      `the gateway did not serve ${repository}:${reference}: ${(err as Error).message}`,
+      { cause: err },
+    );
   });
   if (!res) throw new RunnerError('IMAGE_UNAVAILABLE', `the gateway does not know ${repository}:${reference}`);
   const digest = digestOf(res.bytes, expected?.algorithm ?? 'sha256');
-  if (expected && digest.hex !== expected.hex) throw new RunnerError('IMAGE_INVALID', `the gateway sent a manifest hashing to ${digest.text} for ${expected.text}`);
+  if (expected && digest.hex !== expected.hex)
+    throw new RunnerError(
+      'IMAGE_INVALID',
+      `the gateway sent a manifest hashing to ${digest.text} for ${expected.text}`,
+    );
   let manifest;
   try {
     manifest = parseManifest(res.bytes, header(res.headers, 'content-type'));
@@ -66,11 +109,21 @@ async function fetchManifest(client: RegistryClient, repository: string, referen
 }
 
 /** The gateway's verification-summary envelopes for `subject`, from its `.att` tag (bounded). */
-export async function fetchAttestationEnvelopes(client: RegistryClient, repository: string, subject: Digest): Promise<Buffer[]> {
+export async function fetchAttestationEnvelopes(
+  client: RegistryClient,
+  repository: string,
+  subject: Digest,
+): Promise<Buffer[]> {
   const tag = `${subject.algorithm}-${subject.hex}.att`;
-  const res = await client.manifest(repository, tag, 'GET', MediaType.ociManifest, MAX_MANIFEST_BYTES).catch((err: unknown) => {
-    throw new RunnerError('ATTESTATION_MISSING', `the gateway did not serve the attestations of ${subject.text}: ${(err as Error).message}`, { cause: err });
-  });
+  const res = await client
+    .manifest(repository, tag, 'GET', MediaType.ociManifest, MAX_MANIFEST_BYTES)
+    .catch((err: unknown) => {
+      throw new RunnerError(
+        'ATTESTATION_MISSING',
+        `the gateway did not serve the attestations of ${subject.text}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    });
   if (!res) return [];
   let manifest;
   try {
@@ -80,7 +133,13 @@ export async function fetchAttestationEnvelopes(client: RegistryClient, reposito
   }
   if (manifest.kind !== 'image') throw new RunnerError('ATTESTATION_INVALID', 'the attestation tag holds an index');
   const ours = manifest.layers
-    .filter((l) => l.mediaType === MediaType.dsseEnvelope && l.annotations?.predicateType === VSA_PREDICATE_TYPE && l.annotations?.[GATEWAY_MARK] !== undefined && l.size <= MAX_ENVELOPE_BYTES)
+    .filter(
+      (l) =>
+        l.mediaType === MediaType.dsseEnvelope &&
+        l.annotations?.predicateType === VSA_PREDICATE_TYPE &&
+        l.annotations?.[GATEWAY_MARK] !== undefined &&
+        l.size <= MAX_ENVELOPE_BYTES,
+    )
     .slice(-MAX_ATTESTATION_LAYERS);
   const envelopes: Buffer[] = [];
   for (const layer of ours) {
@@ -92,4 +151,3 @@ export async function fetchAttestationEnvelopes(client: RegistryClient, reposito
   }
   return envelopes;
 }
-

@@ -30,10 +30,14 @@ export interface IdPlan {
    */
   readonly idMap: { idBase: number; idSize: number } | undefined;
   /** subids mode: the user namespace secure-run sets up with newuidmap/newgidmap. */
-  readonly subids?: { readonly uid: number; readonly gid: number; readonly uids: SubRange; readonly gids: SubRange } | undefined;
+  readonly subids?:
+    { readonly uid: number; readonly gid: number; readonly uids: SubRange; readonly gids: SubRange } | undefined;
 }
 
-export interface SubRange { readonly start: number; readonly count: number }
+export interface SubRange {
+  readonly start: number;
+  readonly count: number;
+}
 
 export interface IdPlanInput {
   readonly uid: number;
@@ -62,20 +66,35 @@ export function idPlan(input: IdPlanInput): IdPlan {
     if (uids && gids) {
       const size = 1 + Math.min(uids.count, gids.count, ID_RANGE - 1);
       // One extent per extent of the namespace's own map: the kernel refuses an extent that spans two.
-      const m = [{ containerID: 0, hostID: 0, size: 1 }, { containerID: 1, hostID: 1, size: size - 1 }];
+      const m = [
+        { containerID: 0, hostID: 0, size: 1 },
+        { containerID: 1, hostID: 1, size: size - 1 },
+      ];
       const clipped = { uids: { start: uids.start, count: size - 1 }, gids: { start: gids.start, count: size - 1 } };
-      return { mode: 'subids', uidMappings: m, gidMappings: m, idMap: { idBase: 0, idSize: size }, subids: { uid: input.uid, gid: input.gid, ...clipped } };
+      return {
+        mode: 'subids',
+        uidMappings: m,
+        gidMappings: m,
+        idMap: { idBase: 0, idSize: size },
+        subids: { uid: input.uid, gid: input.gid, ...clipped },
+      };
     }
     const one = [{ containerID: 0, hostID: 0, size: 1 }];
     return { mode: 'single', uidMappings: one, gidMappings: one, idMap: undefined };
   }
-  for (const [file, text] of [['/etc/subuid', subuid], ['/etc/subgid', subgid]] as const) {
+  for (const [file, text] of [
+    ['/etc/subuid', subuid],
+    ['/etc/subgid', subgid],
+  ] as const) {
     for (const line of text.split('\n')) {
       const [, start, count] = line.split(':');
       const s = Number(start);
       const c = Number(count);
       if (Number.isFinite(s) && Number.isFinite(c) && s < ROOT_ID_BASE + ID_RANGE && ROOT_ID_BASE < s + c) {
-        throw new RunnerError('IMAGE_INVALID', `${file} gives a user ids ${s}–${s + c - 1}, which overlap secure-run's root range ${ROOT_ID_BASE}–${ROOT_ID_BASE + ID_RANGE - 1}`);
+        throw new RunnerError(
+          'IMAGE_INVALID',
+          `${file} gives a user ids ${s}–${s + c - 1}, which overlap secure-run's root range ${ROOT_ID_BASE}–${ROOT_ID_BASE + ID_RANGE - 1}`,
+        );
       }
     }
   }
@@ -107,7 +126,10 @@ function readOr(path: string): string {
 }
 
 const LIMITS: Record<string, string> = {
-  'Max open files': 'RLIMIT_NOFILE', 'Max processes': 'RLIMIT_NPROC', 'Max core file size': 'RLIMIT_CORE', 'Max stack size': 'RLIMIT_STACK',
+  'Max open files': 'RLIMIT_NOFILE',
+  'Max processes': 'RLIMIT_NPROC',
+  'Max core file size': 'RLIMIT_CORE',
+  'Max stack size': 'RLIMIT_STACK',
 };
 
 /** This process's limits (/proc/self/limits): the container never gets more. */
@@ -128,6 +150,6 @@ export function hostRlimits(text = readOr('/proc/self/limits')): Rlimit[] {
 
 export function initBinary(): string {
   const p = findProgram('tini-static', `${process.env.PATH ?? ''}:/usr/bin:/usr/sbin`);
-  if (!p) throw new RunnerError('IMAGE_INVALID', 'tini-static is needed as the container\'s init: apt-get install tini');
+  if (!p) throw new RunnerError('IMAGE_INVALID', "tini-static is needed as the container's init: apt-get install tini");
   return p;
 }

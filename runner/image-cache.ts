@@ -35,7 +35,8 @@ export class ImageCache {
   }
 
   #path(d: Digest): string {
-    if (d.algorithm !== 'sha256') throw new RunnerError('IMAGE_INVALID', `only sha256 content is cached, not ${d.algorithm}`);
+    if (d.algorithm !== 'sha256')
+      throw new RunnerError('IMAGE_INVALID', `only sha256 content is cached, not ${d.algorithm}`);
     return join(this.#blobs, d.hex);
   }
 
@@ -65,7 +66,8 @@ export class ImageCache {
   }
 
   putSmall(d: Digest, bytes: Uint8Array): void {
-    if (createHash('sha256').update(bytes).digest('hex') !== d.hex) throw new RunnerError('IMAGE_INVALID', `content does not match ${d.text}`);
+    if (createHash('sha256').update(bytes).digest('hex') !== d.hex)
+      throw new RunnerError('IMAGE_INVALID', `content does not match ${d.text}`);
     const tmp = join(this.#tmp, randomUUID());
     writeFileSync(tmp, bytes, { mode: 0o600 });
     renameSync(tmp, this.#path(d));
@@ -89,9 +91,11 @@ export class ImageCache {
         await handle.write(buf);
         progress?.(buf.length);
       }
-      if (written !== size) throw new RunnerError('IMAGE_INVALID', `blob ${d.text} ended after ${written} of ${size} bytes`);
+      if (written !== size)
+        throw new RunnerError('IMAGE_INVALID', `blob ${d.text} ended after ${written} of ${size} bytes`);
       const actual = hash.digest('hex');
-      if (actual !== d.hex) throw new RunnerError('IMAGE_INVALID', `blob bytes hash to sha256:${actual}, not ${d.text}`);
+      if (actual !== d.hex)
+        throw new RunnerError('IMAGE_INVALID', `blob bytes hash to sha256:${actual}, not ${d.text}`);
       await handle.sync();
       await handle.close();
       renameSync(tmp, this.#path(d));
@@ -118,7 +122,10 @@ export class ImageCache {
     }
     if (!isObject(doc) || typeof doc.manifest !== 'string' || typeof doc.envelope !== 'string') return undefined;
     return {
-      manifest: doc.manifest, index: typeof doc.index === 'string' ? doc.index : undefined, envelope: doc.envelope, resolvedAt: String(doc.resolvedAt ?? ''),
+      manifest: doc.manifest,
+      index: typeof doc.index === 'string' ? doc.index : undefined,
+      envelope: doc.envelope,
+      resolvedAt: String(doc.resolvedAt ?? ''),
       verifiedAt: typeof doc.verifiedAt === 'string' ? doc.verifiedAt : undefined,
     };
   }

@@ -1,6 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { userInfo } from 'node:os';
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { RunnerError } from './errors.js';
 import { hostPlatform, parsePlatform } from './platform.js';
@@ -48,11 +58,21 @@ export interface LaunchOptions {
 
 const HOSTNAME = 'secure-run';
 
-export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: NodeJS.ProcessEnv, warn: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<number> {
+export async function launch(
+  paths: RunnerPaths,
+  opts: LaunchOptions,
+  hostEnv: NodeJS.ProcessEnv,
+  warn: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+): Promise<number> {
   const trust = readTrust(paths);
   const env = [...opts.envFiles.flatMap(readEnvFile), ...opts.env].map((e) => resolveEnv(e, hostEnv));
   const volumes = opts.volumes.map(parseVolume);
-  const ids = idPlan({ uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, user: loginName(), userns: opts.userns });
+  const ids = idPlan({
+    uid: process.getuid?.() ?? 0,
+    gid: process.getgid?.() ?? 0,
+    user: loginName(),
+    userns: opts.userns,
+  });
   const driver = opts.runtime === 'bwrap' ? bwrapRuntime() : ociRuntime(opts.runtime);
   const initPath = initBinary();
   mkdirSync(paths.dataDir, { recursive: true, mode: 0o711 });
@@ -64,12 +84,19 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
   const opening = ids.mode === 'root' ? undefined : openUserNamespace({ subids: ids.subids, net: slirp !== undefined });
   opening?.catch(() => undefined);
   const { pulled, config } = await pullImage(trust, cache, opts.image, {
-    platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(), maxAgeMs: opts.maxAgeMs, pull: opts.pull,
+    platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(),
+    maxAgeMs: opts.maxAgeMs,
+    pull: opts.pull,
     progress: process.stderr.isTTY ? progressBar() : undefined,
-  }).then((p) => ({ pulled: p, config: parseImageConfig(p.config) })).catch(async (err: unknown) => {
-    await opening?.then((ns) => ns.close(), () => undefined);
-    throw err;
-  });
+  })
+    .then((p) => ({ pulled: p, config: parseImageConfig(p.config) }))
+    .catch(async (err: unknown) => {
+      await opening?.then(
+        (ns) => ns.close(),
+        () => undefined,
+      );
+      throw err;
+    });
   const id = `secure-run-${randomBytes(6).toString('hex')}`;
   const bundle = join(paths.dataDir, 'containers', id);
   const handles: { close(): void }[] = [];
@@ -78,7 +105,13 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
   mkdirSync(bundle, { recursive: true, mode: 0o711 });
   try {
     const idKey = ids.subids ? `u${ids.subids.uids.start}g${ids.subids.gids.start}` : undefined;
-    const rootfsOptions = { keepSetuid: opts.keepSetuid, idMap: ids.idMap, maxLayerBytes: opts.maxLayerBytes, userns, idKey };
+    const rootfsOptions = {
+      keepSetuid: opts.keepSetuid,
+      idMap: ids.idMap,
+      maxLayerBytes: opts.maxLayerBytes,
+      userns,
+      idKey,
+    };
     // A writable root is a private copy: the cached tree stays exactly what was attested.
     const rootfs = opts.readOnly
       ? await prepareRootfs(paths.dataDir, cache, pulled.manifestDigest, pulled.layers, config.diffIds, rootfsOptions)
@@ -88,9 +121,13 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
     for (const v of volumes) ensureVolumeMountpoint(rootfs, v.destination, ownerMap);
     const files: { source: string; destination: string }[] = [];
     if (slirp) {
-      for (const [name, text] of [['resolv.conf', SLIRP_RESOLV_CONF], ['hosts', slirpHosts(HOSTNAME)]] as const) {
+      for (const [name, text] of [
+        ['resolv.conf', SLIRP_RESOLV_CONF],
+        ['hosts', slirpHosts(HOSTNAME)],
+      ] as const) {
         writeFileSync(join(bundle, name), text, { mode: 0o644 });
-        if (ensureFileMountpoint(rootfs, `/etc/${name}`, ownerMap)) files.push({ source: join(bundle, name), destination: `/etc/${name}` });
+        if (ensureFileMountpoint(rootfs, `/etc/${name}`, ownerMap))
+          files.push({ source: join(bundle, name), destination: `/etc/${name}` });
         else warn(`secure-run: warning: the image's /etc/${name} is not a regular file; leaving it as it is`);
       }
     }
@@ -98,16 +135,36 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
     const etcGroup = readContainerFile(rootfs, ['etc', 'group']);
     let user = opts.user ?? config.user;
     if (ids.mode === 'single' && user !== '' && resolveUser(user, { etcPasswd, etcGroup }).uid !== 0) {
-      warn(`secure-run: warning: ${opts.image} runs as ${JSON.stringify(user)}, but without a subordinate id range (/etc/subuid, /etc/subgid) this container has only one id; running it as the container's root (your own unprivileged user on the host)`);
+      warn(
+        `secure-run: warning: ${opts.image} runs as ${JSON.stringify(user)}, but without a subordinate id range (/etc/subuid, /etc/subgid) this container has only one id; running it as the container's root (your own unprivileged user on the host)`,
+      );
       user = '0:0';
     }
-    const spec = buildSpec(config, {
-      command: opts.command.length ? opts.command : undefined, entrypoint: opts.entrypoint, env, workdir: opts.workdir, user,
-      volumes, tty: opts.tty, readOnlyRoot: opts.readOnly, hostname: HOSTNAME, network: slirp ? 'joined' : 'private', files,
-    }, {
-      uidMappings: ids.uidMappings, gidMappings: ids.gidMappings, rlimits: hostRlimits(), initPath, rootfsPath: rootfs,
-      etcPasswd, etcGroup,
-    });
+    const spec = buildSpec(
+      config,
+      {
+        command: opts.command.length ? opts.command : undefined,
+        entrypoint: opts.entrypoint,
+        env,
+        workdir: opts.workdir,
+        user,
+        volumes,
+        tty: opts.tty,
+        readOnlyRoot: opts.readOnly,
+        hostname: HOSTNAME,
+        network: slirp ? 'joined' : 'private',
+        files,
+      },
+      {
+        uidMappings: ids.uidMappings,
+        gidMappings: ids.gidMappings,
+        rlimits: hostRlimits(),
+        initPath,
+        rootfsPath: rootfs,
+        etcPasswd,
+        etcGroup,
+      },
+    );
     // The spec holds the -e values: readable by its owner only (the runtime runs as the same user).
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
     let netns: string | undefined;
@@ -116,9 +173,24 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
       const held = userns ? undefined : await holdNetworkNamespace();
       if (held) handles.push(held);
       netns = held?.path;
-      handles.push(await startSlirp({ pid: userns?.pid ?? (held as { pid: number }).pid, userns: userns ? `/proc/${userns.pid}/ns/user` : undefined }, slirp));
+      handles.push(
+        await startSlirp(
+          {
+            pid: userns?.pid ?? (held as { pid: number }).pid,
+            userns: userns ? `/proc/${userns.pid}/ns/user` : undefined,
+          },
+          slirp,
+        ),
+      );
     }
-    return await driver.run({ bundle, id, stateDir: join(paths.dataDir, 'state'), interactive: opts.interactive, userns, netns });
+    return await driver.run({
+      bundle,
+      id,
+      stateDir: join(paths.dataDir, 'state'),
+      interactive: opts.interactive,
+      userns,
+      netns,
+    });
   } finally {
     await removeTree(bundle, userns);
     for (const h of handles.reverse()) h.close();
@@ -128,10 +200,13 @@ export async function launch(paths: RunnerPaths, opts: LaunchOptions, hostEnv: N
 /** `-v SRC:DST[:ro|rw]`, SRC an existing absolute host path. */
 export function parseVolume(text: string): Volume {
   const parts = text.split(':');
-  if (parts.length < 2 || parts.length > 3) throw new RunnerError('IMAGE_INVALID', `volume must be SRC:DST[:ro]: ${JSON.stringify(text)}`);
+  if (parts.length < 2 || parts.length > 3)
+    throw new RunnerError('IMAGE_INVALID', `volume must be SRC:DST[:ro]: ${JSON.stringify(text)}`);
   const [source = '', destination = '', mode = 'rw'] = parts;
-  if (!isAbsolute(source)) throw new RunnerError('IMAGE_INVALID', `volume source must be an absolute host path: ${JSON.stringify(source)}`);
-  if (mode !== 'ro' && mode !== 'rw') throw new RunnerError('IMAGE_INVALID', `volume mode must be ro or rw: ${JSON.stringify(mode)}`);
+  if (!isAbsolute(source))
+    throw new RunnerError('IMAGE_INVALID', `volume source must be an absolute host path: ${JSON.stringify(source)}`);
+  if (mode !== 'ro' && mode !== 'rw')
+    throw new RunnerError('IMAGE_INVALID', `volume mode must be ro or rw: ${JSON.stringify(mode)}`);
   try {
     statSync(source);
   } catch {
@@ -148,7 +223,10 @@ export function resolveEnv(entry: string, hostEnv: NodeJS.ProcessEnv): string {
 }
 
 export function readEnvFile(path: string): string[] {
-  return readFileSync(path, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
 }
 
 /**
@@ -190,7 +268,9 @@ function progressBar(): (e: { layer: number; of: number; bytes: number; size: nu
     const pct = e.size ? Math.floor((e.bytes / e.size) * 100) : 100;
     const width = 30;
     const bar = '='.repeat(Math.floor((pct / 100) * width)).padEnd(width, ' ');
-    process.stderr.write(`\r${e.layer}/${e.of} [${bar}] ${pct}% ${(e.bytes / 1048576).toFixed(1)}/${(e.size / 1048576).toFixed(1)} MiB${e.bytes >= e.size ? '\n' : ''}`);
+    process.stderr.write(
+      `\r${e.layer}/${e.of} [${bar}] ${pct}% ${(e.bytes / 1048576).toFixed(1)}/${(e.size / 1048576).toFixed(1)} MiB${e.bytes >= e.size ? '\n' : ''}`,
+    );
   };
 }
 

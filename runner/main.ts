@@ -14,18 +14,28 @@ export interface Output {
   err(line: string): void;
 }
 
-export async function trustCommand(url: string, opts: { fingerprint?: string; yes?: boolean }, io: Output): Promise<number> {
+export async function trustCommand(
+  url: string,
+  opts: { fingerprint?: string; yes?: boolean },
+  io: Output,
+): Promise<number> {
   const paths = runnerPaths();
   const { fetchGatewayKey, pinKey } = await import('./trust.js');
   const offered = await fetchGatewayKey(url, io.err);
   io.out(`gateway ${offered.gateway} offers key ${offered.fingerprint}`);
   let confirmed = opts.yes === true;
   if (opts.fingerprint === undefined && !confirmed) {
-    if (!process.stdin.isTTY) throw new RunnerError('NOT_TRUSTED', 'not a terminal: pass --fingerprint sha256:… (compare it with the gateway\'s start-up log)');
+    if (!process.stdin.isTTY)
+      throw new RunnerError(
+        'NOT_TRUSTED',
+        "not a terminal: pass --fingerprint sha256:… (compare it with the gateway's start-up log)",
+      );
     const { createInterface } = await import('node:readline/promises');
     const rl = createInterface({ input: process.stdin, output: process.stdout });
     try {
-      confirmed = /^y(es)?$/i.test((await rl.question('Is this the key the gateway logged at start-up? Pin it? [y/N] ')).trim());
+      confirmed = /^y(es)?$/i.test(
+        (await rl.question('Is this the key the gateway logged at start-up? Pin it? [y/N] ')).trim(),
+      );
     } finally {
       rl.close();
     }
@@ -35,14 +45,32 @@ export async function trustCommand(url: string, opts: { fingerprint?: string; ye
   return 0;
 }
 
-export async function verifyCommand(image: string, opts: { platform?: string; maxAge: string; json?: boolean }, io: Output): Promise<number> {
+export async function verifyCommand(
+  image: string,
+  opts: { platform?: string; maxAge: string; json?: boolean },
+  io: Output,
+): Promise<number> {
   const trust = readTrust(runnerPaths());
   const { verifyImage } = await import('./verify.js');
-  const v = await verifyImage(trust, image, { platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(), maxAgeMs: parseDuration(opts.maxAge) });
+  const v = await verifyImage(trust, image, {
+    platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(),
+    maxAgeMs: parseDuration(opts.maxAge),
+  });
   if (opts.json) {
-    io.out(JSON.stringify({ image, digest: v.image.manifestDigest.text, index: v.image.indexDigest?.text, verified: v.summary.timeVerified.toISOString(), policy: v.summary.policyDigest, resource: v.summary.resourceUri }));
+    io.out(
+      JSON.stringify({
+        image,
+        digest: v.image.manifestDigest.text,
+        index: v.image.indexDigest?.text,
+        verified: v.summary.timeVerified.toISOString(),
+        policy: v.summary.policyDigest,
+        resource: v.summary.resourceUri,
+      }),
+    );
   } else {
-    io.out(`${image} → ${v.image.manifestDigest.text}: attested by ${trust.gateway} (key ${trust.fingerprint}) at ${v.summary.timeVerified.toISOString()}, policy ${v.summary.policyDigest ?? 'unknown'}`);
+    io.out(
+      `${image} → ${v.image.manifestDigest.text}: attested by ${trust.gateway} (key ${trust.fingerprint}) at ${v.summary.timeVerified.toISOString()}, policy ${v.summary.policyDigest ?? 'unknown'}`,
+    );
   }
   return 0;
 }
@@ -76,11 +104,31 @@ export interface RunFlags {
 }
 
 export async function runCommand(image: string, command: string[], f: RunFlags, _io: Output): Promise<number> {
-  if (f.readOnly && f.writableRoot) throw new RunnerError('IMAGE_INVALID', '--read-only and --writable-root contradict each other');
-  return launch(runnerPaths(), {
-    image, command, env: f.env, envFiles: f.envFile, volumes: f.volume, workdir: f.workdir, user: f.user, entrypoint: f.entrypoint,
-    interactive: f.interactive === true, tty: f.tty === true, platform: f.platform, pull: f.pull, runtime: f.runtime,
-    readOnly: f.writableRoot !== true, maxAgeMs: parseDuration(f.maxAge), keepSetuid: f.keepSetuid === true, maxLayerBytes: 16 * 1024 ** 3,
-    userns: f.userns, network: parseNetwork(f.network),
-  }, process.env);
+  if (f.readOnly && f.writableRoot)
+    throw new RunnerError('IMAGE_INVALID', '--read-only and --writable-root contradict each other');
+  return launch(
+    runnerPaths(),
+    {
+      image,
+      command,
+      env: f.env,
+      envFiles: f.envFile,
+      volumes: f.volume,
+      workdir: f.workdir,
+      user: f.user,
+      entrypoint: f.entrypoint,
+      interactive: f.interactive === true,
+      tty: f.tty === true,
+      platform: f.platform,
+      pull: f.pull,
+      runtime: f.runtime,
+      readOnly: f.writableRoot !== true,
+      maxAgeMs: parseDuration(f.maxAge),
+      keepSetuid: f.keepSetuid === true,
+      maxLayerBytes: 16 * 1024 ** 3,
+      userns: f.userns,
+      network: parseNetwork(f.network),
+    },
+    process.env,
+  );
 }

@@ -36,14 +36,26 @@ export interface PullOptions {
 
 const MAX_CONFIG_BYTES = 1024 * 1024;
 
-export async function pullImage(trust: Trust, cache: ImageCache, imageText: string, opts: PullOptions): Promise<PulledImage> {
+export async function pullImage(
+  trust: Trust,
+  cache: ImageCache,
+  imageText: string,
+  opts: PullOptions,
+): Promise<PulledImage> {
   const ref = parseImageReference(imageText);
   const key = `${trust.gateway} ${formatImageReference(ref)} ${opts.platform.os}/${opts.platform.architecture}/${opts.platform.variant ?? ''}`;
   const now = opts.now ?? new Date();
   const cached = cache.readRef(key);
   const subjectName = `${ref.host}/${ref.repository}`;
   const check = (digest: Digest, envelope: Buffer) =>
-    checkAttestation({ envelopes: [envelope], pinnedKey: pinnedKey(trust), manifestDigest: digest.text, now, maxAgeMs: opts.maxAgeMs, subjectName }).summary;
+    checkAttestation({
+      envelopes: [envelope],
+      pinnedKey: pinnedKey(trust),
+      manifestDigest: digest.text,
+      now,
+      maxAgeMs: opts.maxAgeMs,
+      subjectName,
+    }).summary;
   let manifestDigest: Digest | undefined;
   let manifestBytes: Buffer | undefined;
   let summary: VerifiedSummary | undefined;
@@ -53,7 +65,8 @@ export async function pullImage(trust: Trust, cache: ImageCache, imageText: stri
     const m = cache.readSmall(digest, MAX_MANIFEST_BYTES);
     const e = cache.readSmall(parseDigest(cached.envelope), MAX_ENVELOPE_BYTES);
     if (!m || !e) {
-      if (opts.pull === 'never') throw new RunnerError('NOT_CACHED', `the cache entry of ${imageText} is incomplete: pull it again`);
+      if (opts.pull === 'never')
+        throw new RunnerError('NOT_CACHED', `the cache entry of ${imageText} is incomplete: pull it again`);
     } else {
       try {
         // The check that counts: with the pinned key, for this digest and name, now.
@@ -73,7 +86,10 @@ export async function pullImage(trust: Trust, cache: ImageCache, imageText: stri
     const v = await verifyImage(trust, imageText, { platform: opts.platform, maxAgeMs: opts.maxAgeMs, now });
     // No rollback: a reference never goes back to an attestation older than the one it had.
     if (cached?.verifiedAt !== undefined && v.summary.timeVerified.getTime() < Date.parse(cached.verifiedAt)) {
-      throw new RunnerError('ATTESTATION_EXPIRED', `the gateway offers an attestation from ${v.summary.timeVerified.toISOString()}, older than the one already used for ${imageText} (${cached.verifiedAt})`);
+      throw new RunnerError(
+        'ATTESTATION_EXPIRED',
+        `the gateway offers an attestation from ${v.summary.timeVerified.toISOString()}, older than the one already used for ${imageText} (${cached.verifiedAt})`,
+      );
     }
     manifestDigest = v.image.manifestDigest;
     manifestBytes = v.image.manifestBytes;
@@ -81,28 +97,50 @@ export async function pullImage(trust: Trust, cache: ImageCache, imageText: stri
     const envelopeDigest = digestOf(v.envelope);
     cache.putSmall(manifestDigest, manifestBytes);
     cache.putSmall(envelopeDigest, v.envelope);
-    cache.recordRef(key, { manifest: manifestDigest.text, index: v.image.indexDigest?.text, envelope: envelopeDigest.text, resolvedAt: now.toISOString(), verifiedAt: summary.timeVerified.toISOString() });
+    cache.recordRef(key, {
+      manifest: manifestDigest.text,
+      index: v.image.indexDigest?.text,
+      envelope: envelopeDigest.text,
+      resolvedAt: now.toISOString(),
+      verifiedAt: summary.timeVerified.toISOString(),
+    });
   }
   const manifest = parseManifest(manifestBytes);
   if (manifest.kind !== 'image') throw new RunnerError('IMAGE_INVALID', 'the cached manifest is not an image manifest');
   await fetchBlobs(trust, cache, ref.repository, ref.host, manifest, opts);
   const config = cache.readSmall(manifest.config.digest, MAX_CONFIG_BYTES);
-  if (!config) throw new RunnerError('IMAGE_INVALID', `the image config ${manifest.config.digest.text} is missing or too large`);
+  if (!config)
+    throw new RunnerError('IMAGE_INVALID', `the image config ${manifest.config.digest.text} is missing or too large`);
   return { manifestDigest, manifest, config, layers: manifest.layers, summary };
 }
 
-async function fetchBlobs(trust: Trust, cache: ImageCache, repository: string, host: string, manifest: ImageManifest, opts: PullOptions): Promise<void> {
+async function fetchBlobs(
+  trust: Trust,
+  cache: ImageCache,
+  repository: string,
+  host: string,
+  manifest: ImageManifest,
+  opts: PullOptions,
+): Promise<void> {
   const wanted = [manifest.config, ...manifest.layers];
   const missing = wanted.filter((d) => !cache.has(d.digest, d.size));
   if (missing.length === 0) return;
-  if (opts.pull === 'never') throw new RunnerError('NOT_CACHED', `${missing.length} blob(s) of the image are not cached and --pull never was given`);
+  if (opts.pull === 'never')
+    throw new RunnerError(
+      'NOT_CACHED',
+      `${missing.length} blob(s) of the image are not cached and --pull never was given`,
+    );
   const { gatewayClient } = await import('./gateway-client.js');
   const client = gatewayClient(trust.gateway, { host, repository, tag: undefined, digest: manifest.config.digest });
   try {
     // Blobs come from the gateway by digest, or not at all: descriptor `urls` are never followed.
     for (const [i, d] of missing.entries()) {
       const res = await client.blob(repository, d.digest.text).catch((err: unknown) => {
-        throw new RunnerError('IMAGE_UNAVAILABLE', `the gateway did not serve blob ${d.digest.text}: ${(err as Error).message}`, { cause: err });
+        throw new RunnerError(
+          'IMAGE_UNAVAILABLE',
+          `the gateway did not serve blob ${d.digest.text}: ${(err as Error).message}`,
+          { cause: err },
+        );
       });
       let done = 0;
       await cache.putStream(d.digest, d.size, res.body, (n) => {

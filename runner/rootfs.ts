@@ -1,5 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, constants, existsSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  existsSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
@@ -35,8 +49,10 @@ export function ensureVolumeMountpoint(root: string, destination: string, idMap:
     if (part === '..') throw new RunnerError('IMAGE_INVALID', `volume destination climbs out: ${destination}`);
     path = join(path, part);
     const st = lstatOrUndefined(path);
-    if (st?.isSymbolicLink()) throw new RunnerError('IMAGE_INVALID', `volume destination ${destination} goes through a symlink in the image`);
-    if (st && !st.isDirectory()) throw new RunnerError('IMAGE_INVALID', `volume destination ${destination} is not a directory in the image`);
+    if (st?.isSymbolicLink())
+      throw new RunnerError('IMAGE_INVALID', `volume destination ${destination} goes through a symlink in the image`);
+    if (st && !st.isDirectory())
+      throw new RunnerError('IMAGE_INVALID', `volume destination ${destination} is not a directory in the image`);
     if (!st) {
       mkdirSync(path, { mode: 0o755 });
       if (idMap) lchownSync(path, idMap.idBase, idMap.idBase);
@@ -50,7 +66,11 @@ export function ensureVolumeMountpoint(root: string, destination: string, idMap:
  * (a symlink, a directory) is left alone: returns false and nothing is bound there.
  */
 export function ensureFileMountpoint(root: string, destination: string, idMap: RootfsOptions['idMap']): boolean {
-  const parent = destination.split('/').filter((p) => p !== '').slice(0, -1).join('/');
+  const parent = destination
+    .split('/')
+    .filter((p) => p !== '')
+    .slice(0, -1)
+    .join('/');
   try {
     ensureVolumeMountpoint(root, `/${parent}`, idMap);
   } catch {
@@ -77,18 +97,40 @@ function lstatOrUndefined(path: string): ReturnType<typeof lstatSync> | undefine
 }
 
 /** A private, writable rootfs for one container (under `bundle`), removed with it. */
-export async function privateRootfs(bundle: string, cache: ImageCache, layers: readonly Descriptor[], diffIds: readonly string[], opts: RootfsOptions): Promise<string> {
-  if (layers.length !== diffIds.length) throw new RunnerError('IMAGE_INVALID', `the manifest has ${layers.length} layers and the config ${diffIds.length} diffIDs`);
+export async function privateRootfs(
+  bundle: string,
+  cache: ImageCache,
+  layers: readonly Descriptor[],
+  diffIds: readonly string[],
+  opts: RootfsOptions,
+): Promise<string> {
+  if (layers.length !== diffIds.length)
+    throw new RunnerError(
+      'IMAGE_INVALID',
+      `the manifest has ${layers.length} layers and the config ${diffIds.length} diffIDs`,
+    );
   const root = join(bundle, 'rootfs');
   mkdirSync(root, { recursive: true, mode: 0o755 });
   await extractConfined(extractPlan(root, cache, layers, diffIds, opts, false), opts.userns?.enter);
   return root;
 }
 
-function extractPlan(root: string, cache: ImageCache, layers: readonly Descriptor[], diffIds: readonly string[], opts: RootfsOptions, seal: boolean): ExtractPlan {
+function extractPlan(
+  root: string,
+  cache: ImageCache,
+  layers: readonly Descriptor[],
+  diffIds: readonly string[],
+  opts: RootfsOptions,
+  seal: boolean,
+): ExtractPlan {
   return {
-    root, layers: layers.map((l, i) => ({ path: cache.blobPath(l.digest), diffId: diffIds[i] as string })),
-    keepSetuid: opts.keepSetuid, maxEntries: 1_000_000, maxLayerBytes: opts.maxLayerBytes, idMap: opts.idMap, seal,
+    root,
+    layers: layers.map((l, i) => ({ path: cache.blobPath(l.digest), diffId: diffIds[i] as string })),
+    keepSetuid: opts.keepSetuid,
+    maxEntries: 1_000_000,
+    maxLayerBytes: opts.maxLayerBytes,
+    idMap: opts.idMap,
+    seal,
   };
 }
 
@@ -124,7 +166,8 @@ function sealHolds(root: string, sealFile: string): boolean {
 export async function removeTree(path: string, userns?: UserNamespace): Promise<void> {
   removeTreeSync(path);
   // What is left belongs to ids of the namespace (a private root of subordinate-id files).
-  if (userns && existsSync(path)) await runIn(userns, ['rm', '-rf', '--one-file-system', '--', path]).catch(() => undefined);
+  if (userns && existsSync(path))
+    await runIn(userns, ['rm', '-rf', '--one-file-system', '--', path]).catch(() => undefined);
 }
 
 function removeTreeSync(path: string): void {
@@ -146,8 +189,19 @@ function removeTreeSync(path: string): void {
   }
 }
 
-export async function prepareRootfs(dataDir: string, cache: ImageCache, manifestDigest: Digest, layers: readonly Descriptor[], diffIds: readonly string[], opts: RootfsOptions): Promise<string> {
-  if (layers.length !== diffIds.length) throw new RunnerError('IMAGE_INVALID', `the manifest has ${layers.length} layers and the config ${diffIds.length} diffIDs`);
+export async function prepareRootfs(
+  dataDir: string,
+  cache: ImageCache,
+  manifestDigest: Digest,
+  layers: readonly Descriptor[],
+  diffIds: readonly string[],
+  opts: RootfsOptions,
+): Promise<string> {
+  if (layers.length !== diffIds.length)
+    throw new RunnerError(
+      'IMAGE_INVALID',
+      `the manifest has ${layers.length} layers and the config ${diffIds.length} diffIDs`,
+    );
   const dir = join(dataDir, 'rootfs');
   mkdirSync(dir, { recursive: true, mode: 0o711 });
   chmodSync(dir, 0o711);
@@ -164,12 +218,16 @@ export async function prepareRootfs(dataDir: string, cache: ImageCache, manifest
   chmodSync(tmp, 0o711);
   try {
     // The seal is taken inside the confinement, which can read every directory of the tree.
-    const { seal } = await extractConfined(extractPlan(join(tmp, 'rootfs'), cache, layers, diffIds, opts, true), opts.userns?.enter);
+    const { seal } = await extractConfined(
+      extractPlan(join(tmp, 'rootfs'), cache, layers, diffIds, opts, true),
+      opts.userns?.enter,
+    );
     writeFileSync(join(tmp, 'seal.json'), JSON.stringify(seal ?? {}), { mode: 0o600 });
     renameSync(tmp, final);
   } catch (err) {
     await removeTree(tmp, opts.userns);
-    if (existsSync(join(final, 'rootfs')) && sealHolds(join(final, 'rootfs'), join(final, 'seal.json'))) return join(final, 'rootfs');
+    if (existsSync(join(final, 'rootfs')) && sealHolds(join(final, 'rootfs'), join(final, 'seal.json')))
+      return join(final, 'rootfs');
     throw err;
   }
   return join(final, 'rootfs');

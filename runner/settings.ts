@@ -38,13 +38,26 @@ export function readTrust(paths: RunnerPaths): Trust {
     text = readFileSync(paths.trustFile, 'utf8');
   } catch (err) {
     if (err instanceof RunnerError) throw err;
-    throw new RunnerError('NOT_TRUSTED', `no gateway is trusted yet: run \`secure-run trust GATEWAY_URL\` (looked in ${paths.trustFile})`);
+    throw new RunnerError(
+      'NOT_TRUSTED',
+      `no gateway is trusted yet: run \`secure-run trust GATEWAY_URL\` (looked in ${paths.trustFile})`,
+    );
   }
   const doc = parseStrictJson(text, { maxDepth: 4 });
-  if (!isObject(doc) || typeof doc.gateway !== 'string' || typeof doc.publicKeyPem !== 'string' || typeof doc.fingerprint !== 'string') {
+  if (
+    !isObject(doc) ||
+    typeof doc.gateway !== 'string' ||
+    typeof doc.publicKeyPem !== 'string' ||
+    typeof doc.fingerprint !== 'string'
+  ) {
     throw new RunnerError('NOT_TRUSTED', `${paths.trustFile} is not a trust file written by secure-run`);
   }
-  return { gateway: doc.gateway, publicKeyPem: doc.publicKeyPem, fingerprint: doc.fingerprint, pinnedAt: String(doc.pinnedAt ?? '') };
+  return {
+    gateway: doc.gateway,
+    publicKeyPem: doc.publicKeyPem,
+    fingerprint: doc.fingerprint,
+    pinnedAt: String(doc.pinnedAt ?? ''),
+  };
 }
 
 export function pinnedKey(trust: Trust): KeyObject {
@@ -74,7 +87,16 @@ export function assertPrivate(path: string): void {
     throw new RunnerError('NOT_TRUSTED', `cannot check ${path}: ${(err as Error).message}`);
   }
   const uid = process.geteuid?.() ?? 0;
-  if (st.isSymbolicLink()) throw new RunnerError('NOT_TRUSTED', `${path} is a symlink; secure-run uses only its own files`);
-  if (st.uid !== uid) throw new RunnerError('NOT_TRUSTED', `${path} belongs to uid ${st.uid}, not to you (uid ${uid}): refusing to use another user's settings or caches`);
-  if ((st.mode & 0o022) !== 0) throw new RunnerError('NOT_TRUSTED', `${path} is writable by others (mode ${(st.mode & 0o777).toString(8)}): chmod go-w ${path}`);
+  if (st.isSymbolicLink())
+    throw new RunnerError('NOT_TRUSTED', `${path} is a symlink; secure-run uses only its own files`);
+  if (st.uid !== uid)
+    throw new RunnerError(
+      'NOT_TRUSTED',
+      `${path} belongs to uid ${st.uid}, not to you (uid ${uid}): refusing to use another user's settings or caches`,
+    );
+  if ((st.mode & 0o022) !== 0)
+    throw new RunnerError(
+      'NOT_TRUSTED',
+      `${path} is writable by others (mode ${(st.mode & 0o777).toString(8)}): chmod go-w ${path}`,
+    );
 }

@@ -16,13 +16,23 @@ export interface OfferedKey {
   readonly fingerprint: string;
 }
 
-export async function fetchGatewayKey(gatewayUrl: string, warn: (line: string) => void = () => undefined): Promise<OfferedKey> {
+export async function fetchGatewayKey(
+  gatewayUrl: string,
+  warn: (line: string) => void = () => undefined,
+): Promise<OfferedKey> {
   const base = new URL(gatewayUrl);
-  if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new RunnerError('NOT_TRUSTED', 'the gateway URL must be http(s)');
+  if (base.protocol !== 'https:' && base.protocol !== 'http:')
+    throw new RunnerError('NOT_TRUSTED', 'the gateway URL must be http(s)');
   if (base.protocol === 'http:' && !['127.0.0.1', 'localhost', '[::1]'].includes(base.hostname)) {
-    warn(`secure-run: warning: ${base.origin} is plain HTTP: anyone on the path can swap the key now and the images later; compare the fingerprint out of band, and prefer https (portcullis init makes a TLS certificate)`);
+    warn(
+      `secure-run: warning: ${base.origin} is plain HTTP: anyone on the path can swap the key now and the images later; compare the fingerprint out of band, and prefer https (portcullis init makes a TLS certificate)`,
+    );
   }
-  const res = await request(new URL('/v2/_portcullis/gateway.pub', base), { method: 'GET', headersTimeout: 15_000, bodyTimeout: 15_000 });
+  const res = await request(new URL('/v2/_portcullis/gateway.pub', base), {
+    method: 'GET',
+    headersTimeout: 15_000,
+    bodyTimeout: 15_000,
+  });
   if (res.statusCode !== 200) {
     await readBounded(res.body, 64 * 1024, 'response').catch(() => undefined);
     throw new RunnerError('NOT_TRUSTED', `${base.origin} did not serve a gateway key (HTTP ${res.statusCode})`);
@@ -32,22 +42,45 @@ export async function fetchGatewayKey(gatewayUrl: string, warn: (line: string) =
   try {
     key = createPublicKey(pem);
   } catch (err) {
-    throw new RunnerError('NOT_TRUSTED', `the gateway's key cannot be parsed: ${(err as Error).message}`, { cause: err });
+    throw new RunnerError('NOT_TRUSTED', `the gateway's key cannot be parsed: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
-  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new RunnerError('NOT_TRUSTED', 'the gateway key is not ECDSA P-256');
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+    throw new RunnerError('NOT_TRUSTED', 'the gateway key is not ECDSA P-256');
   const der = key.export({ type: 'spki', format: 'der' });
-  return { gateway: base.origin, publicKeyPem: key.export({ type: 'spki', format: 'pem' }) as string, fingerprint: `sha256:${createHash('sha256').update(der).digest('hex')}` };
+  return {
+    gateway: base.origin,
+    publicKeyPem: key.export({ type: 'spki', format: 'pem' }) as string,
+    fingerprint: `sha256:${createHash('sha256').update(der).digest('hex')}`,
+  };
 }
 
 /** Pins `offered` when `expected` matches its fingerprint (scripts) or `confirmed` says yes (people). */
-export function pinKey(paths: RunnerPaths, offered: OfferedKey, decision: { expected?: string | undefined; confirmed?: boolean }, now = new Date()): Trust {
+export function pinKey(
+  paths: RunnerPaths,
+  offered: OfferedKey,
+  decision: { expected?: string | undefined; confirmed?: boolean },
+  now = new Date(),
+): Trust {
   if (decision.expected !== undefined) {
-    const want = decision.expected.startsWith('sha256:') ? decision.expected.toLowerCase() : `sha256:${decision.expected.toLowerCase()}`;
-    if (want !== offered.fingerprint) throw new RunnerError('TRUST_MISMATCH', `the gateway offers key ${offered.fingerprint}, not ${want}: nothing was pinned`);
+    const want = decision.expected.startsWith('sha256:')
+      ? decision.expected.toLowerCase()
+      : `sha256:${decision.expected.toLowerCase()}`;
+    if (want !== offered.fingerprint)
+      throw new RunnerError(
+        'TRUST_MISMATCH',
+        `the gateway offers key ${offered.fingerprint}, not ${want}: nothing was pinned`,
+      );
   } else if (!decision.confirmed) {
     throw new RunnerError('NOT_TRUSTED', 'the key was not confirmed: nothing was pinned');
   }
-  const trust: Trust = { gateway: offered.gateway, publicKeyPem: offered.publicKeyPem, fingerprint: offered.fingerprint, pinnedAt: now.toISOString() };
+  const trust: Trust = {
+    gateway: offered.gateway,
+    publicKeyPem: offered.publicKeyPem,
+    fingerprint: offered.fingerprint,
+    pinnedAt: now.toISOString(),
+  };
   writeTrust(paths, trust);
   return trust;
 }

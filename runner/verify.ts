@@ -16,14 +16,22 @@ export interface VerifiedImage {
   readonly envelope: Buffer;
 }
 
-export async function verifyImage(trust: Trust, imageText: string, opts: { platform: Platform; maxAgeMs: number; now?: Date }): Promise<VerifiedImage> {
+export async function verifyImage(
+  trust: Trust,
+  imageText: string,
+  opts: { platform: Platform; maxAgeMs: number; now?: Date },
+): Promise<VerifiedImage> {
   const ref = parseImageReference(imageText);
   const client = gatewayClient(trust.gateway, ref);
   try {
     const image = await resolveImage(client, ref, opts.platform);
     const envelopes = await fetchAttestationEnvelopes(client, ref.repository, image.manifestDigest);
     const { summary, index } = checkAttestation({
-      envelopes, pinnedKey: pinnedKey(trust), manifestDigest: image.manifestDigest.text, now: opts.now ?? new Date(), maxAgeMs: opts.maxAgeMs,
+      envelopes,
+      pinnedKey: pinnedKey(trust),
+      manifestDigest: image.manifestDigest.text,
+      now: opts.now ?? new Date(),
+      maxAgeMs: opts.maxAgeMs,
       subjectName: `${ref.host}/${ref.repository}`,
     });
     return { image, summary, envelope: envelopes[index] as Buffer };

@@ -58,7 +58,11 @@ export function buildApp(deps: AppDeps): GatewayApp {
   app.setErrorHandler((err, req, reply) => {
     const e = mapError(err);
     if (e.status >= 500) req.log.error({ err, code: (err as { code?: string }).code }, 'request failed');
-    else req.log.info({ code: (err as { code?: string }).code, reason: e.detail?.reason, msg2: e.message }, 'request refused');
+    else
+      req.log.info(
+        { code: (err as { code?: string }).code, reason: e.detail?.reason, msg2: e.message },
+        'request refused',
+      );
     if (reply.sent || reply.raw.headersSent) {
       reply.raw.destroy();
       return;
@@ -68,7 +72,16 @@ export function buildApp(deps: AppDeps): GatewayApp {
     void reply.status(e.status).header('content-type', 'application/json').send(errorBody(e));
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.status(404).header('content-type', 'application/json').send(JSON.stringify({ errors: [{ code: 'NAME_UNKNOWN', message: `no route for ${req.method} ${req.url.split('?')[0]?.slice(0, 200)}` }] }));
+    void reply
+      .status(404)
+      .header('content-type', 'application/json')
+      .send(
+        JSON.stringify({
+          errors: [
+            { code: 'NAME_UNKNOWN', message: `no route for ${req.method} ${req.url.split('?')[0]?.slice(0, 200)}` },
+          ],
+        }),
+      );
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -77,12 +90,27 @@ export function buildApp(deps: AppDeps): GatewayApp {
     return deps.metrics.registry.metrics();
   });
   // The gateway's public key, for pinning (`_` cannot start a repository name: no collision).
-  app.route({ method: ['GET', 'HEAD'], url: '/v2/_portcullis/gateway.pub', handler: async (_req, reply) => reply.header('content-type', 'application/x-pem-file').send(deps.signer.publicKeyPem) });
   app.route({
-    method: ['GET', 'HEAD'], url: '/v2/_portcullis/gateway.json',
-    handler: async () => ({ fingerprint: `sha256:${deps.signer.fingerprint}`, verifierId: deps.signer.verifierId, publicKey: deps.signer.publicKeyPem, policyDigest: deps.policy().digest.text }),
+    method: ['GET', 'HEAD'],
+    url: '/v2/_portcullis/gateway.pub',
+    handler: async (_req, reply) =>
+      reply.header('content-type', 'application/x-pem-file').send(deps.signer.publicKeyPem),
   });
-  app.route({ method: ['GET', 'HEAD'], url: '/v2/', handler: async (_req, reply) => reply.header('content-type', 'application/json').send('{}') });
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/v2/_portcullis/gateway.json',
+    handler: async () => ({
+      fingerprint: `sha256:${deps.signer.fingerprint}`,
+      verifierId: deps.signer.verifierId,
+      publicKey: deps.signer.publicKeyPem,
+      policyDigest: deps.policy().digest.text,
+    }),
+  });
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/v2/',
+    handler: async (_req, reply) => reply.header('content-type', 'application/json').send('{}'),
+  });
 
   const unsupported = async (): Promise<never> => {
     throw new GatewayError('OPERATION_UNSUPPORTED', 'this gateway is pull-only: push and delete are not supported');
@@ -107,7 +135,13 @@ export function buildApp(deps: AppDeps): GatewayApp {
     },
   });
 
-  async function handle(p: RegistryPath, addr: ReturnType<Upstreams['resolve']>, params: URLSearchParams, req: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  async function handle(
+    p: RegistryPath,
+    addr: ReturnType<Upstreams['resolve']>,
+    params: URLSearchParams,
+    req: FastifyRequest,
+    reply: FastifyReply,
+  ): Promise<unknown> {
     switch (p.kind) {
       case 'manifest': {
         const accept = req.headers.accept;
@@ -119,7 +153,10 @@ export function buildApp(deps: AppDeps): GatewayApp {
         return req.method === 'HEAD' ? reply.send() : reply.send(m.bytes);
       }
       case 'blob': {
-        reply.header('docker-content-digest', p.digest.text).header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream');
+        reply
+          .header('docker-content-digest', p.digest.text)
+          .header('accept-ranges', 'bytes')
+          .header('content-type', 'application/octet-stream');
         if (req.method === 'HEAD') {
           const size = await blobs.size(addr, p.digest);
           return reply.header('content-length', String(size)).send();
@@ -128,7 +165,8 @@ export function buildApp(deps: AppDeps): GatewayApp {
         const length = body.range ? body.range.end - body.range.start + 1 : body.size;
         reply.raw.once('finish', () => deps.metrics.bytesServed.inc(length));
         reply.header('content-length', String(length));
-        if (body.range) reply.status(206).header('content-range', `bytes ${body.range.start}-${body.range.end}/${body.size}`);
+        if (body.range)
+          reply.status(206).header('content-range', `bytes ${body.range.start}-${body.range.end}/${body.size}`);
         return reply.send(body.stream);
       }
       case 'tags': {
@@ -147,9 +185,14 @@ export function buildApp(deps: AppDeps): GatewayApp {
         const { manifests: list, filtered } = await listReferrers(addr, p.digest, deps.metadata, artifactType);
         const ours = await manifests.attestationReferrer(addr, p.digest);
         const theirs = list.filter((d) => !impersonatesGateway(d.annotations)).map(descriptorJson);
-        const entries = [...theirs, ...(ours && (artifactType === undefined || artifactType === ours.artifactType) ? [ours] : [])];
+        const entries = [
+          ...theirs,
+          ...(ours && (artifactType === undefined || artifactType === ours.artifactType) ? [ours] : []),
+        ];
         if (filtered) reply.header('oci-filters-applied', 'artifactType');
-        return reply.header('content-type', MediaType.ociIndex).send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: entries })));
+        return reply
+          .header('content-type', MediaType.ociIndex)
+          .send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: entries })));
       }
     }
   }

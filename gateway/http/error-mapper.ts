@@ -21,19 +21,32 @@ type Code = OciErrorCode | UpstreamErrorCode | GatewayErrorCode;
 
 function statusFor(code: Code): [number, string] {
   switch (code) {
-    case 'NAME_INVALID': return [400, 'NAME_INVALID'];
-    case 'TAG_INVALID': return [400, 'TAG_INVALID'];
-    case 'DIGEST_INVALID': return [400, 'DIGEST_INVALID'];
-    case 'DIGEST_UNSUPPORTED': return [400, 'DIGEST_INVALID'];
-    case 'NAMESPACE_INVALID': return [400, 'NAME_INVALID'];
-    case 'PAGINATION_INVALID': return [400, 'PAGINATION_NUMBER_INVALID'];
-    case 'RANGE_INVALID': return [416, 'RANGE_INVALID'];
-    case 'NAME_UNKNOWN': return [404, 'NAME_UNKNOWN'];
-    case 'MANIFEST_UNKNOWN': return [404, 'MANIFEST_UNKNOWN'];
-    case 'UPSTREAM_NOT_FOUND': return [404, 'MANIFEST_UNKNOWN'];
-    case 'BLOB_UNKNOWN': return [404, 'BLOB_UNKNOWN'];
-    case 'POLICY_DENIED': return [403, 'DENIED'];
-    case 'OPERATION_UNSUPPORTED': return [405, 'UNSUPPORTED'];
+    case 'NAME_INVALID':
+      return [400, 'NAME_INVALID'];
+    case 'TAG_INVALID':
+      return [400, 'TAG_INVALID'];
+    case 'DIGEST_INVALID':
+      return [400, 'DIGEST_INVALID'];
+    case 'DIGEST_UNSUPPORTED':
+      return [400, 'DIGEST_INVALID'];
+    case 'NAMESPACE_INVALID':
+      return [400, 'NAME_INVALID'];
+    case 'PAGINATION_INVALID':
+      return [400, 'PAGINATION_NUMBER_INVALID'];
+    case 'RANGE_INVALID':
+      return [416, 'RANGE_INVALID'];
+    case 'NAME_UNKNOWN':
+      return [404, 'NAME_UNKNOWN'];
+    case 'MANIFEST_UNKNOWN':
+      return [404, 'MANIFEST_UNKNOWN'];
+    case 'UPSTREAM_NOT_FOUND':
+      return [404, 'MANIFEST_UNKNOWN'];
+    case 'BLOB_UNKNOWN':
+      return [404, 'BLOB_UNKNOWN'];
+    case 'POLICY_DENIED':
+      return [403, 'DENIED'];
+    case 'OPERATION_UNSUPPORTED':
+      return [405, 'UNSUPPORTED'];
     // What the upstream sent is unusable: the gateway answers as a bad gateway.
     case 'DIGEST_MISMATCH':
     case 'SIZE_MISMATCH':
@@ -48,14 +61,22 @@ function statusFor(code: Code): [number, string] {
     case 'UPSTREAM_BODY_TOO_LARGE':
     case 'UPSTREAM_PROTOCOL':
       return [502, 'MANIFEST_INVALID'];
-    case 'MANIFEST_UNSUPPORTED': return [415, 'UNSUPPORTED'];
-    case 'UPSTREAM_UNAUTHORIZED': return [502, 'UNAUTHORIZED'];
-    case 'UPSTREAM_DENIED': return [502, 'DENIED'];
-    case 'UPSTREAM_AUTH_REALM_REJECTED': return [502, 'UNAUTHORIZED'];
-    case 'UPSTREAM_REDIRECT_REJECTED': return [502, 'UNKNOWN'];
-    case 'UPSTREAM_TOO_MANY_REQUESTS': return [429, 'TOOMANYREQUESTS'];
-    case 'UPSTREAM_UNAVAILABLE': return [502, 'UNAVAILABLE'];
-    case 'UPSTREAM_TIMEOUT': return [504, 'UNAVAILABLE'];
+    case 'MANIFEST_UNSUPPORTED':
+      return [415, 'UNSUPPORTED'];
+    case 'UPSTREAM_UNAUTHORIZED':
+      return [502, 'UNAUTHORIZED'];
+    case 'UPSTREAM_DENIED':
+      return [502, 'DENIED'];
+    case 'UPSTREAM_AUTH_REALM_REJECTED':
+      return [502, 'UNAUTHORIZED'];
+    case 'UPSTREAM_REDIRECT_REJECTED':
+      return [502, 'UNKNOWN'];
+    case 'UPSTREAM_TOO_MANY_REQUESTS':
+      return [429, 'TOOMANYREQUESTS'];
+    case 'UPSTREAM_UNAVAILABLE':
+      return [502, 'UNAVAILABLE'];
+    case 'UPSTREAM_TIMEOUT':
+      return [504, 'UNAVAILABLE'];
     case 'STORE_CORRUPT':
     case 'STORE_FAILED':
       return [500, 'UNKNOWN'];
@@ -74,7 +95,11 @@ export function mapError(err: unknown): HttpError {
     const retryAfter = err instanceof UpstreamError ? err.retryAfterSeconds : undefined;
     const size = err instanceof GatewayError && err.code === 'RANGE_INVALID' ? err.detail?.size : undefined;
     return {
-      status, ociCode, message: err.message, detail, expose: status < 500 || status >= 502,
+      status,
+      ociCode,
+      message: err.message,
+      detail,
+      expose: status < 500 || status >= 502,
       ...(retryAfter !== undefined ? { retryAfter } : {}),
       ...(typeof size === 'number' ? { headers: { 'content-range': `bytes */${size}` } } : {}),
     };
@@ -88,5 +113,13 @@ export function mapError(err: unknown): HttpError {
 }
 
 export function errorBody(e: HttpError): string {
-  return JSON.stringify({ errors: [{ code: e.ociCode, message: e.expose ? e.message : 'internal error', ...(e.detail && e.expose ? { detail: e.detail } : {}) }] });
+  return JSON.stringify({
+    errors: [
+      {
+        code: e.ociCode,
+        message: e.expose ? e.message : 'internal error',
+        ...(e.detail && e.expose ? { detail: e.detail } : {}),
+      },
+    ],
+  });
 }

@@ -1,5 +1,14 @@
 import Database from 'better-sqlite3';
-import type { Admission, AdmittedManifest, AttestationRecord, DecisionRecord, ManifestKind, MetadataStore, PinRecord, TagRecord } from './metadata-store.js';
+import type {
+  Admission,
+  AdmittedManifest,
+  AttestationRecord,
+  DecisionRecord,
+  ManifestKind,
+  MetadataStore,
+  PinRecord,
+  TagRecord,
+} from './metadata-store.js';
 
 /**
  * The embedded MetadataStore: one SQLite file in WAL mode. Migrations are numbered
@@ -61,37 +70,75 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#stmts = {
       repoId: db.prepare<[string], { id: number }>('SELECT id FROM repositories WHERE name = ?'),
       insertRepo: db.prepare('INSERT OR IGNORE INTO repositories (name) VALUES (?)'),
-      manifest: db.prepare<[string, string], { digest: string; media_type: string; size: number; kind: ManifestKind; policy_digest: string; rule: string; verified: number }>(
-        'SELECT m.digest, m.media_type, m.size, m.kind, m.policy_digest, m.rule, m.verified FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?'),
-      insertManifest: db.prepare('INSERT OR REPLACE INTO manifests (repository_id, digest, media_type, size, kind, admitted_at, policy_digest, rule, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+      manifest: db.prepare<
+        [string, string],
+        {
+          digest: string;
+          media_type: string;
+          size: number;
+          kind: ManifestKind;
+          policy_digest: string;
+          rule: string;
+          verified: number;
+        }
+      >(
+        'SELECT m.digest, m.media_type, m.size, m.kind, m.policy_digest, m.rule, m.verified FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?',
+      ),
+      insertManifest: db.prepare(
+        'INSERT OR REPLACE INTO manifests (repository_id, digest, media_type, size, kind, admitted_at, policy_digest, rule, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
       deleteBlobLinks: db.prepare('DELETE FROM manifest_blobs WHERE repository_id = ? AND manifest_digest = ?'),
       deleteChildren: db.prepare('DELETE FROM manifest_children WHERE repository_id = ? AND index_digest = ?'),
-      insertBlob: db.prepare('INSERT OR IGNORE INTO manifest_blobs (repository_id, manifest_digest, blob_digest, size) VALUES (?, ?, ?, ?)'),
-      insertChild: db.prepare('INSERT OR IGNORE INTO manifest_children (repository_id, index_digest, child_digest) VALUES (?, ?, ?)'),
+      insertBlob: db.prepare(
+        'INSERT OR IGNORE INTO manifest_blobs (repository_id, manifest_digest, blob_digest, size) VALUES (?, ?, ?, ?)',
+      ),
+      insertChild: db.prepare(
+        'INSERT OR IGNORE INTO manifest_children (repository_id, index_digest, child_digest) VALUES (?, ?, ?)',
+      ),
       blobSize: db.prepare<[string, string, string], { size: number }>(
         `SELECT b.size FROM manifest_blobs b JOIN repositories r ON r.id = b.repository_id
          JOIN manifests m ON m.repository_id = b.repository_id AND m.digest = b.manifest_digest
          WHERE r.name = ? AND b.blob_digest = ? AND m.policy_digest = ?
-         ORDER BY m.kind = 'attachment', m.admitted_at LIMIT 1`),
+         ORDER BY m.kind = 'attachment', m.admitted_at LIMIT 1`,
+      ),
       listed: db.prepare<[string, string, string, string], { index_digest: string }>(
         `SELECT c.index_digest FROM manifest_children c JOIN repositories r ON r.id = c.repository_id
          JOIN manifests m ON m.repository_id = c.repository_id AND m.digest = c.index_digest
-         WHERE r.name = ? AND c.child_digest = ? AND m.kind = 'index' AND m.policy_digest = ? AND m.rule = ? AND m.verified = 1 LIMIT 1`),
+         WHERE r.name = ? AND c.child_digest = ? AND m.kind = 'index' AND m.policy_digest = ? AND m.rule = ? AND m.verified = 1 LIMIT 1`,
+      ),
       tag: db.prepare<[string, string], { digest: string; resolved_at: number }>(
-        'SELECT t.digest, t.resolved_at FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.tag = ?'),
+        'SELECT t.digest, t.resolved_at FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.tag = ?',
+      ),
       setTag: db.prepare('INSERT OR REPLACE INTO tags (repository_id, tag, digest, resolved_at) VALUES (?, ?, ?, ?)'),
-      insertAttestation: db.prepare('INSERT OR REPLACE INTO attestations (repository_id, subject_digest, envelope_digest, envelope_size, policy_digest, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
-      attestation: db.prepare<[string, string, string], { envelope_digest: string; envelope_size: number; policy_digest: string; created_at: number }>(
+      insertAttestation: db.prepare(
+        'INSERT OR REPLACE INTO attestations (repository_id, subject_digest, envelope_digest, envelope_size, policy_digest, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      attestation: db.prepare<
+        [string, string, string],
+        { envelope_digest: string; envelope_size: number; policy_digest: string; created_at: number }
+      >(
         `SELECT a.envelope_digest, a.envelope_size, a.policy_digest, a.created_at FROM attestations a JOIN repositories r ON r.id = a.repository_id
-         WHERE r.name = ? AND a.subject_digest = ? AND a.policy_digest = ? LIMIT 1`),
-      insertDecision: db.prepare('INSERT INTO decisions (time, repository, digest, policy_digest, allowed, rule, reasons, mode, verdict, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+         WHERE r.name = ? AND a.subject_digest = ? AND a.policy_digest = ? LIMIT 1`,
+      ),
+      insertDecision: db.prepare(
+        'INSERT INTO decisions (time, repository, digest, policy_digest, allowed, rule, reasons, mode, verdict, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
       admittedFor: db.prepare<[string, string, string, string | null, string | null], { one: number }>(
-        'SELECT 1 AS one FROM decisions WHERE digest = ? AND repository = ? AND policy_digest = ? AND allowed = 1 AND (tag = ? OR (tag IS NULL AND ? IS NULL)) LIMIT 1'),
-      pin: db.prepare<[string, string], { tag: string; digest: string; pinned_at: number; upstream_digest: string | null }>(
-        'SELECT p.tag, p.digest, p.pinned_at, p.upstream_digest FROM pins p JOIN repositories r ON r.id = p.repository_id WHERE r.name = ? AND p.tag = ?'),
+        'SELECT 1 AS one FROM decisions WHERE digest = ? AND repository = ? AND policy_digest = ? AND allowed = 1 AND (tag = ? OR (tag IS NULL AND ? IS NULL)) LIMIT 1',
+      ),
+      pin: db.prepare<
+        [string, string],
+        { tag: string; digest: string; pinned_at: number; upstream_digest: string | null }
+      >(
+        'SELECT p.tag, p.digest, p.pinned_at, p.upstream_digest FROM pins p JOIN repositories r ON r.id = p.repository_id WHERE r.name = ? AND p.tag = ?',
+      ),
       insertPin: db.prepare('INSERT OR IGNORE INTO pins (repository_id, tag, digest, pinned_at) VALUES (?, ?, ?, ?)'),
-      movePin: db.prepare('UPDATE pins SET upstream_digest = ? WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)'),
-      releasePin: db.prepare('DELETE FROM pins WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)'),
+      movePin: db.prepare(
+        'UPDATE pins SET upstream_digest = ? WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)',
+      ),
+      releasePin: db.prepare(
+        'DELETE FROM pins WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)',
+      ),
     };
   }
 
@@ -104,13 +151,33 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async admittedManifest(repository: string, digest: string): Promise<AdmittedManifest | undefined> {
     const row = this.#stmts.manifest.get(repository, digest);
-    return row ? { digest: row.digest, mediaType: row.media_type, size: row.size, kind: row.kind, policyDigest: row.policy_digest, rule: row.rule, verified: row.verified === 1 } : undefined;
+    return row
+      ? {
+          digest: row.digest,
+          mediaType: row.media_type,
+          size: row.size,
+          kind: row.kind,
+          policyDigest: row.policy_digest,
+          rule: row.rule,
+          verified: row.verified === 1,
+        }
+      : undefined;
   }
 
   async admit(repository: string, a: Admission, now: number): Promise<void> {
     this.#db.transaction(() => {
       const id = this.#repo(repository);
-      this.#stmts.insertManifest.run(id, a.digest, a.mediaType, a.size, a.kind, now, a.policyDigest, a.rule ?? '', a.verified ? 1 : 0);
+      this.#stmts.insertManifest.run(
+        id,
+        a.digest,
+        a.mediaType,
+        a.size,
+        a.kind,
+        now,
+        a.policyDigest,
+        a.rule ?? '',
+        a.verified ? 1 : 0,
+      );
       this.#stmts.deleteBlobLinks.run(id, a.digest);
       this.#stmts.deleteChildren.run(id, a.digest);
       for (const b of a.blobs) this.#stmts.insertBlob.run(id, a.digest, b.digest, b.size);
@@ -122,7 +189,12 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.#stmts.blobSize.get(repository, digest, policyDigest)?.size;
   }
 
-  async coveringIndex(repository: string, digest: string, policyDigest: string, rule: string): Promise<string | undefined> {
+  async coveringIndex(
+    repository: string,
+    digest: string,
+    policyDigest: string,
+    rule: string,
+  ): Promise<string | undefined> {
     return this.#stmts.listed.get(repository, digest, policyDigest, rule)?.index_digest;
   }
 
@@ -136,25 +208,58 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async recordAttestation(repository: string, a: AttestationRecord): Promise<void> {
-    this.#stmts.insertAttestation.run(this.#repo(repository), a.subject, a.envelope, a.size, a.policyDigest, a.createdAt);
+    this.#stmts.insertAttestation.run(
+      this.#repo(repository),
+      a.subject,
+      a.envelope,
+      a.size,
+      a.policyDigest,
+      a.createdAt,
+    );
   }
 
   async attestation(repository: string, subject: string, policyDigest: string): Promise<AttestationRecord | undefined> {
     const row = this.#stmts.attestation.get(repository, subject, policyDigest);
-    return row ? { subject, envelope: row.envelope_digest, size: row.envelope_size, policyDigest: row.policy_digest, createdAt: row.created_at } : undefined;
+    return row
+      ? {
+          subject,
+          envelope: row.envelope_digest,
+          size: row.envelope_size,
+          policyDigest: row.policy_digest,
+          createdAt: row.created_at,
+        }
+      : undefined;
   }
 
   async recordDecision(r: DecisionRecord): Promise<void> {
-    this.#stmts.insertDecision.run(r.time, r.repository, r.digest, r.policyDigest, r.allowed ? 1 : 0, r.rule, JSON.stringify(r.reasons), r.mode ?? 'enforce', r.verdict === undefined ? null : r.verdict ? 1 : 0, r.tag ?? null);
+    this.#stmts.insertDecision.run(
+      r.time,
+      r.repository,
+      r.digest,
+      r.policyDigest,
+      r.allowed ? 1 : 0,
+      r.rule,
+      JSON.stringify(r.reasons),
+      r.mode ?? 'enforce',
+      r.verdict === undefined ? null : r.verdict ? 1 : 0,
+      r.tag ?? null,
+    );
   }
 
-  async admittedFor(repository: string, digest: string, policyDigest: string, tag: string | undefined): Promise<boolean> {
+  async admittedFor(
+    repository: string,
+    digest: string,
+    policyDigest: string,
+    tag: string | undefined,
+  ): Promise<boolean> {
     return this.#stmts.admittedFor.get(digest, repository, policyDigest, tag ?? null, tag ?? null) !== undefined;
   }
 
   async pin(repository: string, tag: string): Promise<PinRecord | undefined> {
     const row = this.#stmts.pin.get(repository, tag);
-    return row ? { tag: row.tag, digest: row.digest, pinnedAt: row.pinned_at, upstreamDigest: row.upstream_digest ?? undefined } : undefined;
+    return row
+      ? { tag: row.tag, digest: row.digest, pinnedAt: row.pinned_at, upstreamDigest: row.upstream_digest ?? undefined }
+      : undefined;
   }
 
   async setPin(repository: string, tag: string, digest: string, now: number): Promise<void> {
@@ -169,15 +274,33 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.#db.transaction(() => {
       const released = this.#stmts.releasePin.run(tag, repository).changes > 0;
       // The tag's cached resolution goes too: the next pull asks the upstream.
-      if (released) this.#db.prepare('DELETE FROM tags WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)').run(tag, repository);
+      if (released)
+        this.#db
+          .prepare('DELETE FROM tags WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)')
+          .run(tag, repository);
       return released;
     })();
   }
 
   async pins(repository?: string): Promise<(PinRecord & { repository: string })[]> {
-    const rows = this.#db.prepare(`SELECT r.name, p.tag, p.digest, p.pinned_at, p.upstream_digest FROM pins p JOIN repositories r ON r.id = p.repository_id ${repository === undefined ? '' : 'WHERE r.name = ?'} ORDER BY r.name, p.tag`)
-      .all(...(repository === undefined ? [] : [repository])) as { name: string; tag: string; digest: string; pinned_at: number; upstream_digest: string | null }[];
-    return rows.map((r) => ({ repository: r.name, tag: r.tag, digest: r.digest, pinnedAt: r.pinned_at, upstreamDigest: r.upstream_digest ?? undefined }));
+    const rows = this.#db
+      .prepare(
+        `SELECT r.name, p.tag, p.digest, p.pinned_at, p.upstream_digest FROM pins p JOIN repositories r ON r.id = p.repository_id ${repository === undefined ? '' : 'WHERE r.name = ?'} ORDER BY r.name, p.tag`,
+      )
+      .all(...(repository === undefined ? [] : [repository])) as {
+      name: string;
+      tag: string;
+      digest: string;
+      pinned_at: number;
+      upstream_digest: string | null;
+    }[];
+    return rows.map((r) => ({
+      repository: r.name,
+      tag: r.tag,
+      digest: r.digest,
+      pinnedAt: r.pinned_at,
+      upstreamDigest: r.upstream_digest ?? undefined,
+    }));
   }
 
   async decisions(filter: { digest?: string; repository?: string; limit: number }): Promise<DecisionRecord[]> {
@@ -192,10 +315,29 @@ export class SqliteMetadataStore implements MetadataStore {
       args.push(filter.repository);
     }
     const sql = `SELECT time, repository, digest, policy_digest, allowed, rule, reasons, mode, verdict, tag FROM decisions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
-    const rows = this.#db.prepare(sql).all(...args, Math.min(Math.max(filter.limit, 1), 1000)) as { time: number; repository: string; digest: string; policy_digest: string; allowed: number; rule: string; reasons: string; mode: string; verdict: number | null; tag: string | null }[];
+    const rows = this.#db.prepare(sql).all(...args, Math.min(Math.max(filter.limit, 1), 1000)) as {
+      time: number;
+      repository: string;
+      digest: string;
+      policy_digest: string;
+      allowed: number;
+      rule: string;
+      reasons: string;
+      mode: string;
+      verdict: number | null;
+      tag: string | null;
+    }[];
     return rows.map((r) => ({
-      time: r.time, repository: r.repository, digest: r.digest, policyDigest: r.policy_digest, allowed: r.allowed === 1, rule: r.rule,
-      reasons: JSON.parse(r.reasons) as DecisionRecord['reasons'], mode: r.mode as DecisionRecord['mode'], verdict: r.verdict === null ? undefined : r.verdict === 1, tag: r.tag ?? undefined,
+      time: r.time,
+      repository: r.repository,
+      digest: r.digest,
+      policyDigest: r.policy_digest,
+      allowed: r.allowed === 1,
+      rule: r.rule,
+      reasons: JSON.parse(r.reasons) as DecisionRecord['reasons'],
+      mode: r.mode as DecisionRecord['mode'],
+      verdict: r.verdict === null ? undefined : r.verdict === 1,
+      tag: r.tag ?? undefined,
     }));
   }
 
@@ -209,7 +351,9 @@ function migrate(db: Database.Database): void {
   const row = db.prepare<[], { version: number }>('SELECT version FROM schema_version').get();
   const current = row?.version ?? 0;
   if (current > MIGRATIONS.length) {
-    throw new Error(`metadata database is at schema version ${current}, newer than this program (${MIGRATIONS.length})`);
+    throw new Error(
+      `metadata database is at schema version ${current}, newer than this program (${MIGRATIONS.length})`,
+    );
   }
   db.transaction(() => {
     for (let v = current; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v] as string);

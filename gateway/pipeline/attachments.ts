@@ -50,8 +50,10 @@ export function attachmentProblem(manifest: Manifest, suffix: string): string | 
     return suffix === '' ? undefined : 'an index is an attachment only as the referrers fallback tag';
   }
   if (manifest.layers.length > MAX_ATTACHMENT_LAYERS) return `more than ${MAX_ATTACHMENT_LAYERS} layers`;
-  if (!ATTACHMENT_CONFIG_TYPES.has(manifest.config.mediaType)) return `config type ${manifest.config.mediaType} is not a signature or attestation config`;
-  if (manifest.config.size > MAX_ATTACHMENT_CONFIG_BYTES) return `config of ${manifest.config.size} bytes is larger than ${MAX_ATTACHMENT_CONFIG_BYTES}`;
+  if (!ATTACHMENT_CONFIG_TYPES.has(manifest.config.mediaType))
+    return `config type ${manifest.config.mediaType} is not a signature or attestation config`;
+  if (manifest.config.size > MAX_ATTACHMENT_CONFIG_BYTES)
+    return `config of ${manifest.config.size} bytes is larger than ${MAX_ATTACHMENT_CONFIG_BYTES}`;
   const odd = manifest.layers.find((l) => !ATTACHMENT_LAYER_TYPES.has(l.mediaType));
   if (odd) return `layer type ${odd.mediaType} is not a signature or attestation type`;
   const big = manifest.layers.find((l) => l.size > MAX_ATTACHMENT_LAYER_BYTES);

@@ -63,7 +63,9 @@ export class BlobFill {
     const watchdog = setInterval(() => {
       const elapsed = Date.now() - started;
       if (minBytesPerSecond > 0 && elapsed > grace && this.#received / (elapsed / 1000) < minBytesPerSecond) {
-        controller.abort(new UpstreamError('UPSTREAM_TIMEOUT', `blob arrives slower than ${minBytesPerSecond} bytes/s`));
+        controller.abort(
+          new UpstreamError('UPSTREAM_TIMEOUT', `blob arrives slower than ${minBytesPerSecond} bytes/s`),
+        );
       }
     }, 250);
     try {
@@ -71,7 +73,10 @@ export class BlobFill {
       const declared = header(res.headers, 'content-length');
       if (declared !== undefined && Number(declared) !== this.size) {
         dispose(res.body);
-        throw new UpstreamError('UPSTREAM_LENGTH_MISMATCH', `upstream announces ${declared} bytes for a blob of ${this.size}`);
+        throw new UpstreamError(
+          'UPSTREAM_LENGTH_MISMATCH',
+          `upstream announces ${declared} bytes for a blob of ${this.size}`,
+        );
       }
       this.#onStarted();
       try {
@@ -98,7 +103,10 @@ export class BlobFill {
         for await (const chunk of res.body) {
           const buf = chunk as Buffer;
           if (this.#received + batched + buf.length > this.size) {
-            throw new UpstreamError('UPSTREAM_LENGTH_MISMATCH', `upstream sent more than the ${this.size} bytes of ${this.digest.text}`);
+            throw new UpstreamError(
+              'UPSTREAM_LENGTH_MISMATCH',
+              `upstream sent more than the ${this.size} bytes of ${this.digest.text}`,
+            );
           }
           batch.push(buf);
           batched += buf.length;
@@ -108,7 +116,9 @@ export class BlobFill {
         await inFlight;
       } catch (err) {
         dispose(res.body);
-        throw controller.signal.aborted && controller.signal.reason instanceof UpstreamError ? controller.signal.reason : err;
+        throw controller.signal.aborted && controller.signal.reason instanceof UpstreamError
+          ? controller.signal.reason
+          : err;
       }
       await this.staged.verify(this.digest, this.size);
       // Verified: followers may now finish while the blob is made durable.
@@ -148,7 +158,8 @@ export class BlobFill {
 
   /** Stops a fill that is still receiving (the gateway is shutting down); a verified one is committed. */
   cancel(): void {
-    if (this.#state === 'running') this.#controller.abort(new UpstreamError('UPSTREAM_UNAVAILABLE', 'the gateway is shutting down'));
+    if (this.#state === 'running')
+      this.#controller.abort(new UpstreamError('UPSTREAM_UNAVAILABLE', 'the gateway is shutting down'));
   }
 
   /** A stream of the blob from `start`, following the fill. Must be called synchronously on join. */
@@ -180,7 +191,9 @@ export class BlobFill {
         const complete = this.#verified;
         const limit = complete ? this.size : Math.min(this.#received, this.size - 1);
         if (cursor.pos < limit) {
-          const chunk = this.#fromMemory(cursor.pos, limit) ?? (await this.staged.readAt(cursor.pos, Math.min(CHUNK, limit - cursor.pos)));
+          const chunk =
+            this.#fromMemory(cursor.pos, limit) ??
+            (await this.staged.readAt(cursor.pos, Math.min(CHUNK, limit - cursor.pos)));
           if (chunk.length === 0) throw new Error('staged blob is shorter than published');
           cursor.pos += chunk.length;
           stream.push(chunk);

@@ -36,7 +36,8 @@ export class BlobService {
   /** Size of a servable blob; throws BLOB_UNKNOWN when no admitted manifest here references it. */
   async size(addr: Address, digest: Digest): Promise<number> {
     const size = await this.metadata.admittedBlobSize(addr.name, digest.text, this.policy().digest.text);
-    if (size === undefined) throw new GatewayError('BLOB_UNKNOWN', `blob ${digest.text} is not part of an admitted image in ${addr.name}`);
+    if (size === undefined)
+      throw new GatewayError('BLOB_UNKNOWN', `blob ${digest.text} is not part of an admitted image in ${addr.name}`);
     return size;
   }
 
@@ -71,7 +72,11 @@ export class BlobService {
     // (open() then reads the store); only a failed one is replaced by a new fetch.
     const current = (f: BlobFill | undefined): BlobFill | undefined => {
       if (!f || !(f.joinable || f.committed)) return undefined;
-      if (f.size !== size) throw new OciError('SIZE_MISMATCH', `descriptors disagree on the size of ${digest.text} (${f.size} and ${size})`);
+      if (f.size !== size)
+        throw new OciError(
+          'SIZE_MISMATCH',
+          `descriptors disagree on the size of ${digest.text} (${f.size} and ${size})`,
+        );
       return f;
     };
     const existing = current(this.#fills.get(digest.text));
@@ -83,7 +88,9 @@ export class BlobService {
       await staged.close();
       return again;
     }
-    const fill = new BlobFill(staged, digest, size, addr.upstream, addr.repository, (n) => this.metrics.bytesFetched.inc(n));
+    const fill = new BlobFill(staged, digest, size, addr.upstream, addr.repository, (n) =>
+      this.metrics.bytesFetched.inc(n),
+    );
     this.#fills.set(digest.text, fill);
     const forget = (): void => {
       if (this.#fills.get(digest.text) === fill) this.#fills.delete(digest.text);
@@ -119,16 +126,21 @@ export function parseRange(header: string | undefined, size: number): { start: n
   const [, a = '', b = ''] = m;
   let start: number;
   let end: number;
-  if (a === '' && b === '') throw new GatewayError('RANGE_INVALID', 'malformed Range header', { detail: { reason: 'range.invalid', size } });
+  if (a === '' && b === '')
+    throw new GatewayError('RANGE_INVALID', 'malformed Range header', { detail: { reason: 'range.invalid', size } });
   if (a === '') {
     const n = Number(b);
-    if (n === 0) throw new GatewayError('RANGE_INVALID', 'empty suffix range', { detail: { reason: 'range.invalid', size } });
+    if (n === 0)
+      throw new GatewayError('RANGE_INVALID', 'empty suffix range', { detail: { reason: 'range.invalid', size } });
     start = Math.max(0, size - n);
     end = size - 1;
   } else {
     start = Number(a);
     end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
   }
-  if (start >= size || end < start) throw new GatewayError('RANGE_INVALID', `range not satisfiable for ${size} bytes`, { detail: { reason: 'range.invalid', size } });
+  if (start >= size || end < start)
+    throw new GatewayError('RANGE_INVALID', `range not satisfiable for ${size} bytes`, {
+      detail: { reason: 'range.invalid', size },
+    });
   return { start, end };
 }

@@ -21,7 +21,12 @@ export interface EvidenceLimits {
 const SIG_ACCEPT = [MediaType.ociManifest, MediaType.dockerManifest].join(', ');
 const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
 
-export async function gatherEvidence(upstream: Upstream, repository: string, digest: Digest, limits: EvidenceLimits): Promise<Evidence> {
+export async function gatherEvidence(
+  upstream: Upstream,
+  repository: string,
+  digest: Digest,
+  limits: EvidenceLimits,
+): Promise<Evidence> {
   const tag = `${digest.algorithm}-${digest.hex}.sig`;
   const problems: { source: string; message: string }[] = [];
   const cosign: CosignSignatureEvidence[] = [];
@@ -38,18 +43,25 @@ export async function gatherEvidence(upstream: Upstream, repository: string, dig
   }
   const signatures = layers.filter((l) => l.mediaType === MediaType.cosignSimpleSigning);
   if (signatures.length > limits.maxSignatures) {
-    problems.push({ source: `tag ${tag}`, message: `${signatures.length} signatures; only the first ${limits.maxSignatures} were considered` });
+    problems.push({
+      source: `tag ${tag}`,
+      message: `${signatures.length} signatures; only the first ${limits.maxSignatures} were considered`,
+    });
   }
   for (const [i, layer] of signatures.slice(0, limits.maxSignatures).entries()) {
     const source = `tag ${tag} layer ${i}`;
     if (layer.size > limits.maxSignatureBytes) {
-      problems.push({ source, message: `signature payload of ${layer.size} bytes exceeds ${limits.maxSignatureBytes}` });
+      problems.push({
+        source,
+        message: `signature payload of ${layer.size} bytes exceeds ${limits.maxSignatureBytes}`,
+      });
       continue;
     }
     try {
       const payload = await upstream.client.smallBlob(repository, layer.digest.text, layer.size);
       assertDigest(payload, layer.digest);
-      if (payload.length !== layer.size) throw new Error(`payload has ${payload.length} bytes, descriptor says ${layer.size}`);
+      if (payload.length !== layer.size)
+        throw new Error(`payload has ${payload.length} bytes, descriptor says ${layer.size}`);
       cosign.push({ source, payload, signature: layer.annotations?.[SIGNATURE_ANNOTATION] ?? '' });
     } catch (err) {
       problems.push({ source, message: `signature payload unusable: ${(err as Error).message}` });
@@ -59,8 +71,16 @@ export async function gatherEvidence(upstream: Upstream, repository: string, dig
 }
 
 /** The evidence a rule asks for: cosign signatures, GPG signatures, or both (nothing else is fetched). */
-export async function gatherFormats(upstream: Upstream, repository: string, digest: Digest, limits: EvidenceLimits, formats: ReadonlySet<'cosign' | 'gpg'>): Promise<Evidence> {
-  const cosign = formats.has('cosign') ? await gatherEvidence(upstream, repository, digest, limits) : { cosign: [], problems: [] };
+export async function gatherFormats(
+  upstream: Upstream,
+  repository: string,
+  digest: Digest,
+  limits: EvidenceLimits,
+  formats: ReadonlySet<'cosign' | 'gpg'>,
+): Promise<Evidence> {
+  const cosign = formats.has('cosign')
+    ? await gatherEvidence(upstream, repository, digest, limits)
+    : { cosign: [], problems: [] };
   const gpg = formats.has('gpg') ? await gatherGpgEvidence(upstream, repository, digest, limits) : undefined;
   return { ...cosign, gpg: gpg?.gpg, problems: [...cosign.problems, ...(gpg?.problems ?? [])] };
 }

@@ -29,15 +29,23 @@ export interface GpgEvidence {
 const EXTENSION_HEADER = 'x-registry-supports-signatures';
 const supportsExtension = new WeakMap<Upstream, Promise<boolean>>();
 
-export async function gatherGpgEvidence(upstream: Upstream, repository: string, digest: Digest, limits: EvidenceLimits): Promise<GpgEvidence> {
+export async function gatherGpgEvidence(
+  upstream: Upstream,
+  repository: string,
+  digest: Digest,
+  limits: EvidenceLimits,
+): Promise<GpgEvidence> {
   const out: GpgEvidence = { gpg: [], problems: [] };
   let extension = supportsExtension.get(upstream);
   if (!extension) {
     // A failed probe is not remembered: the next decision asks again.
-    extension = upstream.client.ping().then((h) => header(h, EXTENSION_HEADER) === '1', () => {
-      supportsExtension.delete(upstream);
-      return false;
-    });
+    extension = upstream.client.ping().then(
+      (h) => header(h, EXTENSION_HEADER) === '1',
+      () => {
+        supportsExtension.delete(upstream);
+        return false;
+      },
+    );
     supportsExtension.set(upstream, extension);
   }
   const deadline = AbortSignal.timeout(upstream.config.timeouts.totalMs);
@@ -49,16 +57,30 @@ export async function gatherGpgEvidence(upstream: Upstream, repository: string, 
       if (lookaside !== undefined) await fromLookaside(lookaside, upstream, repository, digest, limits, out, deadline);
     }
   } catch (err) {
-    out.problems.push({ source: 'GPG signatures', message: `could not fetch GPG signatures: ${(err as Error).message}` });
+    out.problems.push({
+      source: 'GPG signatures',
+      message: `could not fetch GPG signatures: ${(err as Error).message}`,
+    });
   }
   return out;
 }
 
-async function fromExtension(upstream: Upstream, repository: string, digest: Digest, limits: EvidenceLimits, out: GpgEvidence): Promise<void> {
+async function fromExtension(
+  upstream: Upstream,
+  repository: string,
+  digest: Digest,
+  limits: EvidenceLimits,
+  out: GpgEvidence,
+): Promise<void> {
   const source = 'signature API';
   // Base64 grows a blob by a third; the JSON around each is small.
   const maxBytes = limits.maxSignatures * (Math.ceil(limits.maxSignatureBytes / 3) * 4 + 512) + 1024;
-  const res = await upstream.client.small(repository, `/extensions/v2/${repository}/signatures/${digest.text}`, 'application/json', maxBytes);
+  const res = await upstream.client.small(
+    repository,
+    `/extensions/v2/${repository}/signatures/${digest.text}`,
+    'application/json',
+    maxBytes,
+  );
   if (res.status === 404) return;
   if (res.status !== 200) {
     out.problems.push({ source, message: `the registry's signature API answered ${res.status}` });
@@ -77,7 +99,11 @@ async function fromExtension(upstream: Upstream, repository: string, digest: Dig
     return;
   }
   const usable = list.filter((s) => isObject(s) && s.schemaVersion === 2 && s.type === 'atomic');
-  if (usable.length > limits.maxSignatures) out.problems.push({ source, message: `${usable.length} signatures; only the first ${limits.maxSignatures} were considered` });
+  if (usable.length > limits.maxSignatures)
+    out.problems.push({
+      source,
+      message: `${usable.length} signatures; only the first ${limits.maxSignatures} were considered`,
+    });
   for (const [i, s] of usable.slice(0, limits.maxSignatures).entries()) {
     const where = `${source} signature ${i + 1}`;
     const content = isObject(s) ? s.content : undefined;
@@ -86,19 +112,46 @@ async function fromExtension(upstream: Upstream, repository: string, digest: Dig
       continue;
     }
     const blob = Buffer.from(content, 'base64');
-    if (blob.length > limits.maxSignatureBytes) out.problems.push({ source: where, message: `signature of ${blob.length} bytes exceeds ${limits.maxSignatureBytes}` });
-    else out.gpg.push({ source: where, blob, uri: `${upstream.config.url}/extensions/v2/${repository}/signatures/${digest.text}#${i + 1}` });
+    if (blob.length > limits.maxSignatureBytes)
+      out.problems.push({
+        source: where,
+        message: `signature of ${blob.length} bytes exceeds ${limits.maxSignatureBytes}`,
+      });
+    else
+      out.gpg.push({
+        source: where,
+        blob,
+        uri: `${upstream.config.url}/extensions/v2/${repository}/signatures/${digest.text}#${i + 1}`,
+      });
   }
 }
 
-async function fromLookaside(base: string, upstream: Upstream, repository: string, digest: Digest, limits: EvidenceLimits, out: GpgEvidence, deadline: AbortSignal): Promise<void> {
+async function fromLookaside(
+  base: string,
+  upstream: Upstream,
+  repository: string,
+  digest: Digest,
+  limits: EvidenceLimits,
+  out: GpgEvidence,
+  deadline: AbortSignal,
+): Promise<void> {
   const dir = `${repository}@${digest.algorithm}=${digest.hex}`;
   for (let n = 1; ; n++) {
     const source = `lookaside signature-${n}`;
     if (n > limits.maxSignatures) {
       // One more than allowed exists only if the server still has it: ask, to say so.
-      const more = await readLookaside(base, `${dir}/signature-${n}`, limits.maxSignatureBytes, upstream, deadline).catch(() => 'unreadable' as const);
-      if (more !== 'missing') out.problems.push({ source: 'lookaside', message: `more than ${limits.maxSignatures} signatures; only the first ${limits.maxSignatures} were considered` });
+      const more = await readLookaside(
+        base,
+        `${dir}/signature-${n}`,
+        limits.maxSignatureBytes,
+        upstream,
+        deadline,
+      ).catch(() => 'unreadable' as const);
+      if (more !== 'missing')
+        out.problems.push({
+          source: 'lookaside',
+          message: `more than ${limits.maxSignatures} signatures; only the first ${limits.maxSignatures} were considered`,
+        });
       return;
     }
     let blob: Buffer | 'missing';
@@ -114,7 +167,13 @@ async function fromLookaside(base: string, upstream: Upstream, repository: strin
 }
 
 /** One lookaside object: its bytes, or 'missing' (404 / no such file); anything else throws. */
-async function readLookaside(base: string, path: string, maxBytes: number, upstream: Upstream, deadline: AbortSignal): Promise<Buffer | 'missing'> {
+async function readLookaside(
+  base: string,
+  path: string,
+  maxBytes: number,
+  upstream: Upstream,
+  deadline: AbortSignal,
+): Promise<Buffer | 'missing'> {
   const url = new URL(`${base.replace(/\/+$/, '')}/${path}`);
   if (url.protocol === 'file:') {
     let fh;
@@ -145,7 +204,11 @@ async function readLookaside(base: string, path: string, maxBytes: number, upstr
   }
   if (res.status !== 200) {
     await res.body?.cancel();
-    throw new Error(res.status >= 300 && res.status < 400 ? `the lookaside redirected (${res.status}); redirects are not followed` : `the lookaside answered ${res.status}`);
+    throw new Error(
+      res.status >= 300 && res.status < 400
+        ? `the lookaside redirected (${res.status}); redirects are not followed`
+        : `the lookaside answered ${res.status}`,
+    );
   }
   const declared = Number(res.headers.get('content-length'));
   if (Number.isFinite(declared) && declared > maxBytes) {

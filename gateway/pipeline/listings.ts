@@ -17,10 +17,20 @@ export const MAX_PAGE = 1000;
  * does (distribution 2.8 ignores n and last and returns tags unsorted): the upstream
  * list is read once (bounded), sorted ASCIIbetically, and cut at `last` and `n`.
  */
-export async function listTags(addr: Address, n: number | undefined, last: string | undefined): Promise<{ tags: string[]; next: string | undefined }> {
-  const res = await addr.upstream.client.small(addr.repository, `/v2/${addr.repository}/tags/list`, 'application/json', MAX_LIST_BYTES);
+export async function listTags(
+  addr: Address,
+  n: number | undefined,
+  last: string | undefined,
+): Promise<{ tags: string[]; next: string | undefined }> {
+  const res = await addr.upstream.client.small(
+    addr.repository,
+    `/v2/${addr.repository}/tags/list`,
+    'application/json',
+    MAX_LIST_BYTES,
+  );
   if (res.status === 404) throw new GatewayError('NAME_UNKNOWN', `${addr.name} is not known upstream`);
-  if (res.status !== 200) throw new UpstreamError('UPSTREAM_PROTOCOL', `tags list answered ${res.status}`, { status: res.status });
+  if (res.status !== 200)
+    throw new UpstreamError('UPSTREAM_PROTOCOL', `tags list answered ${res.status}`, { status: res.status });
   const doc = parseStrictJson(res.bytes, { maxDepth: 4 });
   const raw = isObject(doc) && Array.isArray(doc.tags) ? doc.tags : isObject(doc) && doc.tags === null ? [] : undefined;
   if (raw === undefined) throw new UpstreamError('UPSTREAM_PROTOCOL', 'tags list has no "tags" array');
@@ -55,17 +65,33 @@ export function parsePageSize(value: string | undefined): number | undefined {
  * referrers-tag fallback (`sha256-<hex>`), so clients of the gateway always get an
  * answer. Filtering by artifactType is applied here and announced.
  */
-export async function listReferrers(addr: Address, subject: Digest, metadata: MetadataStore, artifactType: string | undefined): Promise<{ manifests: Descriptor[]; filtered: boolean }> {
+export async function listReferrers(
+  addr: Address,
+  subject: Digest,
+  metadata: MetadataStore,
+  artifactType: string | undefined,
+): Promise<{ manifests: Descriptor[]; filtered: boolean }> {
   if (!(await metadata.admittedManifest(addr.name, subject.text))) {
     throw new GatewayError('MANIFEST_UNKNOWN', `${subject.text} has not been admitted in ${addr.name}`);
   }
   const client = addr.upstream.client;
   let entries: Descriptor[] = [];
-  const res = await client.small(addr.repository, `/v2/${addr.repository}/referrers/${subject.text}`, MediaType.ociIndex, MAX_LIST_BYTES);
+  const res = await client.small(
+    addr.repository,
+    `/v2/${addr.repository}/referrers/${subject.text}`,
+    MediaType.ociIndex,
+    MAX_LIST_BYTES,
+  );
   if (res.status === 200) {
     entries = indexEntries(res.bytes, header(res.headers, 'content-type'));
   } else if (res.status === 404) {
-    const fallback = await client.manifest(addr.repository, `${subject.algorithm}-${subject.hex}`, 'GET', MediaType.ociIndex, MAX_LIST_BYTES);
+    const fallback = await client.manifest(
+      addr.repository,
+      `${subject.algorithm}-${subject.hex}`,
+      'GET',
+      MediaType.ociIndex,
+      MAX_LIST_BYTES,
+    );
     if (fallback) entries = indexEntries(fallback.bytes, header(fallback.headers, 'content-type'));
   } else {
     throw new UpstreamError('UPSTREAM_PROTOCOL', `referrers answered ${res.status}`, { status: res.status });
@@ -83,7 +109,9 @@ function indexEntries(bytes: Buffer, contentType: string | undefined): Descripto
 /** A descriptor as JSON again, for a synthesised index. */
 export function descriptorJson(d: Descriptor): Record<string, unknown> {
   return {
-    mediaType: d.mediaType, digest: d.digest.text, size: d.size,
+    mediaType: d.mediaType,
+    digest: d.digest.text,
+    size: d.size,
     ...(d.artifactType !== undefined ? { artifactType: d.artifactType } : {}),
     ...(d.annotations !== undefined ? { annotations: d.annotations } : {}),
   };

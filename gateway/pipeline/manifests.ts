@@ -53,9 +53,13 @@ export class ManifestService {
   constructor(private readonly deps: ManifestServiceDeps) {}
 
   async get(addr: Address, ref: ManifestRef, accept: string | undefined): Promise<ServedManifest> {
-    const served = ref.kind === 'tag' ? await this.#byTag(addr, ref.tag, accept) : await this.#byDigest(addr, ref.digest, accept);
+    const served =
+      ref.kind === 'tag' ? await this.#byTag(addr, ref.tag, accept) : await this.#byDigest(addr, ref.digest, accept);
     if (!acceptable(served.mediaType, accept)) {
-      throw new GatewayError('MANIFEST_UNKNOWN', `manifest is ${served.mediaType}, which the request's Accept header does not list`);
+      throw new GatewayError(
+        'MANIFEST_UNKNOWN',
+        `manifest is ${served.mediaType}, which the request's Accept header does not list`,
+      );
     }
     return served;
   }
@@ -66,7 +70,19 @@ export class ManifestService {
     const policy = this.deps.policy();
     const refusal = tagRefusal(policy, { name: addr.name, tag });
     if (refusal) {
-      this.deps.logger.info({ event: 'decision', repository: addr.name, tag, policy: policy.digest.text, allowed: false, rule: refusal.rule, reason: refusal.denial, reasons: [refusal.denial] }, 'denied');
+      this.deps.logger.info(
+        {
+          event: 'decision',
+          repository: addr.name,
+          tag,
+          policy: policy.digest.text,
+          allowed: false,
+          rule: refusal.rule,
+          reason: refusal.denial,
+          reasons: [refusal.denial],
+        },
+        'denied',
+      );
       throw new DeniedError(refusal, `${addr.name}:${tag}`);
     }
     if (ruleFor(policy, { name: addr.name, tag })?.tags === 'pin') return this.#pinnedTag(addr, tag, accept);
@@ -113,39 +129,73 @@ export class ManifestService {
     if (!pin) {
       const served = await this.#followTag(addr, tag, accept);
       await metadata.setPin(addr.name, tag, served.digest.text, now());
-      logger.info({ event: 'tag.pinned', repository: addr.name, tag, digest: served.digest.text }, 'tag pinned to its first verified digest');
+      logger.info(
+        { event: 'tag.pinned', repository: addr.name, tag, digest: served.digest.text },
+        'tag pinned to its first verified digest',
+      );
       return served;
     }
     const known = await metadata.tag(addr.name, tag);
     if (!known || now() - known.resolvedAt >= tagTtlSeconds * 1000) {
-      const head = await addr.upstream.client.manifest(addr.repository, tag, 'HEAD', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES).catch(() => undefined);
+      const head = await addr.upstream.client
+        .manifest(addr.repository, tag, 'HEAD', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES)
+        .catch(() => undefined);
       const upstream = head ? header(head.headers, 'docker-content-digest') : undefined;
       if (upstream !== undefined && upstream !== pin.digest && upstream !== pin.upstreamDigest) {
         await metadata.notePinMove(addr.name, tag, upstream);
-        logger.warn({ event: 'tag.moved', repository: addr.name, tag, pinned: pin.digest, upstream }, 'the upstream tag moved; the pinned digest is still served until the pin is released');
+        logger.warn(
+          { event: 'tag.moved', repository: addr.name, tag, pinned: pin.digest, upstream },
+          'the upstream tag moved; the pinned digest is still served until the pin is released',
+        );
       } else if (upstream === pin.digest && pin.upstreamDigest !== undefined) {
         await metadata.notePinMove(addr.name, tag, undefined);
-        logger.info({ event: 'tag.moved_back', repository: addr.name, tag, pinned: pin.digest }, 'the upstream tag points at the pinned digest again');
+        logger.info(
+          { event: 'tag.moved_back', repository: addr.name, tag, pinned: pin.digest },
+          'the upstream tag points at the pinned digest again',
+        );
       }
       await metadata.setTag(addr.name, tag, pin.digest, now());
     }
     const cached = await this.#cached(addr, pin.digest, 'tag', tag);
     if (cached) return cached;
     const digest = parseDigest(pin.digest);
-    const res = await addr.upstream.client.manifest(addr.repository, digest.text, 'GET', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES);
-    if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is pinned to ${pin.digest}, which the upstream no longer has`);
-    if (digestOf(res.bytes, digest.algorithm).hex !== digest.hex) throw new UpstreamError('UPSTREAM_DIGEST_MISMATCH', `upstream sent a manifest hashing to another digest for ${digest.text}`);
+    const res = await addr.upstream.client.manifest(
+      addr.repository,
+      digest.text,
+      'GET',
+      accept ?? MANIFEST_MEDIA_TYPES.join(', '),
+      MAX_MANIFEST_BYTES,
+    );
+    if (!res)
+      throw new GatewayError(
+        'MANIFEST_UNKNOWN',
+        `${addr.name}:${tag} is pinned to ${pin.digest}, which the upstream no longer has`,
+      );
+    if (digestOf(res.bytes, digest.algorithm).hex !== digest.hex)
+      throw new UpstreamError(
+        'UPSTREAM_DIGEST_MISMATCH',
+        `upstream sent a manifest hashing to another digest for ${digest.text}`,
+      );
     return this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'), 'tag', tag);
   }
 
   async #byDigest(addr: Address, digest: Digest, accept: string | undefined): Promise<ServedManifest> {
     const cached = await this.#cached(addr, digest.text, 'digest');
     if (cached) return cached;
-    const res = await addr.upstream.client.manifest(addr.repository, digest.text, 'GET', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES);
+    const res = await addr.upstream.client.manifest(
+      addr.repository,
+      digest.text,
+      'GET',
+      accept ?? MANIFEST_MEDIA_TYPES.join(', '),
+      MAX_MANIFEST_BYTES,
+    );
     if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}@${digest.text} is not known upstream`);
     const actual = digestOf(res.bytes, digest.algorithm);
     if (actual.hex !== digest.hex) {
-      throw new UpstreamError('UPSTREAM_DIGEST_MISMATCH', `upstream sent a manifest hashing to ${actual.text} for ${digest.text}`);
+      throw new UpstreamError(
+        'UPSTREAM_DIGEST_MISMATCH',
+        `upstream sent a manifest hashing to ${actual.text} for ${digest.text}`,
+      );
     }
     return this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'), 'digest');
   }
@@ -162,7 +212,10 @@ export class ManifestService {
     const bytes = await this.deps.store.readBytes(digest, MAX_MANIFEST_BYTES);
     if (!bytes) return undefined;
     if (digestOf(bytes, digest.algorithm).hex !== digest.hex) {
-      this.deps.logger.error({ event: 'store.corrupt', digest: digest.text }, 'a stored manifest no longer matches its digest; removed');
+      this.deps.logger.error(
+        { event: 'store.corrupt', digest: digest.text },
+        'a stored manifest no longer matches its digest; removed',
+      );
       await this.deps.store.delete(digest);
       return undefined;
     }
@@ -175,26 +228,40 @@ export class ManifestService {
       // A request another rule applies to (containers-policy.json scopes a reference
       // with its tag or digest) is decided under that rule.
       const subject = { name: addr.name, digest, tag: route === 'tag' ? tag : undefined };
-      if (admitted.rule !== ruleNameFor(policy, subject)) return this.#admit(addr, digest, bytes, admitted.mediaType, route, tag);
+      if (admitted.rule !== ruleNameFor(policy, subject))
+        return this.#admit(addr, digest, bytes, admitted.mediaType, route, tag);
     }
     // Identity rules that compare the tag: a digest admitted under one tag (or by
     // digest) is decided again the first time it is asked for by another, or by digest.
     const asked = route === 'tag' ? tag : undefined;
     if (admitted.kind !== 'attachment' && comparesTag(policy, { name: addr.name, digest, tag: asked })) {
-      if (!(await this.deps.metadata.admittedFor(addr.name, digest.text, policy.digest.text, asked))) return this.#admit(addr, digest, bytes, admitted.mediaType, route, asked);
+      if (!(await this.deps.metadata.admittedFor(addr.name, digest.text, policy.digest.text, asked)))
+        return this.#admit(addr, digest, bytes, admitted.mediaType, route, asked);
     }
     this.deps.metrics.cache.inc({ kind: 'manifest', result: 'hit' });
     return { digest, mediaType: admitted.mediaType, bytes };
   }
 
   /** Verifies and, if allowed, stores. Concurrent requests for the same digest share the work. */
-  #admit(addr: Address, digest: Digest, bytes: Buffer, contentType: string | undefined, route: Route, tag?: string): Promise<ServedManifest> {
+  #admit(
+    addr: Address,
+    digest: Digest,
+    bytes: Buffer,
+    contentType: string | undefined,
+    route: Route,
+    tag?: string,
+  ): Promise<ServedManifest> {
     // One decision per digest and reference asked for: identity rules may compare the tag.
     return this.#flights.run(`${addr.name}@${digest.text}#${tag ?? ''}`, async () => {
       this.deps.metrics.cache.inc({ kind: 'manifest', result: 'miss' });
       const manifest = parseManifest(bytes, contentType);
       const subject = manifest.subject?.digest.text;
-      if (route === 'digest' && subject !== undefined && attachmentProblem(manifest, '.ref') === undefined && (await this.#isAdmitted(addr, subject))) {
+      if (
+        route === 'digest' &&
+        subject !== undefined &&
+        attachmentProblem(manifest, '.ref') === undefined &&
+        (await this.#isAdmitted(addr, subject))
+      ) {
         return this.#storeAttachment(addr, digest, bytes, manifest, subject);
       }
       return this.#decideAndStore(addr, digest, bytes, manifest, tag);
@@ -206,7 +273,13 @@ export class ManifestService {
    * on no signature at all (`accept: anything`) gets no attestation: the gateway
    * vouches only for what it verified.
    */
-  async #decideAndStore(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest, tag?: string): Promise<ServedManifest> {
+  async #decideAndStore(
+    addr: Address,
+    digest: Digest,
+    bytes: Buffer,
+    manifest: Manifest,
+    tag?: string,
+  ): Promise<ServedManifest> {
     const compiled = this.deps.policy();
     const { decision, evidence } = await this.#decide(addr, digest, manifest, compiled, tag);
     if (!decision.allowed) throw new DeniedError(decision, `${addr.name}@${digest.text}`);
@@ -214,7 +287,16 @@ export class ManifestService {
     if (decision.attestable) {
       await this.deps.attestations.issue(addr, digest, inputsOf(addr, digest, decision, evidence), compiled);
     }
-    return this.#store(addr, digest, bytes, manifest, manifest.kind, compiled.digest.text, decision.rule, decision.attestable);
+    return this.#store(
+      addr,
+      digest,
+      bytes,
+      manifest,
+      manifest.kind,
+      compiled.digest.text,
+      decision.rule,
+      decision.attestable,
+    );
   }
 
   async #isAdmitted(addr: Address, digestText: string): Promise<boolean> {
@@ -222,54 +304,158 @@ export class ManifestService {
     return m !== undefined && m.kind !== 'attachment' && m.policyDigest === this.deps.policy().digest.text;
   }
 
-  async #decide(addr: Address, digest: Digest, manifest: Manifest, compiled: CompiledPolicy, tag?: string): Promise<{ decision: Decision; evidence: Evidence }> {
+  async #decide(
+    addr: Address,
+    digest: Digest,
+    manifest: Manifest,
+    compiled: CompiledPolicy,
+    tag?: string,
+  ): Promise<{ decision: Decision; evidence: Evidence }> {
     const { metadata, limits, metrics } = this.deps;
-    const evidence = await gatherFormats(addr.upstream, addr.repository, digest, limits, formatsFor(compiled, { name: addr.name, digest, tag }));
+    const evidence = await gatherFormats(
+      addr.upstream,
+      addr.repository,
+      digest,
+      limits,
+      formatsFor(compiled, { name: addr.name, digest, tag }),
+    );
     // Only an index admitted with verified signatures, under the rule that applies to this manifest, covers it.
-    const coveringIndex = manifest.kind === 'image' ? await metadata.coveringIndex(addr.name, digest.text, compiled.digest.text, ruleNameFor(compiled, { name: addr.name, digest, tag })) : undefined;
-    const decision = await evaluate(compiled, { name: addr.name, digest, tag, kind: manifest.kind }, { ...evidence, coveringIndex }, new Date(this.deps.now()));
-    await this.#record(addr, digest, decision.allowed, decision.rule, decision.policyDigest, decision.reasons, decision.denial, { mode: decision.mode, verdict: decision.verdict, tag });
+    const coveringIndex =
+      manifest.kind === 'image'
+        ? await metadata.coveringIndex(
+            addr.name,
+            digest.text,
+            compiled.digest.text,
+            ruleNameFor(compiled, { name: addr.name, digest, tag }),
+          )
+        : undefined;
+    const decision = await evaluate(
+      compiled,
+      { name: addr.name, digest, tag, kind: manifest.kind },
+      { ...evidence, coveringIndex },
+      new Date(this.deps.now()),
+    );
+    await this.#record(
+      addr,
+      digest,
+      decision.allowed,
+      decision.rule,
+      decision.policyDigest,
+      decision.reasons,
+      decision.denial,
+      { mode: decision.mode, verdict: decision.verdict, tag },
+    );
     metrics.decisions.inc({ result: decision.allowed ? 'allowed' : 'denied' });
     return { decision, evidence };
   }
 
-  async #record(addr: Address, digest: Digest, allowed: boolean, rule: string, policyDigest: string, reasons: readonly { code: string; message: string }[], denial?: string, extra: { mode?: 'enforce' | 'warn' | 'audit'; verdict?: boolean; tag?: string | undefined } = {}): Promise<void> {
+  async #record(
+    addr: Address,
+    digest: Digest,
+    allowed: boolean,
+    rule: string,
+    policyDigest: string,
+    reasons: readonly { code: string; message: string }[],
+    denial?: string,
+    extra: { mode?: 'enforce' | 'warn' | 'audit'; verdict?: boolean; tag?: string | undefined } = {},
+  ): Promise<void> {
     await this.deps.metadata.recordDecision({
-      time: this.deps.now(), repository: addr.name, digest: digest.text, policyDigest, allowed, rule,
-      reasons: reasons.map((r) => ({ code: r.code, message: r.message })), mode: extra.mode, verdict: extra.verdict, tag: extra.tag,
+      time: this.deps.now(),
+      repository: addr.name,
+      digest: digest.text,
+      policyDigest,
+      allowed,
+      rule,
+      reasons: reasons.map((r) => ({ code: r.code, message: r.message })),
+      mode: extra.mode,
+      verdict: extra.verdict,
+      tag: extra.tag,
     });
     const line = {
-      event: 'decision', digest: digest.text, repository: addr.name, ...(extra.tag ? { tag: extra.tag } : {}), policy: policyDigest, allowed, rule, reason: denial,
-      reasons: reasons.map((r) => r.code), ...(extra.mode && extra.mode !== 'enforce' ? { mode: extra.mode, verdict: extra.verdict } : {}),
+      event: 'decision',
+      digest: digest.text,
+      repository: addr.name,
+      ...(extra.tag ? { tag: extra.tag } : {}),
+      policy: policyDigest,
+      allowed,
+      rule,
+      reason: denial,
+      reasons: reasons.map((r) => r.code),
+      ...(extra.mode && extra.mode !== 'enforce' ? { mode: extra.mode, verdict: extra.verdict } : {}),
     };
     // warn mode: an admission that enforcing would deny is logged as a warning.
-    if (extra.mode === 'warn' && extra.verdict === false) this.deps.logger.warn(line, 'admitted in warn mode; enforcing this rule would deny it');
-    else this.deps.logger.info(line, allowed ? (extra.verdict === false ? 'admitted in audit mode; enforcing this rule would deny it' : 'admitted') : 'denied');
+    if (extra.mode === 'warn' && extra.verdict === false)
+      this.deps.logger.warn(line, 'admitted in warn mode; enforcing this rule would deny it');
+    else
+      this.deps.logger.info(
+        line,
+        allowed
+          ? extra.verdict === false
+            ? 'admitted in audit mode; enforcing this rule would deny it'
+            : 'admitted'
+          : 'denied',
+      );
   }
 
-  async #store(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest, kind: ManifestKind, policyDigest: string, rule: string, verified: boolean): Promise<ServedManifest> {
+  async #store(
+    addr: Address,
+    digest: Digest,
+    bytes: Buffer,
+    manifest: Manifest,
+    kind: ManifestKind,
+    policyDigest: string,
+    rule: string,
+    verified: boolean,
+  ): Promise<ServedManifest> {
     await this.deps.store.putBytes(digest, bytes);
-    await this.deps.metadata.admit(addr.name, {
-      digest: digest.text, mediaType: manifest.mediaType, size: bytes.length, kind, policyDigest, rule, verified,
-      blobs: referencedBlobs(manifest).map((d) => ({ digest: d.digest.text, size: d.size })),
-      children: manifest.kind === 'index' && kind === 'index' ? manifest.manifests.map((d) => d.digest.text) : [],
-    }, this.deps.now());
+    await this.deps.metadata.admit(
+      addr.name,
+      {
+        digest: digest.text,
+        mediaType: manifest.mediaType,
+        size: bytes.length,
+        kind,
+        policyDigest,
+        rule,
+        verified,
+        blobs: referencedBlobs(manifest).map((d) => ({ digest: d.digest.text, size: d.size })),
+        children: manifest.kind === 'index' && kind === 'index' ? manifest.manifests.map((d) => d.digest.text) : [],
+      },
+      this.deps.now(),
+    );
     return { digest, mediaType: manifest.mediaType, bytes };
   }
 
   /** An attachment is recorded as a decision of its own: served because its subject is admitted. */
-  async #storeAttachment(addr: Address, digest: Digest, bytes: Buffer, manifest: Manifest, subject: string): Promise<ServedManifest> {
+  async #storeAttachment(
+    addr: Address,
+    digest: Digest,
+    bytes: Buffer,
+    manifest: Manifest,
+    subject: string,
+  ): Promise<ServedManifest> {
     const policyDigest = this.deps.policy().digest.text;
     const known = await this.deps.metadata.admittedManifest(addr.name, digest.text);
-    if (known?.kind === 'attachment' && known.policyDigest === policyDigest && (await this.deps.store.stat(digest)) === bytes.length) {
+    if (
+      known?.kind === 'attachment' &&
+      known.policyDigest === policyDigest &&
+      (await this.deps.store.stat(digest)) === bytes.length
+    ) {
       return { digest, mediaType: manifest.mediaType, bytes };
     }
-    await this.#record(addr, digest, true, 'attachment', policyDigest, [{ code: 'attachment.subject_admitted', message: `a signature or attestation of admitted ${subject}` }]);
+    await this.#record(addr, digest, true, 'attachment', policyDigest, [
+      { code: 'attachment.subject_admitted', message: `a signature or attestation of admitted ${subject}` },
+    ]);
     return this.#store(addr, digest, bytes, manifest, 'attachment', policyDigest, 'attachment', false);
   }
 
   /** `sha256-<hex>.sig` and friends: served while their subject is admitted here. */
-  async #attachmentByTag(addr: Address, tag: string, att: { digest: string; suffix: string }, accept: string | undefined): Promise<ServedManifest> {
+  async #attachmentByTag(
+    addr: Address,
+    tag: string,
+    att: { digest: string; suffix: string },
+    accept: string | undefined,
+  ): Promise<ServedManifest> {
     const subject = parseDigest(att.digest);
     await this.#requireSubject(addr, subject);
     if (att.suffix === '.att') {
@@ -280,7 +466,10 @@ export class ManifestService {
       try {
         upstream = await this.#upstreamAttachment(addr, tag, att.suffix, accept);
       } catch (err) {
-        this.deps.logger.warn({ err, tag, repository: addr.name }, 'the upstream attestation tag is unusable; serving the gateway\'s alone');
+        this.deps.logger.warn(
+          { err, tag, repository: addr.name },
+          "the upstream attestation tag is unusable; serving the gateway's alone",
+        );
       }
       const publisher = upstream?.manifest.kind === 'image' ? upstream.manifest : undefined;
       if (!ours && !publisher) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag}: no attestation`);
@@ -318,33 +507,59 @@ export class ManifestService {
     const bytes = admitted ? await store.readBytes(subject, MAX_MANIFEST_BYTES) : undefined;
     if (!admitted || !bytes || digestOf(bytes, subject.algorithm).hex !== subject.hex) return undefined;
     // Admitted under this policy without verified signatures (accept anything, warn, audit): nothing to attest.
-    if (admitted.policyDigest === policy().digest.text && admitted.verified === false && admitted.rule !== '') return undefined;
+    if (admitted.policyDigest === policy().digest.text && admitted.verified === false && admitted.rule !== '')
+      return undefined;
     const manifest = parseManifest(bytes, admitted.mediaType);
     await this.#flights.run(`${addr.name}@${subject.text}`, () => this.#decideAndStore(addr, subject, bytes, manifest));
     return attestations.find(addr, subject, policy().digest.text);
   }
 
-  async #upstreamAttachment(addr: Address, tag: string, suffix: string, accept: string | undefined): Promise<{ bytes: Buffer; manifest: Manifest } | undefined> {
-    const res = await addr.upstream.client.manifest(addr.repository, tag, 'GET', accept ?? MANIFEST_MEDIA_TYPES.join(', '), MAX_MANIFEST_BYTES);
+  async #upstreamAttachment(
+    addr: Address,
+    tag: string,
+    suffix: string,
+    accept: string | undefined,
+  ): Promise<{ bytes: Buffer; manifest: Manifest } | undefined> {
+    const res = await addr.upstream.client.manifest(
+      addr.repository,
+      tag,
+      'GET',
+      accept ?? MANIFEST_MEDIA_TYPES.join(', '),
+      MAX_MANIFEST_BYTES,
+    );
     if (!res) return undefined;
     const manifest = parseManifest(res.bytes, header(res.headers, 'content-type'));
     const problem = attachmentProblem(manifest, suffix);
-    if (problem !== undefined) throw new OciError('MANIFEST_INVALID', `${tag} is not served as an attachment: ${problem}`);
+    if (problem !== undefined)
+      throw new OciError('MANIFEST_INVALID', `${tag} is not served as an attachment: ${problem}`);
     return { bytes: res.bytes, manifest };
   }
 
   /** The descriptor of the gateway's attestation of an admitted subject, for the referrers API; undefined when there is none. */
-  async attestationReferrer(addr: Address, subject: Digest): Promise<{ mediaType: string; digest: string; size: number; artifactType: string; annotations: Record<string, string> } | undefined> {
+  async attestationReferrer(
+    addr: Address,
+    subject: Digest,
+  ): Promise<
+    | { mediaType: string; digest: string; size: number; artifactType: string; annotations: Record<string, string> }
+    | undefined
+  > {
     const admitted = await this.deps.metadata.admittedManifest(addr.name, subject.text);
     if (!admitted || !(await this.#isAdmitted(addr, subject.text))) return undefined;
     const envelope = await this.#ensureAttested(addr, subject);
     if (!envelope) return undefined;
-    const bytes = await this.deps.attestations.referrerManifest(envelope, { mediaType: admitted.mediaType, digest: subject, size: admitted.size });
+    const bytes = await this.deps.attestations.referrerManifest(envelope, {
+      mediaType: admitted.mediaType,
+      digest: subject,
+      size: admitted.size,
+    });
     const manifest = parseManifest(bytes);
     const served = await this.#storeAttachment(addr, digestOf(bytes), bytes, manifest, subject.text);
     return {
-      mediaType: served.mediaType, digest: served.digest.text, size: bytes.length,
-      artifactType: manifest.artifactType ?? '', annotations: { ...(manifest.annotations ?? {}) },
+      mediaType: served.mediaType,
+      digest: served.digest.text,
+      size: bytes.length,
+      artifactType: manifest.artifactType ?? '',
+      annotations: { ...(manifest.annotations ?? {}) },
     };
   }
 }
@@ -352,14 +567,21 @@ export class ManifestService {
 /** The signatures a decision rested on, by the digest of their signed payload. */
 function inputsOf(addr: Address, subject: Digest, decision: Decision, evidence: Evidence): ResourceRef[] {
   const used = new Set(decision.reasons.filter((r) => r.code === 'signature.verified').map((r) => r.evidence));
-  const signatures: ResourceRef[] = evidence.cosign.filter((c) => used.has(c.source)).map((c) => ({
-    uri: `docker://${addr.name}:${subject.algorithm}-${subject.hex}.sig`,
-    digest: { sha256: digestOf(c.payload).hex },
-  }));
+  const signatures: ResourceRef[] = evidence.cosign
+    .filter((c) => used.has(c.source))
+    .map((c) => ({
+      uri: `docker://${addr.name}:${subject.algorithm}-${subject.hex}.sig`,
+      digest: { sha256: digestOf(c.payload).hex },
+    }));
   for (const g of (evidence.gpg ?? []).filter((s) => used.has(s.source))) {
-    signatures.push({ uri: g.uri ?? `${addr.name}@${subject.text} ${g.source}`, digest: { sha256: digestOf(Buffer.from(g.blob)).hex } });
+    signatures.push({
+      uri: g.uri ?? `${addr.name}@${subject.text} ${g.source}`,
+      digest: { sha256: digestOf(Buffer.from(g.blob)).hex },
+    });
   }
-  const index = decision.reasons.find((r) => r.code === 'signature.covered_by_index') ? evidence.coveringIndex : undefined;
+  const index = decision.reasons.find((r) => r.code === 'signature.covered_by_index')
+    ? evidence.coveringIndex
+    : undefined;
   if (index !== undefined) {
     const d = parseDigest(index);
     signatures.push({ uri: `docker://${addr.name}@${index}`, digest: { [d.algorithm]: d.hex } });

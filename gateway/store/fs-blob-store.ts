@@ -52,7 +52,11 @@ export class FsBlobStore implements BlobStore {
       if (err.code === 'ENOENT') throw new GatewayError('BLOB_UNKNOWN', `blob ${digest.text} is not stored`);
       throw err;
     });
-    return createReadStream('', { fd: handle, highWaterMark: HIGH_WATER_MARK, ...(range ? { start: range.start, end: range.end } : {}) });
+    return createReadStream('', {
+      fd: handle,
+      highWaterMark: HIGH_WATER_MARK,
+      ...(range ? { start: range.start, end: range.end } : {}),
+    });
   }
 
   async readBytes(digest: Digest, maxBytes: number): Promise<Buffer | undefined> {
@@ -65,7 +69,8 @@ export class FsBlobStore implements BlobStore {
     }
     try {
       const { size } = await handle.stat();
-      if (size > maxBytes) throw new OciError('SIZE_EXCEEDED', `stored blob ${digest.text} is larger than ${maxBytes} bytes`);
+      if (size > maxBytes)
+        throw new OciError('SIZE_EXCEEDED', `stored blob ${digest.text} is larger than ${maxBytes} bytes`);
       const buf = Buffer.alloc(size);
       const { bytesRead } = await handle.read(buf, 0, size, 0);
       return buf.subarray(0, bytesRead);
@@ -122,7 +127,11 @@ class FsStagedBlob implements StagedBlob {
   #closed = false;
   #verified: string | undefined;
 
-  constructor(private readonly handle: FileHandle, private readonly path: string, private readonly finalPath: (d: Digest) => string) {}
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly path: string,
+    private readonly finalPath: (d: Digest) => string,
+  ) {}
 
   get written(): number {
     return this.#written;
@@ -134,7 +143,8 @@ class FsStagedBlob implements StagedBlob {
    * the contiguous prefix already on disk.
    */
   write(chunk: Uint8Array): Promise<void> {
-    if (this.#done || this.#verified !== undefined) return Promise.reject(new GatewayError('STORE_FAILED', 'write after commit or abort'));
+    if (this.#done || this.#verified !== undefined)
+      return Promise.reject(new GatewayError('STORE_FAILED', 'write after commit or abort'));
     const position = this.#reserved;
     this.#reserved += chunk.length;
     for (const h of this.#hashes.values()) h.update(chunk);
@@ -179,7 +189,10 @@ class FsStagedBlob implements StagedBlob {
     if (actual !== expected.hex) {
       this.#done = true;
       await this.#discard();
-      throw new OciError('DIGEST_MISMATCH', `content hashes to ${expected.algorithm}:${actual}, expected ${expected.text}`);
+      throw new OciError(
+        'DIGEST_MISMATCH',
+        `content hashes to ${expected.algorithm}:${actual}, expected ${expected.text}`,
+      );
     }
     this.#verified = expected.text;
   }
@@ -208,7 +221,7 @@ class FsStagedBlob implements StagedBlob {
 
   async #rehash(algorithm: Algorithm): Promise<string> {
     const h = createHash(algorithm);
-    for (let pos = 0; pos < this.#written; ) {
+    for (let pos = 0; pos < this.#written;) {
       const chunk = await this.readAt(pos, HIGH_WATER_MARK);
       if (chunk.length === 0) break;
       h.update(chunk);

@@ -93,7 +93,9 @@ export class RegistryClient {
     }
     this.#options = options;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    this.#dispatcher = options.dispatcher ?? new Agent({ connections: 64, headersTimeout: this.#timeouts.headersMs, bodyTimeout: this.#timeouts.idleMs });
+    this.#dispatcher =
+      options.dispatcher ??
+      new Agent({ connections: 64, headersTimeout: this.#timeouts.headersMs, bodyTimeout: this.#timeouts.idleMs });
     this.#publicDispatcher = new Agent({ connections: 16, connect: { lookup: publicOnlyLookup } });
     this.#now = options.now ?? Date.now;
   }
@@ -123,8 +125,17 @@ export class RegistryClient {
   }
 
   /** GET or HEAD a manifest; the body is buffered up to `maxBytes`. 404 gives `undefined`. */
-  async manifest(repository: string, reference: string, method: 'GET' | 'HEAD', accept: string, maxBytes: number): Promise<BufferedResponse | undefined> {
-    const res = await this.send(method, `/v2/${repository}/manifests/${reference}`, { repository, headers: { accept } });
+  async manifest(
+    repository: string,
+    reference: string,
+    method: 'GET' | 'HEAD',
+    accept: string,
+    maxBytes: number,
+  ): Promise<BufferedResponse | undefined> {
+    const res = await this.send(method, `/v2/${repository}/manifests/${reference}`, {
+      repository,
+      headers: { accept },
+    });
     if (res.status === 404) {
       await discard(res.body);
       return undefined;
@@ -148,7 +159,12 @@ export class RegistryClient {
   }
 
   /** GET of a small JSON-ish document (tags list, referrers); any status is returned. */
-  async small(repository: string, pathAndQuery: string, accept: string | undefined, maxBytes: number): Promise<BufferedResponse> {
+  async small(
+    repository: string,
+    pathAndQuery: string,
+    accept: string | undefined,
+    maxBytes: number,
+  ): Promise<BufferedResponse> {
     const res = await this.send('GET', pathAndQuery, { repository, headers: accept ? { accept } : {} });
     if (res.status >= 500 || res.status === 401 || res.status === 429) await this.#expectOk(res, [200]);
     const bytes = await this.#bounded(res.body, maxBytes, 'response');
@@ -156,11 +172,19 @@ export class RegistryClient {
   }
 
   async #bounded(body: Readable, max: number, what: string): Promise<Buffer> {
-    const timer = setTimeout(() => body.destroy(new UpstreamError('UPSTREAM_TIMEOUT', `${what} did not arrive within ${this.#timeouts.totalMs} ms`)), this.#timeouts.totalMs);
+    const timer = setTimeout(
+      () =>
+        body.destroy(
+          new UpstreamError('UPSTREAM_TIMEOUT', `${what} did not arrive within ${this.#timeouts.totalMs} ms`),
+        ),
+      this.#timeouts.totalMs,
+    );
     try {
       return await readBounded(body, max, what);
     } catch (err) {
-      throw err instanceof UpstreamError ? err : new UpstreamError('UPSTREAM_UNAVAILABLE', `reading ${what} failed`, { cause: err });
+      throw err instanceof UpstreamError
+        ? err
+        : new UpstreamError('UPSTREAM_UNAVAILABLE', `reading ${what} failed`, { cause: err });
     } finally {
       clearTimeout(timer);
     }
@@ -171,10 +195,14 @@ export class RegistryClient {
     await discard(res.body);
     const status = res.status;
     if (status === 404) throw new UpstreamError('UPSTREAM_NOT_FOUND', 'not found upstream', { status });
-    if (status === 401) throw new UpstreamError('UPSTREAM_UNAUTHORIZED', 'upstream refused our credentials', { status });
+    if (status === 401)
+      throw new UpstreamError('UPSTREAM_UNAUTHORIZED', 'upstream refused our credentials', { status });
     if (status === 403) throw new UpstreamError('UPSTREAM_DENIED', 'upstream denied access', { status });
     if (status === 429) {
-      throw new UpstreamError('UPSTREAM_TOO_MANY_REQUESTS', 'upstream is rate limiting', { status, retryAfterSeconds: retryAfter(res.headers) });
+      throw new UpstreamError('UPSTREAM_TOO_MANY_REQUESTS', 'upstream is rate limiting', {
+        status,
+        retryAfterSeconds: retryAfter(res.headers),
+      });
     }
     if (status >= 500) throw new UpstreamError('UPSTREAM_UNAVAILABLE', `upstream answered ${status}`, { status });
     throw new UpstreamError('UPSTREAM_PROTOCOL', `unexpected upstream status ${status}`, { status });
@@ -185,7 +213,11 @@ export class RegistryClient {
    * on 429/5xx/network errors, and redirects (credentials are dropped when leaving
    * the registry's origin).
    */
-  async send(method: 'GET' | 'HEAD', pathAndQuery: string, opts: { repository?: string; headers?: Record<string, string>; signal?: AbortSignal | undefined }): Promise<RawResponse> {
+  async send(
+    method: 'GET' | 'HEAD',
+    pathAndQuery: string,
+    opts: { repository?: string; headers?: Record<string, string>; signal?: AbortSignal | undefined },
+  ): Promise<RawResponse> {
     const retries = this.#options.retries ?? 2;
     let authRetried = false;
     for (let attempt = 0; ; attempt++) {
@@ -219,11 +251,16 @@ export class RegistryClient {
 
   #url(pathAndQuery: string): URL {
     const url = new URL(pathAndQuery, this.baseUrl);
-    if (this.#options.namespace !== undefined && url.pathname !== '/v2/') url.searchParams.set('ns', this.#options.namespace);
+    if (this.#options.namespace !== undefined && url.pathname !== '/v2/')
+      url.searchParams.set('ns', this.#options.namespace);
     return url;
   }
 
-  async #follow(method: string, url: URL, opts: { repository?: string; headers?: Record<string, string>; signal?: AbortSignal | undefined }): Promise<RawResponse> {
+  async #follow(
+    method: string,
+    url: URL,
+    opts: { repository?: string; headers?: Record<string, string>; signal?: AbortSignal | undefined },
+  ): Promise<RawResponse> {
     let current = url;
     let trusted = true;
     for (let hop = 0; ; hop++) {
@@ -273,18 +310,25 @@ export class RegistryClient {
       const key = scopeKey(repository);
       let pending = this.#pendingTokens.get(key);
       if (!pending) {
-        pending = this.#fetchToken(realm, bearer.params.service, repository).finally(() => this.#pendingTokens.delete(key));
+        pending = this.#fetchToken(realm, bearer.params.service, repository).finally(() =>
+          this.#pendingTokens.delete(key),
+        );
         this.#pendingTokens.set(key, pending);
       }
       this.#tokens.set(key, await pending);
       return;
     }
     if (challenges.some((c) => c.scheme === 'basic')) {
-      if (!this.#options.credentials) throw new UpstreamError('UPSTREAM_UNAUTHORIZED', 'upstream wants basic credentials and none are configured', { status: 401 });
+      if (!this.#options.credentials)
+        throw new UpstreamError('UPSTREAM_UNAUTHORIZED', 'upstream wants basic credentials and none are configured', {
+          status: 401,
+        });
       this.#basic = true;
       return;
     }
-    throw new UpstreamError('UPSTREAM_UNAUTHORIZED', 'upstream answered 401 without a usable challenge', { status: 401 });
+    throw new UpstreamError('UPSTREAM_UNAUTHORIZED', 'upstream answered 401 without a usable challenge', {
+      status: 401,
+    });
   }
 
   async #fetchToken(realm: string, service: string | undefined, repository: string | undefined): Promise<Token> {
@@ -301,8 +345,11 @@ export class RegistryClient {
     }
     const started = this.#now();
     const res = await request(url, {
-      method: 'GET', headers, dispatcher: trusted ? this.#dispatcher : this.#publicDispatcher,
-      headersTimeout: this.#timeouts.headersMs, bodyTimeout: this.#timeouts.idleMs,
+      method: 'GET',
+      headers,
+      dispatcher: trusted ? this.#dispatcher : this.#publicDispatcher,
+      headersTimeout: this.#timeouts.headersMs,
+      bodyTimeout: this.#timeouts.idleMs,
     });
     this.#options.observe?.({ method: 'TOKEN', status: res.statusCode, ms: this.#now() - started });
     if (res.statusCode !== 200) {
@@ -318,7 +365,8 @@ export class RegistryClient {
       throw new UpstreamError('UPSTREAM_PROTOCOL', 'token response is not valid JSON', { cause });
     }
     const value = isObject(doc) ? (doc.token ?? doc.access_token) : undefined;
-    if (typeof value !== 'string' || value.length === 0) throw new UpstreamError('UPSTREAM_PROTOCOL', 'token response has no token');
+    if (typeof value !== 'string' || value.length === 0)
+      throw new UpstreamError('UPSTREAM_PROTOCOL', 'token response has no token');
     const expiresIn = isObject(doc) && typeof doc.expires_in === 'number' ? Math.max(60, doc.expires_in) : 60;
     return { value, expiresAt: this.#now() + (expiresIn - 5) * 1000 };
   }

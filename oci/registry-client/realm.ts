@@ -34,10 +34,16 @@ export function checkRealm(realm: string, upstream: URL, allowedOrigins: readonl
   if (url.origin === upstream.origin) return { url, trusted: true };
   if (allowedOrigins !== undefined) {
     if (allowedOrigins.includes(url.origin)) return { url, trusted: true };
-    throw new UpstreamError('UPSTREAM_AUTH_REALM_REJECTED', `token realm origin ${url.origin} is not in the upstream's allowed list`);
+    throw new UpstreamError(
+      'UPSTREAM_AUTH_REALM_REJECTED',
+      `token realm origin ${url.origin} is not in the upstream's allowed list`,
+    );
   }
   if (url.protocol === 'https:' && !isInternalHost(url.hostname)) return { url, trusted: false };
-  throw new UpstreamError('UPSTREAM_AUTH_REALM_REJECTED', `token realm origin ${url.origin} is not allowed for ${upstream.origin}`);
+  throw new UpstreamError(
+    'UPSTREAM_AUTH_REALM_REJECTED',
+    `token realm origin ${url.origin} is not allowed for ${upstream.origin}`,
+  );
 }
 
 /**
@@ -45,18 +51,27 @@ export function checkRealm(realm: string, upstream: URL, allowedOrigins: readonl
  * origin, or an https origin that is not an internal address. Credentials are never
  * sent off the registry's origin; untrusted targets are also checked after DNS.
  */
-export function checkRedirect(location: string, from: URL, upstream: URL, allowedOrigins: readonly string[] | undefined): AllowedTarget {
+export function checkRedirect(
+  location: string,
+  from: URL,
+  upstream: URL,
+  allowedOrigins: readonly string[] | undefined,
+): AllowedTarget {
   let url: URL;
   try {
     url = new URL(location, from);
   } catch (cause) {
     throw new UpstreamError('UPSTREAM_REDIRECT_REJECTED', 'redirect to an invalid URL', { cause });
   }
-  if (url.username !== '' || url.password !== '') throw new UpstreamError('UPSTREAM_REDIRECT_REJECTED', 'redirect URL carries credentials');
+  if (url.username !== '' || url.password !== '')
+    throw new UpstreamError('UPSTREAM_REDIRECT_REJECTED', 'redirect URL carries credentials');
   if (url.origin === upstream.origin) return { url, trusted: true };
   if (allowedOrigins?.includes(url.origin)) return { url, trusted: true };
   if (url.protocol === 'https:' && !isInternalHost(url.hostname)) return { url, trusted: false };
-  throw new UpstreamError('UPSTREAM_REDIRECT_REJECTED', `redirect to ${url.origin} is not allowed (the registry's origin, a configured origin, or public https)`);
+  throw new UpstreamError(
+    'UPSTREAM_REDIRECT_REJECTED',
+    `redirect to ${url.origin} is not allowed (the registry's origin, a configured origin, or public https)`,
+  );
 }
 
 /** A DNS lookup for untrusted targets that refuses names resolving to internal addresses. */
@@ -69,7 +84,10 @@ export function publicOnlyLookup(
     if (err) return callback(err, '');
     const bad = addresses.find((a) => isInternalHost(a.address));
     if (bad || addresses.length === 0) {
-      return callback(Object.assign(new Error(`${hostname} resolves to an internal address`), { code: 'EPORTCULLIS_INTERNAL' }), '');
+      return callback(
+        Object.assign(new Error(`${hostname} resolves to an internal address`), { code: 'EPORTCULLIS_INTERNAL' }),
+        '',
+      );
     }
     if (options.all) return callback(null, addresses);
     const first = addresses[0] as LookupAddress;
@@ -96,6 +114,14 @@ export function isInternalHost(hostname: string): boolean {
 
 function isInternalV4(ip: string): boolean {
   const [a = 0, b = 0] = ip.split('.').map(Number);
-  return a === 0 || a === 10 || a === 127 || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31)
-    || (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127) || a >= 224;
+  return (
+    a === 0 ||
+    a === 10 ||
+    a === 127 ||
+    (a === 169 && b === 254) ||
+    (a === 172 && b >= 16 && b <= 31) ||
+    (a === 192 && b === 168) ||
+    (a === 100 && b >= 64 && b <= 127) ||
+    a >= 224
+  );
 }

@@ -21,7 +21,10 @@ export type CosignVerification =
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const MAX_SIGNATURE_CHARS = 8192;
 
-export function verifyCosignSignature(evidence: CosignSignatureEvidence, keys: readonly TrustedKey[]): CosignVerification {
+export function verifyCosignSignature(
+  evidence: CosignSignatureEvidence,
+  keys: readonly TrustedKey[],
+): CosignVerification {
   const text = evidence.signature;
   if (text.length === 0 || text.length > MAX_SIGNATURE_CHARS || text.length % 4 !== 0 || !BASE64.test(text)) {
     return { ok: false, code: 'signature.invalid', message: 'the signature annotation is not valid base64' };
@@ -40,7 +43,11 @@ export function verifyCosignSignature(evidence: CosignSignatureEvidence, keys: r
   }
   if (!signer) {
     return wellFormed
-      ? { ok: false, code: 'signature.untrusted_key', message: 'no trusted key verifies this signature (signed by another key, or altered after signing)' }
+      ? {
+          ok: false,
+          code: 'signature.untrusted_key',
+          message: 'no trusted key verifies this signature (signed by another key, or altered after signing)',
+        }
       : { ok: false, code: 'signature.invalid', message: 'the signature is malformed for every trusted key type' };
   }
   const claims = parsePayload(payload);
@@ -50,9 +57,15 @@ export function verifyCosignSignature(evidence: CosignSignatureEvidence, keys: r
 
 function tryVerify(key: TrustedKey, payload: Uint8Array, signature: Buffer): 'valid' | 'invalid' | 'malformed' {
   try {
-    const ok = key.algorithm === 'ed25519'
-      ? verify(null, payload, key.key, signature)
-      : verify('sha256', payload, key.algorithm.startsWith('ecdsa') ? { key: key.key, dsaEncoding: 'der' } : key.key, signature);
+    const ok =
+      key.algorithm === 'ed25519'
+        ? verify(null, payload, key.key, signature)
+        : verify(
+            'sha256',
+            payload,
+            key.algorithm.startsWith('ecdsa') ? { key: key.key, dsaEncoding: 'der' } : key.key,
+            signature,
+          );
     return ok ? 'valid' : 'invalid';
   } catch {
     // OpenSSL throws on a signature it cannot even decode (bad DER, wrong length).
@@ -68,15 +81,26 @@ function parsePayload(payload: Uint8Array): CosignClaims | string {
   } catch (err) {
     return `payload is not valid JSON: ${(err as Error).message}`;
   }
-  if (!isObject(doc) || !exactKeys(doc, ['critical'], ['optional'])) return 'payload must hold exactly "critical" and optionally "optional"';
+  if (!isObject(doc) || !exactKeys(doc, ['critical'], ['optional']))
+    return 'payload must hold exactly "critical" and optionally "optional"';
   const { critical, optional } = doc;
-  if (optional !== undefined && optional !== null && !isObject(optional)) return 'payload "optional" must be an object or null';
-  if (!isObject(critical) || !exactKeys(critical, ['identity', 'image', 'type'])) return 'payload "critical" must hold exactly identity, image and type';
+  if (optional !== undefined && optional !== null && !isObject(optional))
+    return 'payload "optional" must be an object or null';
+  if (!isObject(critical) || !exactKeys(critical, ['identity', 'image', 'type']))
+    return 'payload "critical" must hold exactly identity, image and type';
   const { identity, image, type } = critical;
-  if (!isObject(identity) || !exactKeys(identity, ['docker-reference']) || typeof identity['docker-reference'] !== 'string') {
+  if (
+    !isObject(identity) ||
+    !exactKeys(identity, ['docker-reference']) ||
+    typeof identity['docker-reference'] !== 'string'
+  ) {
     return 'payload critical.identity must hold exactly a docker-reference string';
   }
-  if (!isObject(image) || !exactKeys(image, ['docker-manifest-digest']) || typeof image['docker-manifest-digest'] !== 'string') {
+  if (
+    !isObject(image) ||
+    !exactKeys(image, ['docker-manifest-digest']) ||
+    typeof image['docker-manifest-digest'] !== 'string'
+  ) {
     return 'payload critical.image must hold exactly a docker-manifest-digest string';
   }
   if (typeof type !== 'string') return 'payload critical.type must be a string';

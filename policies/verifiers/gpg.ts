@@ -31,11 +31,23 @@ const PAYLOAD_TYPE = 'atomic container signature';
 const MAX_PAYLOAD_BYTES = 256 * 1024;
 const CONFIG = { minRSABits: 2048, maxDecompressedMessageSize: MAX_PAYLOAD_BYTES };
 
-export async function verifyGpgSignature(evidence: GpgSignatureEvidence, keys: readonly GpgTrustedKey[], now: Date): Promise<GpgVerification> {
+export async function verifyGpgSignature(
+  evidence: GpgSignatureEvidence,
+  keys: readonly GpgTrustedKey[],
+  now: Date,
+): Promise<GpgVerification> {
   const fail = (code: ReasonCode, message: string): GpgVerification => ({ ok: false, code, message });
   const blob = evidence.blob;
-  if (blob.length === 0 || blob.length > MAX_GPG_SIGNATURE_BYTES) return fail('signature.invalid', `signature blob of ${blob.length} bytes (1 to ${MAX_GPG_SIGNATURE_BYTES} accepted)`);
-  if (blob[0] === 0x2d) return fail('signature.invalid', 'the signature is ASCII-armored; simple signing signatures are binary OpenPGP messages');
+  if (blob.length === 0 || blob.length > MAX_GPG_SIGNATURE_BYTES)
+    return fail(
+      'signature.invalid',
+      `signature blob of ${blob.length} bytes (1 to ${MAX_GPG_SIGNATURE_BYTES} accepted)`,
+    );
+  if (blob[0] === 0x2d)
+    return fail(
+      'signature.invalid',
+      'the signature is ASCII-armored; simple signing signatures are binary OpenPGP messages',
+    );
   let message: openpgp.Message<Uint8Array>;
   try {
     message = await openpgp.readMessage({ binaryMessage: blob, config: CONFIG });
@@ -43,24 +55,40 @@ export async function verifyGpgSignature(evidence: GpgSignatureEvidence, keys: r
     return fail('signature.invalid', `not an OpenPGP message: ${short(err)}`);
   }
   const ids = message.getSigningKeyIDs();
-  if (ids.length !== 1) return fail('signature.invalid', `the message carries ${ids.length} signatures; exactly one is accepted`);
+  if (ids.length !== 1)
+    return fail('signature.invalid', `the message carries ${ids.length} signatures; exactly one is accepted`);
   const keyId = ids[0] as openpgp.KeyID;
   const signer = keys.find((k) => k.key.getKeyID().equals(keyId));
   if (!signer) {
     const parent = keys.find((k) => k.key.getKeys(keyId).length > 0);
     if (parent) {
-      return fail('signature.untrusted_key', `signed by subkey ${keyId.toHex().toUpperCase()} of ${parent.source} (${parent.fingerprint}); only signatures by the trusted primary key are accepted, as podman and skopeo do`);
+      return fail(
+        'signature.untrusted_key',
+        `signed by subkey ${keyId.toHex().toUpperCase()} of ${parent.source} (${parent.fingerprint}); only signatures by the trusted primary key are accepted, as podman and skopeo do`,
+      );
     }
-    return fail('signature.untrusted_key', `signed by key ID ${keyId.toHex().toUpperCase()}, which is not among the trusted keys`);
+    return fail(
+      'signature.untrusted_key',
+      `signed by key ID ${keyId.toHex().toUpperCase()}, which is not among the trusted keys`,
+    );
   }
   const who = `${signer.source} (${signer.fingerprint})`;
-  if (await signer.key.isRevoked(undefined, undefined, now)) return fail('signature.key_revoked', `the signing key ${who} is revoked`);
+  if (await signer.key.isRevoked(undefined, undefined, now))
+    return fail('signature.key_revoked', `the signing key ${who} is revoked`);
   const expires = await signer.key.getExpirationTime();
-  if (expires instanceof Date && expires.getTime() <= now.getTime()) return fail('signature.key_expired', `the signing key ${who} expired on ${expires.toISOString()}`);
+  if (expires instanceof Date && expires.getTime() <= now.getTime())
+    return fail('signature.key_expired', `the signing key ${who} expired on ${expires.toISOString()}`);
   let data: Uint8Array;
   let created: Date;
   try {
-    const result = await openpgp.verify({ message, verificationKeys: [signer.key], expectSigned: true, format: 'binary', date: now, config: CONFIG });
+    const result = await openpgp.verify({
+      message,
+      verificationKeys: [signer.key],
+      expectSigned: true,
+      format: 'binary',
+      date: now,
+      config: CONFIG,
+    });
     const sig = result.signatures[0];
     if (!sig || result.signatures.length !== 1) return fail('signature.invalid', 'expected exactly one signature');
     await sig.verified;
@@ -68,17 +96,26 @@ export async function verifyGpgSignature(evidence: GpgSignatureEvidence, keys: r
     // The one-pass packet named the primary key; the signature packet itself must say so too
     // (a subkey's signature behind an edited one-pass packet would verify with the subkey).
     if (!sig.keyID.equals(signer.key.getKeyID()) || !packet?.issuerKeyID.equals(signer.key.getKeyID())) {
-      return fail('signature.untrusted_key', `the signature was made by key ${sig.keyID.toHex().toUpperCase()}, not by the primary key ${signer.fingerprint} its header names`);
+      return fail(
+        'signature.untrusted_key',
+        `the signature was made by key ${sig.keyID.toHex().toUpperCase()}, not by the primary key ${signer.fingerprint} its header names`,
+      );
     }
     const issuer = packet.issuerFingerprint;
     if (issuer && Buffer.from(issuer).toString('hex').toUpperCase() !== signer.fingerprint) {
-      return fail('signature.untrusted_key', `the signature names issuer ${Buffer.from(issuer).toString('hex').toUpperCase()}, not the primary key ${signer.fingerprint}`);
+      return fail(
+        'signature.untrusted_key',
+        `the signature names issuer ${Buffer.from(issuer).toString('hex').toUpperCase()}, not the primary key ${signer.fingerprint}`,
+      );
     }
     if (!packet?.created) return fail('signature.invalid', 'the signature has no creation time');
     created = packet.created;
     const lifetime = packet.signatureNeverExpires ? undefined : packet.signatureExpirationTime;
     if (typeof lifetime === 'number' && lifetime > 0 && created.getTime() + lifetime * 1000 <= now.getTime()) {
-      return fail('signature.invalid', `the signature expired on ${new Date(created.getTime() + lifetime * 1000).toISOString()}`);
+      return fail(
+        'signature.invalid',
+        `the signature expired on ${new Date(created.getTime() + lifetime * 1000).toISOString()}`,
+      );
     }
     data = result.data;
   } catch (err) {
@@ -106,7 +143,8 @@ export function parsePayload(bytes: Uint8Array): { digest: string; identity: str
   const exactly = (o: unknown, keys: string[], where: string): Record<string, unknown> | string => {
     if (!isObject(o)) return `${where} is not an object`;
     const have = Object.keys(o).sort();
-    if (have.length !== keys.length || keys.some((k) => !(k in o))) return `${where} must have exactly ${keys.join(', ')} (has ${have.join(', ') || 'nothing'})`;
+    if (have.length !== keys.length || keys.some((k) => !(k in o)))
+      return `${where} must have exactly ${keys.join(', ')} (has ${have.join(', ') || 'nothing'})`;
     return o;
   };
   const top = exactly(doc, ['critical', 'optional'], 'the payload');

@@ -26,7 +26,11 @@ export function bwrapRuntime(): RuntimeDriver {
   const unshare = findProgram('unshare');
   const nsenter = findProgram('nsenter');
   const setpriv = findProgram('setpriv');
-  if (!bwrap || !unshare || !nsenter || !setpriv) throw new RunnerError('IMAGE_INVALID', 'bwrap needs bubblewrap and util-linux: apt-get install bubblewrap util-linux');
+  if (!bwrap || !unshare || !nsenter || !setpriv)
+    throw new RunnerError(
+      'IMAGE_INVALID',
+      'bwrap needs bubblewrap and util-linux: apt-get install bubblewrap util-linux',
+    );
   return {
     name: 'bwrap',
     async run(req: RunRequest): Promise<number> {
@@ -46,12 +50,43 @@ export function bwrapRuntime(): RuntimeDriver {
       if (req.userns) return start([...req.userns.enter, bwrap, ...args]);
       // Real root: a user namespace of bwrap's own whose maps secure-run writes (0 → the dedicated range).
       const net = req.netns ? [nsenter, `--net=${req.netns}`, '--'] : [];
-      const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', ...net, unshare, '--user', '--mount', '--propagation', 'private', '--', 'sleep', '86400'], { stdio: 'ignore' });
+      const holder = spawn(
+        setpriv,
+        [
+          '--pdeathsig',
+          'KILL',
+          '--',
+          ...net,
+          unshare,
+          '--user',
+          '--mount',
+          '--propagation',
+          'private',
+          '--',
+          'sleep',
+          '86400',
+        ],
+        { stdio: 'ignore' },
+      );
       try {
         const pid = await holderReady(holder, 'user');
         writeFileSync(`/proc/${pid}/uid_map`, mapText(linux.uidMappings));
         writeFileSync(`/proc/${pid}/gid_map`, mapText(linux.gidMappings));
-        return await start([nsenter, '-t', String(pid), '--user', '--mount', ...(req.netns ? ['--net'] : []), '--setuid', '0', '--setgid', '0', '--', bwrap, ...args]);
+        return await start([
+          nsenter,
+          '-t',
+          String(pid),
+          '--user',
+          '--mount',
+          ...(req.netns ? ['--net'] : []),
+          '--setuid',
+          '0',
+          '--setgid',
+          '0',
+          '--',
+          bwrap,
+          ...args,
+        ]);
       } finally {
         holder.kill('SIGKILL');
       }
@@ -61,10 +96,12 @@ export function bwrapRuntime(): RuntimeDriver {
 
 function mapText(m: unknown): string {
   if (!Array.isArray(m) || m.length === 0) throw new RunnerError('IMAGE_INVALID', 'the spec has no id mappings');
-  return m.map((e) => {
-    if (!isObject(e)) throw new RunnerError('IMAGE_INVALID', 'bad id mapping');
-    return `${Number(e.containerID)} ${Number(e.hostID)} ${Number(e.size)}`;
-  }).join('\n');
+  return m
+    .map((e) => {
+      if (!isObject(e)) throw new RunnerError('IMAGE_INVALID', 'bad id mapping');
+      return `${Number(e.containerID)} ${Number(e.hostID)} ${Number(e.size)}`;
+    })
+    .join('\n');
 }
 
 /**
@@ -74,15 +111,31 @@ function mapText(m: unknown): string {
  * the container shares the one bwrap starts in.
  */
 export function translate(spec: unknown): string[] {
-  if (!isObject(spec) || !isObject(spec.root) || !isObject(spec.process) || !Array.isArray(spec.mounts)) throw new RunnerError('IMAGE_INVALID', 'not a runtime spec');
+  if (!isObject(spec) || !isObject(spec.root) || !isObject(spec.process) || !Array.isArray(spec.mounts))
+    throw new RunnerError('IMAGE_INVALID', 'not a runtime spec');
   const root = String(spec.root.path);
   const p = spec.process;
-  if (p.terminal === true) throw new RunnerError('IMAGE_INVALID', 'bwrap cannot give the container a terminal (-t): use --runtime crun or runc for that');
+  if (p.terminal === true)
+    throw new RunnerError(
+      'IMAGE_INVALID',
+      'bwrap cannot give the container a terminal (-t): use --runtime crun or runc for that',
+    );
   const user = isObject(p.user) ? p.user : { uid: 0, gid: 0 };
   const linux = isObject(spec.linux) ? spec.linux : {};
-  const namespaces = Array.isArray(linux.namespaces) ? linux.namespaces.map((n) => (isObject(n) ? n.type : undefined)) : [];
-  const out = ['--die-with-parent', '--new-session', '--unshare-pid', '--unshare-ipc', '--unshare-uts', ...(namespaces.includes('network') ? ['--unshare-net'] : []), '--unshare-cgroup-try'];
-  if (Number(user.uid) !== 0 || Number(user.gid) !== 0) out.push('--unshare-user', '--uid', String(user.uid), '--gid', String(user.gid));
+  const namespaces = Array.isArray(linux.namespaces)
+    ? linux.namespaces.map((n) => (isObject(n) ? n.type : undefined))
+    : [];
+  const out = [
+    '--die-with-parent',
+    '--new-session',
+    '--unshare-pid',
+    '--unshare-ipc',
+    '--unshare-uts',
+    ...(namespaces.includes('network') ? ['--unshare-net'] : []),
+    '--unshare-cgroup-try',
+  ];
+  if (Number(user.uid) !== 0 || Number(user.gid) !== 0)
+    out.push('--unshare-user', '--uid', String(user.uid), '--gid', String(user.gid));
   out.push(spec.root.readonly === true ? '--ro-bind' : '--bind', root, '/');
   for (const m of spec.mounts) {
     if (!isObject(m)) continue;
@@ -90,18 +143,21 @@ export function translate(spec: unknown): string[] {
     const opts = Array.isArray(m.options) ? m.options.map(String) : [];
     if (m.type === 'proc') out.push('--proc', dest);
     else if (dest === '/dev' && m.type === 'tmpfs') out.push('--dev', dest);
-    else if (dest === '/dev/pts' || dest === '/dev/shm') continue; // part of --dev
+    else if (dest === '/dev/pts' || dest === '/dev/shm')
+      continue; // part of --dev
     else if (m.type === 'mqueue') out.push('--mqueue', dest);
     else if (m.type === 'tmpfs') out.push('--tmpfs', dest);
     if (m.type === 'tmpfs' && opts.includes('ro')) out.push('--remount-ro', dest);
-    else if (m.type === 'bind' || m.type === 'none') out.push(opts.includes('ro') || opts.includes('rro') ? '--ro-bind' : '--bind', String(m.source), dest);
+    else if (m.type === 'bind' || m.type === 'none')
+      out.push(opts.includes('ro') || opts.includes('rro') ? '--ro-bind' : '--bind', String(m.source), dest);
   }
   for (const path of Array.isArray(linux.maskedPaths) ? linux.maskedPaths.map(String) : []) {
     if (!existsSync(path)) continue;
     if (statSync(path).isDirectory()) out.push('--tmpfs', path);
     else out.push('--ro-bind-try', '/dev/null', path);
   }
-  for (const path of Array.isArray(linux.readonlyPaths) ? linux.readonlyPaths.map(String) : []) out.push('--ro-bind-try', path, path);
+  for (const path of Array.isArray(linux.readonlyPaths) ? linux.readonlyPaths.map(String) : [])
+    out.push('--ro-bind-try', path, path);
   if (typeof spec.hostname === 'string') out.push('--hostname', spec.hostname);
   // The compiled filter arrives on fd 3 (see run).
   if (linux.seccomp !== undefined) out.push('--seccomp', '3');
@@ -111,11 +167,10 @@ export function translate(spec: unknown): string[] {
     if (eq > 0) out.push('--setenv', e.slice(0, eq), e.slice(eq + 1));
   }
   out.push('--chdir', String(p.cwd ?? '/'), '--cap-drop', 'ALL');
-  const caps = isObject(p.capabilities) && Array.isArray(p.capabilities.bounding) ? p.capabilities.bounding.map(String) : [];
+  const caps =
+    isObject(p.capabilities) && Array.isArray(p.capabilities.bounding) ? p.capabilities.bounding.map(String) : [];
   for (const c of caps) out.push('--cap-add', c);
   const args = Array.isArray(p.args) ? p.args.map(String) : [];
   if (args.length === 0) throw new RunnerError('IMAGE_INVALID', 'the spec has no process arguments');
   return [...out, '--', ...args];
 }
-
-

@@ -16,7 +16,11 @@ export async function holderReady(holder: ChildProcess, ns: 'mnt' | 'user' | 'ne
   const deadline = Date.now() + 10_000;
   for (let i = 0; ; i++) {
     try {
-      if (readlinkSync(`/proc/${pid}/ns/${ns}`) !== mine && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep') return pid;
+      if (
+        readlinkSync(`/proc/${pid}/ns/${ns}`) !== mine &&
+        readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep'
+      )
+        return pid;
     } catch {
       // not there yet
     }
@@ -24,7 +28,10 @@ export async function holderReady(holder: ChildProcess, ns: 'mnt' | 'user' | 'ne
     if (holder.exitCode !== null || Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, i < 100 ? 1 : 5));
   }
-  throw new RunnerError('IMAGE_INVALID', `the namespace holder did not start (are ${ns === 'user' ? 'user' : ns === 'net' ? 'network' : 'mount'} namespaces allowed?)`);
+  throw new RunnerError(
+    'IMAGE_INVALID',
+    `the namespace holder did not start (are ${ns === 'user' ? 'user' : ns === 'net' ? 'network' : 'mount'} namespaces allowed?)`,
+  );
 }
 
 /** Forwards SIGINT, SIGTERM and SIGHUP (a closed terminal), and reports the exit status as a shell would. */
@@ -49,7 +56,9 @@ export function supervise(child: ChildProcess): Promise<number> {
 /** A hybrid cgroup host: cgroup v1 controllers plus a cgroup2 mount at /sys/fs/cgroup/unified (crun refuses those). */
 export function hybridCgroups(): boolean {
   try {
-    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.includes(' /sys/fs/cgroup/unified ') && l.includes(' - cgroup2 '));
+    return readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .some((l) => l.includes(' /sys/fs/cgroup/unified ') && l.includes(' - cgroup2 '));
   } catch {
     return false;
   }

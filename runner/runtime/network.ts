@@ -19,12 +19,20 @@ export function parseNetwork(text: string): Network {
   const colon = text.indexOf(':');
   const name = colon < 0 ? text : text.slice(0, colon);
   const options = colon < 0 ? '' : text.slice(colon + 1);
-  if (name !== 'slirp' && name !== 'slirp4netns') throw new RunnerError('IMAGE_INVALID', `--network must be none or slirp[:allow_host_loopback=true]: ${JSON.stringify(text)}`);
+  if (name !== 'slirp' && name !== 'slirp4netns')
+    throw new RunnerError(
+      'IMAGE_INVALID',
+      `--network must be none or slirp[:allow_host_loopback=true]: ${JSON.stringify(text)}`,
+    );
   let allowHostLoopback = false;
   for (const opt of options === '' ? [] : options.split(',')) {
     if (opt === 'allow_host_loopback=true') allowHostLoopback = true;
     else if (opt === 'allow_host_loopback=false') allowHostLoopback = false;
-    else throw new RunnerError('IMAGE_INVALID', `unknown slirp option ${JSON.stringify(opt)} (known: allow_host_loopback=true|false)`);
+    else
+      throw new RunnerError(
+        'IMAGE_INVALID',
+        `unknown slirp option ${JSON.stringify(opt)} (known: allow_host_loopback=true|false)`,
+      );
   }
   return { mode: 'slirp', allowHostLoopback };
 }
@@ -35,13 +43,18 @@ export function slirpHosts(hostname: string): string {
   return `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.0.2.100\t${hostname}\n`;
 }
 
-export interface Handle { close(): void }
+export interface Handle {
+  close(): void;
+}
 
 /** Root: a network namespace of its own, held open by a process; its /proc path is what runtimes join. */
 export async function holdNetworkNamespace(): Promise<Handle & { pid: number; path: string }> {
   const [setpriv, unshare] = [findProgram('setpriv'), findProgram('unshare')];
-  if (!setpriv || !unshare) throw new RunnerError('IMAGE_INVALID', 'unshare and setpriv are needed: apt-get install util-linux');
-  const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, '--net', '--', 'sleep', '86400'], { stdio: 'ignore' });
+  if (!setpriv || !unshare)
+    throw new RunnerError('IMAGE_INVALID', 'unshare and setpriv are needed: apt-get install util-linux');
+  const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, '--net', '--', 'sleep', '86400'], {
+    stdio: 'ignore',
+  });
   try {
     const pid = await holderReady(holder, 'net');
     return { pid, path: `/proc/${pid}/ns/net`, close: () => holder.kill('SIGKILL') };
@@ -57,16 +70,29 @@ export async function holdNetworkNamespace(): Promise<Handle & { pid: number; pa
  * up. It runs sandboxed (its own mount namespace, seccomp) and exits when secure-run
  * does (its exit descriptor closes) or on close().
  */
-export async function startSlirp(target: { pid: number; userns?: string | undefined }, net: Extract<Network, { mode: 'slirp' }>): Promise<Handle> {
+export async function startSlirp(
+  target: { pid: number; userns?: string | undefined },
+  net: Extract<Network, { mode: 'slirp' }>,
+): Promise<Handle> {
   const slirp = findProgram('slirp4netns', `${process.env.PATH ?? ''}:/usr/bin`);
   const setpriv = findProgram('setpriv');
   if (!slirp) throw new RunnerError('IMAGE_INVALID', '--network slirp needs slirp4netns: apt-get install slirp4netns');
   if (!setpriv) throw new RunnerError('IMAGE_INVALID', 'setpriv is needed: apt-get install util-linux');
   const args = [
-    '--configure', '--mtu=65520', ...(net.allowHostLoopback ? [] : ['--disable-host-loopback']), '--enable-sandbox', '--enable-seccomp',
-    '--ready-fd=3', '--exit-fd=4', ...(target.userns ? [`--userns-path=${target.userns}`] : []), String(target.pid), 'tap0',
+    '--configure',
+    '--mtu=65520',
+    ...(net.allowHostLoopback ? [] : ['--disable-host-loopback']),
+    '--enable-sandbox',
+    '--enable-seccomp',
+    '--ready-fd=3',
+    '--exit-fd=4',
+    ...(target.userns ? [`--userns-path=${target.userns}`] : []),
+    String(target.pid),
+    'tap0',
   ];
-  const child: ChildProcess = spawn(setpriv, ['--pdeathsig', 'KILL', '--', slirp, ...args], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(setpriv, ['--pdeathsig', 'KILL', '--', slirp, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
+  });
   const exitPipe = child.stdio[4] as Writable;
   exitPipe.on('error', () => undefined);
   let err = '';
@@ -77,7 +103,10 @@ export async function startSlirp(target: { pid: number; userns?: string | undefi
   };
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new RunnerError('IMAGE_INVALID', 'slirp4netns did not bring the network up within 10 s')), 10_000);
+      const timer = setTimeout(
+        () => reject(new RunnerError('IMAGE_INVALID', 'slirp4netns did not bring the network up within 10 s')),
+        10_000,
+      );
       (child.stdio[3] as Readable).once('data', () => {
         clearTimeout(timer);
         resolve();
@@ -88,8 +117,12 @@ export async function startSlirp(target: { pid: number; userns?: string | undefi
       });
       child.once('exit', (code) => {
         clearTimeout(timer);
-        const tun = /tun|TUNSETIFF|Permission denied/i.test(err) ? ' (an unprivileged user needs read-write access to /dev/net/tun; see `secure-run doctor`)' : '';
-        reject(new RunnerError('IMAGE_INVALID', `slirp4netns failed (exit ${code}): ${err.trim().slice(0, 400)}${tun}`));
+        const tun = /tun|TUNSETIFF|Permission denied/i.test(err)
+          ? ' (an unprivileged user needs read-write access to /dev/net/tun; see `secure-run doctor`)'
+          : '';
+        reject(
+          new RunnerError('IMAGE_INVALID', `slirp4netns failed (exit ${code}): ${err.trim().slice(0, 400)}${tun}`),
+        );
       });
     });
   } catch (e) {

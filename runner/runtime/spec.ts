@@ -64,14 +64,41 @@ export interface HostFacts {
 
 export const INIT_PATH = '/.secure-run/init';
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-export const DEFAULT_CAPABILITIES = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_NET_BIND_SERVICE', 'CAP_SETFCAP', 'CAP_SETGID', 'CAP_SETPCAP', 'CAP_SETUID', 'CAP_SYS_CHROOT'];
-const MASKED = ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/proc/interrupts', '/sys/firmware', '/sys/devices/virtual/powercap', '/sys/fs/selinux'];
+export const DEFAULT_CAPABILITIES = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+  'CAP_KILL',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SETFCAP',
+  'CAP_SETGID',
+  'CAP_SETPCAP',
+  'CAP_SETUID',
+  'CAP_SYS_CHROOT',
+];
+const MASKED = [
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/proc/interrupts',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
+  '/sys/fs/selinux',
+];
 const READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
 export function buildSpec(image: ImageConfig, opts: RunOptions, host: HostFacts): Record<string, unknown> {
   const args = processArgs(image, opts);
   const cwd = opts.workdir ?? image.workingDir;
-  if (!posix.isAbsolute(cwd) || cwd.includes('\0')) throw new RunnerError('IMAGE_INVALID', `working directory must be an absolute path: ${JSON.stringify(cwd)}`);
+  if (!posix.isAbsolute(cwd) || cwd.includes('\0'))
+    throw new RunnerError('IMAGE_INVALID', `working directory must be an absolute path: ${JSON.stringify(cwd)}`);
   const user = resolveUser(opts.user ?? image.user, host);
   const caps = DEFAULT_CAPABILITIES;
   return {
@@ -91,23 +118,65 @@ export function buildSpec(image: ImageConfig, opts: RunOptions, host: HostFacts)
     },
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      {
+        destination: '/dev',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+      },
+      {
+        destination: '/dev/pts',
+        type: 'devpts',
+        source: 'devpts',
+        options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'],
+      },
+      {
+        destination: '/dev/shm',
+        type: 'tmpfs',
+        source: 'shm',
+        options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+      },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
       // `rro`: read-only all the way down, submounts included (a plain bind `ro` is not recursive).
-      { destination: '/sys', type: 'none', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro', 'rro'] },
+      {
+        destination: '/sys',
+        type: 'none',
+        source: '/sys',
+        options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro', 'rro'],
+      },
       // A bind's `ro` is not recursive: cover the host's cgroup hierarchy below /sys with an empty read-only tmpfs.
-      { destination: '/sys/fs/cgroup', type: 'tmpfs', source: 'tmpfs', options: ['ro', 'nosuid', 'noexec', 'nodev', 'mode=755', 'size=4k'] },
-      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', 'size=262144k'] },
+      {
+        destination: '/sys/fs/cgroup',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['ro', 'nosuid', 'noexec', 'nodev', 'mode=755', 'size=4k'],
+      },
+      {
+        destination: '/tmp',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'nodev', 'mode=1777', 'size=262144k'],
+      },
       { destination: INIT_PATH, type: 'bind', source: host.initPath, options: ['bind', 'ro', 'nosuid', 'nodev'] },
       ...opts.volumes.map(volumeMount),
-      ...(opts.files ?? []).map((f) => ({ destination: f.destination, type: 'bind', source: f.source, options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] })),
+      ...(opts.files ?? []).map((f) => ({
+        destination: f.destination,
+        type: 'bind',
+        source: f.source,
+        options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'],
+      })),
     ],
     linux: {
       uidMappings: host.uidMappings,
       gidMappings: host.gidMappings,
-      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, ...(opts.network === 'joined' ? [] : [{ type: 'network' }]), { type: 'user' }],
+      namespaces: [
+        { type: 'pid' },
+        { type: 'ipc' },
+        { type: 'uts' },
+        { type: 'mount' },
+        ...(opts.network === 'joined' ? [] : [{ type: 'network' }]),
+        { type: 'user' },
+      ],
       maskedPaths: MASKED,
       readonlyPaths: READONLY,
       seccomp: DEFAULT_SECCOMP,
@@ -117,9 +186,15 @@ export function buildSpec(image: ImageConfig, opts: RunOptions, host: HostFacts)
 
 /** Entrypoint ++ Cmd, with the user's overrides (docker run semantics). */
 export function processArgs(image: ImageConfig, opts: Pick<RunOptions, 'command' | 'entrypoint'>): string[] {
-  const entrypoint = opts.entrypoint !== undefined ? (opts.entrypoint === '' ? [] : [opts.entrypoint]) : [...image.entrypoint];
+  const entrypoint =
+    opts.entrypoint !== undefined ? (opts.entrypoint === '' ? [] : [opts.entrypoint]) : [...image.entrypoint];
   // A new entrypoint drops the image's Cmd, as docker does.
-  const cmd = opts.command !== undefined && opts.command.length > 0 ? [...opts.command] : opts.entrypoint !== undefined ? [] : [...image.cmd];
+  const cmd =
+    opts.command !== undefined && opts.command.length > 0
+      ? [...opts.command]
+      : opts.entrypoint !== undefined
+        ? []
+        : [...image.cmd];
   const args = [...entrypoint, ...cmd];
   if (args.length === 0) throw new RunnerError('IMAGE_INVALID', 'the image names no command and none was given');
   return args;
@@ -130,7 +205,11 @@ export function mergeEnv(image: readonly string[], overrides: readonly string[])
   const out = new Map<string, string>();
   for (const e of [DEFAULT_PATH, ...image, ...overrides]) {
     const eq = e.indexOf('=');
-    if (eq <= 0 || e.includes('\0')) throw new RunnerError('IMAGE_INVALID', `environment entries must be KEY=VALUE: ${JSON.stringify(e.slice(0, 60))}`);
+    if (eq <= 0 || e.includes('\0'))
+      throw new RunnerError(
+        'IMAGE_INVALID',
+        `environment entries must be KEY=VALUE: ${JSON.stringify(e.slice(0, 60))}`,
+      );
     out.set(e.slice(0, eq), e);
   }
   return [...out.values()];
@@ -138,16 +217,27 @@ export function mergeEnv(image: readonly string[], overrides: readonly string[])
 
 function volumeMount(v: Volume): Record<string, unknown> {
   if (!posix.isAbsolute(v.destination) || posix.normalize(v.destination) === '/' || v.destination.includes('\0')) {
-    throw new RunnerError('IMAGE_INVALID', `volume destination must be an absolute path below /: ${JSON.stringify(v.destination)}`);
+    throw new RunnerError(
+      'IMAGE_INVALID',
+      `volume destination must be an absolute path below /: ${JSON.stringify(v.destination)}`,
+    );
   }
-  return { destination: posix.normalize(v.destination), type: 'bind', source: v.source, options: ['rbind', 'nosuid', 'nodev', ...(v.readOnly ? ['ro', 'rro'] : ['rw'])] };
+  return {
+    destination: posix.normalize(v.destination),
+    type: 'bind',
+    source: v.source,
+    options: ['rbind', 'nosuid', 'nodev', ...(v.readOnly ? ['ro', 'rro'] : ['rw'])],
+  };
 }
 
 /**
  * `uid`, `uid:gid`, `name`, `name:group` (image-spec config.md). Names are looked up
  * in the container's own /etc/passwd and /etc/group; an unknown name is an error.
  */
-export function resolveUser(spec: string, host: Pick<HostFacts, 'etcPasswd' | 'etcGroup'>): { uid: number; gid: number; additionalGids?: number[] } {
+export function resolveUser(
+  spec: string,
+  host: Pick<HostFacts, 'etcPasswd' | 'etcGroup'>,
+): { uid: number; gid: number; additionalGids?: number[] } {
   if (spec === '') return { uid: 0, gid: 0 };
   const [userPart = '', groupPart] = spec.split(':', 2);
   const passwd = table(host.etcPasswd);
@@ -160,7 +250,8 @@ export function resolveUser(spec: string, host: Pick<HostFacts, 'etcPasswd' | 'e
     gid = primary !== undefined ? Number(primary) : undefined;
   } else {
     const entry = passwd.find((p) => p[0] === userPart);
-    if (!entry) throw new RunnerError('IMAGE_INVALID', `user ${JSON.stringify(userPart)} is not in the image's /etc/passwd`);
+    if (!entry)
+      throw new RunnerError('IMAGE_INVALID', `user ${JSON.stringify(userPart)} is not in the image's /etc/passwd`);
     uid = Number(entry[2]);
     gid = Number(entry[3]);
   }
@@ -168,7 +259,8 @@ export function resolveUser(spec: string, host: Pick<HostFacts, 'etcPasswd' | 'e
     if (/^\d+$/.test(groupPart)) gid = Number(groupPart);
     else {
       const g = groups.find((e) => e[0] === groupPart);
-      if (!g) throw new RunnerError('IMAGE_INVALID', `group ${JSON.stringify(groupPart)} is not in the image's /etc/group`);
+      if (!g)
+        throw new RunnerError('IMAGE_INVALID', `group ${JSON.stringify(groupPart)} is not in the image's /etc/group`);
       gid = Number(g[2]);
     }
   }
@@ -179,5 +271,9 @@ export function resolveUser(spec: string, host: Pick<HostFacts, 'etcPasswd' | 'e
 }
 
 function table(text: string | undefined): string[][] {
-  return (text ?? '').split('\n').slice(0, 10_000).filter((l) => l && !l.startsWith('#')).map((l) => l.split(':'));
+  return (text ?? '')
+    .split('\n')
+    .slice(0, 10_000)
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => l.split(':'));
 }

@@ -32,22 +32,64 @@ export interface SubidPlan {
   readonly gids: SubRange;
 }
 
-export async function openUserNamespace(opts: { subids?: SubidPlan | undefined; net: boolean }): Promise<UserNamespace> {
+export async function openUserNamespace(opts: {
+  subids?: SubidPlan | undefined;
+  net: boolean;
+}): Promise<UserNamespace> {
   const [unshare, nsenter, setpriv] = ['unshare', 'nsenter', 'setpriv'].map((t) => findProgram(t));
-  if (!unshare || !nsenter || !setpriv) throw new RunnerError('IMAGE_INVALID', 'unshare, nsenter and setpriv are needed: apt-get install util-linux');
+  if (!unshare || !nsenter || !setpriv)
+    throw new RunnerError('IMAGE_INVALID', 'unshare, nsenter and setpriv are needed: apt-get install util-linux');
   const plan = opts.subids;
   const newuidmap = findProgram('newuidmap', `${process.env.PATH ?? ''}:/usr/bin`);
   const newgidmap = findProgram('newgidmap', `${process.env.PATH ?? ''}:/usr/bin`);
-  if (plan && (!newuidmap || !newgidmap)) throw new RunnerError('IMAGE_INVALID', 'your subordinate ids need newuidmap and newgidmap: apt-get install uidmap (or run with --userns single)');
+  if (plan && (!newuidmap || !newgidmap))
+    throw new RunnerError(
+      'IMAGE_INVALID',
+      'your subordinate ids need newuidmap and newgidmap: apt-get install uidmap (or run with --userns single)',
+    );
   const net = opts.net ? ['--net'] : [];
-  const holder = spawn(setpriv, ['--pdeathsig', 'KILL', '--', unshare, '--user', ...(plan ? [] : ['--map-root-user']), '--mount', '--propagation', 'private', ...net, '--', 'sleep', '86400'], { stdio: 'ignore' });
+  const holder = spawn(
+    setpriv,
+    [
+      '--pdeathsig',
+      'KILL',
+      '--',
+      unshare,
+      '--user',
+      ...(plan ? [] : ['--map-root-user']),
+      '--mount',
+      '--propagation',
+      'private',
+      ...net,
+      '--',
+      'sleep',
+      '86400',
+    ],
+    { stdio: 'ignore' },
+  );
   try {
     const pid = await holderReady(holder, 'user');
     let enter: string[];
     if (plan && newuidmap && newgidmap) {
       await Promise.all([
-        tool(newuidmap, [String(pid), '0', String(plan.uid), '1', '1', String(plan.uids.start), String(plan.uids.count)]),
-        tool(newgidmap, [String(pid), '0', String(plan.gid), '1', '1', String(plan.gids.start), String(plan.gids.count)]),
+        tool(newuidmap, [
+          String(pid),
+          '0',
+          String(plan.uid),
+          '1',
+          '1',
+          String(plan.uids.start),
+          String(plan.uids.count),
+        ]),
+        tool(newgidmap, [
+          String(pid),
+          '0',
+          String(plan.gid),
+          '1',
+          '1',
+          String(plan.gids.start),
+          String(plan.gids.count),
+        ]),
       ]);
       enter = [nsenter, '-t', String(pid), '--user', '--mount', ...net, '--setuid', '0', '--setgid', '0', '--'];
     } else {
@@ -55,7 +97,8 @@ export async function openUserNamespace(opts: { subids?: SubidPlan | undefined; 
       enter = [nsenter, '-t', String(pid), '--user', '--mount', ...net, '--preserve-credentials', '--'];
     }
     // crun refuses hybrid cgroup hosts; inside a user namespace the cgroup2 mount can only be covered.
-    if (hybridCgroups()) await tool(nsenter, [...enter.slice(1), 'mount', '-t', 'tmpfs', '-o', 'ro', 'tmpfs', '/sys/fs/cgroup/unified']);
+    if (hybridCgroups())
+      await tool(nsenter, [...enter.slice(1), 'mount', '-t', 'tmpfs', '-o', 'ro', 'tmpfs', '/sys/fs/cgroup/unified']);
     return { pid, enter, net: opts.net, close: () => holder.kill('SIGKILL') };
   } catch (err) {
     holder.kill('SIGKILL');
@@ -77,7 +120,13 @@ function tool(cmd: string, args: readonly string[]): Promise<void> {
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolve();
-      else reject(new RunnerError('IMAGE_INVALID', `${cmd.split('/').pop() ?? cmd} ${args.slice(0, 1).join(' ')}… failed (exit ${code}): ${err.trim().slice(0, 400)} — see \`secure-run doctor\`, or run with --userns single`));
+      else
+        reject(
+          new RunnerError(
+            'IMAGE_INVALID',
+            `${cmd.split('/').pop() ?? cmd} ${args.slice(0, 1).join(' ')}… failed (exit ${code}): ${err.trim().slice(0, 400)} — see \`secure-run doctor\`, or run with --userns single`,
+          ),
+        );
     });
   });
 }

@@ -1,4 +1,19 @@
-import { closeSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, unlinkSync, writeSync, chmodSync, constants } from 'node:fs';
+import {
+  closeSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
+  chmodSync,
+  constants,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
@@ -55,12 +70,16 @@ export async function applyLayer(root: string, tarStream: Readable, opts: ApplyO
     extract.on('entry', (header, stream, next) => {
       (async () => {
         entries++;
-        if (entries > opts.maxEntries) throw new UnpackError('TAR_LIMIT', `more than ${opts.maxEntries} entries in one layer`, header.name);
+        if (entries > opts.maxEntries)
+          throw new UnpackError('TAR_LIMIT', `more than ${opts.maxEntries} entries in one layer`, header.name);
         await applyEntry(root, header, stream as unknown as Readable, created, skipped, opts, dirs, dirModes);
-      })().then(() => next(), (err: unknown) => {
-        stream.resume();
-        extract.destroy(err as Error);
-      });
+      })().then(
+        () => next(),
+        (err: unknown) => {
+          stream.resume();
+          extract.destroy(err as Error);
+        },
+      );
     });
     extract.on('finish', resolve);
     extract.on('error', reject);
@@ -82,7 +101,16 @@ export async function applyLayer(root: string, tarStream: Readable, opts: ApplyO
   return { entries, skipped };
 }
 
-async function applyEntry(root: string, header: tar.Header, stream: Readable, created: Set<string>, skipped: string[], opts: ApplyOptions, dirs: DirCache, dirModes: Map<string, number>): Promise<void> {
+async function applyEntry(
+  root: string,
+  header: tar.Header,
+  stream: Readable,
+  created: Set<string>,
+  skipped: string[],
+  opts: ApplyOptions,
+  dirs: DirCache,
+  dirModes: Map<string, number>,
+): Promise<void> {
   const name = header.name;
   const parts = entryComponents(name);
   if (parts.length === 0) {
@@ -108,7 +136,8 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
   }
   if (base.startsWith(WHITEOUT)) {
     const victim = base.slice(WHITEOUT.length);
-    if (victim === '' || victim === '.' || victim === '..' || victim.includes('/')) throw new UnpackError('TAR_BAD_ENTRY', 'invalid whiteout', name);
+    if (victim === '' || victim === '.' || victim === '..' || victim.includes('/'))
+      throw new UnpackError('TAR_BAD_ENTRY', 'invalid whiteout', name);
     rmSync(join(parent, victim), { recursive: true, force: true });
     dirs.forget([...parentParts, victim].join('/'));
     stream.resume();
@@ -159,7 +188,8 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
       break;
     }
     case 'symlink': {
-      if (!header.linkname || header.linkname.includes('\0')) throw new UnpackError('TAR_BAD_ENTRY', 'symlink without a valid target', name);
+      if (!header.linkname || header.linkname.includes('\0'))
+        throw new UnpackError('TAR_BAD_ENTRY', 'symlink without a valid target', name);
       const linkname = header.linkname;
       if (!tryCreate(() => symlinkSync(linkname, target))) {
         replacing();
@@ -171,10 +201,14 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
     case 'link': {
       const linkParts = entryComponents(header.linkname ?? '');
       if (linkParts.length === 0) throw new UnpackError('TAR_HARDLINK_ESCAPE', 'hardlink to the root', name);
-      const source = join(ensureParents(root, linkParts.slice(0, -1), name, false, dirs), linkParts[linkParts.length - 1] as string);
+      const source = join(
+        ensureParents(root, linkParts.slice(0, -1), name, false, dirs),
+        linkParts[linkParts.length - 1] as string,
+      );
       const st = lstatOrUndefined(source);
       if (!st) throw new UnpackError('TAR_HARDLINK_ESCAPE', 'hardlink to a file that is not in the image', name);
-      if (!st.isFile()) throw new UnpackError('TAR_HARDLINK_ESCAPE', 'hardlink to something other than a regular file', name);
+      if (!st.isFile())
+        throw new UnpackError('TAR_HARDLINK_ESCAPE', 'hardlink to something other than a regular file', name);
       if (!tryCreate(() => linkSync(source, target))) {
         replacing();
         linkSync(source, target);
@@ -197,7 +231,11 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
     const uid = header.uid ?? 0;
     const gid = header.gid ?? 0;
     if (uid >= opts.idMap.idSize || gid >= opts.idMap.idSize || uid < 0 || gid < 0) {
-      throw new UnpackError('TAR_LIMIT', `owner ${uid}:${gid} is outside the container's ${opts.idMap.idSize} ids`, name);
+      throw new UnpackError(
+        'TAR_LIMIT',
+        `owner ${uid}:${gid} is outside the container's ${opts.idMap.idSize} ids`,
+        name,
+      );
     }
     lchownSync(target, opts.idMap.idBase + uid, opts.idMap.idBase + gid);
     // chown clears setuid/setgid; put back what the (already filtered) mode says.
@@ -212,7 +250,14 @@ async function applyEntry(root: string, header: tar.Header, stream: Readable, cr
  * Makes sure every parent component is a real directory inside the root, creating
  * missing ones; a symlink anywhere on the way is refused (TAR-03, TAR-04).
  */
-function ensureParents(root: string, parts: readonly string[], entry: string, create: boolean, dirs: DirCache, idMap?: ApplyOptions['idMap']): string {
+function ensureParents(
+  root: string,
+  parts: readonly string[],
+  entry: string,
+  create: boolean,
+  dirs: DirCache,
+  idMap?: ApplyOptions['idMap'],
+): string {
   let dir = root;
   let rel = '';
   for (const p of parts) {
@@ -228,7 +273,8 @@ function ensureParents(root: string, parts: readonly string[], entry: string, cr
       dirs.add(rel);
       continue;
     }
-    if (st.isSymbolicLink()) throw new UnpackError('TAR_THROUGH_SYMLINK', `would write through the symlink ${p}`, entry);
+    if (st.isSymbolicLink())
+      throw new UnpackError('TAR_THROUGH_SYMLINK', `would write through the symlink ${p}`, entry);
     if (!st.isDirectory()) {
       if (!create) throw new UnpackError('TAR_HARDLINK_ESCAPE', 'hardlink target path is not a directory', entry);
       unlinkSync(dir);
@@ -299,7 +345,8 @@ async function writeFile(fd: number, stream: Readable, size: number, entry: stri
       let off = 0;
       while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
     }
-    if (written !== size) throw new UnpackError('TAR_BAD_ENTRY', `entry has ${written} bytes, header says ${size}`, entry);
+    if (written !== size)
+      throw new UnpackError('TAR_BAD_ENTRY', `entry has ${written} bytes, header says ${size}`, entry);
   } finally {
     closeSync(fd);
   }

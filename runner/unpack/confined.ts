@@ -58,19 +58,52 @@ export function findProgram(name: string, path = process.env.PATH ?? ''): string
  */
 export async function extractConfined(plan: ExtractPlan, enter?: readonly string[]): Promise<ExtractResult> {
   const bwrap = findProgram('bwrap');
-  if (!bwrap) throw new UnpackError('CONFINEMENT_UNAVAILABLE', 'bubblewrap (bwrap) is needed to unpack layers safely: apt-get install bubblewrap (see `secure-run doctor`)');
+  if (!bwrap)
+    throw new UnpackError(
+      'CONFINEMENT_UNAVAILABLE',
+      'bubblewrap (bwrap) is needed to unpack layers safely: apt-get install bubblewrap (see `secure-run doctor`)',
+    );
   const args = [
-    '--ro-bind', '/', '/', '--bind', plan.root, plan.root, '--dev', '/dev', '--proc', '/proc',
+    '--ro-bind',
+    '/',
+    '/',
+    '--bind',
+    plan.root,
+    plan.root,
+    '--dev',
+    '/dev',
+    '--proc',
+    '/proc',
     // Root mode hands files to the container's id range, which a fresh user namespace
     // could not name: every namespace but the user one, and only the ownership capabilities.
     ...(plan.idMap
-      ? ['--unshare-ipc', '--unshare-pid', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try', '--cap-drop', 'ALL', '--cap-add', 'CAP_CHOWN', '--cap-add', 'CAP_FOWNER', '--cap-add', 'CAP_DAC_OVERRIDE']
+      ? [
+          '--unshare-ipc',
+          '--unshare-pid',
+          '--unshare-net',
+          '--unshare-uts',
+          '--unshare-cgroup-try',
+          '--cap-drop',
+          'ALL',
+          '--cap-add',
+          'CAP_CHOWN',
+          '--cap-add',
+          'CAP_FOWNER',
+          '--cap-add',
+          'CAP_DAC_OVERRIDE',
+        ]
       : ['--unshare-all', '--cap-drop', 'ALL']),
-    '--die-with-parent', '--new-session',
-    '--', process.execPath, CHILD,
+    '--die-with-parent',
+    '--new-session',
+    '--',
+    process.execPath,
+    CHILD,
   ];
   const [cmd, ...prefix] = enter ?? [bwrap];
-  const child = spawn(cmd as string, enter ? [...prefix, bwrap, ...args] : args, { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' } });
+  const child = spawn(cmd as string, enter ? [...prefix, bwrap, ...args] : args, {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { PATH: '/usr/bin:/bin' },
+  });
   const chunks: Buffer[] = [];
   let outBytes = 0;
   let err = '';
@@ -99,5 +132,8 @@ export async function extractConfined(plan: ExtractPlan, enter?: readonly string
     if (plan.seal && !seal) throw new UnpackError('UNPACK_FAILED', 'the extraction process gave no seal');
     return { entries: Number(result.entries), skipped: (result.skipped as string[]) ?? [], ...(seal ? { seal } : {}) };
   }
-  throw new UnpackError((typeof result.code === 'string' ? result.code : 'UNPACK_FAILED') as UnpackErrorCode, String(result.message ?? 'extraction failed'));
+  throw new UnpackError(
+    (typeof result.code === 'string' ? result.code : 'UNPACK_FAILED') as UnpackErrorCode,
+    String(result.message ?? 'extraction failed'),
+  );
 }

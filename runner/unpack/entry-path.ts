@@ -10,7 +10,8 @@ export const MAX_DEPTH = 128;
 
 export function entryComponents(name: string): string[] {
   if (name.includes('\0')) throw new UnpackError('TAR_BAD_ENTRY', 'entry name contains NUL', name);
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw new UnpackError('TAR_LIMIT', `entry name longer than ${MAX_NAME_BYTES} bytes`, name);
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES)
+    throw new UnpackError('TAR_LIMIT', `entry name longer than ${MAX_NAME_BYTES} bytes`, name);
   if (name.startsWith('/')) throw new UnpackError('TAR_ABSOLUTE_PATH', 'absolute entry name', name);
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.some((p) => p === '..')) throw new UnpackError('TAR_PATH_ESCAPE', 'entry name climbs out with ".."', name);

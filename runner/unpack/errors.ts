@@ -13,7 +13,11 @@ export type UnpackErrorCode =
   | 'UNPACK_FAILED';
 
 export class UnpackError extends Error {
-  constructor(readonly code: UnpackErrorCode, message: string, readonly entry?: string) {
+  constructor(
+    readonly code: UnpackErrorCode,
+    message: string,
+    readonly entry?: string,
+  ) {
     super(entry === undefined ? message : `${message}: ${JSON.stringify(entry.slice(0, 200))}`);
     this.name = 'UnpackError';
   }

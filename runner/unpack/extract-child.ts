@@ -27,23 +27,34 @@ async function main(): Promise<void> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   const plan = parseStrictJson(Buffer.concat(chunks), { maxDepth: 6 }) as Plan;
-  if (!isObject(plan) || typeof plan.root !== 'string' || !Array.isArray(plan.layers)) throw new UnpackError('UNPACK_FAILED', 'bad extraction plan');
+  if (!isObject(plan) || typeof plan.root !== 'string' || !Array.isArray(plan.layers))
+    throw new UnpackError('UNPACK_FAILED', 'bad extraction plan');
   let entries = 0;
   const skipped: string[] = [];
   for (const [i, layer] of plan.layers.entries()) {
     const { tar, counter } = openLayer(layer.path, plan.maxLayerBytes);
     try {
-      const r = await applyLayer(plan.root, tar, { keepSetuid: plan.keepSetuid, maxEntries: plan.maxEntries, idMap: plan.idMap });
+      const r = await applyLayer(plan.root, tar, {
+        keepSetuid: plan.keepSetuid,
+        maxEntries: plan.maxEntries,
+        idMap: plan.idMap,
+      });
       entries += r.entries;
       skipped.push(...r.skipped);
     } catch (err) {
-      if (err instanceof OciError && err.code === 'SIZE_EXCEEDED') throw new UnpackError('TAR_LIMIT', `layer ${i} expands beyond ${plan.maxLayerBytes} bytes`);
+      if (err instanceof OciError && err.code === 'SIZE_EXCEEDED')
+        throw new UnpackError('TAR_LIMIT', `layer ${i} expands beyond ${plan.maxLayerBytes} bytes`);
       const cause = (err as { cause?: unknown }).cause;
-      if (cause instanceof OciError && cause.code === 'SIZE_EXCEEDED') throw new UnpackError('TAR_LIMIT', `layer ${i} expands beyond ${plan.maxLayerBytes} bytes`);
+      if (cause instanceof OciError && cause.code === 'SIZE_EXCEEDED')
+        throw new UnpackError('TAR_LIMIT', `layer ${i} expands beyond ${plan.maxLayerBytes} bytes`);
       throw err;
     }
     const diffId = counter.digest().text;
-    if (diffId !== layer.diffId) throw new UnpackError('LAYER_DIFFID_MISMATCH', `layer ${i} uncompresses to ${diffId}, the config says ${layer.diffId}`);
+    if (diffId !== layer.diffId)
+      throw new UnpackError(
+        'LAYER_DIFFID_MISMATCH',
+        `layer ${i} uncompresses to ${diffId}, the config says ${layer.diffId}`,
+      );
   }
   if (plan.idMap) lchownSync(plan.root, plan.idMap.idBase, plan.idMap.idBase);
   ensureMountpoints(plan.root, plan.idMap);

@@ -32,7 +32,9 @@ export function openLayer(path: string, maxUncompressedBytes: number): LayerStre
   else plain = raw;
   raw.on('error', (err) => plain.destroy(err));
   const counter = new HashingCounter('sha256', maxUncompressedBytes);
-  plain.on('error', (err) => counter.destroy(new UnpackError('LAYER_COMPRESSION', `cannot decompress the layer: ${err.message}`)));
+  plain.on('error', (err) =>
+    counter.destroy(new UnpackError('LAYER_COMPRESSION', `cannot decompress the layer: ${err.message}`)),
+  );
   return { tar: plain.pipe(counter), counter };
 }
 

@@ -14,8 +14,10 @@ export function ensureMountpoints(root: string, idMap: { idBase: number; idSize:
   for (const d of MOUNT_DIRS) {
     const path = join(root, d);
     const st = lstatOrUndefined(path);
-    if (st?.isSymbolicLink()) throw new UnpackError('TAR_BAD_ENTRY', `the image makes /${d} a symlink; refusing to mount over it`);
-    if (st && !st.isDirectory()) throw new UnpackError('TAR_BAD_ENTRY', `the image makes /${d} something other than a directory`);
+    if (st?.isSymbolicLink())
+      throw new UnpackError('TAR_BAD_ENTRY', `the image makes /${d} a symlink; refusing to mount over it`);
+    if (st && !st.isDirectory())
+      throw new UnpackError('TAR_BAD_ENTRY', `the image makes /${d} something other than a directory`);
     if (!st) {
       mkdirSync(path, { mode: 0o755 });
       if (idMap) lchownSync(path, idMap.idBase, idMap.idBase);
@@ -23,8 +25,10 @@ export function ensureMountpoints(root: string, idMap: { idBase: number; idSize:
   }
   const init = join(root, '.secure-run', 'init');
   const st = lstatOrUndefined(init);
-  if (st && !st.isFile()) throw new UnpackError('TAR_BAD_ENTRY', 'the image has something other than a file at /.secure-run/init');
-  if (!st) closeSync(openSync(init, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644));
+  if (st && !st.isFile())
+    throw new UnpackError('TAR_BAD_ENTRY', 'the image has something other than a file at /.secure-run/init');
+  if (!st)
+    closeSync(openSync(init, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644));
 }
 
 function lstatOrUndefined(path: string): ReturnType<typeof lstatSync> | undefined {
@@ -66,4 +70,3 @@ export function sealOf(root: string): Map<string, string> {
   walk(root, '');
   return seal;
 }
-

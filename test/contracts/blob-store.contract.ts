@@ -11,7 +11,10 @@ async function readAll(s: NodeJS.ReadableStream): Promise<Buffer> {
 }
 
 /** What every BlobStore must do. `open` gives a fresh, empty store. */
-export function blobStoreContract(name: string, open: () => Promise<{ store: BlobStore; cleanup: () => Promise<void> }>): void {
+export function blobStoreContract(
+  name: string,
+  open: () => Promise<{ store: BlobStore; cleanup: () => Promise<void> }>,
+): void {
   const withStore = (title: string, body: (s: BlobStore) => Promise<void>) =>
     test(`${name}: ${title}`, async () => {
       const { store, cleanup } = await open();
@@ -49,7 +52,10 @@ export function blobStoreContract(name: string, open: () => Promise<{ store: Blo
     const bytes = Buffer.from('exact');
     const staged = await s.stage();
     await staged.write(bytes);
-    await assert.rejects(staged.commit(digestOf(bytes), 6), (e: unknown) => e instanceof OciError && e.code === 'SIZE_MISMATCH');
+    await assert.rejects(
+      staged.commit(digestOf(bytes), 6),
+      (e: unknown) => e instanceof OciError && e.code === 'SIZE_MISMATCH',
+    );
     await staged.close();
     assert.equal(await s.stat(digestOf(bytes)), undefined);
   });
@@ -60,7 +66,10 @@ export function blobStoreContract(name: string, open: () => Promise<{ store: Blo
     await staged.abort();
     await staged.close();
     const bytes = Buffer.from('{"manifest":true}');
-    await assert.rejects(s.putBytes(parseDigest(`sha256:${'0'.repeat(64)}`), bytes), (e: unknown) => e instanceof OciError && e.code === 'DIGEST_MISMATCH');
+    await assert.rejects(
+      s.putBytes(parseDigest(`sha256:${'0'.repeat(64)}`), bytes),
+      (e: unknown) => e instanceof OciError && e.code === 'DIGEST_MISMATCH',
+    );
     await s.putBytes(digestOf(bytes), bytes);
     assert.deepEqual(await s.readBytes(digestOf(bytes), 1024), bytes);
     const listed: string[] = [];

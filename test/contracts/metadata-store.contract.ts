@@ -5,25 +5,102 @@ import type { MetadataStore } from '../../gateway/metadata/metadata-store.js';
 const D = (c: string) => `sha256:${c.repeat(64)}`;
 
 /** What every MetadataStore must do. `open` gives a fresh, empty store. */
-export function metadataStoreContract(name: string, open: () => Promise<{ store: MetadataStore; cleanup: () => Promise<void> }>): void {
+export function metadataStoreContract(
+  name: string,
+  open: () => Promise<{ store: MetadataStore; cleanup: () => Promise<void> }>,
+): void {
   test(`${name}: admissions link blobs and children per repository`, async () => {
     const { store, cleanup } = await open();
     try {
       const P = D('p');
-      await store.admit('reg/a', { digest: D('1'), mediaType: 'application/vnd.oci.image.index.v1+json', size: 10, kind: 'index', blobs: [], children: [D('2')], policyDigest: P, rule: 'reg', verified: true }, 1);
-      await store.admit('reg/a', { digest: D('2'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 20, kind: 'image', blobs: [{ digest: D('3'), size: 30 }], children: [], policyDigest: P, rule: 'reg', verified: false }, 2);
-      await store.admit('reg/a', { digest: D('5'), mediaType: 'application/vnd.oci.image.index.v1+json', size: 10, kind: 'index', blobs: [], children: [D('6')], policyDigest: P, rule: 'reg', verified: false }, 1);
-      await store.admit('reg/a', { digest: D('4'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 20, kind: 'attachment', blobs: [{ digest: D('3'), size: 1 }], children: [], policyDigest: P }, 0);
-      assert.deepEqual(await store.admittedManifest('reg/a', D('2')), { digest: D('2'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 20, kind: 'image', policyDigest: P, rule: 'reg', verified: false });
+      await store.admit(
+        'reg/a',
+        {
+          digest: D('1'),
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          size: 10,
+          kind: 'index',
+          blobs: [],
+          children: [D('2')],
+          policyDigest: P,
+          rule: 'reg',
+          verified: true,
+        },
+        1,
+      );
+      await store.admit(
+        'reg/a',
+        {
+          digest: D('2'),
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          size: 20,
+          kind: 'image',
+          blobs: [{ digest: D('3'), size: 30 }],
+          children: [],
+          policyDigest: P,
+          rule: 'reg',
+          verified: false,
+        },
+        2,
+      );
+      await store.admit(
+        'reg/a',
+        {
+          digest: D('5'),
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          size: 10,
+          kind: 'index',
+          blobs: [],
+          children: [D('6')],
+          policyDigest: P,
+          rule: 'reg',
+          verified: false,
+        },
+        1,
+      );
+      await store.admit(
+        'reg/a',
+        {
+          digest: D('4'),
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          size: 20,
+          kind: 'attachment',
+          blobs: [{ digest: D('3'), size: 1 }],
+          children: [],
+          policyDigest: P,
+        },
+        0,
+      );
+      assert.deepEqual(await store.admittedManifest('reg/a', D('2')), {
+        digest: D('2'),
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        size: 20,
+        kind: 'image',
+        policyDigest: P,
+        rule: 'reg',
+        verified: false,
+      });
       assert.equal(await store.admittedManifest('reg/b', D('2')), undefined);
       assert.equal(await store.admittedBlobSize('reg/a', D('3'), P), 30, 'an image link wins over an attachment link');
       assert.equal(await store.admittedBlobSize('reg/b', D('3'), P), undefined);
-      assert.equal(await store.admittedBlobSize('reg/a', D('3'), D('q')), undefined, 'admissions under another policy do not count');
+      assert.equal(
+        await store.admittedBlobSize('reg/a', D('3'), D('q')),
+        undefined,
+        'admissions under another policy do not count',
+      );
       assert.equal(await store.coveringIndex('reg/a', D('2'), P, 'reg'), D('1'));
       assert.equal(await store.coveringIndex('reg/a', D('2'), D('q'), 'reg'), undefined);
       assert.equal(await store.coveringIndex('reg/b', D('2'), P, 'reg'), undefined);
-      assert.equal(await store.coveringIndex('reg/a', D('2'), P, 'reg/a'), undefined, 'only an index admitted under the same rule covers');
-      assert.equal(await store.coveringIndex('reg/a', D('6'), P, 'reg'), undefined, 'only a verified index covers (not one admitted in warn or audit mode)');
+      assert.equal(
+        await store.coveringIndex('reg/a', D('2'), P, 'reg/a'),
+        undefined,
+        'only an index admitted under the same rule covers',
+      );
+      assert.equal(
+        await store.coveringIndex('reg/a', D('6'), P, 'reg'),
+        undefined,
+        'only a verified index covers (not one admitted in warn or audit mode)',
+      );
     } finally {
       await cleanup();
     }
@@ -36,17 +113,44 @@ export function metadataStoreContract(name: string, open: () => Promise<{ store:
       await store.setTag('reg/a', 'v1', D('2'), 200);
       assert.deepEqual(await store.tag('reg/a', 'v1'), { digest: D('2'), resolvedAt: 200 });
       assert.equal(await store.tag('reg/a', 'v2'), undefined);
-      for (const [i, allowed] of [[1, false], [2, true]] as const) {
-        await store.recordDecision({ time: i, repository: 'reg/a', digest: D('1'), policyDigest: D('9'), allowed, rule: 'reg', reasons: [{ code: allowed ? 'signature.verified' : 'signature.missing', message: 'm' }] });
+      for (const [i, allowed] of [
+        [1, false],
+        [2, true],
+      ] as const) {
+        await store.recordDecision({
+          time: i,
+          repository: 'reg/a',
+          digest: D('1'),
+          policyDigest: D('9'),
+          allowed,
+          rule: 'reg',
+          reasons: [{ code: allowed ? 'signature.verified' : 'signature.missing', message: 'm' }],
+        });
       }
       const ds = await store.decisions({ digest: D('1'), limit: 10 });
-      assert.deepEqual(ds.map((d) => d.allowed), [true, false]);
+      assert.deepEqual(
+        ds.map((d) => d.allowed),
+        [true, false],
+      );
       assert.equal(ds[1]?.reasons[0]?.code, 'signature.missing');
       // Admissions per tag asked for (undefined: by digest).
-      await store.recordDecision({ time: 3, repository: 'reg/a', digest: D('1'), policyDigest: D('9'), allowed: true, rule: 'reg', reasons: [], tag: 'v1' });
+      await store.recordDecision({
+        time: 3,
+        repository: 'reg/a',
+        digest: D('1'),
+        policyDigest: D('9'),
+        allowed: true,
+        rule: 'reg',
+        reasons: [],
+        tag: 'v1',
+      });
       assert.equal(await store.admittedFor('reg/a', D('1'), D('9'), 'v1'), true);
       assert.equal(await store.admittedFor('reg/a', D('1'), D('9'), 'v2'), false);
-      assert.equal(await store.admittedFor('reg/a', D('1'), D('9'), undefined), true, 'the allowed decision of test 2 named no tag');
+      assert.equal(
+        await store.admittedFor('reg/a', D('1'), D('9'), undefined),
+        true,
+        'the allowed decision of test 2 named no tag',
+      );
       assert.equal(await store.admittedFor('reg/a', D('1'), D('8'), 'v1'), false, 'another policy');
     } finally {
       await cleanup();

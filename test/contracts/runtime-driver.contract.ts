@@ -19,7 +19,11 @@ import { tempDir } from '../helpers/tmp.js';
  * forwarding is proven through the CLI (secure-run-signals). Runs as root, so
  * containers get the dedicated id range.
  */
-export function runtimeDriverContract(name: string, make: () => RuntimeDriver, traits: { mapsEveryId: boolean } = { mapsEveryId: true }): void {
+export function runtimeDriverContract(
+  name: string,
+  make: () => RuntimeDriver,
+  traits: { mapsEveryId: boolean } = { mapsEveryId: true },
+): void {
   describe(`RuntimeDriver contract: ${name}`, () => {
     const dir = tempDir('portcullis-driver-');
     let rootfs: string;
@@ -36,9 +40,14 @@ export function runtimeDriverContract(name: string, make: () => RuntimeDriver, t
       const manifest = parseManifest(readFileSync(blob(mDigest.hex)), 'application/vnd.oci.image.manifest.v1+json');
       if (manifest.kind !== 'image') throw new Error('not an image');
       const cache = new ImageCache(join(dir.path, 'cache'));
-      for (const d of [manifest.config, ...manifest.layers]) await cache.putStream(d.digest, d.size, createReadStream(blob(d.digest.hex)));
+      for (const d of [manifest.config, ...manifest.layers])
+        await cache.putStream(d.digest, d.size, createReadStream(blob(d.digest.hex)));
       image = parseImageConfig(readFileSync(blob(manifest.config.digest.hex)));
-      rootfs = await prepareRootfs(join(dir.path, 'data'), cache, mDigest, manifest.layers, image.diffIds, { keepSetuid: false, idMap: idPlan({ uid: 0, gid: 0 }).idMap, maxLayerBytes: 1 << 30 });
+      rootfs = await prepareRootfs(join(dir.path, 'data'), cache, mDigest, manifest.layers, image.diffIds, {
+        keepSetuid: false,
+        idMap: idPlan({ uid: 0, gid: 0 }).idMap,
+        maxLayerBytes: 1 << 30,
+      });
     });
     after(() => dir.cleanup());
 
@@ -48,10 +57,19 @@ export function runtimeDriverContract(name: string, make: () => RuntimeDriver, t
       mkdirSync(bundle, { mode: 0o711 });
       const volumes = out ? [{ source: out, destination: '/out', readOnly: false }] : [];
       if (out) ensureVolumeMountpoint(rootfs, '/out', ids.idMap);
-      const spec = buildSpec(image, { env: [], volumes, tty: false, readOnlyRoot: true, ...opts }, {
-        uidMappings: ids.uidMappings, gidMappings: ids.gidMappings, rlimits: hostRlimits(), initPath: initBinary(), rootfsPath: rootfs,
-        etcPasswd: undefined, etcGroup: undefined,
-      });
+      const spec = buildSpec(
+        image,
+        { env: [], volumes, tty: false, readOnlyRoot: true, ...opts },
+        {
+          uidMappings: ids.uidMappings,
+          gidMappings: ids.gidMappings,
+          rlimits: hostRlimits(),
+          initPath: initBinary(),
+          rootfsPath: rootfs,
+          etcPasswd: undefined,
+          etcGroup: undefined,
+        },
+      );
       writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
       return make().run({ bundle, id: `contract-${name}-${n}`, stateDir: join(dir.path, 'state'), interactive: false });
     }
@@ -69,18 +87,44 @@ export function runtimeDriverContract(name: string, make: () => RuntimeDriver, t
 
     test('env, working directory and user are those of the spec; the root is read-only', async () => {
       const out = outDir();
-      const code = await runWith({ entrypoint: '', command: ['/bin/sh', '-c', 'echo "$FOO $(pwd) $(id -u)" > /out/r; touch /etc/x 2>/dev/null || echo ro >> /out/r'], env: ['FOO=bar'], workdir: '/srv', user: '1234:1234' }, out);
+      const code = await runWith(
+        {
+          entrypoint: '',
+          command: [
+            '/bin/sh',
+            '-c',
+            'echo "$FOO $(pwd) $(id -u)" > /out/r; touch /etc/x 2>/dev/null || echo ro >> /out/r',
+          ],
+          env: ['FOO=bar'],
+          workdir: '/srv',
+          user: '1234:1234',
+        },
+        out,
+      );
       assert.equal(code, 0);
       assert.equal(readFileSync(join(out, 'r'), 'utf8'), 'bar /srv 1234\nro\n');
       const hostUid = statSync(join(out, 'r')).uid;
-      assert.ok(hostUid >= 0x70000000 && hostUid < 0x70000000 + 65536, 'the container user is an id of the dedicated range, never root');
+      assert.ok(
+        hostUid >= 0x70000000 && hostUid < 0x70000000 + 65536,
+        'the container user is an id of the dedicated range, never root',
+      );
       // bwrap maps only the one requested id, onto the range's first id.
       if (traits.mapsEveryId) assert.equal(hostUid, 0x70000000 + 1234);
     });
 
     test('the seccomp profile is in force: a denied call fails', async () => {
       const out = outDir();
-      const code = await runWith({ entrypoint: '', command: ['/bin/sh', '-c', 'grep "^Seccomp:" /proc/self/status | tr -d "\\t " > /out/r; unshare -U true 2>/dev/null && echo allowed >> /out/r || echo denied >> /out/r'] }, out);
+      const code = await runWith(
+        {
+          entrypoint: '',
+          command: [
+            '/bin/sh',
+            '-c',
+            'grep "^Seccomp:" /proc/self/status | tr -d "\\t " > /out/r; unshare -U true 2>/dev/null && echo allowed >> /out/r || echo denied >> /out/r',
+          ],
+        },
+        out,
+      );
       assert.equal(code, 0);
       assert.equal(readFileSync(join(out, 'r'), 'utf8'), 'Seccomp:2\ndenied\n');
     });

@@ -8,7 +8,13 @@ import { metadataStoreContract } from './metadata-store.contract.js';
 metadataStoreContract('SqliteMetadataStore', async () => {
   const dir = tempDir();
   const store = new SqliteMetadataStore(join(dir.path, 'm.db'));
-  return { store, cleanup: async () => { await store.close(); dir.cleanup(); } };
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      dir.cleanup();
+    },
+  };
 });
 
 test('SqliteMetadataStore: data survives reopening (migrations are idempotent)', async () => {

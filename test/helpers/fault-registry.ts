@@ -41,10 +41,11 @@ export async function startFaultRegistry(): Promise<FaultRegistry> {
     host: `127.0.0.1:${port}`,
     requests,
     route: (method, path, handler) => routes.set(`${method} ${path}`, handler),
-    stop: () => new Promise<void>((r) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => r());
-    }),
+    stop: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -59,17 +60,35 @@ export function sha256(bytes: Uint8Array | string): string {
 }
 
 /** An OCI image manifest for the given layer bytes, and a route for it at `repo:tag` and by digest. */
-export function serveImage(reg: FaultRegistry, repo: string, tag: string, layers: { bytes: Buffer; declaredSize?: number; digest?: string }[]): { manifest: Buffer; digest: string; layerDigests: string[] } {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
-  const layerDescs = layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: l.digest ?? sha256(l.bytes), size: l.declaredSize ?? l.bytes.length }));
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
-    layers: layerDescs,
+export function serveImage(
+  reg: FaultRegistry,
+  repo: string,
+  tag: string,
+  layers: { bytes: Buffer; declaredSize?: number; digest?: string }[],
+): { manifest: Buffer; digest: string; layerDigests: string[] } {
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }),
+  );
+  const layerDescs = layers.map((l) => ({
+    mediaType: 'application/vnd.oci.image.layer.v1.tar',
+    digest: l.digest ?? sha256(l.bytes),
+    size: l.declaredSize ?? l.bytes.length,
   }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+      layers: layerDescs,
+    }),
+  );
   const digest = sha256(manifest);
   const sendManifest: Handler = (req, res) => {
-    res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': manifest.length, 'docker-content-digest': digest });
+    res.writeHead(200, {
+      'content-type': 'application/vnd.oci.image.manifest.v1+json',
+      'content-length': manifest.length,
+      'docker-content-digest': digest,
+    });
     res.end(req.method === 'HEAD' ? undefined : manifest);
   };
   for (const method of ['GET', 'HEAD']) {
@@ -92,19 +111,51 @@ export function acceptAnythingPolicy(): string {
  * envelope (signed with `key`) for `attested` under `name`: a fake gateway for
  * faults a real one cannot produce (forged layers, switched manifests).
  */
-export function serveGatewayAttestation(reg: FaultRegistry, repo: string, opts: { attested: string; name: string; key: KeyObject; subjects: readonly string[] }): void {
-  const envelope = signStatement(verificationSummary({
-    subjectName: opts.name, subjectDigest: opts.attested, verifierId: 'urn:test', verifierVersion: '0', timeVerified: new Date(),
-    resourceUri: `docker://${opts.name}@${opts.attested}`, policy: { uri: 'policy.yaml', digest: { sha256: 'a'.repeat(64) } }, inputAttestations: [],
-  }), opts.key);
+export function serveGatewayAttestation(
+  reg: FaultRegistry,
+  repo: string,
+  opts: { attested: string; name: string; key: KeyObject; subjects: readonly string[] },
+): void {
+  const envelope = signStatement(
+    verificationSummary({
+      subjectName: opts.name,
+      subjectDigest: opts.attested,
+      verifierId: 'urn:test',
+      verifierVersion: '0',
+      timeVerified: new Date(),
+      resourceUri: `docker://${opts.name}@${opts.attested}`,
+      policy: { uri: 'policy.yaml', digest: { sha256: 'a'.repeat(64) } },
+      inputAttestations: [],
+    }),
+    opts.key,
+  );
   const envDigest = sha256(envelope);
-  const att = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 2 },
-    layers: [{ mediaType: 'application/vnd.dsse.envelope.v1+json', digest: envDigest, size: envelope.length, annotations: { predicateType: 'https://slsa.dev/verification_summary/v1', 'dev.portcullis.attestation': 'verification-summary' } }],
-  }));
+  const att = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 2 },
+      layers: [
+        {
+          mediaType: 'application/vnd.dsse.envelope.v1+json',
+          digest: envDigest,
+          size: envelope.length,
+          annotations: {
+            predicateType: 'https://slsa.dev/verification_summary/v1',
+            'dev.portcullis.attestation': 'verification-summary',
+          },
+        },
+      ],
+    }),
+  );
   for (const subject of opts.subjects) {
-    reg.route('GET', `/v2/${repo}/manifests/${subject.replace(':', '-')}.att`, (_req, res) => res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': att.length }).end(att));
+    reg.route('GET', `/v2/${repo}/manifests/${subject.replace(':', '-')}.att`, (_req, res) =>
+      res
+        .writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': att.length })
+        .end(att),
+    );
   }
-  reg.route('GET', `/v2/${repo}/blobs/${envDigest}`, (_req, res) => res.writeHead(200, { 'content-length': envelope.length }).end(envelope));
+  reg.route('GET', `/v2/${repo}/blobs/${envDigest}`, (_req, res) =>
+    res.writeHead(200, { 'content-length': envelope.length }).end(envelope),
+  );
 }

@@ -43,19 +43,36 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir.path, name), content);
   const policyFile = opts.policyFile ?? 'policy.yaml';
   writeFileSync(join(dir.path, policyFile), opts.policy);
-  const config = ['listen: 127.0.0.1:0', `dataDir: ${JSON.stringify(opts.dataDir ?? 'data')}`, `policy: ${policyFile}`, 'logLevel: info', opts.extraConfig ?? '', 'upstreams:', opts.upstreamsYaml].join('\n');
+  const config = [
+    'listen: 127.0.0.1:0',
+    `dataDir: ${JSON.stringify(opts.dataDir ?? 'data')}`,
+    `policy: ${policyFile}`,
+    'logLevel: info',
+    opts.extraConfig ?? '',
+    'upstreams:',
+    opts.upstreamsYaml,
+  ].join('\n');
   writeFileSync(join(dir.path, 'config.yaml'), config);
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString().split('\n'))
+        if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
       cb();
     },
   });
   const logger = pino({ level: 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
-  const running = await startGateway(loadConfigFile(join(dir.path, 'config.yaml')), { logger, env: opts.env ?? process.env });
+  const running = await startGateway(loadConfigFile(join(dir.path, 'config.yaml')), {
+    logger,
+    env: opts.env ?? process.env,
+  });
   return {
-    running, host: `127.0.0.1:${running.port}`, url: running.url, dir: dir.path, dataDir: opts.dataDir ?? join(dir.path, 'data'), logs,
+    running,
+    host: `127.0.0.1:${running.port}`,
+    url: running.url,
+    dir: dir.path,
+    dataDir: opts.dataDir ?? join(dir.path, 'data'),
+    logs,
     async stop() {
       await running.close();
       dir.cleanup();

@@ -1,5 +1,16 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, lutimesSync, mkdirSync, readFileSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  lutimesSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { peer, run } from './peers.js';
 import { tempDir } from './tmp.js';
@@ -19,7 +30,11 @@ function touchTree(dir: string): void {
   utimesSync(dir, 0, 0);
 }
 
-export async function buildImage(layout: string, tag: string, opts: { arch?: string; text?: string } = {}): Promise<void> {
+export async function buildImage(
+  layout: string,
+  tag: string,
+  opts: { arch?: string; text?: string } = {},
+): Promise<void> {
   const work = tempDir('portcullis-umoci-');
   try {
     const umoci = peer('umoci');
@@ -38,9 +53,19 @@ export async function buildImage(layout: string, tag: string, opts: { arch?: str
     chmodSync(bin, 0o755);
     copyFileSync(busybox, join(bin, 'busybox'));
     chmodSync(join(bin, 'busybox'), 0o755);
-    for (const applet of ['sh', 'ls', 'cat', 'echo', 'true', 'sleep', 'id', 'env', 'pwd']) symlinkSync('busybox', join(bin, applet));
+    for (const applet of ['sh', 'ls', 'cat', 'echo', 'true', 'sleep', 'id', 'env', 'pwd'])
+      symlinkSync('busybox', join(bin, applet));
     touchTree(join(b1, 'rootfs'));
-    await run(umoci, ['repack', '--history.created', T0, '--history.created_by', 'busybox layer', '--image', image, b1]);
+    await run(umoci, [
+      'repack',
+      '--history.created',
+      T0,
+      '--history.created_by',
+      'busybox layer',
+      '--image',
+      image,
+      b1,
+    ]);
     const b2 = join(work.path, 'b2');
     await run(umoci, ['unpack', '--image', image, b2]);
     const srv = join(b2, 'rootfs', 'srv');
@@ -52,9 +77,28 @@ export async function buildImage(layout: string, tag: string, opts: { arch?: str
     chownSync(join(srv, 'owned-by-1000'), 1000, 1000);
     touchTree(join(b2, 'rootfs'));
     await run(umoci, ['repack', '--history.created', T0, '--history.created_by', 'hello layer', '--image', image, b2]);
-    await run(umoci, ['config', '--no-history', '--created', T0, '--architecture', opts.arch ?? 'amd64', '--os', 'linux',
-      '--config.entrypoint', '/bin/sh', '--config.cmd', '-c', '--config.cmd', 'cat /srv/hello.txt', '--config.env', 'PATH=/bin',
-      '--config.workingdir', '/', '--image', image]);
+    await run(umoci, [
+      'config',
+      '--no-history',
+      '--created',
+      T0,
+      '--architecture',
+      opts.arch ?? 'amd64',
+      '--os',
+      'linux',
+      '--config.entrypoint',
+      '/bin/sh',
+      '--config.cmd',
+      '-c',
+      '--config.cmd',
+      'cat /srv/hello.txt',
+      '--config.env',
+      'PATH=/bin',
+      '--config.workingdir',
+      '/',
+      '--image',
+      image,
+    ]);
     await run(umoci, ['gc', '--layout', layout]);
   } finally {
     work.cleanup();
@@ -66,14 +110,17 @@ export async function buildIndex(layout: string, tag: string): Promise<void> {
   await buildImage(layout, `${tag}-amd64`, { arch: 'amd64', text: 'amd64' });
   await buildImage(layout, `${tag}-arm64`, { arch: 'arm64', text: 'arm64' });
   const indexPath = join(layout, 'index.json');
-  const top = JSON.parse(readFileSync(indexPath, 'utf8')) as { manifests: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[] };
+  const top = JSON.parse(readFileSync(indexPath, 'utf8')) as {
+    manifests: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[];
+  };
   const find = (t: string) => {
     const d = top.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === t);
     if (!d) throw new Error(`no ${t} in layout`);
     return { mediaType: d.mediaType, digest: d.digest, size: d.size };
   };
   const index = JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
     manifests: [
       { ...find(`${tag}-amd64`), platform: { architecture: 'amd64', os: 'linux' } },
       { ...find(`${tag}-arm64`), platform: { architecture: 'arm64', os: 'linux', variant: 'v8' } },
@@ -82,12 +129,22 @@ export async function buildIndex(layout: string, tag: string): Promise<void> {
   const hex = createHash('sha256').update(index).digest('hex');
   writeFileSync(join(layout, 'blobs', 'sha256', hex), index);
   top.manifests = top.manifests.filter((m) => m.annotations?.['org.opencontainers.image.ref.name'] !== tag);
-  top.manifests.push({ mediaType: 'application/vnd.oci.image.index.v1+json', digest: `sha256:${hex}`, size: Buffer.byteLength(index), annotations: { 'org.opencontainers.image.ref.name': tag } });
+  top.manifests.push({
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    digest: `sha256:${hex}`,
+    size: Buffer.byteLength(index),
+    annotations: { 'org.opencontainers.image.ref.name': tag },
+  });
   writeFileSync(indexPath, JSON.stringify(top));
 }
 
 /** Pushes `layout:tag` to `dest` (`host:port/repo:tag`) and returns the manifest digest there. */
-export async function pushImage(layout: string, tag: string, dest: string, opts: { format?: 'oci' | 'v2s2'; all?: boolean; creds?: string } = {}): Promise<string> {
+export async function pushImage(
+  layout: string,
+  tag: string,
+  dest: string,
+  opts: { format?: 'oci' | 'v2s2'; all?: boolean; creds?: string } = {},
+): Promise<string> {
   const work = tempDir('portcullis-push-');
   try {
     const digestFile = join(work.path, 'digest');

@@ -15,7 +15,13 @@ export async function tarLayer(entries: readonly EntrySpec[]): Promise<Buffer> {
   });
   for (const e of entries) {
     const type = e.type ?? (e.body !== undefined ? 'file' : 'directory');
-    const header = { name: e.name, type, mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644), linkname: e.linkname, mtime: new Date(1_700_000_000_000) };
+    const header = {
+      name: e.name,
+      type,
+      mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644),
+      linkname: e.linkname,
+      mtime: new Date(1_700_000_000_000),
+    };
     await new Promise<void>((resolve, reject) => {
       const cb = (err?: Error | null) => (err ? reject(err) : resolve());
       if (type === 'file') pack.entry(header, e.body ?? '', cb);

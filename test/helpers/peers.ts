@@ -28,7 +28,9 @@ export function peer(name: string): string {
       // keep looking
     }
   }
-  throw new Error(`test peer "${name}" is not installed; install it with: ${INSTALL[name] ?? `apt-get install ${name}`} (or run bash .ci/install-peers)`);
+  throw new Error(
+    `test peer "${name}" is not installed; install it with: ${INSTALL[name] ?? `apt-get install ${name}`} (or run bash .ci/install-peers)`,
+  );
 }
 
 export interface RunResult {
@@ -38,7 +40,11 @@ export interface RunResult {
 }
 
 /** Runs a program with an argv array (never a shell); rejects on a non-zero exit unless allowFail. */
-export function run(cmd: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; allowFail?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; allowFail?: boolean; timeoutMs?: number } = {},
+): Promise<RunResult> {
   const bin = cmd.includes('/') ? cmd : peer(cmd);
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -29,16 +29,37 @@ export function testPodman(registriesConf: string, opts: { policy?: string; regi
     mkdirSync(p('home/.config/containers/registries.d'), { recursive: true });
     writeFileSync(p('home/.config/containers/registries.d/default.yaml'), opts.registriesD);
   }
-  const env = { PATH: process.env.PATH, CONTAINERS_REGISTRIES_CONF: p('registries.conf'), HOME: p('home'), TMPDIR: p('vartmp') };
-  const base = ['--root', p('root'), '--runroot', p('runroot'), '--storage-driver', 'vfs', '--tmpdir', p('tmp'), '--events-backend', 'none', '--cgroup-manager', 'cgroupfs'];
+  const env = {
+    PATH: process.env.PATH,
+    CONTAINERS_REGISTRIES_CONF: p('registries.conf'),
+    HOME: p('home'),
+    TMPDIR: p('vartmp'),
+  };
+  const base = [
+    '--root',
+    p('root'),
+    '--runroot',
+    p('runroot'),
+    '--storage-driver',
+    'vfs',
+    '--tmpdir',
+    p('tmp'),
+    '--events-backend',
+    'none',
+    '--cgroup-manager',
+    'cgroupfs',
+  ];
   return {
-    pull: (ref) => run('podman', [...base, 'pull', '--signature-policy', p('policy.json'), ref], { env, allowFail: true }),
+    pull: (ref) =>
+      run('podman', [...base, 'pull', '--signature-policy', p('policy.json'), ref], { env, allowFail: true }),
     async digestOf(ref) {
       const r = await run('podman', [...base, 'image', 'inspect', '--format', '{{.Digest}}', ref], { env });
       return r.stdout.trim();
     },
     cleanup: () => {
-      void run('podman', [...base, 'system', 'reset', '--force'], { env, allowFail: true }).finally(() => dir.cleanup());
+      void run('podman', [...base, 'system', 'reset', '--force'], { env, allowFail: true }).finally(() =>
+        dir.cleanup(),
+      );
     },
   };
 }

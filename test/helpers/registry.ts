@@ -20,7 +20,9 @@ export interface TestRegistry {
  * take it first: readiness requires this instance's own header, and a registry that
  * exits (address in use) is started again on another port.
  */
-export async function startRegistry(opts: { basicAuth?: { user: string; password: string }; proxyRemote?: string } = {}): Promise<TestRegistry> {
+export async function startRegistry(
+  opts: { basicAuth?: { user: string; password: string }; proxyRemote?: string } = {},
+): Promise<TestRegistry> {
   const bin = peer('docker-registry');
   const dir = tempDir('portcullis-registry-');
   const instance = randomUUID();
@@ -33,10 +35,24 @@ export async function startRegistry(opts: { basicAuth?: { user: string; password
     const port = await freePort();
     const lines = [
       'version: 0.1',
-      'log:', '  level: error', '  formatter: text', '  accesslog:', '    disabled: true',
-      'storage:', `  filesystem:`, `    rootdirectory: ${join(dir.path, 'data')}`, '  delete:', '    enabled: true',
-      '  maintenance:', '    uploadpurging:', '      enabled: false',
-      'http:', `  addr: 127.0.0.1:${port}`, '  secret: test-secret', '  headers:', `    X-Test-Instance: [${instance}]`,
+      'log:',
+      '  level: error',
+      '  formatter: text',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      `  filesystem:`,
+      `    rootdirectory: ${join(dir.path, 'data')}`,
+      '  delete:',
+      '    enabled: true',
+      '  maintenance:',
+      '    uploadpurging:',
+      '      enabled: false',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      '  secret: test-secret',
+      '  headers:',
+      `    X-Test-Instance: [${instance}]`,
     ];
     if (htpasswd) lines.push('auth:', '  htpasswd:', '    realm: test', `    path: ${htpasswd}`);
     if (opts.proxyRemote) lines.push('proxy:', `  remoteurl: ${opts.proxyRemote}`);
@@ -71,7 +87,12 @@ export async function startRegistry(opts: { basicAuth?: { user: string; password
   }
 }
 
-function registryHandle(child: ChildProcess, port: number, url: string, dir: { path: string; cleanup(): void }): TestRegistry {
+function registryHandle(
+  child: ChildProcess,
+  port: number,
+  url: string,
+  dir: { path: string; cleanup(): void },
+): TestRegistry {
   return {
     host: `127.0.0.1:${port}`,
     pid: child.pid,

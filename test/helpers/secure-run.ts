@@ -17,7 +17,8 @@ export function secureRunHome(): SecureRunHome {
   const home = tempDir('portcullis-home-');
   const env = { ...process.env, XDG_CONFIG_HOME: join(home.path, 'config'), XDG_DATA_HOME: join(home.path, 'data') };
   return {
-    home, env,
+    home,
+    env,
     async sr(...args) {
       const r = await run(process.execPath, [SECURE_RUN_CLI, ...args], { env, allowFail: true });
       return { status: r.code, stdout: r.stdout, stderr: r.stderr };
@@ -27,5 +28,6 @@ export function secureRunHome(): SecureRunHome {
 
 /** The fingerprint a gateway publishes for its attestation key. */
 export async function gatewayFingerprint(gatewayUrl: string): Promise<string> {
-  return ((await (await fetch(`${gatewayUrl}/v2/_portcullis/gateway.json`)).json()) as { fingerprint: string }).fingerprint;
+  return ((await (await fetch(`${gatewayUrl}/v2/_portcullis/gateway.json`)).json()) as { fingerprint: string })
+    .fingerprint;
 }

@@ -8,7 +8,21 @@ export function cosignTestKey(): { privateKey: KeyObject; pem: string } {
 }
 
 /** A cosign simple-signing payload for `digest` under `identity`, signed with `key` (as `cosign sign` makes it). */
-export function cosignEvidence(key: KeyObject, digest: string, identity: string, source = 'test'): CosignSignatureEvidence {
-  const payload = Buffer.from(JSON.stringify({ critical: { identity: { 'docker-reference': identity }, image: { 'docker-manifest-digest': digest }, type: 'cosign container image signature' }, optional: null }));
+export function cosignEvidence(
+  key: KeyObject,
+  digest: string,
+  identity: string,
+  source = 'test',
+): CosignSignatureEvidence {
+  const payload = Buffer.from(
+    JSON.stringify({
+      critical: {
+        identity: { 'docker-reference': identity },
+        image: { 'docker-manifest-digest': digest },
+        type: 'cosign container image signature',
+      },
+      optional: null,
+    }),
+  );
   return { source, payload, signature: sign('sha256', payload, key).toString('base64') };
 }

@@ -21,14 +21,19 @@ export interface SignedWorld {
   readonly registry: TestRegistry;
   readonly trusted: CosignKey;
   readonly other: CosignKey;
-  readonly digests: Record<'signed' | 'docker' | 'multi' | 'unsigned' | 'otherkey' | 'wrongdigest' | 'tampered', string>;
+  readonly digests: Record<
+    'signed' | 'docker' | 'multi' | 'unsigned' | 'otherkey' | 'wrongdigest' | 'tampered',
+    string
+  >;
   readonly dir: string;
   stop(): Promise<void>;
 }
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
-export async function buildSignedWorld(opts: { basicAuth?: { user: string; password: string } } = {}): Promise<SignedWorld> {
+export async function buildSignedWorld(
+  opts: { basicAuth?: { user: string; password: string } } = {},
+): Promise<SignedWorld> {
   const dir = tempDir('portcullis-world-');
   const registry = await startRegistry(opts.basicAuth ? { basicAuth: opts.basicAuth } : {});
   const creds = opts.basicAuth ? `${opts.basicAuth.user}:${opts.basicAuth.password}` : undefined;
@@ -36,9 +41,11 @@ export async function buildSignedWorld(opts: { basicAuth?: { user: string; passw
   try {
     const layout = join(dir.path, 'layout');
     const r = registry.host;
-    for (const name of ['signed', 'docker', 'unsigned', 'otherkey', 'wrongdigest', 'tampered', 'decoy']) await buildImage(layout, name, { text: name });
+    for (const name of ['signed', 'docker', 'unsigned', 'otherkey', 'wrongdigest', 'tampered', 'decoy'])
+      await buildImage(layout, name, { text: name });
     await buildIndex(layout, 'multi');
-    const push = (tag: string, repo: string, extra: { format?: 'v2s2'; all?: boolean } = {}) => pushImage(layout, tag, `${r}/${repo}:1`, { ...extra, ...(creds ? { creds } : {}) });
+    const push = (tag: string, repo: string, extra: { format?: 'v2s2'; all?: boolean } = {}) =>
+      pushImage(layout, tag, `${r}/${repo}:1`, { ...extra, ...(creds ? { creds } : {}) });
     const digests = {
       signed: await push('signed', 'test/signed'),
       docker: await push('docker', 'test/docker', { format: 'v2s2' }),
@@ -51,19 +58,24 @@ export async function buildSignedWorld(opts: { basicAuth?: { user: string; passw
     const decoy = await pushImage(layout, 'decoy', `${r}/test/wrongdigest:decoy`, creds ? { creds } : {});
     const trusted = await cosignKeyPair(dir.path, 'trusted');
     const other = await cosignKeyPair(dir.path, 'other');
-    const sign = (k: CosignKey, repo: string, digest: string) => cosignSign(k, `${r}/${repo}@${digest}`, registryCreds ? { registryCreds } : {});
+    const sign = (k: CosignKey, repo: string, digest: string) =>
+      cosignSign(k, `${r}/${repo}@${digest}`, registryCreds ? { registryCreds } : {});
     await sign(trusted, 'test/signed', digests.signed);
     await sign(trusted, 'test/docker', digests.docker);
     await sign(trusted, 'test/multi', digests.multi);
     await sign(other, 'test/otherkey', digests.otherkey);
     await sign(trusted, 'test/tampered', digests.tampered);
     await sign(trusted, 'test/wrongdigest', decoy);
-    const auth: Record<string, string> = creds ? { authorization: `Basic ${Buffer.from(creds).toString('base64')}` } : {};
+    const auth: Record<string, string> = creds
+      ? { authorization: `Basic ${Buffer.from(creds).toString('base64')}` }
+      : {};
     // The decoy's valid signature, placed where the wrongdigest image's signature belongs.
     const decoySig = await getManifest(registry.url, 'test/wrongdigest', sigTag(decoy), auth);
     await putManifest(registry.url, 'test/wrongdigest', sigTag(digests.wrongdigest), decoySig, auth);
     // Flip one byte of the decoded signature of the tampered image.
-    const sig = JSON.parse((await getManifest(registry.url, 'test/tampered', sigTag(digests.tampered), auth)).toString()) as { layers: { annotations: Record<string, string> }[] };
+    const sig = JSON.parse(
+      (await getManifest(registry.url, 'test/tampered', sigTag(digests.tampered), auth)).toString(),
+    ) as { layers: { annotations: Record<string, string> }[] };
     const layer = sig.layers[0];
     if (!layer) throw new Error('no signature layer');
     const raw = Buffer.from(layer.annotations['dev.cosignproject.cosign/signature'] ?? '', 'base64');
@@ -71,7 +83,11 @@ export async function buildSignedWorld(opts: { basicAuth?: { user: string; passw
     layer.annotations['dev.cosignproject.cosign/signature'] = raw.toString('base64');
     await putManifest(registry.url, 'test/tampered', sigTag(digests.tampered), Buffer.from(JSON.stringify(sig)), auth);
     return {
-      registry, trusted, other, digests, dir: dir.path,
+      registry,
+      trusted,
+      other,
+      digests,
+      dir: dir.path,
       async stop() {
         await registry.stop();
         dir.cleanup();
@@ -94,14 +110,32 @@ async function getManifest(base: string, repo: string, ref: string, auth: Record
   return Buffer.from(await res.arrayBuffer());
 }
 
-async function putManifest(base: string, repo: string, ref: string, body: Buffer, auth: Record<string, string>): Promise<void> {
-  const res = await fetch(`${base}/v2/${repo}/manifests/${ref}`, { method: 'PUT', headers: { 'content-type': OCI_MANIFEST, ...auth }, body });
+async function putManifest(
+  base: string,
+  repo: string,
+  ref: string,
+  body: Buffer,
+  auth: Record<string, string>,
+): Promise<void> {
+  const res = await fetch(`${base}/v2/${repo}/manifests/${ref}`, {
+    method: 'PUT',
+    headers: { 'content-type': OCI_MANIFEST, ...auth },
+    body,
+  });
   if (res.status !== 201) throw new Error(`PUT ${repo}:${ref} answered ${res.status}: ${await res.text()}`);
 }
 
 /** The policy used with a signed world: `test/` needs the trusted key. */
 export function worldPolicy(upstreamName: string): string {
-  return ['version: 1', 'default: reject', 'rules:', `  - scope: ${upstreamName}/test`, '    require:', '      - cosign: { keys: [trusted.pub] }', ''].join('\n');
+  return [
+    'version: 1',
+    'default: reject',
+    'rules:',
+    `  - scope: ${upstreamName}/test`,
+    '    require:',
+    '      - cosign: { keys: [trusted.pub] }',
+    '',
+  ].join('\n');
 }
 
 /** A signed world with a gateway in front of it (prefix `up`, policy: `test/` needs the trusted key). */
@@ -114,7 +148,8 @@ export async function startWorldGateway(): Promise<{ world: SignedWorld; gw: Tes
       files: { 'trusted.pub': readFileSync(world.trusted.pub) },
     });
     return {
-      world, gw,
+      world,
+      gw,
       async stop() {
         await gw.stop();
         await world.stop();

@@ -26,8 +26,12 @@ export async function cliForUser(): Promise<{ cli: string; cleanup: () => void }
   if (readable.code === 0) return { cli, cleanup: () => undefined };
   const copy = mkdtempSync(join(tmpdir(), 'portcullis-cli-'));
   chmodSync(copy, 0o755);
-  for (const part of ['package.json', 'dist', 'node_modules']) cpSync(join(root, part), join(copy, part), { recursive: true });
-  return { cli: join(copy, 'dist', 'bin', 'secure-run.js'), cleanup: () => rmSync(copy, { recursive: true, force: true }) };
+  for (const part of ['package.json', 'dist', 'node_modules'])
+    cpSync(join(root, part), join(copy, part), { recursive: true });
+  return {
+    cli: join(copy, 'dist', 'bin', 'secure-run.js'),
+    cleanup: () => rmSync(copy, { recursive: true, force: true }),
+  };
 }
 
 /** A directory owned by the test user. */

@@ -21,7 +21,12 @@ describe('an admission holds only under the policy that made it', () => {
 
   test('after a restart with the key removed, cached content of the signed image is refused', async () => {
     const upstreamsYaml = `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`;
-    const first = await startTestGateway({ upstreamsYaml, policy: worldPolicy(world.registry.host), files: { 'trusted.pub': readFileSync(world.trusted.pub) }, dataDir: data.path });
+    const first = await startTestGateway({
+      upstreamsYaml,
+      policy: worldPolicy(world.registry.host),
+      files: { 'trusted.pub': readFileSync(world.trusted.pub) },
+      dataDir: data.path,
+    });
     let layer: string;
     try {
       const m = await fetch(`${first.url}/v2/up/test/signed/manifests/1`, { headers: { accept: OCI } });
@@ -34,14 +39,24 @@ describe('an admission holds only under the policy that made it', () => {
       await first.stop();
     }
     // The same data directory, now with a policy that trusts only the other key.
-    const second = await startTestGateway({ upstreamsYaml, policy: worldPolicy(world.registry.host), files: { 'trusted.pub': readFileSync(world.other.pub) }, dataDir: data.path });
+    const second = await startTestGateway({
+      upstreamsYaml,
+      policy: worldPolicy(world.registry.host),
+      files: { 'trusted.pub': readFileSync(world.other.pub) },
+      dataDir: data.path,
+    });
     try {
       const blob = await fetch(`${second.url}/v2/up/test/signed/blobs/${layer}`);
       assert.equal(blob.status, 404, 'a cached blob is not served before its manifest is admitted again');
       await blob.arrayBuffer();
-      const byDigest = await fetch(`${second.url}/v2/up/test/signed/manifests/${world.digests.signed}`, { headers: { accept: OCI } });
+      const byDigest = await fetch(`${second.url}/v2/up/test/signed/manifests/${world.digests.signed}`, {
+        headers: { accept: OCI },
+      });
       assert.equal(byDigest.status, 403);
-      assert.equal(((await byDigest.json()) as { errors: { detail: { reason: string } }[] }).errors[0]?.detail.reason, 'signature.untrusted_key');
+      assert.equal(
+        ((await byDigest.json()) as { errors: { detail: { reason: string } }[] }).errors[0]?.detail.reason,
+        'signature.untrusted_key',
+      );
       const byTag = await fetch(`${second.url}/v2/up/test/signed/manifests/1`, { headers: { accept: OCI } });
       assert.equal(byTag.status, 403);
       await byTag.arrayBuffer();

@@ -33,10 +33,18 @@ describe('admissions hold only for the rule that made them', () => {
     const h = world.registry.host;
     const policy = {
       default: [{ type: 'reject' }],
-      transports: { docker: {
-        [`${h}/test/unsigned:1`]: [{ type: 'insecureAcceptAnything' }],
-        [`${h}/test/unsigned`]: [{ type: 'sigstoreSigned', keyPath: join(gw.dir, 'trusted.pub'), signedIdentity: { type: 'matchRepository' } }],
-      } },
+      transports: {
+        docker: {
+          [`${h}/test/unsigned:1`]: [{ type: 'insecureAcceptAnything' }],
+          [`${h}/test/unsigned`]: [
+            {
+              type: 'sigstoreSigned',
+              keyPath: join(gw.dir, 'trusted.pub'),
+              signedIdentity: { type: 'matchRepository' },
+            },
+          ],
+        },
+      },
     };
     // The gateway's policy file, now holding a containers-policy.json.
     writeFileSync(join(gw.dir, 'policy.yaml'), JSON.stringify(policy));
@@ -44,12 +52,20 @@ describe('admissions hold only for the rule that made them', () => {
     assert.equal((await get('unsigned', '1')).status, 200, 'the tag scope accepts anything');
     const byDigest = await get('unsigned', world.digests.unsigned);
     assert.equal(byDigest.status, 403, 'by digest the repository rule applies, and it needs a signature');
-    assert.equal((JSON.parse(byDigest.body) as { errors: { detail: { reason: string; rule: string } }[] }).errors[0]?.detail.rule, `${h}/test/unsigned`);
+    assert.equal(
+      (JSON.parse(byDigest.body) as { errors: { detail: { reason: string; rule: string } }[] }).errors[0]?.detail.rule,
+      `${h}/test/unsigned`,
+    );
     assert.equal((await get('unsigned', '1')).status, 200, 'and the tag is still served under its own rule');
   });
 
   test('an index admitted in audit mode covers nothing: its children are decided on their own and not attested', async () => {
-    writeFileSync(join(gw.dir, 'policy.yaml'), worldPolicy(world.registry.host).replace('      - cosign: { keys: [trusted.pub] }', '      - cosign: { keys: [other.pub] }').replace('    require:', '    mode: audit\n    require:'));
+    writeFileSync(
+      join(gw.dir, 'policy.yaml'),
+      worldPolicy(world.registry.host)
+        .replace('      - cosign: { keys: [trusted.pub] }', '      - cosign: { keys: [other.pub] }')
+        .replace('    require:', '    mode: audit\n    require:'),
+    );
     writeFileSync(join(gw.dir, 'other.pub'), readFileSync(world.other.pub));
     assert.equal(await gw.running.reloadPolicy('test'), true);
     const index = await get('multi', '1', INDEX);

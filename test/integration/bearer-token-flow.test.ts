@@ -45,16 +45,22 @@ async function bearerFront(registryUrl: string, realm: string, issued: Set<strin
     const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
     if (!token || !issued.has(token)) {
       const repo = /^\/v2\/(.+)\/(manifests|blobs|tags)\//.exec(req.url ?? '')?.[1] ?? '';
-      res.writeHead(401, { 'www-authenticate': `Bearer realm="${realm}",service="test-registry",scope="repository:${repo}:pull"`, 'content-type': 'application/json' });
+      res.writeHead(401, {
+        'www-authenticate': `Bearer realm="${realm}",service="test-registry",scope="repository:${repo}:pull"`,
+        'content-type': 'application/json',
+      });
       res.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
       return;
     }
     const headers = { ...req.headers, host: target.host };
     delete headers.authorization;
-    const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
+    const up = request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers },
+      (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      },
+    );
     req.pipe(up);
   });
   return { server, origin: await listen(server), requests };
@@ -96,7 +102,13 @@ describe('bearer tokens: credentialed token flow, and realms on forbidden origin
   test('a signed image is pulled with a token from the allowed realm; the token is reused', async () => {
     const out = tempDir('portcullis-out-');
     try {
-      await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${gw.host}/up/test/signed:1`, `dir:${out.path}`]);
+      await run('skopeo', [
+        '--insecure-policy',
+        'copy',
+        '--src-tls-verify=false',
+        `docker://${gw.host}/up/test/signed:1`,
+        `dir:${out.path}`,
+      ]);
     } finally {
       out.cleanup();
     }
@@ -108,7 +120,9 @@ describe('bearer tokens: credentialed token flow, and realms on forbidden origin
   });
 
   test('a realm on an origin that is not allowed is never called', async () => {
-    const res = await fetch(`${gw.url}/v2/hostile/test/signed/manifests/1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const res = await fetch(`${gw.url}/v2/hostile/test/signed/manifests/1`, {
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(res.status, 502);
     const body = (await res.json()) as { errors: { code: string; detail: { reason: string } }[] };
     assert.equal(body.errors[0]?.detail.reason, 'upstream.auth_realm_rejected');

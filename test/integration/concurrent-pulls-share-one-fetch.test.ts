@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { acceptAnythingPolicy, serveImage, sha256, startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
+import {
+  acceptAnythingPolicy,
+  serveImage,
+  sha256,
+  startFaultRegistry,
+  type FaultRegistry,
+} from '../helpers/fault-registry.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
 describe('concurrent requests for one cold blob share a single upstream fetch', () => {
@@ -24,8 +30,13 @@ describe('concurrent requests for one cold blob share a single upstream fetch', 
         }
       }, 10);
     });
-    gw = await startTestGateway({ upstreamsYaml: `  - { name: "${up.host}", url: "${up.url}", prefix: many }`, policy: acceptAnythingPolicy() });
-    const m = await fetch(`${gw.url}/v2/many/many/app/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    gw = await startTestGateway({
+      upstreamsYaml: `  - { name: "${up.host}", url: "${up.url}", prefix: many }`,
+      policy: acceptAnythingPolicy(),
+    });
+    const m = await fetch(`${gw.url}/v2/many/many/app/manifests/v1`, {
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     await m.arrayBuffer();
   });
   after(async () => {
@@ -34,11 +45,13 @@ describe('concurrent requests for one cold blob share a single upstream fetch', 
   });
 
   test('32 clients, one upstream GET, every client gets the verified bytes', async () => {
-    const bodies = await Promise.all(Array.from({ length: 32 }, async () => {
-      const res = await fetch(`${gw.url}/v2/many/many/app/blobs/${digest}`);
-      assert.equal(res.status, 200);
-      return Buffer.from(await res.arrayBuffer());
-    }));
+    const bodies = await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        const res = await fetch(`${gw.url}/v2/many/many/app/blobs/${digest}`);
+        assert.equal(res.status, 200);
+        return Buffer.from(await res.arrayBuffer());
+      }),
+    );
     for (const b of bodies) assert.equal(sha256(b), digest);
     assert.equal(up.requests.filter((r) => r.url.endsWith(digest)).length, 1);
   });
@@ -48,7 +61,9 @@ describe('concurrent requests for one cold blob share a single upstream fetch', 
     assert.equal(res.status, 206);
     assert.equal(res.headers.get('content-range'), `bytes 10-19/${layer.length}`);
     assert.deepEqual(Buffer.from(await res.arrayBuffer()), layer.subarray(10, 20));
-    const bad = await fetch(`${gw.url}/v2/many/many/app/blobs/${digest}`, { headers: { range: `bytes=${layer.length}-` } });
+    const bad = await fetch(`${gw.url}/v2/many/many/app/blobs/${digest}`, {
+      headers: { range: `bytes=${layer.length}-` },
+    });
     assert.equal(bad.status, 416);
     assert.equal(bad.headers.get('content-range'), `bytes */${layer.length}`);
     await bad.arrayBuffer();

@@ -22,7 +22,17 @@ describe('a containers-policy.json gives the same decisions in the gateway as in
   let gw: TestGateway;
   let podman: TestPodman;
   const dir = tempDir('portcullis-diff-');
-  const cases: readonly GpgCase[] = ['signed', 'otherkey', 'expired', 'revoked', 'subkey', 'identity', 'tampered', 'many', 'unsigned'];
+  const cases: readonly GpgCase[] = [
+    'signed',
+    'otherkey',
+    'expired',
+    'revoked',
+    'subkey',
+    'identity',
+    'tampered',
+    'many',
+    'unsigned',
+  ];
 
   before(async () => {
     peer('podman');
@@ -33,25 +43,60 @@ describe('a containers-policy.json gives the same decisions in the gateway as in
       return path;
     };
     const h = world.registry.host;
-    const policy = JSON.stringify({
-      default: [{ type: 'reject' }],
-      transports: {
-        docker: {
-          [`${h}/gpg`]: [{ type: 'signedBy', keyType: 'GPGKeys', keyPaths: [key('trusted.gpg'), key('expired.gpg'), key('revoked.gpg'), key('subkey.gpg')] }],
-          [`${h}/gpg/identity`]: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: key('trusted.gpg'), signedIdentity: { type: 'remapIdentity', prefix: `${h}/gpg/identity`, signedPrefix: `${h}/gpg/somewhere-else` } }],
-          [`${h}/gpg/unsigned:1`]: [{ type: 'insecureAcceptAnything' }],
-          [`${h}/gpg/many`]: [{ type: 'signedBy', keyType: 'GPGKeys', keyData: world.keys['trusted.gpg'].toString('base64'), signedIdentity: { type: 'matchRepository' } }],
-          [`${h}/gpg/signed`]: [{ type: 'insecureAcceptAnything' }, { type: 'signedBy', keyType: 'GPGKeys', keyPath: key('trusted.asc') }],
-          [`${h}/gpg/tampered`]: [{ type: 'reject' }],
+    const policy = JSON.stringify(
+      {
+        default: [{ type: 'reject' }],
+        transports: {
+          docker: {
+            [`${h}/gpg`]: [
+              {
+                type: 'signedBy',
+                keyType: 'GPGKeys',
+                keyPaths: [key('trusted.gpg'), key('expired.gpg'), key('revoked.gpg'), key('subkey.gpg')],
+              },
+            ],
+            [`${h}/gpg/identity`]: [
+              {
+                type: 'signedBy',
+                keyType: 'GPGKeys',
+                keyPath: key('trusted.gpg'),
+                signedIdentity: {
+                  type: 'remapIdentity',
+                  prefix: `${h}/gpg/identity`,
+                  signedPrefix: `${h}/gpg/somewhere-else`,
+                },
+              },
+            ],
+            [`${h}/gpg/unsigned:1`]: [{ type: 'insecureAcceptAnything' }],
+            [`${h}/gpg/many`]: [
+              {
+                type: 'signedBy',
+                keyType: 'GPGKeys',
+                keyData: world.keys['trusted.gpg'].toString('base64'),
+                signedIdentity: { type: 'matchRepository' },
+              },
+            ],
+            [`${h}/gpg/signed`]: [
+              { type: 'insecureAcceptAnything' },
+              { type: 'signedBy', keyType: 'GPGKeys', keyPath: key('trusted.asc') },
+            ],
+            [`${h}/gpg/tampered`]: [{ type: 'reject' }],
+          },
+          'docker-daemon': { '': [{ type: 'insecureAcceptAnything' }] },
         },
-        'docker-daemon': { '': [{ type: 'insecureAcceptAnything' }] },
       },
-    }, null, 2);
+      null,
+      2,
+    );
     writeFileSync(join(dir.path, 'policy.json'), policy);
-    podman = testPodman(`[[registry]]\nlocation = "${h}"\ninsecure = true\n`, { policy, registriesD: `docker:\n  ${h}:\n    lookaside: ${world.lookaside.url}\n` });
+    podman = testPodman(`[[registry]]\nlocation = "${h}"\ninsecure = true\n`, {
+      policy,
+      registriesD: `docker:\n  ${h}:\n    lookaside: ${world.lookaside.url}\n`,
+    });
     gw = await startTestGateway({
       upstreamsYaml: `  - { name: "${h}", url: "${world.registry.url}", prefix: up, lookaside: "${world.lookaside.url}" }`,
-      policy, policyFile: 'policy.json',
+      policy,
+      policyFile: 'policy.json',
     });
   });
   after(async () => {
@@ -70,8 +115,19 @@ describe('a containers-policy.json gives the same decisions in the gateway as in
       assert.ok(res.status === 200 || res.status === 403, `${c}: gateway answered ${res.status}`);
       seen[c] = { podman: p.code === 0, gateway: res.status === 200 };
     }
-    for (const [c, v] of Object.entries(seen)) assert.equal(v.gateway, v.podman, `${c}: podman ${v.podman ? 'accepts' : 'rejects'}, the gateway ${v.gateway ? 'admits' : 'denies'}`);
+    for (const [c, v] of Object.entries(seen))
+      assert.equal(
+        v.gateway,
+        v.podman,
+        `${c}: podman ${v.podman ? 'accepts' : 'rejects'}, the gateway ${v.gateway ? 'admits' : 'denies'}`,
+      );
     // The fixtures exercise both outcomes, and the scopes that decide them.
-    assert.deepEqual(Object.entries(seen).filter(([, v]) => v.podman).map(([c]) => c).sort(), ['identity', 'many', 'signed', 'unsigned']);
+    assert.deepEqual(
+      Object.entries(seen)
+        .filter(([, v]) => v.podman)
+        .map(([c]) => c)
+        .sort(),
+      ['identity', 'many', 'signed', 'unsigned'],
+    );
   });
 });

@@ -7,7 +7,13 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { acceptAnythingPolicy, serveImage, sha256, startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
+import {
+  acceptAnythingPolicy,
+  serveImage,
+  sha256,
+  startFaultRegistry,
+  type FaultRegistry,
+} from '../helpers/fault-registry.js';
 import { waitFor } from '../helpers/ports.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -39,10 +45,18 @@ describe('SIGKILL in the middle of a cold fill loses nothing and serves nothing 
     });
     writeFileSync(join(dir.path, 'policy.yaml'), acceptAnythingPolicy());
     // Port 0: the gateway binds a free port itself and names it in its "started" line.
-    writeFileSync(join(dir.path, 'config.yaml'), [
-      'listen: 127.0.0.1:0', 'dataDir: data', 'policy: policy.yaml', 'logLevel: info', 'upstreams:',
-      `  - { name: "${up.host}", url: "${up.url}", prefix: crash }`, '',
-    ].join('\n'));
+    writeFileSync(
+      join(dir.path, 'config.yaml'),
+      [
+        'listen: 127.0.0.1:0',
+        'dataDir: data',
+        'policy: policy.yaml',
+        'logLevel: info',
+        'upstreams:',
+        `  - { name: "${up.host}", url: "${up.url}", prefix: crash }`,
+        '',
+      ].join('\n'),
+    );
   });
   after(async () => {
     child?.kill('SIGKILL');
@@ -50,9 +64,12 @@ describe('SIGKILL in the middle of a cold fill loses nothing and serves nothing 
     dir.cleanup();
   });
 
-  const exited = (c: ChildProcess): Promise<unknown> => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)));
+  const exited = (c: ChildProcess): Promise<unknown> =>
+    c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r));
   const start = (): Promise<ChildProcess> => {
-    const c = spawn(process.execPath, [CLI, 'serve', '--config', join(dir.path, 'config.yaml')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(process.execPath, [CLI, 'serve', '--config', join(dir.path, 'config.yaml')], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     return new Promise((resolve, reject) => {
       const lines = createInterface({ input: c.stdout as Readable });
       const timer = setTimeout(() => reject(new Error('the gateway did not start within 15 s')), 15_000);
@@ -90,7 +107,9 @@ describe('SIGKILL in the middle of a cold fill loses nothing and serves nothing 
   test('kill mid-fill, restart: temp cleaned, no partial blob, then the pull succeeds', async () => {
     child = await start();
     const firstExit = exited(child);
-    const m = await fetch(`http://127.0.0.1:${port}/v2/crash/crash/app/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const m = await fetch(`http://127.0.0.1:${port}/v2/crash/crash/app/manifests/v1`, {
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(m.status, 200);
     await m.arrayBuffer();
 
@@ -126,7 +145,10 @@ describe('SIGKILL in the middle of a cold fill loses nothing and serves nothing 
     const secondExit = exited(child);
     child.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
-    const stopped = await Promise.race([secondExit.then(() => true), new Promise((r) => (timer = setTimeout(() => r(false), 15_000)))]);
+    const stopped = await Promise.race([
+      secondExit.then(() => true),
+      new Promise((r) => (timer = setTimeout(() => r(false), 15_000))),
+    ]);
     clearTimeout(timer);
     assert.ok(stopped, 'the gateway stops within 15 s of SIGTERM');
   });

@@ -31,7 +31,13 @@ describe('a docker-registry behind htpasswd basic auth, with credentials by refe
   test('skopeo copies a signed image; the password appears in no log line', async () => {
     const out = tempDir('portcullis-out-');
     try {
-      await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${gw.host}/up/test/signed:1`, `dir:${out.path}`]);
+      await run('skopeo', [
+        '--insecure-policy',
+        'copy',
+        '--src-tls-verify=false',
+        `docker://${gw.host}/up/test/signed:1`,
+        `dir:${out.path}`,
+      ]);
     } finally {
       out.cleanup();
     }
@@ -47,7 +53,9 @@ describe('a docker-registry behind htpasswd basic auth, with credentials by refe
       files: { 'trusted.pub': readFileSync(world.trusted.pub) },
     });
     try {
-      const res = await fetch(`${anon.url}/v2/up/test/signed/manifests/1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      const res = await fetch(`${anon.url}/v2/up/test/signed/manifests/1`, {
+        headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+      });
       assert.equal(res.status, 502);
       assert.equal(((await res.json()) as { errors: { code: string }[] }).errors[0]?.code, 'UNAUTHORIZED');
     } finally {

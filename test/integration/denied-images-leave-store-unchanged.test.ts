@@ -36,16 +36,30 @@ describe('denied images reach neither the client nor the store', () => {
       const res = await fetch(`${gw.url}/v2/up/${c.repo}/manifests/1`, { headers: { accept: OCI_ACCEPT } });
       assert.equal(res.status, 403);
       assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
-      const body = (await res.json()) as { errors: { code: string; detail: { reason: string; reasons: { code: string }[] } }[] };
+      const body = (await res.json()) as {
+        errors: { code: string; detail: { reason: string; reasons: { code: string }[] } }[];
+      };
       assert.equal(body.errors[0]?.code, 'DENIED');
       assert.equal(body.errors[0]?.detail.reason, c.reason);
 
-      const copy = await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${gw.host}/up/${c.repo}:1`, `dir:${join(out.path, c.key)}`], { allowFail: true });
+      const copy = await run(
+        'skopeo',
+        [
+          '--insecure-policy',
+          'copy',
+          '--src-tls-verify=false',
+          `docker://${gw.host}/up/${c.repo}:1`,
+          `dir:${join(out.path, c.key)}`,
+        ],
+        { allowFail: true },
+      );
       assert.notEqual(copy.code, 0);
       assert.match(copy.stderr, /denied/i);
 
       // The digest itself is denied too, and blobs of a denied image are unknown.
-      const byDigest = await fetch(`${gw.url}/v2/up/${c.repo}/manifests/${world.digests[c.key]}`, { headers: { accept: OCI_ACCEPT } });
+      const byDigest = await fetch(`${gw.url}/v2/up/${c.repo}/manifests/${world.digests[c.key]}`, {
+        headers: { accept: OCI_ACCEPT },
+      });
       assert.equal(byDigest.status, 403);
       await byDigest.arrayBuffer();
       assert.deepEqual(await storeSnapshot(gw), before);

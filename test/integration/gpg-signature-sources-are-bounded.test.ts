@@ -36,15 +36,28 @@ describe('GPG signature sources: the registry signature API, and hostile lookasi
     images.ext = ext.digest;
     const sig = await gpgSign(home, fpr, simpleSigningPayload(ext.digest, `${extReg.host}/x/ext:1`));
     extReg.route('GET', `/extensions/v2/x/ext/signatures/${ext.digest}`, (_req, res) => {
-      const body = JSON.stringify({ signatures: [
-        { schemaVersion: 2, name: `${ext.digest}@${'0'.repeat(32)}`, type: 'other', content: Buffer.from('ignored').toString('base64') },
-        { schemaVersion: 2, name: `${ext.digest}@${'1'.repeat(32)}`, type: 'atomic', content: sig.toString('base64') },
-      ] });
+      const body = JSON.stringify({
+        signatures: [
+          {
+            schemaVersion: 2,
+            name: `${ext.digest}@${'0'.repeat(32)}`,
+            type: 'other',
+            content: Buffer.from('ignored').toString('base64'),
+          },
+          {
+            schemaVersion: 2,
+            name: `${ext.digest}@${'1'.repeat(32)}`,
+            type: 'atomic',
+            content: sig.toString('base64'),
+          },
+        ],
+      });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
       res.end(body);
     });
     // A registry without it, whose lookaside is hostile.
-    for (const name of ['endless', 'drip', 'huge']) images[name] = serveImage(plainReg, `x/${name}`, '1', [{ bytes: Buffer.from(name) }]).digest;
+    for (const name of ['endless', 'drip', 'huge'])
+      images[name] = serveImage(plainReg, `x/${name}`, '1', [{ bytes: Buffer.from(name) }]).digest;
     const at = (name: string, n: number) => `/x/${name}@${(images[name] ?? '').replace(':', '=')}/signature-${n}`;
     for (let n = 1; n <= 1000; n++) hostile.route('GET', at('endless', n), (_req, res) => res.end('garbage'));
     hostile.route('GET', at('drip', 1), (_req, res) => {
@@ -61,7 +74,16 @@ describe('GPG signature sources: the registry signature API, and hostile lookasi
         `  - { name: "${extReg.host}", url: "${extReg.url}", prefix: ext }`,
         `  - { name: "${plainReg.host}", url: "${plainReg.url}", prefix: plain, lookaside: "${hostile.url}", timeouts: { headersMs: 1500, idleMs: 1500, totalMs: 6000 } }`,
       ].join('\n'),
-      policy: ['rules:', `  - scope: ${extReg.host}`, '    require:', '      - gpg: { keys: [k.gpg] }', `  - scope: ${plainReg.host}`, '    require:', '      - gpg: { keys: [k.gpg] }', ''].join('\n'),
+      policy: [
+        'rules:',
+        `  - scope: ${extReg.host}`,
+        '    require:',
+        '      - gpg: { keys: [k.gpg] }',
+        `  - scope: ${plainReg.host}`,
+        '    require:',
+        '      - gpg: { keys: [k.gpg] }',
+        '',
+      ].join('\n'),
       files: { 'k.gpg': await gpgExport(home, fpr) },
       extraConfig: 'limits: { maxSignatures: 4 }',
     });
@@ -93,7 +115,10 @@ describe('GPG signature sources: the registry signature API, and hostile lookasi
   test('a lookaside that drips bytes is cut off by the upstream time limits', async () => {
     const started = Date.now();
     // The drip never ends: should the limit not hold, the test fails rather than waits forever.
-    const res = await fetch(`${gw.url}/v2/plain/x/drip/manifests/1`, { headers: { accept: OCI_ACCEPT }, signal: AbortSignal.timeout(15_000) });
+    const res = await fetch(`${gw.url}/v2/plain/x/drip/manifests/1`, {
+      headers: { accept: OCI_ACCEPT },
+      signal: AbortSignal.timeout(15_000),
+    });
     assert.equal(res.status, 403);
     const body = (await res.json()) as { errors: { detail: { reason: string } }[] };
     assert.equal(body.errors[0]?.detail.reason, 'evidence.unavailable');

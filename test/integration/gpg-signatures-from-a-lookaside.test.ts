@@ -23,7 +23,16 @@ describe('GPG simple signing through a lookaside server', () => {
     world = await buildGpgWorld();
     gw = await startTestGateway({
       upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up, lookaside: "${world.lookaside.url}" }`,
-      policy: ['rules:', `  - scope: ${world.registry.host}/gpg`, '    require:', '      - gpg: { keys: [trusted.gpg, expired.gpg, revoked.gpg, subkey.gpg] }', `  - scope: ${world.registry.host}/gpg/many`, '    require:', '      - gpg: { keys: [trusted.asc] }', ''].join('\n'),
+      policy: [
+        'rules:',
+        `  - scope: ${world.registry.host}/gpg`,
+        '    require:',
+        '      - gpg: { keys: [trusted.gpg, expired.gpg, revoked.gpg, subkey.gpg] }',
+        `  - scope: ${world.registry.host}/gpg/many`,
+        '    require:',
+        '      - gpg: { keys: [trusted.asc] }',
+        '',
+      ].join('\n'),
       files: world.keys,
     });
   });
@@ -33,15 +42,26 @@ describe('GPG simple signing through a lookaside server', () => {
     out.cleanup();
   });
 
-  const get = (c: GpgCase, ref = '1') => fetch(`${gw.url}/v2/up/gpg/${c}/manifests/${ref}`, { headers: { accept: OCI_ACCEPT } });
+  const get = (c: GpgCase, ref = '1') =>
+    fetch(`${gw.url}/v2/up/gpg/${c}/manifests/${ref}`, { headers: { accept: OCI_ACCEPT } });
 
   test('an image signed with skopeo --sign-by by a trusted key is admitted, and skopeo copies it through the gateway', async () => {
     const res = await get('signed');
     assert.equal(res.status, 200, await res.clone().text());
     assert.equal(res.headers.get('docker-content-digest'), world.digests.signed);
     await res.arrayBuffer();
-    await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${gw.host}/up/gpg/signed:1`, `dir:${join(out.path, 'signed')}`]);
-    assert.ok(world.lookaside.requests.some((p) => p.endsWith(`/gpg/signed@${world.digests.signed.replace(':', '=')}/signature-1`)));
+    await run('skopeo', [
+      '--insecure-policy',
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${gw.host}/up/gpg/signed:1`,
+      `dir:${join(out.path, 'signed')}`,
+    ]);
+    assert.ok(
+      world.lookaside.requests.some((p) =>
+        p.endsWith(`/gpg/signed@${world.digests.signed.replace(':', '=')}/signature-1`),
+      ),
+    );
   });
 
   test('one valid signature among four bad ones is enough; every bad one is reported with its reason', async () => {
@@ -49,7 +69,13 @@ describe('GPG simple signing through a lookaside server', () => {
     assert.equal(res.status, 200);
     await res.arrayBuffer();
     const logged = decisionLogs(gw).find((l) => l.digest === world.digests.many);
-    assert.deepEqual(logged?.reasons, ['signature.untrusted_key', 'signature.invalid', 'signature.digest_mismatch', 'signature.payload_invalid', 'signature.verified']);
+    assert.deepEqual(logged?.reasons, [
+      'signature.untrusted_key',
+      'signature.invalid',
+      'signature.digest_mismatch',
+      'signature.payload_invalid',
+      'signature.verified',
+    ]);
   });
 
   const denied: [GpgCase, string][] = [
@@ -77,15 +103,36 @@ describe('GPG simple signing through a lookaside server', () => {
     const again = await get('signed');
     assert.equal(again.status, 200);
     await again.arrayBuffer();
-    await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', '--dest-tls-verify=false', '--preserve-digests', `docker://${world.registry.host}/gpg/signed:1`, `docker://${world.registry.host}/gpg/signed:2`]);
+    await run('skopeo', [
+      '--insecure-policy',
+      'copy',
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      '--preserve-digests',
+      `docker://${world.registry.host}/gpg/signed:1`,
+      `docker://${world.registry.host}/gpg/signed:2`,
+    ]);
     const other = await get('signed', '2');
     assert.equal(other.status, 403);
-    assert.equal(((await other.json()) as { errors: { detail: { reason: string } }[] }).errors[0]?.detail.reason, 'signature.identity_mismatch');
+    assert.equal(
+      ((await other.json()) as { errors: { detail: { reason: string } }[] }).errors[0]?.detail.reason,
+      'signature.identity_mismatch',
+    );
     assert.equal((await get('signed')).status, 200, 'still served under the tag it was signed for');
   });
 
   test('skopeo fails on a denied image', async () => {
-    const copy = await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${gw.host}/up/gpg/otherkey:1`, `dir:${join(out.path, 'otherkey')}`], { allowFail: true });
+    const copy = await run(
+      'skopeo',
+      [
+        '--insecure-policy',
+        'copy',
+        '--src-tls-verify=false',
+        `docker://${gw.host}/up/gpg/otherkey:1`,
+        `dir:${join(out.path, 'otherkey')}`,
+      ],
+      { allowFail: true },
+    );
     assert.notEqual(copy.code, 0);
     assert.match(copy.stderr, /denied/i);
   });
@@ -99,10 +146,19 @@ describe('GPG lookasides named by a registries.d directory, as podman reads them
   before(async () => {
     world = await buildGpgWorld();
     mkdirSync(join(dir.path, 'registries.d'));
-    writeFileSync(join(dir.path, 'registries.d', 'default.yaml'), `docker:\n  ${world.registry.host}/gpg:\n    lookaside: ${world.lookaside.url}\n`);
+    writeFileSync(
+      join(dir.path, 'registries.d', 'default.yaml'),
+      `docker:\n  ${world.registry.host}/gpg:\n    lookaside: ${world.lookaside.url}\n`,
+    );
     gw = await startTestGateway({
       upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-      policy: ['rules:', `  - scope: ${world.registry.host}/gpg`, '    require:', '      - gpg: { keys: [trusted.gpg] }', ''].join('\n'),
+      policy: [
+        'rules:',
+        `  - scope: ${world.registry.host}/gpg`,
+        '    require:',
+        '      - gpg: { keys: [trusted.gpg] }',
+        '',
+      ].join('\n'),
       files: world.keys,
       extraConfig: `registriesD: ${JSON.stringify(join(dir.path, 'registries.d'))}`,
     });

@@ -36,19 +36,51 @@ describe('layers are unpacked in a confined child, and hostile entries are refus
       writeFileSync(path, bytes);
       return { path, diffId: diffIds?.[i] ?? sha256(bytes) };
     });
-    await extractConfined({ root, layers: plan, keepSetuid: false, maxEntries: 100_000, maxLayerBytes: extra.maxLayerBytes ?? 1 << 30 });
+    await extractConfined({
+      root,
+      layers: plan,
+      keepSetuid: false,
+      maxEntries: 100_000,
+      maxLayerBytes: extra.maxLayerBytes ?? 1 << 30,
+    });
     return root;
   }
-  const refusal = (p: Promise<unknown>) => p.then(() => 'accepted', (e: unknown) => (e instanceof UnpackError ? e.code : `other: ${(e as Error).message}`));
+  const refusal = (p: Promise<unknown>) =>
+    p.then(
+      () => 'accepted',
+      (e: unknown) => (e instanceof UnpackError ? e.code : `other: ${(e as Error).message}`),
+    );
 
   const hostile: [string, () => EntrySpec[], string][] = [
     ['".." traversal', () => [{ name: '../outside/canary', body: 'pwned' }], 'TAR_PATH_ESCAPE'],
     ['an absolute name', () => [{ name: canary, body: 'pwned' }], 'TAR_ABSOLUTE_PATH'],
-    ['a write through a symlink to outside', () => [{ name: 'link', type: 'symlink', linkname: outside }, { name: 'link/canary', body: 'pwned' }], 'TAR_THROUGH_SYMLINK'],
-    ['a directory replaced by a symlink, then written into', () => [{ name: 'd/' }, { name: 'd', type: 'symlink', linkname: '../..' }, { name: 'd/x', body: 'pwned' }], 'TAR_THROUGH_SYMLINK'],
-    ['a hardlink out of the root', () => [{ name: 'hl', type: 'link', linkname: '../outside/canary' }], 'TAR_PATH_ESCAPE'],
+    [
+      'a write through a symlink to outside',
+      () => [
+        { name: 'link', type: 'symlink', linkname: outside },
+        { name: 'link/canary', body: 'pwned' },
+      ],
+      'TAR_THROUGH_SYMLINK',
+    ],
+    [
+      'a directory replaced by a symlink, then written into',
+      () => [{ name: 'd/' }, { name: 'd', type: 'symlink', linkname: '../..' }, { name: 'd/x', body: 'pwned' }],
+      'TAR_THROUGH_SYMLINK',
+    ],
+    [
+      'a hardlink out of the root',
+      () => [{ name: 'hl', type: 'link', linkname: '../outside/canary' }],
+      'TAR_PATH_ESCAPE',
+    ],
     ['a hardlink to an absolute path', () => [{ name: 'hl', type: 'link', linkname: canary }], 'TAR_ABSOLUTE_PATH'],
-    ['a hardlink to a symlink', () => [{ name: 's', type: 'symlink', linkname: canary }, { name: 'hl', type: 'link', linkname: 's' }], 'TAR_HARDLINK_ESCAPE'],
+    [
+      'a hardlink to a symlink',
+      () => [
+        { name: 's', type: 'symlink', linkname: canary },
+        { name: 'hl', type: 'link', linkname: 's' },
+      ],
+      'TAR_HARDLINK_ESCAPE',
+    ],
     ['a character device', () => [{ name: 'dev/mem', type: 'character-device' }], 'TAR_DEVICE_NODE'],
     ['an invalid whiteout', () => [{ name: '.wh.', body: '' }], 'TAR_BAD_ENTRY'],
   ];
@@ -60,17 +92,45 @@ describe('layers are unpacked in a confined child, and hostile entries are refus
   }
 
   test('whiteouts and opaque directories remove what lower layers put there', async () => {
-    const lower = await tarLayer([{ name: 'a/' }, { name: 'a/x', body: 'x' }, { name: 'a/y', body: 'y' }, { name: 'b', body: 'b' }, { name: 'd/' }, { name: 'd/old', body: 'old' }]);
-    const upper = await tarLayer([{ name: 'a/.wh.x', body: '' }, { name: '.wh.b', body: '' }, { name: 'd/new', body: 'new' }, { name: 'd/.wh..wh..opq', body: '' }]);
+    const lower = await tarLayer([
+      { name: 'a/' },
+      { name: 'a/x', body: 'x' },
+      { name: 'a/y', body: 'y' },
+      { name: 'b', body: 'b' },
+      { name: 'd/' },
+      { name: 'd/old', body: 'old' },
+    ]);
+    const upper = await tarLayer([
+      { name: 'a/.wh.x', body: '' },
+      { name: '.wh.b', body: '' },
+      { name: 'd/new', body: 'new' },
+      { name: 'd/.wh..wh..opq', body: '' },
+    ]);
     const root = await unpack([lower, upper]);
     assert.deepEqual(readdirSync(join(root, 'a')), ['y']);
-    assert.deepEqual(readdirSync(root).sort(), ['.secure-run', 'a', 'd', 'dev', 'proc', 'sys', 'tmp'], 'the layers\' entries and the runtime\'s mount points');
-    assert.deepEqual(readdirSync(join(root, 'd')), ['new'], 'the opaque marker keeps this layer\'s own entries');
+    assert.deepEqual(
+      readdirSync(root).sort(),
+      ['.secure-run', 'a', 'd', 'dev', 'proc', 'sys', 'tmp'],
+      "the layers' entries and the runtime's mount points",
+    );
+    assert.deepEqual(readdirSync(join(root, 'd')), ['new'], "the opaque marker keeps this layer's own entries");
   });
 
   test('entries replace what lower layers left (file by directory, directory by file, symlink by file); a read-only directory is still filled', async () => {
-    const lower = await tarLayer([{ name: 'x', body: 'file' }, { name: 'y/' }, { name: 'y/inner', body: 'i' }, { name: 'z', type: 'symlink', linkname: '/etc' }]);
-    const upper = await tarLayer([{ name: 'x/' }, { name: 'x/a', body: 'a' }, { name: 'y', body: 'now a file' }, { name: 'z', body: 'plain' }, { name: 'ro/', mode: 0o555 }, { name: 'ro/f', body: 'f' }]);
+    const lower = await tarLayer([
+      { name: 'x', body: 'file' },
+      { name: 'y/' },
+      { name: 'y/inner', body: 'i' },
+      { name: 'z', type: 'symlink', linkname: '/etc' },
+    ]);
+    const upper = await tarLayer([
+      { name: 'x/' },
+      { name: 'x/a', body: 'a' },
+      { name: 'y', body: 'now a file' },
+      { name: 'z', body: 'plain' },
+      { name: 'ro/', mode: 0o555 },
+      { name: 'ro/f', body: 'f' },
+    ]);
     const root = await unpack([lower, upper]);
     assert.equal(readFileSync(join(root, 'x', 'a'), 'utf8'), 'a');
     assert.equal(readFileSync(join(root, 'y'), 'utf8'), 'now a file');
@@ -80,7 +140,13 @@ describe('layers are unpacked in a confined child, and hostile entries are refus
   });
 
   test('setuid and setgid bits are stripped; symlinks are created as they are', async () => {
-    const root = await unpack([await tarLayer([{ name: 'bin/' }, { name: 'bin/su', body: '#!', mode: 0o6755 }, { name: 'bin/sh', type: 'symlink', linkname: '/bin/busybox' }])]);
+    const root = await unpack([
+      await tarLayer([
+        { name: 'bin/' },
+        { name: 'bin/su', body: '#!', mode: 0o6755 },
+        { name: 'bin/sh', type: 'symlink', linkname: '/bin/busybox' },
+      ]),
+    ]);
     assert.equal(lstatSync(join(root, 'bin', 'su')).mode & 0o7777, 0o755);
     assert.ok(lstatSync(join(root, 'bin', 'sh')).isSymbolicLink());
   });
@@ -93,7 +159,10 @@ describe('layers are unpacked in a confined child, and hostile entries are refus
     const zstd = readFileSync(`${zstdFile}.zst`);
     const root = await unpack([gzip(plain), zstd], [sha256(plain), sha256(plain)]);
     assert.equal(readFileSync(join(root, 'hello.txt'), 'utf8'), 'hi\n');
-    assert.equal(await refusal(unpack([gzip(plain)], [sha256(Buffer.from('something else'))])), 'LAYER_DIFFID_MISMATCH');
+    assert.equal(
+      await refusal(unpack([gzip(plain)], [sha256(Buffer.from('something else'))])),
+      'LAYER_DIFFID_MISMATCH',
+    );
   });
 
   test('a decompression bomb stops at the budget', async () => {

@@ -21,7 +21,10 @@ describe('index rules decide what a signature on an index covers', () => {
   let children: string[] = [];
 
   const withIndexRule = async (mode: string) => {
-    writeFileSync(join(gw.dir, 'policy.yaml'), worldPolicy(world.registry.host).replace('    require:', `    index: ${mode}\n    require:`));
+    writeFileSync(
+      join(gw.dir, 'policy.yaml'),
+      worldPolicy(world.registry.host).replace('    require:', `    index: ${mode}\n    require:`),
+    );
     await gw.running.reloadPolicy('test');
     assert.match(JSON.stringify(gw.running.policy().rules), new RegExp(mode));
   };
@@ -30,11 +33,14 @@ describe('index rules decide what a signature on an index covers', () => {
     const body = await res.text();
     return { status: res.status, body };
   };
-  const reason = (body: string) => (JSON.parse(body) as { errors: { detail: { reason: string } }[] }).errors[0]?.detail.reason;
+  const reason = (body: string) =>
+    (JSON.parse(body) as { errors: { detail: { reason: string } }[] }).errors[0]?.detail.reason;
 
   before(async () => {
     ({ world, gw, stop } = await startWorldGateway());
-    const index = (await (await fetch(`${world.registry.url}/v2/test/multi/manifests/1`, { headers: { accept: INDEX } })).json()) as { manifests: { digest: string }[] };
+    const index = (await (
+      await fetch(`${world.registry.url}/v2/test/multi/manifests/1`, { headers: { accept: INDEX } })
+    ).json()) as { manifests: { digest: string }[] };
     children = index.manifests.map((m) => m.digest);
     assert.equal(children.length, 2);
   });

@@ -17,10 +17,17 @@ describe('podman pulls through the gateway configured as a registries.conf mirro
   });
 
   test('a signed image pulled by its upstream name is served by the mirror', async () => {
-    const podman = testPodman([
-      '[[registry]]', `prefix = "${world.registry.host}"`, `location = "${world.registry.host}"`,
-      '[[registry.mirror]]', `location = "${gw.host}/up"`, 'insecure = true', '',
-    ].join('\n'));
+    const podman = testPodman(
+      [
+        '[[registry]]',
+        `prefix = "${world.registry.host}"`,
+        `location = "${world.registry.host}"`,
+        '[[registry.mirror]]',
+        `location = "${gw.host}/up"`,
+        'insecure = true',
+        '',
+      ].join('\n'),
+    );
     try {
       const r = await podman.pull(`${world.registry.host}/test/signed:1`);
       assert.equal(r.code, 0, r.stderr);
@@ -32,9 +39,11 @@ describe('podman pulls through the gateway configured as a registries.conf mirro
   });
 
   test('an unsigned image is refused when the gateway is the only location', async () => {
-    const podman = testPodman([
-      '[[registry]]', `prefix = "${world.registry.host}"`, `location = "${gw.host}/up"`, 'insecure = true', '',
-    ].join('\n'));
+    const podman = testPodman(
+      ['[[registry]]', `prefix = "${world.registry.host}"`, `location = "${gw.host}/up"`, 'insecure = true', ''].join(
+        '\n',
+      ),
+    );
     try {
       const r = await podman.pull(`${world.registry.host}/test/unsigned:1`);
       assert.notEqual(r.code, 0);

@@ -18,7 +18,8 @@ describe('policy changes take effect without a restart', () => {
   let gw: TestGateway;
   let stop: () => Promise<void> = async () => undefined;
   const policyPath = () => join(gw.dir, 'policy.yaml');
-  const get = (repo: string, ref = '1') => fetch(`${gw.url}/v2/up/${repo}/manifests/${ref}`, { headers: { accept: OCI } });
+  const get = (repo: string, ref = '1') =>
+    fetch(`${gw.url}/v2/up/${repo}/manifests/${ref}`, { headers: { accept: OCI } });
   const until = (what: () => boolean) => waitFor(async () => what(), 'the policy to reload');
 
   before(async () => {
@@ -35,13 +36,19 @@ describe('policy changes take effect without a restart', () => {
     assert.equal(blob.status, 200);
     await blob.arrayBuffer();
     const before = gw.running.policy().digest.text;
-    writeFileSync(policyPath(), `revoked:\n  - { digest: ${world.digests.signed}, reason: "pulled for a CVE" }\n${worldPolicy(world.registry.host)}`);
+    writeFileSync(
+      policyPath(),
+      `revoked:\n  - { digest: ${world.digests.signed}, reason: "pulled for a CVE" }\n${worldPolicy(world.registry.host)}`,
+    );
     await until(() => gw.running.policy().digest.text !== before);
     assert.ok(gw.logs.some((l) => l.event === 'policy.reloaded' && l.trigger === 'file change'));
     for (const ref of ['1', world.digests.signed]) {
       const res = await get('test/signed', ref);
       assert.equal(res.status, 403);
-      assert.equal(((await res.json()) as { errors: { detail: { reason: string } }[] }).errors[0]?.detail.reason, 'policy.revoked');
+      assert.equal(
+        ((await res.json()) as { errors: { detail: { reason: string } }[] }).errors[0]?.detail.reason,
+        'policy.revoked',
+      );
     }
     const again = await fetch(`${gw.url}/v2/up/test/signed/blobs/${layer}`);
     assert.notEqual(again.status, 200, 'the blob of a revoked image is not served either');
@@ -61,7 +68,10 @@ describe('policy changes take effect without a restart', () => {
   test('a key file in another directory is watched too: rotating it reloads the policy', async () => {
     mkdirSync(join(gw.dir, 'keys'), { recursive: true });
     writeFileSync(join(gw.dir, 'keys', 'team.pub'), readFileSync(world.trusted.pub));
-    writeFileSync(policyPath(), worldPolicy(world.registry.host).replace('keys: [trusted.pub]', 'keys: [keys/team.pub]'));
+    writeFileSync(
+      policyPath(),
+      worldPolicy(world.registry.host).replace('keys: [trusted.pub]', 'keys: [keys/team.pub]'),
+    );
     await gw.running.reloadPolicy('SIGHUP');
     const before = gw.running.policy().digest.text;
     writeFileSync(join(gw.dir, 'keys', 'team.pub'), readFileSync(world.other.pub));
@@ -72,7 +82,10 @@ describe('policy changes take effect without a restart', () => {
   });
 
   test('warn mode (reloaded as on SIGHUP) admits an unsigned image with a warning and attests nothing', async () => {
-    writeFileSync(policyPath(), worldPolicy(world.registry.host).replace('    require:', '    mode: warn\n    require:'));
+    writeFileSync(
+      policyPath(),
+      worldPolicy(world.registry.host).replace('    require:', '    mode: warn\n    require:'),
+    );
     await gw.running.reloadPolicy('SIGHUP');
     const res = await get('test/unsigned');
     assert.equal(res.status, 200);
@@ -89,13 +102,19 @@ describe('policy changes take effect without a restart', () => {
   });
 
   test('audit mode admits and records what enforce would have decided, at info level', async () => {
-    writeFileSync(policyPath(), worldPolicy(world.registry.host).replace('    require:', '    mode: audit\n    require:'));
+    writeFileSync(
+      policyPath(),
+      worldPolicy(world.registry.host).replace('    require:', '    mode: audit\n    require:'),
+    );
     assert.equal(await gw.running.reloadPolicy('SIGHUP'), true);
     const res = await get('test/otherkey');
     assert.equal(res.status, 200);
     await res.arrayBuffer();
     const line = decisionLogs(gw).find((l) => l.digest === world.digests.otherkey && l.mode === 'audit');
-    assert.deepEqual([line?.allowed, line?.verdict, line?.level, line?.reason], [true, false, 30, 'signature.untrusted_key']);
+    assert.deepEqual(
+      [line?.allowed, line?.verdict, line?.level, line?.reason],
+      [true, false, 30, 'signature.untrusted_key'],
+    );
     assert.ok(readFileSync(policyPath(), 'utf8').includes('audit'));
   });
 });

@@ -37,11 +37,37 @@ describe('policy tooling: test a policy live, explain a decision, and the schema
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     assert.match(ok.stdout, /ADMITTED/);
     assert.match(ok.stdout, /signature\.verified/);
-    const mixed = await cli('policy', 'test', '--policy', policy, '--plain-http', '--json', `${world.registry.host}/test/signed:1`, `${world.registry.host}/test/otherkey:1`);
+    const mixed = await cli(
+      'policy',
+      'test',
+      '--policy',
+      policy,
+      '--plain-http',
+      '--json',
+      `${world.registry.host}/test/signed:1`,
+      `${world.registry.host}/test/otherkey:1`,
+    );
     assert.equal(mixed.code, 1);
-    const results = JSON.parse(mixed.stdout) as { image: string; digest: string; decision: { allowed: boolean; denial?: string } }[];
-    assert.deepEqual(results.map((r) => [r.digest, r.decision.allowed, r.decision.denial]), [[world.digests.signed, true, undefined], [world.digests.otherkey, false, 'signature.untrusted_key']]);
-    const missing = await cli('policy', 'test', '--policy', policy, '--plain-http', `${world.registry.host}/test/nothing-here:1`);
+    const results = JSON.parse(mixed.stdout) as {
+      image: string;
+      digest: string;
+      decision: { allowed: boolean; denial?: string };
+    }[];
+    assert.deepEqual(
+      results.map((r) => [r.digest, r.decision.allowed, r.decision.denial]),
+      [
+        [world.digests.signed, true, undefined],
+        [world.digests.otherkey, false, 'signature.untrusted_key'],
+      ],
+    );
+    const missing = await cli(
+      'policy',
+      'test',
+      '--policy',
+      policy,
+      '--plain-http',
+      `${world.registry.host}/test/nothing-here:1`,
+    );
     assert.equal(missing.code, 2);
     const broken = join(dir.path, 'broken.yaml');
     writeFileSync(broken, 'rules:\n  - scope: a.example\n    require: []\n');
@@ -49,36 +75,109 @@ describe('policy tooling: test a policy live, explain a decision, and the schema
     assert.equal(bad.code, 2, 'a policy that does not load is an error, not a denial');
     assert.match(bad.stdout, /broken\.yaml:3:/);
     const digestOnly = join(dir.path, 'digest-only.yaml');
-    writeFileSync(digestOnly, worldPolicy(world.registry.host).replace('    require:', '    tags: require-digest\n    require:'));
-    const byTag = await cli('policy', 'test', '--policy', digestOnly, '--plain-http', '--json', `${world.registry.host}/test/signed:1`);
+    writeFileSync(
+      digestOnly,
+      worldPolicy(world.registry.host).replace('    require:', '    tags: require-digest\n    require:'),
+    );
+    const byTag = await cli(
+      'policy',
+      'test',
+      '--policy',
+      digestOnly,
+      '--plain-http',
+      '--json',
+      `${world.registry.host}/test/signed:1`,
+    );
     assert.equal(byTag.code, 1);
-    assert.equal((JSON.parse(byTag.stdout) as { decision: { denial: string } }[])[0]?.decision.denial, 'policy.digest_required');
-    assert.equal((await cli('policy', 'test', '--policy', digestOnly, '--plain-http', `${world.registry.host}/test/signed@${world.digests.signed}`)).code, 0);
+    assert.equal(
+      (JSON.parse(byTag.stdout) as { decision: { denial: string } }[])[0]?.decision.denial,
+      'policy.digest_required',
+    );
+    assert.equal(
+      (
+        await cli(
+          'policy',
+          'test',
+          '--policy',
+          digestOnly,
+          '--plain-http',
+          `${world.registry.host}/test/signed@${world.digests.signed}`,
+        )
+      ).code,
+      0,
+    );
   });
 
   test('policy test reads an OCI layout with its cosign signature', async () => {
     const layout = join(dir.path, 'layout');
-    await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${world.registry.host}/test/signed:1`, `oci:${layout}:1`]);
+    await run('skopeo', [
+      '--insecure-policy',
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${world.registry.host}/test/signed:1`,
+      `oci:${layout}:1`,
+    ]);
     const sigTag = `${world.digests.signed.replace(':', '-')}.sig`;
-    await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', '--preserve-digests', `docker://${world.registry.host}/test/signed:${sigTag}`, `oci:${layout}:${sigTag}`]);
-    const r = await cli('policy', 'test', '--policy', policy, '--layout', layout, `${world.registry.host}/test/signed:1`);
+    await run('skopeo', [
+      '--insecure-policy',
+      'copy',
+      '--src-tls-verify=false',
+      '--preserve-digests',
+      `docker://${world.registry.host}/test/signed:${sigTag}`,
+      `oci:${layout}:${sigTag}`,
+    ]);
+    const r = await cli(
+      'policy',
+      'test',
+      '--policy',
+      policy,
+      '--layout',
+      layout,
+      `${world.registry.host}/test/signed:1`,
+    );
     assert.equal(r.code, 0, r.stdout + r.stderr);
     // The same layout entry named as another repository: its signature names test/signed.
-    const renamed = await cli('policy', 'test', '--policy', policy, '--json', '--layout', layout, `${world.registry.host}/test/elsewhere:1`);
+    const renamed = await cli(
+      'policy',
+      'test',
+      '--policy',
+      policy,
+      '--json',
+      '--layout',
+      layout,
+      `${world.registry.host}/test/elsewhere:1`,
+    );
     assert.equal(renamed.code, 1);
-    assert.equal((JSON.parse(renamed.stdout) as { decision: { denial: string } }[])[0]?.decision.denial, 'signature.identity_mismatch');
-    assert.equal((await cli('policy', 'test', '--policy', policy, '--layout', layout, `${world.registry.host}/test/signed:2`)).code, 2, 'no such entry in the layout');
+    assert.equal(
+      (JSON.parse(renamed.stdout) as { decision: { denial: string } }[])[0]?.decision.denial,
+      'signature.identity_mismatch',
+    );
+    assert.equal(
+      (await cli('policy', 'test', '--policy', policy, '--layout', layout, `${world.registry.host}/test/signed:2`))
+        .code,
+      2,
+      'no such entry in the layout',
+    );
   });
 
   test('policy explain tells why the running gateway admitted or denied a reference or digest', async () => {
-    for (const repo of ['signed', 'unsigned']) await (await fetch(`${gw.url}/v2/up/test/${repo}/manifests/1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).arrayBuffer();
+    for (const repo of ['signed', 'unsigned'])
+      await (
+        await fetch(`${gw.url}/v2/up/test/${repo}/manifests/1`, {
+          headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+        })
+      ).arrayBuffer();
     const config = join(gw.dir, 'config.yaml');
     const admitted = await cli('policy', 'explain', '--config', config, `${world.registry.host}/test/signed:1`);
     assert.equal(admitted.code, 0, admitted.stderr);
     assert.match(admitted.stdout, /ADMITTED/);
     const denied = await cli('policy', 'explain', '--config', config, '--json', world.digests.unsigned);
     assert.equal(denied.code, 0);
-    const records = JSON.parse(denied.stdout) as { allowed: boolean; reasons: { code: string }[]; policyDigest: string }[];
+    const records = JSON.parse(denied.stdout) as {
+      allowed: boolean;
+      reasons: { code: string }[];
+      policyDigest: string;
+    }[];
     assert.equal(records[0]?.allowed, false);
     assert.equal(records[0]?.reasons[0]?.code, 'signature.missing');
     assert.equal(records[0]?.policyDigest, gw.running.policy().digest.text);
@@ -98,11 +197,17 @@ describe('policy tooling: test a policy live, explain a decision, and the schema
     const validate = ajv.compile(JSON.parse(r.stdout) as object);
     const good = [
       worldPolicy('reg.example'),
-      'default: accept-anything\nrevoked: ["sha256:' + 'a'.repeat(64) + '"]\nrules:\n  - scope: a.example\n    mode: audit\n    tags: pin\n    index: signed-platform\n    require:\n      - atLeast: 2\n        of: [{ cosign: { keys: [a.pub] } }, { gpg: { keys: [b.gpg], identity: matchRepository } }, { anyOf: [{ cosign: { keys: [c.pub] } }] }]\n',
+      'default: accept-anything\nrevoked: ["sha256:' +
+        'a'.repeat(64) +
+        '"]\nrules:\n  - scope: a.example\n    mode: audit\n    tags: pin\n    index: signed-platform\n    require:\n      - atLeast: 2\n        of: [{ cosign: { keys: [a.pub] } }, { gpg: { keys: [b.gpg], identity: matchRepository } }, { anyOf: [{ cosign: { keys: [c.pub] } }] }]\n',
       'rules:\n  - scope: b.example\n    reject: "retired"\n  - scope: c.example\n    accept: anything\n',
     ];
     for (const text of good) assert.equal(validate(parse(text)), true, `${text}\n${JSON.stringify(validate.errors)}`);
-    const bad = ['rules:\n  - scope: a.example\n    requires: []\n', 'rules:\n  - scope: a.example\n    mode: lenient\n    accept: anything\n', 'rules:\n  - scope: a.example\n    require:\n      - cosign: { key: [a.pub] }\n'];
+    const bad = [
+      'rules:\n  - scope: a.example\n    requires: []\n',
+      'rules:\n  - scope: a.example\n    mode: lenient\n    accept: anything\n',
+      'rules:\n  - scope: a.example\n    require:\n      - cosign: { key: [a.pub] }\n',
+    ];
     for (const text of bad) assert.equal(validate(parse(text)), false, text);
   });
 });

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { acceptAnythingPolicy, json, serveImage, startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
+import {
+  acceptAnythingPolicy,
+  json,
+  serveImage,
+  startFaultRegistry,
+  type FaultRegistry,
+} from '../helpers/fault-registry.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
@@ -15,13 +21,36 @@ describe('the OCI distribution pull API as clients see it', () => {
     up = await startFaultRegistry();
     image = serveImage(up, 'team/app', 'v1', [{ bytes: Buffer.from('layer-bytes') }]);
     serveImage(up, 'library/alpine', 'latest', [{ bytes: Buffer.from('alpine-layer') }]);
-    up.route('GET', `/v2/team/app/blobs/${image.layerDigests[0]}`, (_req, res) => res.writeHead(200, { 'content-length': 11 }).end('layer-bytes'));
-    up.route('GET', '/v2/team/app/tags/list', (_req, res) => json(res, 200, { name: 'team/app', tags: ['v3', 'v1', 'latest', 'v2', 'bad tag!'] }));
-    const referrer = { mediaType: OCI, digest: `sha256:${'a'.repeat(64)}`, size: 10, artifactType: 'application/vnd.example+json' };
-    const other = { mediaType: OCI, digest: `sha256:${'b'.repeat(64)}`, size: 10, artifactType: 'application/vnd.other+json' };
+    up.route('GET', `/v2/team/app/blobs/${image.layerDigests[0]}`, (_req, res) =>
+      res.writeHead(200, { 'content-length': 11 }).end('layer-bytes'),
+    );
+    up.route('GET', '/v2/team/app/tags/list', (_req, res) =>
+      json(res, 200, { name: 'team/app', tags: ['v3', 'v1', 'latest', 'v2', 'bad tag!'] }),
+    );
+    const referrer = {
+      mediaType: OCI,
+      digest: `sha256:${'a'.repeat(64)}`,
+      size: 10,
+      artifactType: 'application/vnd.example+json',
+    };
+    const other = {
+      mediaType: OCI,
+      digest: `sha256:${'b'.repeat(64)}`,
+      size: 10,
+      artifactType: 'application/vnd.other+json',
+    };
     up.route('GET', `/v2/team/app/manifests/${image.digest.replace(':', '-')}`, (_req, res) => {
-      const body = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [referrer, other] });
-      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json', 'content-length': Buffer.byteLength(body) }).end(body);
+      const body = JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [referrer, other],
+      });
+      res
+        .writeHead(200, {
+          'content-type': 'application/vnd.oci.image.index.v1+json',
+          'content-length': Buffer.byteLength(body),
+        })
+        .end(body);
     });
     gw = await startTestGateway({
       upstreamsYaml: [
@@ -51,7 +80,9 @@ describe('the OCI distribution pull API as clients see it', () => {
     assert.equal(head.headers.get('content-type'), OCI);
     const get = await fetch(`${gw.url}/v2/local/team/app/manifests/${image.digest}`, { headers: { accept: OCI } });
     assert.deepEqual(Buffer.from(await get.arrayBuffer()), image.manifest);
-    const notModified = await fetch(`${gw.url}/v2/local/team/app/manifests/${image.digest}`, { headers: { accept: OCI, 'if-none-match': `"${image.digest}"` } });
+    const notModified = await fetch(`${gw.url}/v2/local/team/app/manifests/${image.digest}`, {
+      headers: { accept: OCI, 'if-none-match': `"${image.digest}"` },
+    });
     assert.equal(notModified.status, 304);
   });
 
@@ -81,13 +112,23 @@ describe('the OCI distribution pull API as clients see it', () => {
     assert.equal(all.headers.get('content-type'), 'application/vnd.oci.image.index.v1+json');
     const listed = ((await all.json()) as { manifests: { digest: string; artifactType: string }[] }).manifests;
     // Admitted by `accept: anything`: the gateway vouches for nothing, so it lists no attestation of its own.
-    assert.deepEqual(listed.map((m) => m.artifactType), ['application/vnd.example+json', 'application/vnd.other+json']);
-    const att = await fetch(`${gw.url}/v2/local/team/app/manifests/${image.digest.replace(':', '-')}.att`, { headers: { accept: OCI } });
+    assert.deepEqual(
+      listed.map((m) => m.artifactType),
+      ['application/vnd.example+json', 'application/vnd.other+json'],
+    );
+    const att = await fetch(`${gw.url}/v2/local/team/app/manifests/${image.digest.replace(':', '-')}.att`, {
+      headers: { accept: OCI },
+    });
     assert.equal(att.status, 404);
     await att.arrayBuffer();
-    const some = await fetch(`${gw.url}/v2/local/team/app/referrers/${image.digest}?artifactType=application/vnd.example%2Bjson`);
+    const some = await fetch(
+      `${gw.url}/v2/local/team/app/referrers/${image.digest}?artifactType=application/vnd.example%2Bjson`,
+    );
     assert.equal(some.headers.get('oci-filters-applied'), 'artifactType');
-    assert.deepEqual(((await some.json()) as { manifests: { artifactType: string }[] }).manifests.map((m) => m.artifactType), ['application/vnd.example+json']);
+    assert.deepEqual(
+      ((await some.json()) as { manifests: { artifactType: string }[] }).manifests.map((m) => m.artifactType),
+      ['application/vnd.example+json'],
+    );
     const invalid = await fetch(`${gw.url}/v2/local/team/app/referrers/sha256:nothex`);
     assert.equal(invalid.status, 400);
     await invalid.arrayBuffer();
@@ -103,11 +144,16 @@ describe('the OCI distribution pull API as clients see it', () => {
       /portcullis_decisions_total\{result="allowed"\} [1-9]/,
       /portcullis_upstream_request_seconds_count\{[^}]*method="GET"[^}]*\} [1-9]/,
       /portcullis_bytes_served_total [0-9]/,
-    ]) assert.match(text, metric);
+    ])
+      assert.match(text, metric);
   });
 
   test('push and delete answer 405 UNSUPPORTED', async () => {
-    for (const [method, path] of [['PUT', '/v2/local/team/app/manifests/v9'], ['POST', '/v2/local/team/app/blobs/uploads/'], ['DELETE', `/v2/local/team/app/manifests/${image.digest}`]] as const) {
+    for (const [method, path] of [
+      ['PUT', '/v2/local/team/app/manifests/v9'],
+      ['POST', '/v2/local/team/app/blobs/uploads/'],
+      ['DELETE', `/v2/local/team/app/manifests/${image.digest}`],
+    ] as const) {
       const res = await fetch(`${gw.url}${path}`, { method, body: method === 'DELETE' ? undefined : 'x' });
       assert.equal(res.status, 405, `${method} ${path}`);
       assert.equal(((await res.json()) as { errors: { code: string }[] }).errors[0]?.code, 'UNSUPPORTED');
@@ -130,23 +176,46 @@ describe('the OCI distribution pull API as clients see it', () => {
 
   const refused = [
     { what: 'an unknown ns', path: '/v2/team/app/manifests/v1?ns=169.254.169.254', status: 404, code: 'NAME_UNKNOWN' },
-    { what: 'a repeated ns', path: `/v2/team/app/manifests/v1?ns=${'docker.io'}&ns=evil.io`, status: 400, code: 'NAME_INVALID' },
+    {
+      what: 'a repeated ns',
+      path: `/v2/team/app/manifests/v1?ns=${'docker.io'}&ns=evil.io`,
+      status: 400,
+      code: 'NAME_INVALID',
+    },
     { what: 'an escaped traversal', path: '/v2/local/a/%2e%2e/b/manifests/v1', status: 400, code: 'NAME_INVALID' },
     { what: 'an upper-case name', path: '/v2/local/Team/App/manifests/v1', status: 400, code: 'NAME_INVALID' },
-    { what: 'a digest with a path in it', path: '/v2/local/team/app/blobs/sha256:..', status: 400, code: 'DIGEST_INVALID' },
-    { what: 'an unsupported digest algorithm', path: `/v2/local/team/app/manifests/md5:${'a'.repeat(32)}`, status: 400, code: 'DIGEST_INVALID' },
-    { what: 'a 129-character tag', path: `/v2/local/team/app/manifests/${'t'.repeat(129)}`, status: 400, code: 'TAG_INVALID' },
+    {
+      what: 'a digest with a path in it',
+      path: '/v2/local/team/app/blobs/sha256:..',
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      what: 'an unsupported digest algorithm',
+      path: `/v2/local/team/app/manifests/md5:${'a'.repeat(32)}`,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      what: 'a 129-character tag',
+      path: `/v2/local/team/app/manifests/${'t'.repeat(129)}`,
+      status: 400,
+      code: 'TAG_INVALID',
+    },
   ];
   for (const r of refused) {
     test(`${r.what} is refused with ${r.code} before any upstream request`, async () => {
       const before = up.requests.length;
       // node:http sends the path as written (fetch would resolve the dot segments itself).
       const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port: gw.running.port, path: r.path, headers: { accept: OCI } }, (response) => {
-          let body = '';
-          response.on('data', (c: Buffer) => (body += c.toString()));
-          response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
-        });
+        const req = request(
+          { host: '127.0.0.1', port: gw.running.port, path: r.path, headers: { accept: OCI } },
+          (response) => {
+            let body = '';
+            response.on('data', (c: Buffer) => (body += c.toString()));
+            response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+          },
+        );
         req.on('error', reject);
         req.end();
       });

@@ -17,8 +17,26 @@ describe('secure-run as an unprivileged user (runuser): no root anywhere', () =>
   let cli: { cli: string; cleanup: () => void };
   let home: { path: string; cleanup: () => void };
   const sr = async (...args: string[]) => {
-    const env = { PATH: process.env.PATH, HOME: home.path, XDG_CONFIG_HOME: join(home.path, 'config'), XDG_DATA_HOME: join(home.path, 'data') };
-    const r = await run('runuser', ['-u', TEST_USER, '--', 'env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, cli.cli, ...args], { allowFail: true });
+    const env = {
+      PATH: process.env.PATH,
+      HOME: home.path,
+      XDG_CONFIG_HOME: join(home.path, 'config'),
+      XDG_DATA_HOME: join(home.path, 'data'),
+    };
+    const r = await run(
+      'runuser',
+      [
+        '-u',
+        TEST_USER,
+        '--',
+        'env',
+        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        process.execPath,
+        cli.cli,
+        ...args,
+      ],
+      { allowFail: true },
+    );
     return { status: r.code, stdout: r.stdout, stderr: r.stderr };
   };
 
@@ -42,7 +60,15 @@ describe('secure-run as an unprivileged user (runuser): no root anywhere', () =>
       const vol = join(home.path, `vol-${runtime}`);
       mkdirSync(vol);
       chownSync(vol, ids.uid, ids.gid);
-      const r = await sr('--runtime', runtime, '-v', `${vol}:/out`, `${world.registry.host}/test/signed:1`, '-c', 'cat /srv/hello.txt; id -u; touch /out/made; exit 4');
+      const r = await sr(
+        '--runtime',
+        runtime,
+        '-v',
+        `${vol}:/out`,
+        `${world.registry.host}/test/signed:1`,
+        '-c',
+        'cat /srv/hello.txt; id -u; touch /out/made; exit 4',
+      );
       assert.equal(r.status, 4, r.stderr);
       assert.deepEqual(r.stdout.trim().split('\n'), ['signed', '0']);
       assert.equal(statSync(join(vol, 'made')).uid, ids.uid);
@@ -56,16 +82,34 @@ describe('secure-run as an unprivileged user (runuser): no root anywhere', () =>
       const vol = join(home.path, `vol-subids-${runtime}`);
       mkdirSync(vol);
       chmodSync(vol, 0o777);
-      const r = await sr('--runtime', runtime, '-u', '1000', '-v', `${vol}:/out`, `${world.registry.host}/test/signed:1`, '-c', 'id -u; cat /srv/owned-by-1000; touch /out/made');
+      const r = await sr(
+        '--runtime',
+        runtime,
+        '-u',
+        '1000',
+        '-v',
+        `${vol}:/out`,
+        `${world.registry.host}/test/signed:1`,
+        '-c',
+        'id -u; cat /srv/owned-by-1000; touch /out/made',
+      );
       assert.equal(r.status, 0, r.stderr);
       assert.deepEqual(r.stdout.trim().split('\n'), ['1000', 'mine']);
       assert.doesNotMatch(r.stderr, /warning/);
-      assert.equal(statSync(join(vol, 'made')).uid, range.start + 999, 'container uid 1000 is the range\'s 1000th id');
+      assert.equal(statSync(join(vol, 'made')).uid, range.start + 999, "container uid 1000 is the range's 1000th id");
     });
   }
 
   test('--userns single: an image user other than root runs as the container root, with a warning', async () => {
-    const r = await sr('--userns', 'single', '-u', '1000', `${world.registry.host}/test/signed:1`, '-c', 'id -u; cat /srv/owned-by-1000');
+    const r = await sr(
+      '--userns',
+      'single',
+      '-u',
+      '1000',
+      `${world.registry.host}/test/signed:1`,
+      '-c',
+      'id -u; cat /srv/owned-by-1000',
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n'), ['0', 'mine']);
     assert.match(r.stderr, /warning/);
@@ -83,11 +127,15 @@ describe('secure-run as an unprivileged user (runuser): no root anywhere', () =>
     const inode = stamp();
     const r = await sr(`${world.registry.host}/test/signed:1`, '-c', 'true');
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(readdirSync(data).filter((n) => !n.startsWith('.')), before, 'no new tree');
+    assert.deepEqual(
+      readdirSync(data).filter((n) => !n.startsWith('.')),
+      before,
+      'no new tree',
+    );
     assert.equal(stamp(), inode, 'the same tree, not unpacked again');
     const owned = join(data, tree, 'rootfs', 'srv', 'owned-by-1000');
     const w = await run('runuser', ['-u', TEST_USER, '--', 'sh', '-c', `echo x >> ${owned}`], { allowFail: true });
-    assert.notEqual(w.code, 0, 'a file of another container id is not the user\'s to write');
+    assert.notEqual(w.code, 0, "a file of another container id is not the user's to write");
   });
 
   test('an unattested image is refused for the user too', async () => {

@@ -32,13 +32,32 @@ describe('secure-run launches attested images (as root: in a dedicated unprivile
       const r = await sr('--runtime', runtime, `${world.registry.host}/test/signed:1`);
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.stdout, 'signed\n');
-      const code = await sr('--runtime', runtime, '--entrypoint', '', `${world.registry.host}/test/signed:1`, '/bin/sh', '-c', 'exit 7');
+      const code = await sr(
+        '--runtime',
+        runtime,
+        '--entrypoint',
+        '',
+        `${world.registry.host}/test/signed:1`,
+        '/bin/sh',
+        '-c',
+        'exit 7',
+      );
       assert.equal(code.status, 7, code.stderr);
     });
   }
 
   test('env, workdir, user, and the id mapping', async () => {
-    const r = await sr('-e', 'FOO=bar', '-w', '/srv', '-u', '1000:1000', `${world.registry.host}/test/signed:1`, '-c', 'echo $FOO; pwd; id -u; id -g; cat /proc/self/uid_map');
+    const r = await sr(
+      '-e',
+      'FOO=bar',
+      '-w',
+      '/srv',
+      '-u',
+      '1000:1000',
+      `${world.registry.host}/test/signed:1`,
+      '-c',
+      'echo $FOO; pwd; id -u; id -g; cat /proc/self/uid_map',
+    );
     assert.equal(r.status, 0, r.stderr);
     const lines = r.stdout.trim().split('\n');
     assert.deepEqual(lines.slice(0, 4), ['bar', '/srv', '1000', '1000']);
@@ -55,7 +74,15 @@ describe('secure-run launches attested images (as root: in a dedicated unprivile
       // A mount below the volume: a plain bind `ro` would leave it writable.
       await run('mount', ['-t', 'tmpfs', '-o', 'mode=0777', 'tmpfs', join(vol, 'sub')]);
       try {
-        const r = await sr('--runtime', runtime, '-v', `${vol}:/data:ro`, `${world.registry.host}/test/signed:1`, '-c', 'cat /data/f; touch /tmp/ok && echo tmp-ok; touch /data/x || echo vol-ro; touch /data/sub/x || echo sub-ro; touch /etc/x || echo root-ro');
+        const r = await sr(
+          '--runtime',
+          runtime,
+          '-v',
+          `${vol}:/data:ro`,
+          `${world.registry.host}/test/signed:1`,
+          '-c',
+          'cat /data/f; touch /tmp/ok && echo tmp-ok; touch /data/x || echo vol-ro; touch /data/sub/x || echo sub-ro; touch /etc/x || echo root-ro',
+        );
         assert.equal(r.status, 0, r.stderr);
         assert.deepEqual(r.stdout.trim().split('\n'), ['from the host', 'tmp-ok', 'vol-ro', 'sub-ro', 'root-ro']);
         assert.equal(existsSync(join(vol, 'x')), false);
@@ -68,10 +95,13 @@ describe('secure-run launches attested images (as root: in a dedicated unprivile
   test('a cached rootfs that was changed after unpacking is never used: it is unpacked again', async () => {
     const rootfsDir = join(home.path, 'data', 'secure-run', 'rootfs');
     // Inode and change time: a tree unpacked again may reuse freed inode numbers, never the change time.
-    const inodes = () => readdirSync(rootfsDir).filter((d) => !d.startsWith('.')).map((e) => {
-      const st = statSync(join(rootfsDir, e, 'rootfs', 'srv', 'hello.txt'), { bigint: true });
-      return `${st.ino}:${st.ctimeNs}`;
-    });
+    const inodes = () =>
+      readdirSync(rootfsDir)
+        .filter((d) => !d.startsWith('.'))
+        .map((e) => {
+          const st = statSync(join(rootfsDir, e, 'rootfs', 'srv', 'hello.txt'), { bigint: true });
+          return `${st.ino}:${st.ctimeNs}`;
+        });
     const unchanged = inodes();
     assert.equal((await sr(`${world.registry.host}/test/signed:1`)).status, 0);
     assert.deepEqual(inodes(), unchanged, 'an unchanged tree is used as it is');

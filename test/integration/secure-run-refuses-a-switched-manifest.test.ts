@@ -8,7 +8,12 @@ import { ImageCache } from '../../runner/image-cache.js';
 import { pullImage } from '../../runner/pull.js';
 import { runnerPaths } from '../../runner/settings.js';
 import { pinKey } from '../../runner/trust.js';
-import { serveGatewayAttestation, serveImage, startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
+import {
+  serveGatewayAttestation,
+  serveImage,
+  startFaultRegistry,
+  type FaultRegistry,
+} from '../helpers/fault-registry.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
@@ -28,7 +33,9 @@ describe('a gateway that serves a different manifest on the second request', () 
     for (const img of [first, second]) {
       const layer = img.layerDigests[0] as string;
       const bytes = Buffer.from(img === first ? 'first image layer' : 'second image layer');
-      fake.route('GET', `/v2/team/app/blobs/${layer}`, (_q, res) => res.writeHead(200, { 'content-length': bytes.length }).end(bytes));
+      fake.route('GET', `/v2/team/app/blobs/${layer}`, (_q, res) =>
+        res.writeHead(200, { 'content-length': bytes.length }).end(bytes),
+      );
     }
     let requests = 0;
     fake.route('GET', '/v2/team/app/manifests/latest', (_q, res) => {
@@ -36,7 +43,12 @@ describe('a gateway that serves a different manifest on the second request', () 
       res.writeHead(200, { 'content-type': OCI, 'content-length': m.length }).end(m);
     });
     // The attacker also answers the second image's .att tag with the first image's attestation.
-    serveGatewayAttestation(fake, 'team/app', { attested: first.digest, name: 'reg.example/team/app', key: key.privateKey, subjects: [first.digest, second.digest] });
+    serveGatewayAttestation(fake, 'team/app', {
+      attested: first.digest,
+      name: 'reg.example/team/app',
+      key: key.privateKey,
+      subjects: [first.digest, second.digest],
+    });
   });
   after(async () => {
     await fake.stop();
@@ -44,15 +56,37 @@ describe('a gateway that serves a different manifest on the second request', () 
   });
 
   test('the first answer is used as attested; the switched one is refused and the cache keeps the first', async () => {
-    const paths = runnerPaths({ XDG_CONFIG_HOME: join(home.path, 'c'), XDG_DATA_HOME: join(home.path, 'd') }, home.path);
-    const trust = pinKey(paths, { gateway: fake.url, publicKeyPem: key.publicKey.export({ type: 'spki', format: 'pem' }) as string, fingerprint: 'sha256:test' }, { confirmed: true });
+    const paths = runnerPaths(
+      { XDG_CONFIG_HOME: join(home.path, 'c'), XDG_DATA_HOME: join(home.path, 'd') },
+      home.path,
+    );
+    const trust = pinKey(
+      paths,
+      {
+        gateway: fake.url,
+        publicKeyPem: key.publicKey.export({ type: 'spki', format: 'pem' }) as string,
+        fingerprint: 'sha256:test',
+      },
+      { confirmed: true },
+    );
     const cache = new ImageCache(join(paths.dataDir, 'images'));
     const opts = { platform: hostPlatform(), maxAgeMs: 86_400_000, pull: 'always' as const };
     const ok = await pullImage(trust, cache, 'reg.example/team/app:latest', opts);
     assert.equal(ok.manifestDigest.text, first.digest);
-    const refused = await pullImage(trust, cache, 'reg.example/team/app:latest', opts).then(() => undefined, (e: unknown) => (e instanceof RunnerError ? e.code : 'other'));
+    const refused = await pullImage(trust, cache, 'reg.example/team/app:latest', opts).then(
+      () => undefined,
+      (e: unknown) => (e instanceof RunnerError ? e.code : 'other'),
+    );
     assert.equal(refused, 'ATTESTATION_WRONG_SUBJECT');
-    assert.equal(cache.has({ algorithm: 'sha256', hex: (second.layerDigests[0] as string).slice(7), text: second.layerDigests[0] as string }), false, 'nothing of the switched image was fetched');
+    assert.equal(
+      cache.has({
+        algorithm: 'sha256',
+        hex: (second.layerDigests[0] as string).slice(7),
+        text: second.layerDigests[0] as string,
+      }),
+      false,
+      'nothing of the switched image was fetched',
+    );
     const again = await pullImage(trust, cache, 'reg.example/team/app:latest', { ...opts, pull: 'never' });
     assert.equal(again.manifestDigest.text, first.digest);
   });

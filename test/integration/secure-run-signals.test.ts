@@ -42,9 +42,17 @@ describe('signals reach the container, and killing secure-run leaves no containe
     home.cleanup();
   });
 
-  const start = (marker: string, runtime = 'crun') => spawn(process.execPath, [CLI, '--runtime', runtime, '--entrypoint', '', `${world.registry.host}/test/signed:1`, '/bin/sleep', marker], { env, stdio: 'ignore' });
+  const start = (marker: string, runtime = 'crun') =>
+    spawn(
+      process.execPath,
+      [CLI, '--runtime', runtime, '--entrypoint', '', `${world.registry.host}/test/signed:1`, '/bin/sleep', marker],
+      { env, stdio: 'ignore' },
+    );
 
-  for (const [runtime, marker] of [['crun', '301'], ['runc', '303']] as const) {
+  for (const [runtime, marker] of [
+    ['crun', '301'],
+    ['runc', '303'],
+  ] as const) {
     test(`${runtime}: SIGTERM to secure-run stops the container; its status comes back`, async () => {
       const child = start(marker, runtime);
       const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));

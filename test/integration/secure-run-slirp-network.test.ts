@@ -25,7 +25,8 @@ describe('secure-run --network slirp: user-mode networking, host loopback only w
   let hits = 0;
   const { home, sr } = secureRunHome();
   const image = () => `${world.registry.host}/test/signed:1`;
-  const fetchHost = () => `/bin/busybox timeout 5 /bin/busybox wget -q -O- http://10.0.2.2:${port}/ && echo fetched || echo unreachable`;
+  const fetchHost = () =>
+    `/bin/busybox timeout 5 /bin/busybox wget -q -O- http://10.0.2.2:${port}/ && echo fetched || echo unreachable`;
 
   before(async () => {
     for (const p of ['crun', 'runc', 'bwrap', 'slirp4netns', 'runuser']) peer(p);
@@ -49,14 +50,22 @@ describe('secure-run --network slirp: user-mode networking, host loopback only w
   for (const runtime of ['crun', 'runc', 'bwrap']) {
     test(`${runtime}: with allow_host_loopback the container reaches the host's 127.0.0.1 at 10.0.2.2, and has DNS settings`, async () => {
       const before = hits;
-      const r = await sr('--runtime', runtime, '--network', 'slirp:allow_host_loopback=true', image(), '-c', `${fetchHost()}; cat /etc/resolv.conf; grep -c tap0 /proc/net/dev`);
+      const r = await sr(
+        '--runtime',
+        runtime,
+        '--network',
+        'slirp:allow_host_loopback=true',
+        image(),
+        '-c',
+        `${fetchHost()}; cat /etc/resolv.conf; grep -c tap0 /proc/net/dev`,
+      );
       assert.equal(r.status, 0, r.stderr);
       assert.deepEqual(r.stdout.trim().split('\n'), ['hello from the host', 'fetched', 'nameserver 10.0.2.3', '1']);
       assert.equal(hits, before + 1);
     });
   }
 
-  test('plain slirp keeps the host\'s loopback closed; none has no interface but loopback', async () => {
+  test("plain slirp keeps the host's loopback closed; none has no interface but loopback", async () => {
     const before = hits;
     const slirp = await sr('--network', 'slirp', image(), '-c', `${fetchHost()}; grep -c tap0 /proc/net/dev`);
     assert.equal(slirp.status, 0, slirp.stderr);
@@ -65,7 +74,11 @@ describe('secure-run --network slirp: user-mode networking, host loopback only w
     assert.deepEqual(none.stdout.trim().split('\n'), ['unreachable', '0']);
     assert.equal(hits, before, 'no request reached the host');
     // Killed as secure-run ends; give the kernel a moment to reap it.
-    await waitFor(async () => (await run('pgrep', ['-x', 'slirp4netns'], { allowFail: true })).stdout.trim() === '', 'no slirp4netns to be left behind', 5000);
+    await waitFor(
+      async () => (await run('pgrep', ['-x', 'slirp4netns'], { allowFail: true })).stdout.trim() === '',
+      'no slirp4netns to be left behind',
+      5000,
+    );
   });
 
   test('an unknown network mode or option is refused before anything runs', async () => {
@@ -84,8 +97,14 @@ describe('secure-run --network slirp: user-mode networking, host loopback only w
     const tunMode = statSync('/dev/net/tun').mode & 0o777;
     chmodSync('/dev/net/tun', 0o666);
     try {
-      const env = [`HOME=${userHome.path}`, `XDG_CONFIG_HOME=${join(userHome.path, 'config')}`, `XDG_DATA_HOME=${join(userHome.path, 'data')}`, `PATH=${process.env.PATH ?? ''}`];
-      const as = (...args: string[]) => run('runuser', ['-u', TEST_USER, '--', 'env', ...env, process.execPath, cli.cli, ...args], { allowFail: true });
+      const env = [
+        `HOME=${userHome.path}`,
+        `XDG_CONFIG_HOME=${join(userHome.path, 'config')}`,
+        `XDG_DATA_HOME=${join(userHome.path, 'data')}`,
+        `PATH=${process.env.PATH ?? ''}`,
+      ];
+      const as = (...args: string[]) =>
+        run('runuser', ['-u', TEST_USER, '--', 'env', ...env, process.execPath, cli.cli, ...args], { allowFail: true });
       const t = await as('trust', gw.url, '--fingerprint', await gatewayFingerprint(gw.url));
       assert.equal(t.code, 0, t.stderr);
       const before = hits;

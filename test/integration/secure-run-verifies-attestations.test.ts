@@ -30,7 +30,9 @@ describe('secure-run trust and verify against a real gateway', () => {
     assert.equal(unconfirmed.status, 125, 'without a terminal and without --fingerprint nothing is pinned');
     const ok = await sr('trust', gw.url, '--fingerprint', fingerprint);
     assert.equal(ok.status, 0, ok.stderr);
-    const pinned = JSON.parse(readFileSync(join(home.path, 'config', 'secure-run', 'trust.json'), 'utf8')) as { fingerprint: string };
+    const pinned = JSON.parse(readFileSync(join(home.path, 'config', 'secure-run', 'trust.json'), 'utf8')) as {
+      fingerprint: string;
+    };
     assert.equal(pinned.fingerprint, fingerprint);
   });
 
@@ -60,8 +62,14 @@ describe('secure-run trust and verify against a real gateway', () => {
       // Same URL pinned, but the key of a different gateway: every attestation must fail.
       const trustFile = join(home.path, 'config', 'secure-run', 'trust.json');
       const trust = JSON.parse(readFileSync(trustFile, 'utf8')) as Record<string, string>;
-      const other = await (await fetch(`${impostor.url}/v2/_portcullis/gateway.json`)).json() as { publicKey: string; fingerprint: string };
-      writeFileSync(trustFile, JSON.stringify({ ...trust, publicKeyPem: other.publicKey, fingerprint: other.fingerprint }));
+      const other = (await (await fetch(`${impostor.url}/v2/_portcullis/gateway.json`)).json()) as {
+        publicKey: string;
+        fingerprint: string;
+      };
+      writeFileSync(
+        trustFile,
+        JSON.stringify({ ...trust, publicKeyPem: other.publicKey, fingerprint: other.fingerprint }),
+      );
       const r = await sr('verify', `${world.registry.host}/test/signed:1`);
       assert.equal(r.status, 125);
       assert.match(r.stderr, /\[ATTESTATION_INVALID\]/);

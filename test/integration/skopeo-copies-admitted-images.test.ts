@@ -24,7 +24,14 @@ describe('skopeo copies admitted images through the gateway with their digests i
   });
 
   const copy = (repo: string, dest: string, extra: string[] = []) =>
-    run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', ...extra, `docker://${gw.host}/up/${repo}:1`, `dir:${dest}`]);
+    run('skopeo', [
+      '--insecure-policy',
+      'copy',
+      '--src-tls-verify=false',
+      ...extra,
+      `docker://${gw.host}/up/${repo}:1`,
+      `dir:${dest}`,
+    ]);
   const sha = (file: string) => `sha256:${createHash('sha256').update(readFileSync(file)).digest('hex')}`;
 
   test('an OCI image signed with the trusted key arrives with the upstream digest', async () => {

@@ -37,7 +37,16 @@ describe('tag rules: pin and require-digest', () => {
     const require = ['    require:', '      - cosign: { keys: [trusted.pub] }'];
     gw = await startTestGateway({
       upstreamsYaml: `  - { name: "${registry.host}", url: "${registry.url}", prefix: up }`,
-      policy: ['rules:', `  - scope: ${registry.host}/test/pinned`, '    tags: pin', ...require, `  - scope: ${registry.host}/test/digestonly`, '    tags: require-digest', ...require, ''].join('\n'),
+      policy: [
+        'rules:',
+        `  - scope: ${registry.host}/test/pinned`,
+        '    tags: pin',
+        ...require,
+        `  - scope: ${registry.host}/test/digestonly`,
+        '    tags: require-digest',
+        ...require,
+        '',
+      ].join('\n'),
       files: { 'trusted.pub': readFileSync(key.pub) },
       extraConfig: 'tagTtlSeconds: 0',
     });
@@ -68,17 +77,28 @@ describe('tag rules: pin and require-digest', () => {
     const list = await cli('tags', 'list', '--config', config);
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, new RegExp(`test/pinned:latest\\s+${digests.one}.*upstream now ${digests.two}`));
-    assert.equal((await cli('tags', 'release', '--config', config, `${registry.host}/test/pinned`)).code, 2, 'no tag: refused with a sentence');
+    assert.equal(
+      (await cli('tags', 'release', '--config', config, `${registry.host}/test/pinned`)).code,
+      2,
+      'no tag: refused with a sentence',
+    );
     const release = await cli('tags', 'release', '--config', config, `${registry.host}/test/pinned:latest`);
     assert.equal(release.code, 0, release.stderr);
-    assert.deepEqual((await pull('pinned', 'latest')).digest, digests.two, 'released: the new digest is verified and pinned');
+    assert.deepEqual(
+      (await pull('pinned', 'latest')).digest,
+      digests.two,
+      'released: the new digest is verified and pinned',
+    );
     assert.equal((await cli('tags', 'release', '--config', config, `${registry.host}/test/nothing:latest`)).code, 1);
   });
 
   test('require-digest: a pull by tag is refused with policy.digest_required, by digest it is served', async () => {
     const byTag = await pull('digestonly', '1');
     assert.equal(byTag.status, 403);
-    assert.equal((JSON.parse(byTag.body) as { errors: { detail: { reason: string } }[] }).errors[0]?.detail.reason, 'policy.digest_required');
+    assert.equal(
+      (JSON.parse(byTag.body) as { errors: { detail: { reason: string } }[] }).errors[0]?.detail.reason,
+      'policy.digest_required',
+    );
     const byDigest = await pull('digestonly', digests.strict ?? '');
     assert.deepEqual([byDigest.status, byDigest.digest], [200, digests.strict]);
   });

@@ -34,7 +34,8 @@ describe('portcullis init, then serve with TLS: clients that trust the local CA 
   test('init writes a config and a policy that load, private keys 0600, and refuses to overwrite', async () => {
     assert.equal(loadConfigFile(join(conf, 'portcullis.yaml')).tls?.cert, join(conf, 'tls', 'server.crt'));
     assert.equal(await lintPolicyFiles([join(conf, 'policy.yaml')], () => undefined), 0);
-    for (const key of ['keys/gateway.key', 'tls/server.key']) assert.equal(statSync(join(conf, key)).mode & 0o777, 0o600, key);
+    for (const key of ['keys/gateway.key', 'tls/server.key'])
+      assert.equal(statSync(join(conf, key)).mode & 0o777, 0o600, key);
     assert.equal(existsSync(join(conf, 'tls', 'ca.key')), false, 'the CA key is discarded after signing');
     const again = spawnSync(process.execPath, [CLI, 'init', conf], { encoding: 'utf8' });
     assert.notEqual(again.status, 0);
@@ -43,21 +44,48 @@ describe('portcullis init, then serve with TLS: clients that trust the local CA 
   test('skopeo with the CA in its cert dir copies a signed image over https; the served key is the init key', async () => {
     writeFileSync(join(conf, 'trusted.pub'), readFileSync(world.trusted.pub));
     writeFileSync(join(conf, 'policy.yaml'), worldPolicy(world.registry.host));
-    writeFileSync(join(conf, 'portcullis.yaml'), [
-      'listen: 127.0.0.1:0', 'dataDir: data', 'policy: policy.yaml', 'attestation:', '  key: keys/gateway.key',
-      'tls:', '  cert: tls/server.crt', '  key: tls/server.key', 'upstreams:',
-      `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`, '',
-    ].join('\n'));
+    writeFileSync(
+      join(conf, 'portcullis.yaml'),
+      [
+        'listen: 127.0.0.1:0',
+        'dataDir: data',
+        'policy: policy.yaml',
+        'attestation:',
+        '  key: keys/gateway.key',
+        'tls:',
+        '  cert: tls/server.crt',
+        '  key: tls/server.key',
+        'upstreams:',
+        `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
+        '',
+      ].join('\n'),
+    );
     gw = await startGateway(loadConfigFile(join(conf, 'portcullis.yaml')), { logger: pino({ level: 'silent' }) });
     assert.match(gw.url, /^https:/);
     const certs = join(dir.path, 'certs');
     mkdirSync(certs);
     copyFileSync(join(conf, 'tls', 'ca.crt'), join(certs, 'ca.crt'));
     const out = join(dir.path, 'out');
-    await run('skopeo', ['--insecure-policy', 'copy', '--src-cert-dir', certs, `docker://127.0.0.1:${gw.port}/up/test/signed:1`, `dir:${out}`]);
-    const untrusted = await run('skopeo', ['--insecure-policy', 'inspect', '--raw', `docker://127.0.0.1:${gw.port}/up/test/signed:1`], { allowFail: true });
+    await run('skopeo', [
+      '--insecure-policy',
+      'copy',
+      '--src-cert-dir',
+      certs,
+      `docker://127.0.0.1:${gw.port}/up/test/signed:1`,
+      `dir:${out}`,
+    ]);
+    const untrusted = await run(
+      'skopeo',
+      ['--insecure-policy', 'inspect', '--raw', `docker://127.0.0.1:${gw.port}/up/test/signed:1`],
+      { allowFail: true },
+    );
     assert.notEqual(untrusted.code, 0, 'without the CA the certificate is not trusted');
-    const key = await run('curl', ['-sf', '--cacert', join(conf, 'tls', 'ca.crt'), `https://127.0.0.1:${gw.port}/v2/_portcullis/gateway.pub`]);
+    const key = await run('curl', [
+      '-sf',
+      '--cacert',
+      join(conf, 'tls', 'ca.crt'),
+      `https://127.0.0.1:${gw.port}/v2/_portcullis/gateway.pub`,
+    ]);
     assert.equal(key.stdout, readFileSync(join(conf, 'keys', 'gateway.pub'), 'utf8'));
   });
 });

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { acceptAnythingPolicy, serveImage, sha256, startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
+import {
+  acceptAnythingPolicy,
+  serveImage,
+  sha256,
+  startFaultRegistry,
+  type FaultRegistry,
+} from '../helpers/fault-registry.js';
 import { startTestGateway, storeSnapshot, type TestGateway } from '../helpers/gateway.js';
 
 /** Reads a whole response; resolves to the bytes or rejects when the body is cut short. */
@@ -49,7 +55,9 @@ describe('a faulty upstream blob is never committed and never ends cleanly', () 
       upstreamsYaml: `  - { name: "${up.host}", url: "${up.url}", prefix: faulty, timeouts: { idleMs: 1000, minBytesPerSecond: 2000 } }`,
       policy: acceptAnythingPolicy(),
     });
-    const m = await fetch(`${gw.url}/v2/faulty/faults/app/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const m = await fetch(`${gw.url}/v2/faulty/faults/app/manifests/v1`, {
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(m.status, 200);
     await m.arrayBuffer();
   });
@@ -71,10 +79,16 @@ describe('a faulty upstream blob is never committed and never ends cleanly', () 
     test(`${c.name}: the response fails, nothing is stored, no temp file remains`, async () => {
       const before = await stored();
       const digest = image.layerDigests[c.index] as string;
-      const outcome: { status: number; bytes: Buffer } | Error = await readAll(`${gw.url}/v2/faulty/faults/app/blobs/${digest}`).catch((err: Error) => err);
+      const outcome: { status: number; bytes: Buffer } | Error = await readAll(
+        `${gw.url}/v2/faulty/faults/app/blobs/${digest}`,
+      ).catch((err: Error) => err);
       if (!(outcome instanceof Error)) {
         // Failing before the first byte is a proper error status; never a 200 with the wrong bytes.
-        assert.notEqual(outcome.status, 200, `served ${outcome.bytes.length} bytes hashing to ${sha256(outcome.bytes)}`);
+        assert.notEqual(
+          outcome.status,
+          200,
+          `served ${outcome.bytes.length} bytes hashing to ${sha256(outcome.bytes)}`,
+        );
         assert.ok(outcome.status >= 500);
       }
       // stored() waits for the failed fill to end, which removes its staged file.

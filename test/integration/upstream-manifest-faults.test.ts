@@ -19,9 +19,24 @@ describe('hostile manifests from an upstream are refused with a clear error and 
       }
     };
     const config = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 };
-    serve('oversize', Buffer.concat([Buffer.from(`{"schemaVersion":2,"config":${JSON.stringify(config)},"layers":[],"pad":"`), Buffer.alloc(4 * 1024 * 1024, 'a'), Buffer.from('"}')]));
-    serve('dupkey', Buffer.from(`{"schemaVersion":2,"mediaType":"${OCI}","config":${JSON.stringify(config)},"layers":[],"layers":[{"mediaType":"x","digest":"${sha256('a')}","size":1}]}`));
-    serve('mismatch', Buffer.from(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`));
+    serve(
+      'oversize',
+      Buffer.concat([
+        Buffer.from(`{"schemaVersion":2,"config":${JSON.stringify(config)},"layers":[],"pad":"`),
+        Buffer.alloc(4 * 1024 * 1024, 'a'),
+        Buffer.from('"}'),
+      ]),
+    );
+    serve(
+      'dupkey',
+      Buffer.from(
+        `{"schemaVersion":2,"mediaType":"${OCI}","config":${JSON.stringify(config)},"layers":[],"layers":[{"mediaType":"x","digest":"${sha256('a')}","size":1}]}`,
+      ),
+    );
+    serve(
+      'mismatch',
+      Buffer.from(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`),
+    );
     serve('schema1', Buffer.from('{"schemaVersion":1,"name":"bad/app","tag":"schema1","fsLayers":[]}'));
     const liar = Buffer.from(`{"schemaVersion":2,"mediaType":"${OCI}","config":${JSON.stringify(config)},"layers":[]}`);
     const claimed = sha256('something else');
@@ -29,7 +44,10 @@ describe('hostile manifests from an upstream are refused with a clear error and 
       res.writeHead(200, { 'content-type': OCI, 'content-length': liar.length, 'docker-content-digest': claimed });
       res.end(liar);
     });
-    gw = await startTestGateway({ upstreamsYaml: `  - { name: "${up.host}", url: "${up.url}", prefix: bad }`, policy: acceptAnythingPolicy() });
+    gw = await startTestGateway({
+      upstreamsYaml: `  - { name: "${up.host}", url: "${up.url}", prefix: bad }`,
+      policy: acceptAnythingPolicy(),
+    });
   });
   after(async () => {
     await gw?.stop();

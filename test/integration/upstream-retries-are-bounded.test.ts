@@ -13,13 +13,18 @@ describe('429 and 5xx from an upstream are retried a bounded number of times, th
         res.setHeader('retry-after', '0');
         json(res, 429, { errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down' }] });
       });
-      up.route(method, '/v2/broken/app/manifests/1', (_req, res) => json(res, 503, { errors: [{ code: 'UNAVAILABLE', message: 'down' }] }));
+      up.route(method, '/v2/broken/app/manifests/1', (_req, res) =>
+        json(res, 503, { errors: [{ code: 'UNAVAILABLE', message: 'down' }] }),
+      );
       up.route(method, '/v2/huge/app/manifests/1', (_req, res) => {
         res.writeHead(500, { 'content-type': 'application/json' });
         res.end(Buffer.alloc(2 * 1024 * 1024, 'x'));
       });
     }
-    gw = await startTestGateway({ upstreamsYaml: `  - { name: "${up.host}", url: "${up.url}", prefix: flaky }`, policy: acceptAnythingPolicy() });
+    gw = await startTestGateway({
+      upstreamsYaml: `  - { name: "${up.host}", url: "${up.url}", prefix: flaky }`,
+      policy: acceptAnythingPolicy(),
+    });
   });
   after(async () => {
     await gw?.stop();

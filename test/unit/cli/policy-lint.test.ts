@@ -13,13 +13,28 @@ test('portcullis policy lint: exit 0 for a good file, 1 with file:line:column fo
   const dir = tempDir();
   try {
     writeFileSync(join(dir.path, 'team.pub'), fixture('cosign-tv1/cosign.pub'));
-    writeFileSync(join(dir.path, 'good.yaml'), 'rules:\n  - scope: reg.example/team\n    require:\n      - cosign: { keys: [team.pub] }\n');
-    writeFileSync(join(dir.path, 'bad.yaml'), 'rules:\n  - scope: reg.example/team\n    requires: []\n  - scope: reg.example/x\n    accept: all\n');
-    const good = spawnSync(process.execPath, [CLI, 'policy', 'lint', join(dir.path, 'good.yaml')], { encoding: 'utf8' });
+    writeFileSync(
+      join(dir.path, 'good.yaml'),
+      'rules:\n  - scope: reg.example/team\n    require:\n      - cosign: { keys: [team.pub] }\n',
+    );
+    writeFileSync(
+      join(dir.path, 'bad.yaml'),
+      'rules:\n  - scope: reg.example/team\n    requires: []\n  - scope: reg.example/x\n    accept: all\n',
+    );
+    const good = spawnSync(process.execPath, [CLI, 'policy', 'lint', join(dir.path, 'good.yaml')], {
+      encoding: 'utf8',
+    });
     assert.equal(good.status, 0, good.stderr);
-    const bad = spawnSync(process.execPath, [CLI, 'policy', 'lint', join(dir.path, 'good.yaml'), join(dir.path, 'bad.yaml')], { encoding: 'utf8' });
+    const bad = spawnSync(
+      process.execPath,
+      [CLI, 'policy', 'lint', join(dir.path, 'good.yaml'), join(dir.path, 'bad.yaml')],
+      { encoding: 'utf8' },
+    );
     assert.equal(bad.status, 1);
-    const lines = bad.stdout.trim().split('\n').filter((l) => l.includes('bad.yaml:'));
+    const lines = bad.stdout
+      .trim()
+      .split('\n')
+      .filter((l) => l.includes('bad.yaml:'));
     assert.ok(lines.length >= 3, bad.stdout);
     assert.ok(lines.every((l) => /bad\.yaml:\d+:\d+: /.test(l)));
   } finally {
@@ -28,7 +43,13 @@ test('portcullis policy lint: exit 0 for a good file, 1 with file:line:column fo
 });
 
 test('every command answers --help', () => {
-  for (const args of [['--help'], ['serve', '--help'], ['policy', '--help'], ['policy', 'lint', '--help'], ['version', '--help']]) {
+  for (const args of [
+    ['--help'],
+    ['serve', '--help'],
+    ['policy', '--help'],
+    ['policy', 'lint', '--help'],
+    ['version', '--help'],
+  ]) {
     const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
     assert.equal(r.status, 0, args.join(' '));
     assert.match(r.stdout, /Usage: portcullis/);

@@ -7,10 +7,24 @@ import { Upstreams, type Upstream } from '../../../gateway/upstreams.js';
 import type { RegistryClient } from '../../../oci/registry-client/client.js';
 
 const up = (name: string, prefix: string, dockerHubMirror = false): Upstream => ({
-  config: { name, url: `https://${name}`, prefix, dockerHubMirror, username: undefined, password: undefined, authRealms: undefined, redirectOrigins: undefined, timeouts: { headersMs: 1, idleMs: 1, totalMs: 1, minBytesPerSecond: 0 } } satisfies UpstreamConfig,
+  config: {
+    name,
+    url: `https://${name}`,
+    prefix,
+    dockerHubMirror,
+    username: undefined,
+    password: undefined,
+    authRealms: undefined,
+    redirectOrigins: undefined,
+    timeouts: { headersMs: 1, idleMs: 1, totalMs: 1, minBytesPerSecond: 0 },
+  } satisfies UpstreamConfig,
   client: {} as RegistryClient,
 });
-const table = new Upstreams([up('ghcr.io', 'ghcr.io'), up('registry.local:5000', 'local'), up('docker.io', 'docker.io', true)]);
+const table = new Upstreams([
+  up('ghcr.io', 'ghcr.io'),
+  up('registry.local:5000', 'local'),
+  up('docker.io', 'docker.io', true),
+]);
 
 const resolved: [string, string | undefined, string][] = [
   ['ghcr.io/team/app', undefined, 'ghcr.io/team/app'],
@@ -29,9 +43,18 @@ for (const [path, ns, name] of resolved) {
 }
 
 test('an ns that names no configured upstream is NAME_UNKNOWN; a repeated ns is NAMESPACE_INVALID', () => {
-  assert.throws(() => table.resolve('x/y', '169.254.169.254'), (e: unknown) => e instanceof GatewayError && e.code === 'NAME_UNKNOWN');
-  assert.throws(() => table.resolve('x/y', ['docker.io', 'evil.io']), (e: unknown) => e instanceof GatewayError && e.code === 'NAMESPACE_INVALID');
-  assert.throws(() => new Upstreams([up('ghcr.io', 'ghcr.io')]).resolve('x/y', undefined), (e: unknown) => e instanceof GatewayError && e.code === 'NAME_UNKNOWN');
+  assert.throws(
+    () => table.resolve('x/y', '169.254.169.254'),
+    (e: unknown) => e instanceof GatewayError && e.code === 'NAME_UNKNOWN',
+  );
+  assert.throws(
+    () => table.resolve('x/y', ['docker.io', 'evil.io']),
+    (e: unknown) => e instanceof GatewayError && e.code === 'NAMESPACE_INVALID',
+  );
+  assert.throws(
+    () => new Upstreams([up('ghcr.io', 'ghcr.io')]).resolve('x/y', undefined),
+    (e: unknown) => e instanceof GatewayError && e.code === 'NAME_UNKNOWN',
+  );
 });
 
 const ranges: [string, number, { start: number; end: number } | undefined][] = [
@@ -47,6 +70,9 @@ for (const [header, size, want] of ranges) {
 }
 for (const header of ['bytes=100-', 'bytes=-0', 'bytes=9-3', 'bytes=']) {
   test(`Range ${header} is RANGE_INVALID`, () => {
-    assert.throws(() => parseRange(header, 100), (e: unknown) => e instanceof GatewayError && e.code === 'RANGE_INVALID');
+    assert.throws(
+      () => parseRange(header, 100),
+      (e: unknown) => e instanceof GatewayError && e.code === 'RANGE_INVALID',
+    );
   });
 }

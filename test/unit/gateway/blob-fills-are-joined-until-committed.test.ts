@@ -110,7 +110,10 @@ test('draining on shutdown stops a fill that is still receiving and keeps nothin
   const s = await setup({ drip: true });
   s.openGate();
   const body = await s.service.open(s.addr, digest, undefined);
-  const reading = readAll(body.stream).then(() => 'complete', () => 'cut short');
+  const reading = readAll(body.stream).then(
+    () => 'complete',
+    () => 'cut short',
+  );
   await s.service.drain();
   assert.equal(await reading, 'cut short');
   assert.equal(s.commits(), 0);

@@ -4,16 +4,35 @@ import { parseConfig, readSecret } from '../../../gateway/config.js';
 import { LoadError } from '../../../policies/errors.js';
 
 test('a full config parses into a frozen object with defaults filled in', () => {
-  const c = parseConfig('/etc/portcullis/config.yaml', [
-    'listen: 0.0.0.0:5443', 'dataDir: /var/lib/portcullis', 'policy: policy.yaml', 'logLevel: debug', 'tagTtlSeconds: 30',
-    'upstreams:',
-    '  - name: ghcr.io', '    url: https://ghcr.io',
-    '  - name: Registry.Local:5000', '    url: http://registry.local:5000', '    prefix: local', '    username: ci', '    passwordEnv: REG_PASSWORD',
-    '  - { name: docker.io, url: "https://registry-1.docker.io", dockerHubMirror: true, authRealms: ["https://auth.docker.io/token"] }',
-  ].join('\n'));
+  const c = parseConfig(
+    '/etc/portcullis/config.yaml',
+    [
+      'listen: 0.0.0.0:5443',
+      'dataDir: /var/lib/portcullis',
+      'policy: policy.yaml',
+      'logLevel: debug',
+      'tagTtlSeconds: 30',
+      'upstreams:',
+      '  - name: ghcr.io',
+      '    url: https://ghcr.io',
+      '  - name: Registry.Local:5000',
+      '    url: http://registry.local:5000',
+      '    prefix: local',
+      '    username: ci',
+      '    passwordEnv: REG_PASSWORD',
+      '  - { name: docker.io, url: "https://registry-1.docker.io", dockerHubMirror: true, authRealms: ["https://auth.docker.io/token"] }',
+    ].join('\n'),
+  );
   assert.deepEqual(c.listen, { host: '0.0.0.0', port: 5443 });
   assert.equal(c.policy, '/etc/portcullis/policy.yaml');
-  assert.deepEqual(c.upstreams.map((u) => [u.name, u.prefix]), [['ghcr.io', 'ghcr.io'], ['registry.local:5000', 'local'], ['docker.io', 'docker.io']]);
+  assert.deepEqual(
+    c.upstreams.map((u) => [u.name, u.prefix]),
+    [
+      ['ghcr.io', 'ghcr.io'],
+      ['registry.local:5000', 'local'],
+      ['docker.io', 'docker.io'],
+    ],
+  );
   assert.deepEqual(c.upstreams[2]?.authRealms, ['https://auth.docker.io']);
   assert.ok(Object.isFrozen(c) && Object.isFrozen(c.upstreams[0]));
   assert.equal(readSecret(c.upstreams[1]?.password ?? {}, { REG_PASSWORD: 'pw' }), 'pw');
@@ -21,14 +40,14 @@ test('a full config parses into a frozen object with defaults filled in', () => 
 
 test('every problem is reported with its line; unknown keys, ports as prefixes and inline secrets are refused', () => {
   const text = [
-    'listen: nowhere',                                      // 1
-    'colour: blue',                                         // 2
-    'upstreams:',                                           // 3
-    '  - name: registry.local:5000',                        // 4  (":" cannot be a prefix)
-    '    url: http://registry.local:5000',                  // 5
-    '  - name: a.example',                                  // 6
-    '    url: ftp://a.example',                             // 7
-    '    password: hunter2',                                // 8
+    'listen: nowhere', // 1
+    'colour: blue', // 2
+    'upstreams:', // 3
+    '  - name: registry.local:5000', // 4  (":" cannot be a prefix)
+    '    url: http://registry.local:5000', // 5
+    '  - name: a.example', // 6
+    '    url: ftp://a.example', // 7
+    '    password: hunter2', // 8
     '  - { name: b.example, url: "https://u:p@b.example" }', // 9
   ].join('\n');
   try {
@@ -37,6 +56,9 @@ test('every problem is reported with its line; unknown keys, ports as prefixes a
   } catch (e) {
     assert.ok(e instanceof LoadError);
     assert.equal(e.code, 'CONFIG_INVALID');
-    assert.deepEqual(e.diagnostics.map((d) => d.line), [1, 2, 4, 7, 8, 9]);
+    assert.deepEqual(
+      e.diagnostics.map((d) => d.line),
+      [1, 2, 4, 7, 8, 9],
+    );
   }
 });

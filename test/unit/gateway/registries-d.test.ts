@@ -16,7 +16,8 @@ const withFiles = (files: Record<string, string>) => {
 test('the most specific docker scope names the lookaside; default-docker covers the rest', () => {
   const dir = withFiles({
     'default.yaml': 'default-docker:\n  lookaside: file:///var/lib/containers/sigstore\n',
-    'team.yaml': 'docker:\n  reg.example:\n    lookaside: https://sigs.example/all\n  reg.example/team:\n    lookaside: https://sigs.example/team/\n    lookaside-staging: file:///tmp/staging\n  reg.example/team/quiet:\n    use-sigstore-attachments: true\n',
+    'team.yaml':
+      'docker:\n  reg.example:\n    lookaside: https://sigs.example/all\n  reg.example/team:\n    lookaside: https://sigs.example/team/\n    lookaside-staging: file:///tmp/staging\n  reg.example/team/quiet:\n    use-sigstore-attachments: true\n',
     'ignored.txt': 'not yaml at all: [',
   });
   try {
@@ -34,7 +35,10 @@ test('the most specific docker scope names the lookaside; default-docker covers 
 test('duplicates, unknown keys, tag scopes and relative URLs are load errors with positions', () => {
   const bad: Record<string, string>[] = [
     { 'a.yaml': 'default-docker:\n  lookaside: https://a\n', 'b.yaml': 'default-docker:\n  lookaside: https://b\n' },
-    { 'a.yaml': 'docker:\n  reg.example:\n    lookaside: https://a\n', 'b.yaml': 'docker:\n  reg.example:\n    lookaside: https://b\n' },
+    {
+      'a.yaml': 'docker:\n  reg.example:\n    lookaside: https://a\n',
+      'b.yaml': 'docker:\n  reg.example:\n    lookaside: https://b\n',
+    },
     { 'a.yaml': 'docker:\n  reg.example:\n    lookasid: https://a\n' },
     { 'a.yaml': 'docker:\n  reg.example/app:1:\n    lookaside: https://a\n' },
     { 'a.yaml': 'docker:\n  reg.example:\n    lookaside: sigs/relative\n' },
@@ -43,7 +47,12 @@ test('duplicates, unknown keys, tag scopes and relative URLs are load errors wit
   for (const files of bad) {
     const dir = withFiles(files);
     try {
-      assert.throws(() => loadRegistriesD(dir.path), (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID' && e.diagnostics.every((d) => d.line >= 1), JSON.stringify(files));
+      assert.throws(
+        () => loadRegistriesD(dir.path),
+        (e: unknown) =>
+          e instanceof LoadError && e.code === 'CONFIG_INVALID' && e.diagnostics.every((d) => d.line >= 1),
+        JSON.stringify(files),
+      );
     } finally {
       dir.cleanup();
     }

@@ -24,13 +24,25 @@ test('a configured key that is missing, readable by others, or not P-256 is refu
   const dir = tempDir();
   try {
     const path = join(dir.path, 'k.pem');
-    assert.throws(() => loadSigner(path, false, undefined), (e: unknown) => e instanceof LoadError && e.code === 'FILE_UNREADABLE');
-    writeFileSync(path, generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    assert.throws(
+      () => loadSigner(path, false, undefined),
+      (e: unknown) => e instanceof LoadError && e.code === 'FILE_UNREADABLE',
+    );
+    writeFileSync(
+      path,
+      generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    );
     chmodSync(path, 0o644);
-    assert.throws(() => loadSigner(path, false, undefined), (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID');
+    assert.throws(
+      () => loadSigner(path, false, undefined),
+      (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
+    );
     writeFileSync(path, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
     chmodSync(path, 0o600);
-    assert.throws(() => loadSigner(path, false, undefined), (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID');
+    assert.throws(
+      () => loadSigner(path, false, undefined),
+      (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
+    );
   } finally {
     dir.cleanup();
   }

@@ -22,7 +22,10 @@ const bad: [string, string][] = [
 ];
 for (const [text, code] of bad) {
   test(`${JSON.stringify(text.slice(0, 30))} is refused with ${code}`, () => {
-    assert.throws(() => parseDigest(text), (e: unknown) => e instanceof OciError && e.code === code);
+    assert.throws(
+      () => parseDigest(text),
+      (e: unknown) => e instanceof OciError && e.code === code,
+    );
   });
 }
 
@@ -30,5 +33,8 @@ test('digestOf and assertDigest agree, and a mismatch is DIGEST_MISMATCH', () =>
   const d = digestOf(Buffer.from('hello'));
   assert.equal(d.text, 'sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824');
   assertDigest(Buffer.from('hello'), d);
-  assert.throws(() => assertDigest(Buffer.from('hellO'), d), (e: unknown) => e instanceof OciError && e.code === 'DIGEST_MISMATCH');
+  assert.throws(
+    () => assertDigest(Buffer.from('hellO'), d),
+    (e: unknown) => e instanceof OciError && e.code === 'DIGEST_MISMATCH',
+  );
 });

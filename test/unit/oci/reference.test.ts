@@ -25,15 +25,34 @@ test('a digest reference keeps no default tag', () => {
   assert.equal(r.digest?.hex, 'c'.repeat(64));
 });
 
-const badNames = ['a/../../b', 'A/B', 'a//b', 'a/b/', '', 'x'.repeat(256), 'ｌｉｂｒａｒｙ/x', 'a/%2e%2e/b', Array.from({ length: 40 }, () => 'a').join('/')];
+const badNames = [
+  'a/../../b',
+  'A/B',
+  'a//b',
+  'a/b/',
+  '',
+  'x'.repeat(256),
+  'ｌｉｂｒａｒｙ/x',
+  'a/%2e%2e/b',
+  Array.from({ length: 40 }, () => 'a').join('/'),
+];
 for (const name of badNames) {
   test(`repository name ${JSON.stringify(name.slice(0, 24))} is NAME_INVALID`, () => {
-    assert.throws(() => assertRepositoryName(name), (e: unknown) => e instanceof OciError && e.code === 'NAME_INVALID');
+    assert.throws(
+      () => assertRepositoryName(name),
+      (e: unknown) => e instanceof OciError && e.code === 'NAME_INVALID',
+    );
   });
 }
 
 test('tags follow the grammar; a 129-character tag is TAG_INVALID', () => {
   assert.deepEqual(parseManifestRef('v1.2_3-x'), { kind: 'tag', tag: 'v1.2_3-x' });
-  assert.throws(() => parseManifestRef('t'.repeat(129)), (e: unknown) => e instanceof OciError && e.code === 'TAG_INVALID');
-  assert.throws(() => parseManifestRef('.hidden'), (e: unknown) => e instanceof OciError && e.code === 'TAG_INVALID');
+  assert.throws(
+    () => parseManifestRef('t'.repeat(129)),
+    (e: unknown) => e instanceof OciError && e.code === 'TAG_INVALID',
+  );
+  assert.throws(
+    () => parseManifestRef('.hidden'),
+    (e: unknown) => e instanceof OciError && e.code === 'TAG_INVALID',
+  );
 });

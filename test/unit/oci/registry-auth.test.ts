@@ -5,9 +5,14 @@ import { parseChallenges } from '../../../oci/registry-client/challenge.js';
 import { checkRealm, checkRedirect, publicOnlyLookup } from '../../../oci/registry-client/realm.js';
 
 test('WWW-Authenticate with several challenges and quoted commas', () => {
-  const c = parseChallenges('Bearer realm="https://auth.example/token",service="reg, one",scope="repository:a/b:pull", Basic realm="x"');
+  const c = parseChallenges(
+    'Bearer realm="https://auth.example/token",service="reg, one",scope="repository:a/b:pull", Basic realm="x"',
+  );
   assert.equal(c.length, 2);
-  assert.deepEqual({ ...c[0]?.params }, { realm: 'https://auth.example/token', service: 'reg, one', scope: 'repository:a/b:pull' });
+  assert.deepEqual(
+    { ...c[0]?.params },
+    { realm: 'https://auth.example/token', service: 'reg, one', scope: 'repository:a/b:pull' },
+  );
   assert.equal(c[1]?.scheme, 'basic');
 });
 
@@ -40,7 +45,10 @@ const redirects: [string, boolean | undefined][] = [
 for (const [location, trusted] of redirects) {
   test(`redirect to ${location}: ${trusted === undefined ? 'refused' : trusted ? 'followed as the registry' : 'followed without credentials, DNS-checked'}`, () => {
     if (trusted === undefined) {
-      assert.throws(() => checkRedirect(location, upstream, upstream, undefined), (e: unknown) => e instanceof UpstreamError && e.code === 'UPSTREAM_REDIRECT_REJECTED');
+      assert.throws(
+        () => checkRedirect(location, upstream, upstream, undefined),
+        (e: unknown) => e instanceof UpstreamError && e.code === 'UPSTREAM_REDIRECT_REJECTED',
+      );
     } else {
       assert.equal(checkRedirect(location, upstream, upstream, undefined).trusted, trusted);
     }
@@ -48,7 +56,9 @@ for (const [location, trusted] of redirects) {
 }
 
 test('a name that resolves to an internal address is refused by the public-only lookup', async () => {
-  const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => publicOnlyLookup('localhost', {}, (e) => resolve(e)));
+  const err = await new Promise<NodeJS.ErrnoException | null>((resolve) =>
+    publicOnlyLookup('localhost', {}, (e) => resolve(e)),
+  );
   assert.equal(err?.code, 'EPORTCULLIS_INTERNAL');
 });
 
@@ -66,6 +76,9 @@ const refused: [string, readonly string[] | undefined][] = [
 ];
 for (const [realm, list] of refused) {
   test(`realm ${realm} is UPSTREAM_AUTH_REALM_REJECTED`, () => {
-    assert.throws(() => checkRealm(realm, upstream, list), (e: unknown) => e instanceof UpstreamError && e.code === 'UPSTREAM_AUTH_REALM_REJECTED');
+    assert.throws(
+      () => checkRealm(realm, upstream, list),
+      (e: unknown) => e instanceof UpstreamError && e.code === 'UPSTREAM_AUTH_REALM_REJECTED',
+    );
   });
 }

@@ -19,6 +19,9 @@ const refused: [string, string, string | Uint8Array][] = [
 ];
 for (const [what, code, input] of refused) {
   test(`${what} is ${code}`, () => {
-    assert.throws(() => parseStrictJson(input), (e: unknown) => e instanceof OciError && e.code === code);
+    assert.throws(
+      () => parseStrictJson(input),
+      (e: unknown) => e instanceof OciError && e.code === code,
+    );
   });
 }

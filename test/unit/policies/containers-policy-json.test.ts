@@ -19,12 +19,20 @@ const reject = [{ type: 'reject' }];
 test('scopes are chosen as containers/image does: reference, repository, namespace, host, wildcard, "", default', async () => {
   const p = await compile({
     default: accept,
-    transports: { docker: {
-      'reg.example/team/app:1': accept, 'reg.example/team/app': reject, 'reg.example/team': accept, 'reg.example': reject,
-      '*.example.org': accept, '*.sub.example.org': reject, '': reject,
-    } },
+    transports: {
+      docker: {
+        'reg.example/team/app:1': accept,
+        'reg.example/team/app': reject,
+        'reg.example/team': accept,
+        'reg.example': reject,
+        '*.example.org': accept,
+        '*.sub.example.org': reject,
+        '': reject,
+      },
+    },
   });
-  const rule = async (name: string, tag?: string) => (await evaluate(p, { name, digest, tag }, { cosign: [], problems: [] })).rule;
+  const rule = async (name: string, tag?: string) =>
+    (await evaluate(p, { name, digest, tag }, { cosign: [], problems: [] })).rule;
   assert.equal(await rule('reg.example/team/app', '1'), 'reg.example/team/app:1');
   assert.equal(await rule('reg.example/team/app', '2'), 'reg.example/team/app');
   assert.equal(await rule('reg.example/team/app'), 'reg.example/team/app', 'by digest, a tag scope does not apply');
@@ -35,7 +43,10 @@ test('scopes are chosen as containers/image does: reference, repository, namespa
   assert.equal(await rule('example.org/x', '1'), 'docker ""', 'a wildcard needs a subdomain');
   assert.equal(await rule('elsewhere.example/x', '1'), 'docker ""');
   const noTransportDefault = await compile({ default: accept, transports: { docker: { 'reg.example': reject } } });
-  assert.equal((await evaluate(noTransportDefault, { name: 'x.example/y', digest }, { cosign: [], problems: [] })).rule, 'default');
+  assert.equal(
+    (await evaluate(noTransportDefault, { name: 'x.example/y', digest }, { cosign: [], problems: [] })).rule,
+    'default',
+  );
 });
 
 test('every requirement of a list must hold; reject anywhere rejects', async () => {
@@ -46,23 +57,68 @@ test('every requirement of a list must hold; reject anywhere rejects', async () 
 test('sigstoreSigned with keys: the cosign fixture verifies under matchRepository and not under the default identity rule', async () => {
   const TV1 = parseDigest('sha256:634a8f35b5f16dcf4aaa0822adc0b1964bb786fca12f6831de8ddc45e5986a00');
   const name = '192.168.64.2:5000/cosign-signed-single-sample';
-  const evidence = { cosign: [{ source: 'tv1', payload: fixture('cosign-tv1/payload.json'), signature: fixture('cosign-tv1/signature.b64').toString().trim() }], problems: [] };
-  const withIdentity = (signedIdentity?: unknown) => compile({ default: reject, transports: { docker: { '192.168.64.2:5000': [{ type: 'sigstoreSigned', keyPath: 'cosign.pub', ...(signedIdentity ? { signedIdentity } : {}) }] } } });
-  assert.equal((await evaluate(await withIdentity({ type: 'matchRepository' }), { name, digest: TV1, tag: 'latest' }, evidence)).allowed, true);
+  const evidence = {
+    cosign: [
+      {
+        source: 'tv1',
+        payload: fixture('cosign-tv1/payload.json'),
+        signature: fixture('cosign-tv1/signature.b64').toString().trim(),
+      },
+    ],
+    problems: [],
+  };
+  const withIdentity = (signedIdentity?: unknown) =>
+    compile({
+      default: reject,
+      transports: {
+        docker: {
+          '192.168.64.2:5000': [
+            { type: 'sigstoreSigned', keyPath: 'cosign.pub', ...(signedIdentity ? { signedIdentity } : {}) },
+          ],
+        },
+      },
+    });
+  assert.equal(
+    (await evaluate(await withIdentity({ type: 'matchRepository' }), { name, digest: TV1, tag: 'latest' }, evidence))
+      .allowed,
+    true,
+  );
   const d = await evaluate(await withIdentity(), { name, digest: TV1, tag: 'latest' }, evidence);
-  assert.equal(d.denial, 'signature.identity_mismatch', 'cosign signs a repository only, which matchRepoDigestOrExact refuses');
+  assert.equal(
+    d.denial,
+    'signature.identity_mismatch',
+    'cosign signs a repository only, which matchRepoDigestOrExact refuses',
+  );
 });
 
 test('signedBy with GPG keys, by path or inline keyData, and the transports that do not apply are noted', async () => {
   const p = await compile({
     default: reject,
     transports: {
-      docker: { 'docker.io/testing': [{ type: 'signedBy', keyType: 'GPGKeys', keyData: fixture('gpg-tv2/public-key.asc').toString('base64'), signedIdentity: { type: 'matchRepository' } }] },
-      'docker-daemon': { '': accept }, atomic: {},
+      docker: {
+        'docker.io/testing': [
+          {
+            type: 'signedBy',
+            keyType: 'GPGKeys',
+            keyData: fixture('gpg-tv2/public-key.asc').toString('base64'),
+            signedIdentity: { type: 'matchRepository' },
+          },
+        ],
+      },
+      'docker-daemon': { '': accept },
+      atomic: {},
     },
   });
   assert.deepEqual(p.notes?.length, 2);
-  const d = await evaluate(p, { name: 'docker.io/testing/manifest', digest: parseDigest('sha256:20bf21ed457b390829cdbeec8795a7bea1626991fda603e0d01b4e7f60427e55'), tag: 'latest' }, { cosign: [], gpg: [{ source: 'tv2', blob: fixture('gpg-tv2/image.signature') }], problems: [] });
+  const d = await evaluate(
+    p,
+    {
+      name: 'docker.io/testing/manifest',
+      digest: parseDigest('sha256:20bf21ed457b390829cdbeec8795a7bea1626991fda603e0d01b4e7f60427e55'),
+      tag: 'latest',
+    },
+    { cosign: [], gpg: [{ source: 'tv2', blob: fixture('gpg-tv2/image.signature') }], problems: [] },
+  );
   assert.equal(d.allowed, true, JSON.stringify(d.reasons));
 });
 
@@ -82,10 +138,20 @@ test('what the gateway does not implement, and malformed files, are load errors 
     { default: reject, transports: { docker: { 'registry-1.docker.io/library': accept } } },
     { default: reject, transports: { docker: { 'reg.example:443/x': accept } } },
     { default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: 'missing.gpg' }] },
-    { default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: 'k.gpg', signedIdentity: { type: 'exactReference' } }] },
+    {
+      default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: 'k.gpg', signedIdentity: { type: 'exactReference' } }],
+    },
   ];
   for (const doc of bad) {
-    await assert.rejects(compile(doc), (e: unknown) => e instanceof LoadError && e.code === 'POLICY_INVALID' && e.diagnostics.every((x) => x.line >= 1), JSON.stringify(doc));
+    await assert.rejects(
+      compile(doc),
+      (e: unknown) => e instanceof LoadError && e.code === 'POLICY_INVALID' && e.diagnostics.every((x) => x.line >= 1),
+      JSON.stringify(doc),
+    );
   }
-  await assert.rejects(compileContainersPolicy('p.json', '{"default": [{"type": "reject"}], "default": []}', keys), LoadError, 'duplicate keys');
+  await assert.rejects(
+    compileContainersPolicy('p.json', '{"default": [{"type": "reject"}], "default": []}', keys),
+    LoadError,
+    'duplicate keys',
+  );
 });

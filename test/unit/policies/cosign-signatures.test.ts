@@ -11,21 +11,41 @@ const TV1_NAME = '192.168.64.2:5000/cosign-signed-single-sample';
 
 function policyWith(keys: Record<string, Buffer | string>, identity = ''): ReturnType<typeof compilePolicy> {
   const names = Object.keys(keys);
-  return compilePolicy('policy.yaml', [
-    'rules:', '  - scope: 192.168.64.2:5000', '    require:', `      - cosign: { keys: [${names.join(', ')}]${identity} }`, '',
-  ].join('\n'), (p) => Buffer.from(keys[p] ?? ''));
+  return compilePolicy(
+    'policy.yaml',
+    [
+      'rules:',
+      '  - scope: 192.168.64.2:5000',
+      '    require:',
+      `      - cosign: { keys: [${names.join(', ')}]${identity} }`,
+      '',
+    ].join('\n'),
+    (p) => Buffer.from(keys[p] ?? ''),
+  );
 }
-const tv1 = () => ({ source: 'tv1', payload: fixture('cosign-tv1/payload.json'), signature: fixture('cosign-tv1/signature.b64').toString().trim() });
+const tv1 = () => ({
+  source: 'tv1',
+  payload: fixture('cosign-tv1/payload.json'),
+  signature: fixture('cosign-tv1/signature.b64').toString().trim(),
+});
 
 test('the containers/image cosign fixture verifies and is admitted', async () => {
-  const d = (await evaluate((await policyWith({ 'k.pub': fixture('cosign-tv1/cosign.pub') })), { name: TV1_NAME, digest: TV1_DIGEST }, { cosign: [tv1()], problems: [] }));
+  const d = await evaluate(
+    await policyWith({ 'k.pub': fixture('cosign-tv1/cosign.pub') }),
+    { name: TV1_NAME, digest: TV1_DIGEST },
+    { cosign: [tv1()], problems: [] },
+  );
   assert.equal(d.allowed, true);
   assert.ok(d.reasons.some((r) => r.code === 'signature.verified'));
 });
 
 test('the same signature for another digest is signature.digest_mismatch', async () => {
   const other = parseDigest(`sha256:${'1'.repeat(64)}`);
-  const d = (await evaluate((await policyWith({ 'k.pub': fixture('cosign-tv1/cosign.pub') })), { name: TV1_NAME, digest: other }, { cosign: [tv1()], problems: [] }));
+  const d = await evaluate(
+    await policyWith({ 'k.pub': fixture('cosign-tv1/cosign.pub') }),
+    { name: TV1_NAME, digest: other },
+    { cosign: [tv1()], problems: [] },
+  );
   assert.equal(d.allowed, false);
   assert.equal(d.denial, 'signature.digest_mismatch');
 });
@@ -33,26 +53,63 @@ test('the same signature for another digest is signature.digest_mismatch', async
 test('a signature for another repository is signature.identity_mismatch, unless the identity rule remaps it', async () => {
   const name = '192.168.64.2:5000/elsewhere';
   const key = { 'k.pub': fixture('cosign-tv1/cosign.pub') };
-  assert.equal((await evaluate((await policyWith(key)), { name, digest: TV1_DIGEST }, { cosign: [tv1()], problems: [] })).denial, 'signature.identity_mismatch');
-  const remap = ', identity: { prefix: "192.168.64.2:5000/elsewhere", signedPrefix: "192.168.64.2:5000/cosign-signed-single-sample" }';
-  assert.equal((await evaluate((await policyWith(key, remap)), { name, digest: TV1_DIGEST }, { cosign: [tv1()], problems: [] })).allowed, true);
-  assert.equal((await evaluate((await policyWith(key, ', identity: any')), { name, digest: TV1_DIGEST }, { cosign: [tv1()], problems: [] })).allowed, true);
+  assert.equal(
+    (await evaluate(await policyWith(key), { name, digest: TV1_DIGEST }, { cosign: [tv1()], problems: [] })).denial,
+    'signature.identity_mismatch',
+  );
+  const remap =
+    ', identity: { prefix: "192.168.64.2:5000/elsewhere", signedPrefix: "192.168.64.2:5000/cosign-signed-single-sample" }';
+  assert.equal(
+    (await evaluate(await policyWith(key, remap), { name, digest: TV1_DIGEST }, { cosign: [tv1()], problems: [] }))
+      .allowed,
+    true,
+  );
+  assert.equal(
+    (
+      await evaluate(
+        await policyWith(key, ', identity: any'),
+        { name, digest: TV1_DIGEST },
+        { cosign: [tv1()], problems: [] },
+      )
+    ).allowed,
+    true,
+  );
 });
 
 test('no signature at all is signature.missing; a malformed one is signature.invalid', async () => {
-  const p = (await policyWith({ 'k.pub': fixture('cosign-tv1/cosign.pub') }));
-  assert.equal((await evaluate(p, { name: TV1_NAME, digest: TV1_DIGEST }, { cosign: [], problems: [] })).denial, 'signature.missing');
-  assert.equal((await evaluate(p, { name: TV1_NAME, digest: TV1_DIGEST }, { cosign: [{ ...tv1(), signature: 'not base64!' }], problems: [] })).denial, 'signature.invalid');
+  const p = await policyWith({ 'k.pub': fixture('cosign-tv1/cosign.pub') });
+  assert.equal(
+    (await evaluate(p, { name: TV1_NAME, digest: TV1_DIGEST }, { cosign: [], problems: [] })).denial,
+    'signature.missing',
+  );
+  assert.equal(
+    (
+      await evaluate(
+        p,
+        { name: TV1_NAME, digest: TV1_DIGEST },
+        { cosign: [{ ...tv1(), signature: 'not base64!' }], problems: [] },
+      )
+    ).denial,
+    'signature.invalid',
+  );
 });
 
 for (const type of ['rsa', 'ed25519', 'ec-p384'] as const) {
   test(`${type} keys verify cosign payloads`, async () => {
-    const { publicKey, privateKey } = type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 })
-      : type === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
+    const { publicKey, privateKey } =
+      type === 'rsa'
+        ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+        : type === 'ed25519'
+          ? generateKeyPairSync('ed25519')
+          : generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
     const payload = fixture('cosign-tv1/payload.json');
     const sig = sign(type === 'ed25519' ? null : 'sha256', payload, privateKey).toString('base64');
     const pem = publicKey.export({ type: 'spki', format: 'pem' });
-    const d = (await evaluate((await policyWith({ 'k.pub': pem })), { name: TV1_NAME, digest: TV1_DIGEST }, { cosign: [{ source: 's', payload, signature: sig }], problems: [] }));
+    const d = await evaluate(
+      await policyWith({ 'k.pub': pem }),
+      { name: TV1_NAME, digest: TV1_DIGEST },
+      { cosign: [{ source: 's', payload, signature: sig }], problems: [] },
+    );
     assert.equal(d.allowed, true, JSON.stringify(d.reasons));
   });
 }
@@ -67,7 +124,14 @@ test('a correctly signed payload with a foreign type or extra fields is signatur
   ];
   for (const text of payloads) {
     const payload = Buffer.from(text);
-    const d = (await evaluate((await policyWith({ 'k.pub': pem })), { name: TV1_NAME, digest: TV1_DIGEST }, { cosign: [{ source: 's', payload, signature: sign('sha256', payload, privateKey).toString('base64') }], problems: [] }));
+    const d = await evaluate(
+      await policyWith({ 'k.pub': pem }),
+      { name: TV1_NAME, digest: TV1_DIGEST },
+      {
+        cosign: [{ source: 's', payload, signature: sign('sha256', payload, privateKey).toString('base64') }],
+        problems: [],
+      },
+    );
     assert.equal(d.denial, 'signature.payload_invalid', text);
   }
 });

@@ -6,7 +6,8 @@ import type { GpgIdentityRule } from '../../../policies/model.js';
 const D = `sha256:${'a'.repeat(64)}`;
 const byTag = intendedRef('reg.example/team/app', 'v1', D);
 const byDigest = intendedRef('reg.example/team/app', undefined, D);
-const ok = (rule: GpgIdentityRule, signed: string, intended = byTag) => gpgIdentityProblem(rule, signed, intended) === undefined;
+const ok = (rule: GpgIdentityRule, signed: string, intended = byTag) =>
+  gpgIdentityProblem(rule, signed, intended) === undefined;
 
 test('matchRepoDigestOrExact: exact reference for a tag pull, same repository for a digest pull, never name-only', () => {
   const r: GpgIdentityRule = { kind: 'matchRepoDigestOrExact' };
@@ -38,7 +39,11 @@ test('docker.io names are normalized on both sides', () => {
 });
 
 test('remapIdentity replaces the prefix, then matches as matchRepoDigestOrExact', () => {
-  const rule: GpgIdentityRule = { kind: 'remapIdentity', prefix: 'mirror.example:5000/team', signedPrefix: 'reg.example/team' };
+  const rule: GpgIdentityRule = {
+    kind: 'remapIdentity',
+    prefix: 'mirror.example:5000/team',
+    signedPrefix: 'reg.example/team',
+  };
   const mirrored = intendedRef('mirror.example:5000/team/app', 'v1', D);
   assert.ok(ok(rule, 'reg.example/team/app:v1', mirrored));
   assert.ok(!ok(rule, 'mirror.example:5000/team/app:v1', mirrored));
@@ -49,12 +54,19 @@ test('remapIdentity replaces the prefix, then matches as matchRepoDigestOrExact'
 });
 
 test('an invalid signed reference is a problem, not a crash', () => {
-  assert.match(gpgIdentityProblem({ kind: 'matchRepository' }, 'UPPER/Case::', byTag) ?? '', /not a valid image reference/);
+  assert.match(
+    gpgIdentityProblem({ kind: 'matchRepository' }, 'UPPER/Case::', byTag) ?? '',
+    /not a valid image reference/,
+  );
 });
 
 test('a registry written another way in the signature is another registry, as in containers/image', () => {
   const hub = intendedRef('docker.io/library/busybox', 'latest', D);
-  assert.ok(ok({ kind: 'matchRepoDigestOrExact' }, 'index.docker.io/library/busybox:latest', hub), 'docker/reference reads index.docker.io as docker.io');
-  for (const signed of ['DOCKER.IO/library/busybox:latest', 'registry-1.docker.io/library/busybox:latest']) assert.ok(!ok({ kind: 'matchRepository' }, signed, hub), signed);
+  assert.ok(
+    ok({ kind: 'matchRepoDigestOrExact' }, 'index.docker.io/library/busybox:latest', hub),
+    'docker/reference reads index.docker.io as docker.io',
+  );
+  for (const signed of ['DOCKER.IO/library/busybox:latest', 'registry-1.docker.io/library/busybox:latest'])
+    assert.ok(!ok({ kind: 'matchRepository' }, signed, hub), signed);
   assert.ok(!ok({ kind: 'matchRepository' }, 'reg.example:443/team/app:v1'));
 });

@@ -14,24 +14,42 @@ const NAME = 'docker.io/testing/manifest';
 const tv2 = () => ({ source: 'tv2', blob: fixture('gpg-tv2/image.signature') });
 
 function policy(identity: string, key = fixture('gpg-tv2/public-key.asc')) {
-  return compilePolicy('p.yaml', `rules:\n  - scope: docker.io/testing\n    require:\n      - gpg: { keys: [k.gpg]${identity} }\n`, () => key);
+  return compilePolicy(
+    'p.yaml',
+    `rules:\n  - scope: docker.io/testing\n    require:\n      - gpg: { keys: [k.gpg]${identity} }\n`,
+    () => key,
+  );
 }
 
 test('the containers/image GPG fixture verifies: its repository-only identity passes matchRepository', async () => {
-  const d = await evaluate(await policy(', identity: matchRepository'), { name: NAME, digest: TV2_DIGEST }, { cosign: [], gpg: [tv2()], problems: [] });
+  const d = await evaluate(
+    await policy(', identity: matchRepository'),
+    { name: NAME, digest: TV2_DIGEST },
+    { cosign: [], gpg: [tv2()], problems: [] },
+  );
   assert.equal(d.allowed, true, JSON.stringify(d.reasons));
-  assert.match(d.reasons.find((r) => r.code === 'signature.verified')?.key ?? '', /08CD26E446E2E95249B7A405E932F44B23E8DD43/);
+  assert.match(
+    d.reasons.find((r) => r.code === 'signature.verified')?.key ?? '',
+    /08CD26E446E2E95249B7A405E932F44B23E8DD43/,
+  );
 });
 
 test('the default identity rule (matchRepoDigestOrExact) refuses a signature that names no tag', async () => {
-  const d = await evaluate(await policy(''), { name: NAME, digest: TV2_DIGEST, tag: 'latest' }, { cosign: [], gpg: [tv2()], problems: [] });
+  const d = await evaluate(
+    await policy(''),
+    { name: NAME, digest: TV2_DIGEST, tag: 'latest' },
+    { cosign: [], gpg: [tv2()], problems: [] },
+  );
   assert.equal(d.denial, 'signature.identity_mismatch');
 });
 
 test('the same signature for another digest, or checked against another key, is refused', async () => {
   const other = parseDigest(`sha256:${'3'.repeat(64)}`);
   const p = await policy(', identity: matchRepository');
-  assert.equal((await evaluate(p, { name: NAME, digest: other }, { cosign: [], gpg: [tv2()], problems: [] })).denial, 'signature.digest_mismatch');
+  assert.equal(
+    (await evaluate(p, { name: NAME, digest: other }, { cosign: [], gpg: [tv2()], problems: [] })).denial,
+    'signature.digest_mismatch',
+  );
   const none = await evaluate(p, { name: NAME, digest: TV2_DIGEST }, { cosign: [], gpg: [], problems: [] });
   assert.equal(none.denial, 'signature.missing');
 });
@@ -41,7 +59,11 @@ test('a tampered, armored or empty blob is signature.invalid', async () => {
   const tampered = Buffer.from(fixture('gpg-tv2/image.signature'));
   tampered[tampered.length - 20] = (tampered[tampered.length - 20] ?? 0) ^ 0xff;
   for (const blob of [tampered, Buffer.from('-----BEGIN PGP MESSAGE-----\n'), Buffer.alloc(0)]) {
-    const d = await evaluate(p, { name: NAME, digest: TV2_DIGEST }, { cosign: [], gpg: [{ source: 'x', blob }], problems: [] });
+    const d = await evaluate(
+      p,
+      { name: NAME, digest: TV2_DIGEST },
+      { cosign: [], gpg: [{ source: 'x', blob }], problems: [] },
+    );
     assert.equal(d.denial, 'signature.invalid');
   }
 });
@@ -62,16 +84,29 @@ test('payloads are parsed strictly: exact field sets, the type, integer timestam
 });
 
 test('keyrings that are not OpenPGP public keys are load errors at the line that names them', async () => {
-  for (const key of [Buffer.from('not a key'), Buffer.from('-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n')]) {
-    await assert.rejects(policy('', key), (e: unknown) => e instanceof LoadError && e.diagnostics.length === 1 && e.diagnostics[0]?.line === 4);
+  for (const key of [
+    Buffer.from('not a key'),
+    Buffer.from('-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n'),
+  ]) {
+    await assert.rejects(
+      policy('', key),
+      (e: unknown) => e instanceof LoadError && e.diagnostics.length === 1 && e.diagnostics[0]?.line === 4,
+    );
   }
 });
 
 test('GPG identity rules in the policy are checked when loaded', async () => {
-  const bad = [', identity: matchSomething', ', identity: { exactReference: "docker.io/x/y" }', ', identity: { exactRepository: "docker.io/x/y:1" }', ', identity: { remapIdentity: { prefix: "docker.io/x:1", signedPrefix: "q.io/y" } }'];
+  const bad = [
+    ', identity: matchSomething',
+    ', identity: { exactReference: "docker.io/x/y" }',
+    ', identity: { exactRepository: "docker.io/x/y:1" }',
+    ', identity: { remapIdentity: { prefix: "docker.io/x:1", signedPrefix: "q.io/y" } }',
+  ];
   for (const identity of bad) await assert.rejects(policy(identity), LoadError, identity);
   await policy(', identity: { exactReference: "docker.io/testing/manifest:1" }');
-  await policy(', identity: { remapIdentity: { prefix: "mirror.example:5000/testing", signedPrefix: "docker.io/testing" } }');
+  await policy(
+    ', identity: { remapIdentity: { prefix: "mirror.example:5000/testing", signedPrefix: "docker.io/testing" } }',
+  );
 });
 
 test('a signature that inflates into a huge payload is refused quickly, without holding it in memory', async () => {
@@ -85,13 +120,25 @@ test('a signature that inflates into a huge payload is refused quickly, without 
 });
 
 test('a subkey signature whose one-pass header names the primary key is still a subkey signature', async () => {
-  const { privateKey, publicKey } = await openpgp.generateKey({ type: 'ecc', curve: 'ed25519Legacy', userIDs: [{ name: 'p' }], subkeys: [{ sign: true }], format: 'object' });
+  const { privateKey, publicKey } = await openpgp.generateKey({
+    type: 'ecc',
+    curve: 'ed25519Legacy',
+    userIDs: [{ name: 'p' }],
+    subkeys: [{ sign: true }],
+    format: 'object',
+  });
   const keys = await parseGpgKeyring(publicKey.write(), 'k.gpg');
   assert.ok(Array.isArray(keys));
   const payload = Buffer.from(fixture('gpg-tv2/payload.json'));
-  const signed = await openpgp.sign({ message: await openpgp.createMessage({ binary: payload }), signingKeys: privateKey, format: 'object' });
+  const signed = await openpgp.sign({
+    message: await openpgp.createMessage({ binary: payload }),
+    signingKeys: privateKey,
+    format: 'object',
+  });
   // Edit the one-pass header (the typings do not expose its issuer field).
-  for (const p of signed.packets) if (p instanceof openpgp.OnePassSignaturePacket) (p as unknown as { issuerKeyID: openpgp.KeyID }).issuerKeyID = privateKey.getKeyID();
+  for (const p of signed.packets)
+    if (p instanceof openpgp.OnePassSignaturePacket)
+      (p as unknown as { issuerKeyID: openpgp.KeyID }).issuerKeyID = privateKey.getKeyID();
   const r = await verifyGpgSignature({ source: 'forged', blob: signed.write() as Uint8Array }, keys, new Date());
   assert.equal(r.ok ? undefined : r.code, 'signature.untrusted_key');
 });

@@ -29,11 +29,19 @@ test('a misspelt key or value gets a "did you mean" hint; a wrong shape says how
 test('a missing required key is reported once, where the mapping is, not again at 1:1', async () => {
   const d = await diagnostics('rules:\n  - require:\n      - cosign: { identity: repository }\n');
   assert.ok(d.length >= 2);
-  assert.ok(d.every((x) => x.line >= 2), JSON.stringify(d));
+  assert.ok(
+    d.every((x) => x.line >= 2),
+    JSON.stringify(d),
+  );
   assert.ok(d.some((x) => /missing required key "scope"/.test(x.message)));
   assert.ok(d.some((x) => /missing required key "keys"/.test(x.message)));
-  const remap = await diagnostics('rules:\n  - scope: a.example\n    require:\n      - cosign: { keys: [k.pub], identity: { prefix: a.example } }\n');
-  assert.ok(remap.every((x) => x.line >= 2) && remap.some((x) => /signedPrefix/.test(x.message)), JSON.stringify(remap));
+  const remap = await diagnostics(
+    'rules:\n  - scope: a.example\n    require:\n      - cosign: { keys: [k.pub], identity: { prefix: a.example } }\n',
+  );
+  assert.ok(
+    remap.every((x) => x.line >= 2) && remap.some((x) => /signedPrefix/.test(x.message)),
+    JSON.stringify(remap),
+  );
 });
 
 test('scopes and cosign identities that could never match are refused, with the fix', async () => {
@@ -41,11 +49,18 @@ test('scopes and cosign identities that could never match are refused, with the 
     const [d] = await diagnostics(`rules:\n  - scope: ${scope}\n    accept: anything\n`);
     assert.equal(d?.line, 2, scope);
   }
-  const [exact] = await diagnostics('rules:\n  - scope: a.example\n    require:\n      - cosign: { keys: [k.pub], identity: { exact: "a.example/app:1" } }\n');
+  const [exact] = await diagnostics(
+    'rules:\n  - scope: a.example\n    require:\n      - cosign: { keys: [k.pub], identity: { exact: "a.example/app:1" } }\n',
+  );
   assert.equal(exact?.line, 4);
 });
 
 test('YAML aliases are named as such', async () => {
-  const d = await diagnostics('x: &req\n  - cosign: { keys: [k.pub] }\nrules:\n  - scope: a.example\n    require: *req\n');
-  assert.ok(d.some((x) => /alias/.test(x.message) && x.line === 5), JSON.stringify(d));
+  const d = await diagnostics(
+    'x: &req\n  - cosign: { keys: [k.pub] }\nrules:\n  - scope: a.example\n    require: *req\n',
+  );
+  assert.ok(
+    d.some((x) => /alias/.test(x.message) && x.line === 5),
+    JSON.stringify(d),
+  );
 });

@@ -15,8 +15,20 @@ const c = cosignTestKey();
 const files: Record<string, string> = { 'a.pub': a.pem, 'b.pub': b.pem, 'c.pub': c.pem };
 const compile = (text: string) => compilePolicy('p.yaml', text, (p) => Buffer.from(files[p] ?? ''));
 const rule = (body: string) => compile(`rules:\n  - scope: reg.example/team\n${body}`);
-const signedBy = (...keys: { privateKey: import('node:crypto').KeyObject }[]): Evidence => ({ cosign: keys.map((k, i) => cosignEvidence(k.privateKey, digest.text, NAME, `sig ${i}`)), problems: [] });
-const decide = async (policyText: Promise<Awaited<ReturnType<typeof compile>>>, evidence: Evidence, extra: { kind?: 'image' | 'index'; coveringIndex?: string } = {}) => evaluate(await policyText, { name: NAME, digest, kind: extra.kind }, { ...evidence, coveringIndex: extra.coveringIndex });
+const signedBy = (...keys: { privateKey: import('node:crypto').KeyObject }[]): Evidence => ({
+  cosign: keys.map((k, i) => cosignEvidence(k.privateKey, digest.text, NAME, `sig ${i}`)),
+  problems: [],
+});
+const decide = async (
+  policyText: Promise<Awaited<ReturnType<typeof compile>>>,
+  evidence: Evidence,
+  extra: { kind?: 'image' | 'index'; coveringIndex?: string } = {},
+) =>
+  evaluate(
+    await policyText,
+    { name: NAME, digest, kind: extra.kind },
+    { ...evidence, coveringIndex: extra.coveringIndex },
+  );
 
 const K = (k: string) => `{ cosign: { keys: [${k}] } }`;
 
@@ -56,7 +68,9 @@ test('warn and audit admit what enforce denies, keep the verdict, and are not at
 });
 
 test('a revoked digest is denied whatever signs it, even under accept: anything or audit mode', async () => {
-  const p = compile(`revoked:\n  - { digest: ${digest.text}, reason: "CVE-2026-0001" }\nrules:\n  - scope: reg.example/team\n    mode: audit\n    accept: anything\n`);
+  const p = compile(
+    `revoked:\n  - { digest: ${digest.text}, reason: "CVE-2026-0001" }\nrules:\n  - scope: reg.example/team\n    mode: audit\n    accept: anything\n`,
+  );
   const d = await decide(p, signedBy(a));
   assert.equal(d.allowed, false);
   assert.equal(d.denial, 'policy.revoked');
@@ -68,12 +82,20 @@ test('index: signed-index admits platform manifests only through a signed index;
   const signedIndex = rule(`    index: signed-index\n    require: [${K('a.pub')}]\n`);
   assert.equal((await decide(signedIndex, signedBy(a))).denial, 'index.not_covered', 'its own signature is not enough');
   assert.equal((await decide(signedIndex, signedBy(), { coveringIndex: cover })).allowed, true);
-  assert.equal((await decide(signedIndex, signedBy(a), { kind: 'index' })).allowed, true, 'the index itself must be signed');
+  assert.equal(
+    (await decide(signedIndex, signedBy(a), { kind: 'index' })).allowed,
+    true,
+    'the index itself must be signed',
+  );
   const signedPlatform = rule(`    index: signed-platform\n    require: [${K('a.pub')}]\n`);
   assert.equal((await decide(signedPlatform, signedBy(), { coveringIndex: cover })).allowed, false);
   assert.equal((await decide(signedPlatform, signedBy(a))).allowed, true);
   const index = await decide(signedPlatform, signedBy(), { kind: 'index' });
-  assert.deepEqual([index.allowed, index.attestable], [true, false], 'an index is only a list; nothing is attested for it');
+  assert.deepEqual(
+    [index.allowed, index.attestable],
+    [true, false],
+    'an index is only a list; nothing is attested for it',
+  );
   const either = rule(`    require: [${K('a.pub')}]\n`);
   assert.equal((await decide(either, signedBy(), { coveringIndex: cover })).allowed, true);
   assert.equal((await decide(either, signedBy(a))).allowed, true);
@@ -89,6 +111,14 @@ test('bad combinators, modes and revocations are load errors at their lines', as
     `    tags: float\n    accept: anything\n`,
     `    index: both\n    accept: anything\n`,
   ];
-  for (const body of bad) await assert.rejects(rule(body), (e: unknown) => e instanceof LoadError && e.diagnostics.every((d) => d.line >= 3), body);
-  await assert.rejects(compile('revoked: [sha256:nothex]\nrules: []\n'), (e: unknown) => e instanceof LoadError && e.diagnostics[0]?.line === 1);
+  for (const body of bad)
+    await assert.rejects(
+      rule(body),
+      (e: unknown) => e instanceof LoadError && e.diagnostics.every((d) => d.line >= 3),
+      body,
+    );
+  await assert.rejects(
+    compile('revoked: [sha256:nothex]\nrules: []\n'),
+    (e: unknown) => e instanceof LoadError && e.diagnostics[0]?.line === 1,
+  );
 });

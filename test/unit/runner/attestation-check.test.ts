@@ -14,13 +14,20 @@ const DAY = 86_400_000;
 
 const envelope = (subject: string, opts: { at?: Date; key?: typeof gateway.privateKey; result?: string } = {}) => {
   const st = verificationSummary({
-    subjectName: 'reg.example/app', subjectDigest: subject, verifierId: 'urn:test', verifierVersion: '0', timeVerified: opts.at ?? new Date(now.getTime() - DAY),
-    resourceUri: `docker://reg.example/app@${subject}`, policy: { uri: 'p', digest: { sha256: 'c'.repeat(64) } }, inputAttestations: [],
+    subjectName: 'reg.example/app',
+    subjectDigest: subject,
+    verifierId: 'urn:test',
+    verifierVersion: '0',
+    timeVerified: opts.at ?? new Date(now.getTime() - DAY),
+    resourceUri: `docker://reg.example/app@${subject}`,
+    policy: { uri: 'p', digest: { sha256: 'c'.repeat(64) } },
+    inputAttestations: [],
   });
   if (opts.result) (st.predicate as Record<string, unknown>).verificationResult = opts.result;
   return signStatement(st, opts.key ?? gateway.privateKey);
 };
-const check = (envelopes: Buffer[], maxAgeMs = 30 * DAY, subjectName = 'reg.example/app') => checkAttestation({ envelopes, pinnedKey: gateway.publicKey, manifestDigest: A, now, maxAgeMs, subjectName });
+const check = (envelopes: Buffer[], maxAgeMs = 30 * DAY, subjectName = 'reg.example/app') =>
+  checkAttestation({ envelopes, pinnedKey: gateway.publicKey, manifestDigest: A, now, maxAgeMs, subjectName });
 const refusal = (f: () => unknown) => {
   try {
     f();
@@ -44,14 +51,24 @@ const refusals: [string, () => Buffer[], string, number?][] = [
   ['junk', () => [Buffer.from('{}')], 'ATTESTATION_INVALID'],
 ];
 for (const [what, make, code] of refusals) {
-  test(`${what} is refused with ${code}`, () => assert.equal(refusal(() => check(make())), code));
+  test(`${what} is refused with ${code}`, () =>
+    assert.equal(
+      refusal(() => check(make())),
+      code,
+    ));
 }
 
 test('an attestation of the same digest under another name does not count', () => {
-  assert.equal(refusal(() => check([envelope(A)], 30 * DAY, 'reg.example/other')), 'ATTESTATION_WRONG_SUBJECT');
+  assert.equal(
+    refusal(() => check([envelope(A)], 30 * DAY, 'reg.example/other')),
+    'ATTESTATION_WRONG_SUBJECT',
+  );
 });
 
 test('one good envelope among bad ones is enough; the most telling failure is reported otherwise', () => {
   assert.equal(check([Buffer.from('{}'), envelope(B), envelope(A)]).index, 2);
-  assert.equal(refusal(() => check([Buffer.from('{}'), envelope(B)])), 'ATTESTATION_WRONG_SUBJECT');
+  assert.equal(
+    refusal(() => check([Buffer.from('{}'), envelope(B)])),
+    'ATTESTATION_WRONG_SUBJECT',
+  );
 });

@@ -5,10 +5,13 @@ import { RunnerError } from '../../../runner/errors.js';
 
 const SUB = 'alice:100000:65536\n1001:200000:1000\n';
 
-test('a user with subordinate ranges gets them; the container map follows the namespace\'s two extents', () => {
+test("a user with subordinate ranges gets them; the container map follows the namespace's two extents", () => {
   const plan = idPlan({ uid: 1000, gid: 1000, user: 'alice', subuid: SUB, subgid: SUB });
   assert.equal(plan.mode, 'subids');
-  assert.deepEqual(plan.uidMappings, [{ containerID: 0, hostID: 0, size: 1 }, { containerID: 1, hostID: 1, size: 65535 }]);
+  assert.deepEqual(plan.uidMappings, [
+    { containerID: 0, hostID: 0, size: 1 },
+    { containerID: 1, hostID: 1, size: 65535 },
+  ]);
   assert.deepEqual(plan.idMap, { idBase: 0, idSize: ID_RANGE });
   assert.deepEqual(plan.subids?.uids, { start: 100000, count: 65535 });
 });

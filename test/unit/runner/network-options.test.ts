@@ -7,7 +7,14 @@ test('--network: none, slirp, and slirp options; anything else is refused', () =
   assert.deepEqual(parseNetwork('none'), { mode: 'none' });
   assert.deepEqual(parseNetwork('slirp'), { mode: 'slirp', allowHostLoopback: false });
   assert.deepEqual(parseNetwork('slirp4netns:allow_host_loopback=true'), { mode: 'slirp', allowHostLoopback: true });
-  for (const bad of ['host', 'bridge', 'slirp:allow_host_loopback=yes', 'slirp:allow_host_loopback=true:extra', 'slirp:a,,b', 'slirp:mtu=1500']) {
+  for (const bad of [
+    'host',
+    'bridge',
+    'slirp:allow_host_loopback=yes',
+    'slirp:allow_host_loopback=true:extra',
+    'slirp:a,,b',
+    'slirp:mtu=1500',
+  ]) {
     assert.throws(() => parseNetwork(bad), RunnerError, bad);
   }
 });

@@ -54,10 +54,17 @@ test('every denied name of the default profile has a number on x86_64', () => {
 });
 
 test('profiles the compiler cannot express are refused, not weakened', () => {
-  const refused = (p: unknown) => assert.throws(() => compileSeccomp(p, 'x64'), (e: unknown) => e instanceof RunnerError && e.code === 'IMAGE_INVALID');
+  const refused = (p: unknown) =>
+    assert.throws(
+      () => compileSeccomp(p, 'x64'),
+      (e: unknown) => e instanceof RunnerError && e.code === 'IMAGE_INVALID',
+    );
   refused({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [] });
   refused({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mount'], action: 'SCMP_ACT_LOG' }] });
-  refused({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mount'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }] }] });
+  refused({
+    defaultAction: 'SCMP_ACT_ALLOW',
+    syscalls: [{ names: ['mount'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }] }],
+  });
   refused({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mount2'], action: 'SCMP_ACT_ERRNO' }] });
   assert.throws(() => compileSeccomp(DEFAULT_SECCOMP, 'riscv64'), RunnerError);
 });
