@@ -1,5 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { UpstreamError } from '../errors.js';
 
 /**
@@ -95,33 +96,36 @@ export function publicOnlyLookup(
   });
 }
 
-/** True for names and IP literals that point into this machine or a private network. */
+/** Special-purpose IPv6 ranges ipaddr.js does not name (IANA IPv6 Special-Purpose Address Registry). */
+const EXTRA_V6: readonly [ipaddr.IPv6, number][] = [
+  // IPv4-compatible addresses (RFC 4291, deprecated): ::a.b.c.d reaches a.b.c.d on some stacks.
+  ipaddr.IPv6.parseCIDR('::/96'),
+  // Dummy IPv6 prefix (RFC 9780).
+  ipaddr.IPv6.parseCIDR('100:0:0:1::/64'),
+];
+
+/**
+ * True for names and IP literals that are not a public unicast address: this machine,
+ * private and shared networks, link-local, multicast, documentation, benchmarking and
+ * every other special-purpose range, and IPv6 forms that embed an IPv4 address
+ * (IPv4-mapped and -compatible, NAT64 64:ff9b::/96, 6to4 2002::/16, Teredo), whose
+ * IPv4 part could be anything. Classified with ipaddr.js (its `unicast` range is the
+ * only one allowed), plus the few registry entries it does not name.
+ */
 export function isInternalHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
   if (host === 'localhost' || host.endsWith('.localhost') || host === '') return true;
-  const kind = isIP(host);
-  if (kind === 4) return isInternalV4(host);
-  if (kind === 6) {
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host);
-    if (mapped?.[1]) return isInternalV4(mapped[1]);
-    if (/^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(host)) return true;
-    return host === '::' || host === '::1' || /^f[cd]/.test(host) || /^fe[89ab]/.test(host);
+  if (isIP(host.split('%')[0] ?? '') === 0) {
+    // Not an IP literal: a name (checked again after DNS for untrusted targets). Non-canonical
+    // numeric forms (0x7f.1, 2130706433) never reach here: WHATWG URL parsing makes them dotted quads.
+    return false;
   }
-  // Non-canonical numeric forms (0x7f.1, 2130706433) never reach here as WHATWG URL
-  // parsing canonicalises them to dotted quads.
-  return false;
-}
-
-function isInternalV4(ip: string): boolean {
-  const [a = 0, b = 0] = ip.split('.').map(Number);
-  return (
-    a === 0 ||
-    a === 10 ||
-    a === 127 ||
-    (a === 169 && b === 254) ||
-    (a === 172 && b >= 16 && b <= 31) ||
-    (a === 192 && b === 168) ||
-    (a === 100 && b >= 64 && b <= 127) ||
-    a >= 224
-  );
+  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    addr = ipaddr.parse(host);
+  } catch {
+    return true;
+  }
+  if (addr.kind() === 'ipv6' && EXTRA_V6.some((range) => (addr as ipaddr.IPv6).match(range))) return true;
+  return addr.range() !== 'unicast';
 }
