@@ -139,6 +139,54 @@ export function tagRefusal(
   };
 }
 
+/**
+ * A request refused by what the client asked for alone, before anything is fetched:
+ * the rule for the name (with the tag or digest asked for) rejects and is enforced,
+ * or the digest asked for is revoked. Without a tag or digest (tag lists, referrers,
+ * blobs) a repository is refused only when no rule for one of its references (a
+ * containers-policy.json scope with a tag or digest) could admit something in it.
+ * Such a refusal fetches nothing and names nothing the client did not ask for.
+ */
+export function nameRefusal(
+  policy: CompiledPolicy,
+  subject: Pick<Subject, 'name' | 'tag'> & { digest?: Subject['digest'] | undefined },
+): Decision | undefined {
+  const rule = selectRule(policy.rules, subject);
+  const base = {
+    allowed: false,
+    verdict: false,
+    mode: 'enforce' as const,
+    attestable: false,
+    policyDigest: policy.digest.text,
+  };
+  if (subject.digest !== undefined && subject.tag === undefined && policy.revoked?.has(subject.digest.text)) {
+    const why = policy.revoked.get(subject.digest.text);
+    return {
+      ...base,
+      rule: nameOf(rule),
+      denial: 'policy.revoked',
+      reasons: [{ code: 'policy.revoked', message: `${subject.digest.text} is revoked${why ? `: ${why}` : ''}` }],
+    };
+  }
+  const action = rule ? rule.action : policy.defaultAction;
+  if (action.kind !== 'reject' || (rule?.mode ?? 'enforce') !== 'enforce') return undefined;
+  if (subject.tag === undefined && subject.digest === undefined) {
+    const referenced = policy.rules.some(
+      (r) =>
+        r.match === 'reference' &&
+        (r.scope.startsWith(`${subject.name}:`) || r.scope.startsWith(`${subject.name}@`)) &&
+        (r.action.kind !== 'reject' || (r.mode ?? 'enforce') !== 'enforce'),
+    );
+    if (referenced) return undefined;
+  }
+  return {
+    ...base,
+    rule: nameOf(rule),
+    denial: 'policy.rejected',
+    reasons: [{ code: 'policy.rejected', message: action.message ?? 'the policy rejects images in this scope' }],
+  };
+}
+
 /** The rule that applies to a subject (or undefined: the policy's default). */
 export function ruleFor(
   policy: CompiledPolicy,

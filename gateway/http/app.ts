@@ -142,6 +142,8 @@ export function buildApp(deps: AppDeps): GatewayApp {
     req: FastifyRequest,
     reply: FastifyReply,
   ): Promise<unknown> {
+    // What the policy rejects by name is refused before anything goes upstream.
+    if (p.kind !== 'manifest') manifests.refuseByName(addr);
     switch (p.kind) {
       case 'manifest': {
         const accept = req.headers.accept;
@@ -182,14 +184,19 @@ export function buildApp(deps: AppDeps): GatewayApp {
       }
       case 'referrers': {
         const artifactType = params.get('artifactType') ?? undefined;
-        const { manifests: list, filtered } = await listReferrers(addr, p.digest, deps.metadata, artifactType);
-        const ours = await manifests.attestationReferrer(addr, p.digest);
-        const theirs = list.filter((d) => !impersonatesGateway(d.annotations)).map(descriptorJson);
-        const entries = [
-          ...theirs,
-          ...(ours && (artifactType === undefined || artifactType === ours.artifactType) ? [ours] : []),
-        ];
-        if (filtered) reply.header('oci-filters-applied', 'artifactType');
+        if (artifactType !== undefined) reply.header('oci-filters-applied', 'artifactType');
+        // A digest that is not admitted here has no referrers to show: an empty index,
+        // never a 404 (clients take that for "no referrers API"), and nothing asked upstream.
+        let entries: Record<string, unknown>[] = [];
+        if (await manifests.admittedNow(addr, p.digest)) {
+          const { manifests: list } = await listReferrers(addr, p.digest, artifactType);
+          const ours = await manifests.attestationReferrer(addr, p.digest);
+          const theirs = list.filter((d) => !impersonatesGateway(d.annotations)).map(descriptorJson);
+          entries = [
+            ...theirs,
+            ...(ours && (artifactType === undefined || artifactType === ours.artifactType) ? [ours] : []),
+          ];
+        }
         return reply
           .header('content-type', MediaType.ociIndex)
           .send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: entries })));

@@ -17,6 +17,8 @@ export interface AdmittedManifest {
   readonly rule?: string | undefined;
   /** Whether the admission rested on verified signatures (only such an index covers its children). */
   readonly verified?: boolean | undefined;
+  /** For an attachment: the image or index it was stored for (served by digest only while that is admitted). */
+  readonly subject?: string | undefined;
 }
 
 export interface Admission extends AdmittedManifest {
@@ -70,10 +72,16 @@ export interface MetadataStore {
   admit(repository: string, admission: Admission, now: number): Promise<void>;
   /**
    * The size of a blob that a manifest of `repository` admitted under `policyDigest`
-   * references, or undefined. Image and index links win over attachment links.
+   * references, or undefined; `attachmentOnly` when only attachments reference it (their
+   * blobs are served from the store alone: they were checked when the attachment was).
    */
-  admittedBlobSize(repository: string, digest: string, policyDigest: string): Promise<number | undefined>;
-  /** The digest of an index of `repository`, admitted under `policyDigest`, that lists `digest`, if any. */
+  admittedBlob(
+    repository: string,
+    digest: string,
+    policyDigest: string,
+  ): Promise<{ size: number; attachmentOnly: boolean } | undefined>;
+  /** Whether any index recorded in `repository` lists `digest` (such a manifest is decided, never an attachment). */
+  listedByIndex(repository: string, digest: string): Promise<boolean>;
   /** An index admitted with verified signatures under this policy and rule that lists `digest`. */
   coveringIndex(repository: string, digest: string, policyDigest: string, rule: string): Promise<string | undefined>;
   tag(repository: string, tag: string): Promise<TagRecord | undefined>;

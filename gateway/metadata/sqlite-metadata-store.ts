@@ -53,6 +53,8 @@ const MIGRATIONS: readonly string[] = [
   // Which rule admitted a manifest, and whether verified signatures did (only such an index covers its children).
   `ALTER TABLE manifests ADD COLUMN rule TEXT NOT NULL DEFAULT '';
    ALTER TABLE manifests ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;`,
+  // The subject an attachment was stored for: it is served by digest only while that subject is admitted.
+  `ALTER TABLE manifests ADD COLUMN subject TEXT;`,
 ];
 
 export class SqliteMetadataStore implements MetadataStore {
@@ -80,12 +82,16 @@ export class SqliteMetadataStore implements MetadataStore {
           policy_digest: string;
           rule: string;
           verified: number;
+          subject: string | null;
         }
       >(
-        'SELECT m.digest, m.media_type, m.size, m.kind, m.policy_digest, m.rule, m.verified FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?',
+        `SELECT m.digest, m.media_type, m.size, m.kind, m.policy_digest, m.rule, m.verified, m.subject
+         FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?`,
       ),
       insertManifest: db.prepare(
-        'INSERT OR REPLACE INTO manifests (repository_id, digest, media_type, size, kind, admitted_at, policy_digest, rule, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        `INSERT OR REPLACE INTO manifests
+         (repository_id, digest, media_type, size, kind, admitted_at, policy_digest, rule, verified, subject)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       deleteBlobLinks: db.prepare('DELETE FROM manifest_blobs WHERE repository_id = ? AND manifest_digest = ?'),
       deleteChildren: db.prepare('DELETE FROM manifest_children WHERE repository_id = ? AND index_digest = ?'),
@@ -95,8 +101,8 @@ export class SqliteMetadataStore implements MetadataStore {
       insertChild: db.prepare(
         'INSERT OR IGNORE INTO manifest_children (repository_id, index_digest, child_digest) VALUES (?, ?, ?)',
       ),
-      blobSize: db.prepare<[string, string, string], { size: number }>(
-        `SELECT b.size FROM manifest_blobs b JOIN repositories r ON r.id = b.repository_id
+      blobSize: db.prepare<[string, string, string], { size: number; kind: ManifestKind }>(
+        `SELECT b.size, m.kind FROM manifest_blobs b JOIN repositories r ON r.id = b.repository_id
          JOIN manifests m ON m.repository_id = b.repository_id AND m.digest = b.manifest_digest
          WHERE r.name = ? AND b.blob_digest = ? AND m.policy_digest = ?
          ORDER BY m.kind = 'attachment', m.admitted_at LIMIT 1`,
@@ -105,6 +111,11 @@ export class SqliteMetadataStore implements MetadataStore {
         `SELECT c.index_digest FROM manifest_children c JOIN repositories r ON r.id = c.repository_id
          JOIN manifests m ON m.repository_id = c.repository_id AND m.digest = c.index_digest
          WHERE r.name = ? AND c.child_digest = ? AND m.kind = 'index' AND m.policy_digest = ? AND m.rule = ? AND m.verified = 1 LIMIT 1`,
+      ),
+      listedAnywhere: db.prepare<[string, string], { one: number }>(
+        `SELECT 1 AS one FROM manifest_children c JOIN repositories r ON r.id = c.repository_id
+         JOIN manifests m ON m.repository_id = c.repository_id AND m.digest = c.index_digest
+         WHERE r.name = ? AND c.child_digest = ? AND m.kind = 'index' LIMIT 1`,
       ),
       tag: db.prepare<[string, string], { digest: string; resolved_at: number }>(
         'SELECT t.digest, t.resolved_at FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.tag = ?',
@@ -160,6 +171,7 @@ export class SqliteMetadataStore implements MetadataStore {
           policyDigest: row.policy_digest,
           rule: row.rule,
           verified: row.verified === 1,
+          ...(row.subject !== null ? { subject: row.subject } : {}),
         }
       : undefined;
   }
@@ -177,6 +189,7 @@ export class SqliteMetadataStore implements MetadataStore {
         a.policyDigest,
         a.rule ?? '',
         a.verified ? 1 : 0,
+        a.subject ?? null,
       );
       this.#stmts.deleteBlobLinks.run(id, a.digest);
       this.#stmts.deleteChildren.run(id, a.digest);
@@ -185,8 +198,17 @@ export class SqliteMetadataStore implements MetadataStore {
     })();
   }
 
-  async admittedBlobSize(repository: string, digest: string, policyDigest: string): Promise<number | undefined> {
-    return this.#stmts.blobSize.get(repository, digest, policyDigest)?.size;
+  async admittedBlob(
+    repository: string,
+    digest: string,
+    policyDigest: string,
+  ): Promise<{ size: number; attachmentOnly: boolean } | undefined> {
+    const row = this.#stmts.blobSize.get(repository, digest, policyDigest);
+    return row ? { size: row.size, attachmentOnly: row.kind === 'attachment' } : undefined;
+  }
+
+  async listedByIndex(repository: string, digest: string): Promise<boolean> {
+    return this.#stmts.listedAnywhere.get(repository, digest) !== undefined;
   }
 
   async coveringIndex(

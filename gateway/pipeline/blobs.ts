@@ -14,7 +14,7 @@ import { BlobFill } from './blob-fill.js';
  * The blob half of the pipeline. A blob is served only when an admitted manifest of
  * the same repository references it; its size comes from that manifest's descriptor.
  * Cache hits stream from the store; misses start (or join) the one fill for that
- * digest.
+ * digest in that repository of that upstream.
  */
 export interface BlobBody {
   readonly size: number;
@@ -35,19 +35,28 @@ export class BlobService {
 
   /** Size of a servable blob; throws BLOB_UNKNOWN when no admitted manifest here references it. */
   async size(addr: Address, digest: Digest): Promise<number> {
-    const size = await this.metadata.admittedBlobSize(addr.name, digest.text, this.policy().digest.text);
-    if (size === undefined)
+    return (await this.#servable(addr, digest)).size;
+  }
+
+  async #servable(addr: Address, digest: Digest): Promise<{ size: number; attachmentOnly: boolean }> {
+    const blob = await this.metadata.admittedBlob(addr.name, digest.text, this.policy().digest.text);
+    if (blob === undefined) {
       throw new GatewayError('BLOB_UNKNOWN', `blob ${digest.text} is not part of an admitted image in ${addr.name}`);
-    return size;
+    }
+    return blob;
   }
 
   async open(addr: Address, digest: Digest, rangeHeader: string | undefined): Promise<BlobBody> {
-    const size = await this.size(addr, digest);
+    const { size, attachmentOnly } = await this.#servable(addr, digest);
     const range = parseRange(rangeHeader, size);
     const stored = await this.store.stat(digest);
     if (stored === size) {
       this.metrics.cache.inc({ kind: 'blob', result: 'hit' });
       return { size, ...(range ? { range } : {}), stream: await this.store.read(digest, range) };
+    }
+    // An attachment's blobs were checked and stored with it; they are never fetched on their own.
+    if (attachmentOnly) {
+      throw new GatewayError('BLOB_UNKNOWN', `blob ${digest.text} of an attachment in ${addr.name} is not stored`);
     }
     this.metrics.cache.inc({ kind: 'blob', result: 'miss' });
     const fill = await this.#fill(addr, digest, size);
@@ -68,6 +77,10 @@ export class BlobService {
   }
 
   async #fill(addr: Address, digest: Digest, size: number): Promise<BlobFill> {
+    // Fills are shared only by requests for one repository of one upstream: another
+    // upstream's (or repository's) bytes, or stalls, never stand in for these. What is
+    // committed is shared by digest, since the store holds only verified bytes.
+    const key = `${addr.name}@${digest.text}`;
     // A fill still receiving or committing is followed; a committed one is waited on
     // (open() then reads the store); only a failed one is replaced by a new fetch.
     const current = (f: BlobFill | undefined): BlobFill | undefined => {
@@ -79,10 +92,10 @@ export class BlobService {
         );
       return f;
     };
-    const existing = current(this.#fills.get(digest.text));
+    const existing = current(this.#fills.get(key));
     if (existing) return existing;
     const staged = await this.store.stage();
-    const again = current(this.#fills.get(digest.text));
+    const again = current(this.#fills.get(key));
     if (again) {
       await staged.abort();
       await staged.close();
@@ -91,9 +104,9 @@ export class BlobService {
     const fill = new BlobFill(staged, digest, size, addr.upstream, addr.repository, (n) =>
       this.metrics.bytesFetched.inc(n),
     );
-    this.#fills.set(digest.text, fill);
+    this.#fills.set(key, fill);
     const forget = (): void => {
-      if (this.#fills.get(digest.text) === fill) this.#fills.delete(digest.text);
+      if (this.#fills.get(key) === fill) this.#fills.delete(key);
     };
     fill.done.then(forget, forget);
     return fill;

@@ -6,7 +6,6 @@ import { parseManifest, type Descriptor } from '../../oci/manifest.js';
 import { UpstreamError } from '../../oci/errors.js';
 import { header } from '../../oci/registry-client/client.js';
 import { GatewayError } from '../errors.js';
-import type { MetadataStore } from '../metadata/metadata-store.js';
 import type { Address } from '../upstreams.js';
 
 const MAX_LIST_BYTES = 4 * 1024 * 1024;
@@ -60,7 +59,8 @@ export function parsePageSize(value: string | undefined): number | undefined {
 }
 
 /**
- * The referrers of an admitted subject (distribution-spec 1.1 §Listing Referrers).
+ * The referrers of an admitted subject (distribution-spec 1.1 §Listing Referrers);
+ * the caller answers for any other digest with an empty index, as the spec requires.
  * From the upstream's referrers API when it has one; otherwise from its
  * referrers-tag fallback (`sha256-<hex>`), so clients of the gateway always get an
  * answer. Filtering by artifactType is applied here and announced.
@@ -68,12 +68,8 @@ export function parsePageSize(value: string | undefined): number | undefined {
 export async function listReferrers(
   addr: Address,
   subject: Digest,
-  metadata: MetadataStore,
   artifactType: string | undefined,
 ): Promise<{ manifests: Descriptor[]; filtered: boolean }> {
-  if (!(await metadata.admittedManifest(addr.name, subject.text))) {
-    throw new GatewayError('MANIFEST_UNKNOWN', `${subject.text} has not been admitted in ${addr.name}`);
-  }
   const client = addr.upstream.client;
   let entries: Descriptor[] = [];
   const res = await client.small(

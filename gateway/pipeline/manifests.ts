@@ -5,7 +5,15 @@ import { MAX_MANIFEST_BYTES, parseManifest, referencedBlobs, type Manifest } fro
 import { MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
 import { header } from '../../oci/registry-client/client.js';
 import type { ManifestRef } from '../../oci/reference.js';
-import { comparesTag, evaluate, formatsFor, ruleFor, ruleNameFor, tagRefusal } from '../../policies/evaluator.js';
+import {
+  comparesTag,
+  evaluate,
+  formatsFor,
+  nameRefusal,
+  ruleFor,
+  ruleNameFor,
+  tagRefusal,
+} from '../../policies/evaluator.js';
 import type { CompiledPolicy, Decision, Evidence } from '../../policies/model.js';
 import type { ResourceRef } from '../../policies/attestation.js';
 import type { AttestationService, StoredEnvelope } from '../attestations.js';
@@ -15,6 +23,7 @@ import type { ManifestKind, MetadataStore } from '../metadata/metadata-store.js'
 import type { BlobStore } from '../store/blob-store.js';
 import type { Address } from '../upstreams.js';
 import { attachmentProblem, attachmentSubject } from './attachments.js';
+import { attachmentSource, checkAttachmentContent } from './attachment-content.js';
 import { gatherFormats, type EvidenceLimits } from './evidence.js';
 import { SingleFlight } from './single-flight.js';
 
@@ -53,6 +62,7 @@ export class ManifestService {
   constructor(private readonly deps: ManifestServiceDeps) {}
 
   async get(addr: Address, ref: ManifestRef, accept: string | undefined): Promise<ServedManifest> {
+    this.refuseByName(addr, ref.kind === 'tag' ? { tag: ref.tag } : { digest: ref.digest });
     const served =
       ref.kind === 'tag' ? await this.#byTag(addr, ref.tag, accept) : await this.#byDigest(addr, ref.digest, accept);
     if (!acceptable(served.mediaType, accept)) {
@@ -64,27 +74,46 @@ export class ManifestService {
     return served;
   }
 
+  /**
+   * Refuses at once what the policy rejects by the name (and tag or digest) asked for:
+   * nothing is fetched upstream, and the answer names only what the client asked for.
+   */
+  refuseByName(addr: Address, asked: { tag?: string | undefined; digest?: Digest | undefined } = {}): void {
+    const refusal = nameRefusal(this.deps.policy(), { name: addr.name, ...asked });
+    if (refusal) this.#refuse(addr, refusal, asked);
+  }
+
+  /** A refusal decided before any content was seen: logged (no digest to record it under), then thrown. */
+  #refuse(addr: Address, refusal: Decision, asked: { tag?: string | undefined; digest?: Digest | undefined }): never {
+    this.deps.logger.info(
+      {
+        event: 'decision',
+        repository: addr.name,
+        ...(asked.tag !== undefined ? { tag: asked.tag } : {}),
+        ...(asked.digest !== undefined ? { digest: asked.digest.text } : {}),
+        policy: refusal.policyDigest,
+        allowed: false,
+        rule: refusal.rule,
+        reason: refusal.denial,
+        reasons: [refusal.denial],
+      },
+      'denied',
+    );
+    const what =
+      asked.tag !== undefined
+        ? `${addr.name}:${asked.tag}`
+        : asked.digest !== undefined
+          ? `${addr.name}@${asked.digest.text}`
+          : addr.name;
+    throw new DeniedError(refusal, what);
+  }
+
   async #byTag(addr: Address, tag: string, accept: string | undefined): Promise<ServedManifest> {
     const attachment = attachmentSubject(tag);
     if (attachment) return this.#attachmentByTag(addr, tag, attachment, accept);
     const policy = this.deps.policy();
     const refusal = tagRefusal(policy, { name: addr.name, tag });
-    if (refusal) {
-      this.deps.logger.info(
-        {
-          event: 'decision',
-          repository: addr.name,
-          tag,
-          policy: policy.digest.text,
-          allowed: false,
-          rule: refusal.rule,
-          reason: refusal.denial,
-          reasons: [refusal.denial],
-        },
-        'denied',
-      );
-      throw new DeniedError(refusal, `${addr.name}:${tag}`);
-    }
+    if (refusal) this.#refuse(addr, refusal, { tag });
     if (ruleFor(policy, { name: addr.name, tag })?.tags === 'pin') return this.#pinnedTag(addr, tag, accept);
     return this.#followTag(addr, tag, accept);
   }
@@ -220,6 +249,13 @@ export class ManifestService {
       return undefined;
     }
     const policy = this.deps.policy();
+    if (admitted.kind === 'attachment') {
+      // Never the answer to an ordinary tag (or a HEAD claim for one); by digest only
+      // while the subject it was stored for is admitted.
+      if (route === 'tag' || admitted.subject === undefined || !(await this.#isAdmitted(addr, admitted.subject))) {
+        return undefined;
+      }
+    }
     if (admitted.policyDigest !== policy.digest.text) {
       if (admitted.kind === 'attachment') return undefined;
       return this.#admit(addr, digest, bytes, admitted.mediaType, route, tag);
@@ -256,13 +292,25 @@ export class ManifestService {
       this.deps.metrics.cache.inc({ kind: 'manifest', result: 'miss' });
       const manifest = parseManifest(bytes, contentType);
       const subject = manifest.subject?.digest.text;
+      // A referrer of an admitted subject, asked for by digest, is an attachment only
+      // when it is one by its bytes and no index lists it (a platform manifest a
+      // client can run is always decided).
       if (
         route === 'digest' &&
         subject !== undefined &&
         attachmentProblem(manifest, '.ref') === undefined &&
-        (await this.#isAdmitted(addr, subject))
+        (await this.#isAdmitted(addr, subject)) &&
+        !(await this.deps.metadata.listedByIndex(addr.name, digest.text))
       ) {
-        return this.#storeAttachment(addr, digest, bytes, manifest, subject);
+        try {
+          return await this.#storeAttachment(addr, digest, bytes, manifest, subject);
+        } catch (err) {
+          if (!(err instanceof OciError && err.code === 'MANIFEST_INVALID')) throw err;
+          this.deps.logger.info(
+            { event: 'attachment.refused', digest: digest.text, repository: addr.name, why: err.message },
+            'a referrer that is not attachment content is decided as an image',
+          );
+        }
       }
       return this.#decideAndStore(addr, digest, bytes, manifest, tag);
     });
@@ -297,6 +345,23 @@ export class ManifestService {
       decision.rule,
       decision.attestable,
     );
+  }
+
+  /**
+   * Whether `subject` is an image or index admitted under the policy in force; one
+   * admitted under another policy is decided again from its stored bytes first.
+   */
+  async admittedNow(addr: Address, subject: Digest): Promise<boolean> {
+    if (await this.#isAdmitted(addr, subject.text)) return true;
+    const known = await this.deps.metadata.admittedManifest(addr.name, subject.text);
+    if (!known || known.kind === 'attachment') return false;
+    try {
+      await this.#cached(addr, subject.text, 'digest');
+    } catch (err) {
+      if (err instanceof DeniedError) return false;
+      throw err;
+    }
+    return this.#isAdmitted(addr, subject.text);
   }
 
   async #isAdmitted(addr: Address, digestText: string): Promise<boolean> {
@@ -406,6 +471,7 @@ export class ManifestService {
     policyDigest: string,
     rule: string,
     verified: boolean,
+    subject?: string,
   ): Promise<ServedManifest> {
     await this.deps.store.putBytes(digest, bytes);
     await this.deps.metadata.admit(
@@ -418,6 +484,7 @@ export class ManifestService {
         policyDigest,
         rule,
         verified,
+        ...(subject !== undefined ? { subject } : {}),
         blobs: referencedBlobs(manifest).map((d) => ({ digest: d.digest.text, size: d.size })),
         children: manifest.kind === 'index' && kind === 'index' ? manifest.manifests.map((d) => d.digest.text) : [],
       },
@@ -439,14 +506,20 @@ export class ManifestService {
     if (
       known?.kind === 'attachment' &&
       known.policyDigest === policyDigest &&
+      known.subject === subject &&
       (await this.deps.store.stat(digest)) === bytes.length
     ) {
       return { digest, mediaType: manifest.mediaType, bytes };
     }
+    // An attachment by its bytes too: its blobs are read, checked and stored now.
+    if (manifest.kind === 'image') {
+      const blobs = await checkAttachmentContent(manifest, attachmentSource(addr, this.deps.store));
+      for (const b of blobs) await this.deps.store.putBytes(b.descriptor.digest, b.bytes);
+    }
     await this.#record(addr, digest, true, 'attachment', policyDigest, [
       { code: 'attachment.subject_admitted', message: `a signature or attestation of admitted ${subject}` },
     ]);
-    return this.#store(addr, digest, bytes, manifest, 'attachment', policyDigest, 'attachment', false);
+    return this.#store(addr, digest, bytes, manifest, 'attachment', policyDigest, 'attachment', false, subject);
   }
 
   /** `sha256-<hex>.sig` and friends: served while their subject is admitted here. */

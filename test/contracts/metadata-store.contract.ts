@@ -81,10 +81,14 @@ export function metadataStoreContract(
         verified: false,
       });
       assert.equal(await store.admittedManifest('reg/b', D('2')), undefined);
-      assert.equal(await store.admittedBlobSize('reg/a', D('3'), P), 30, 'an image link wins over an attachment link');
-      assert.equal(await store.admittedBlobSize('reg/b', D('3'), P), undefined);
+      assert.deepEqual(
+        await store.admittedBlob('reg/a', D('3'), P),
+        { size: 30, attachmentOnly: false },
+        'an image link wins over an attachment link',
+      );
+      assert.equal(await store.admittedBlob('reg/b', D('3'), P), undefined);
       assert.equal(
-        await store.admittedBlobSize('reg/a', D('3'), D('q')),
+        await store.admittedBlob('reg/a', D('3'), D('q')),
         undefined,
         'admissions under another policy do not count',
       );
@@ -101,6 +105,26 @@ export function metadataStoreContract(
         undefined,
         'only a verified index covers (not one admitted in warn or audit mode)',
       );
+      await store.admit(
+        'reg/a',
+        {
+          digest: D('8'),
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          size: 20,
+          kind: 'attachment',
+          subject: D('2'),
+          blobs: [{ digest: D('9'), size: 9 }],
+          children: [],
+          policyDigest: P,
+        },
+        3,
+      );
+      assert.equal((await store.admittedManifest('reg/a', D('8')))?.subject, D('2'), 'an attachment keeps its subject');
+      assert.deepEqual(await store.admittedBlob('reg/a', D('9'), P), { size: 9, attachmentOnly: true });
+      assert.equal(await store.listedByIndex('reg/a', D('6')), true, 'listed by an index, verified or not');
+      assert.equal(await store.listedByIndex('reg/a', D('2')), true);
+      assert.equal(await store.listedByIndex('reg/a', D('8')), false);
+      assert.equal(await store.listedByIndex('reg/b', D('6')), false);
     } finally {
       await cleanup();
     }

@@ -104,13 +104,18 @@ export function sigTag(digest: string): string {
   return `${digest.replace(':', '-')}.sig`;
 }
 
-async function getManifest(base: string, repo: string, ref: string, auth: Record<string, string>): Promise<Buffer> {
+export async function getManifest(
+  base: string,
+  repo: string,
+  ref: string,
+  auth: Record<string, string>,
+): Promise<Buffer> {
   const res = await fetch(`${base}/v2/${repo}/manifests/${ref}`, { headers: { accept: OCI_MANIFEST, ...auth } });
   if (res.status !== 200) throw new Error(`GET ${repo}:${ref} answered ${res.status}`);
   return Buffer.from(await res.arrayBuffer());
 }
 
-async function putManifest(
+export async function putManifest(
   base: string,
   repo: string,
   ref: string,

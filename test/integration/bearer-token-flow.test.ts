@@ -88,7 +88,8 @@ describe('bearer tokens: credentialed token flow, and realms on forbidden origin
         `  - { name: "${host}", url: "${front.origin}", prefix: up, username: bob, passwordEnv: TEST_TOKEN_PASSWORD, authRealms: ["${tokens.origin}"] }`,
         `  - { name: "hostile.invalid", url: "${hostileFront.origin}", prefix: hostile, username: bob, passwordEnv: TEST_TOKEN_PASSWORD }`,
       ].join('\n'),
-      policy: worldPolicy(host),
+      // The hostile upstream's images need signatures too (a rejected name would never reach its realm).
+      policy: `${worldPolicy(host)}  - scope: hostile.invalid\n    require:\n      - cosign: { keys: [trusted.pub] }\n`,
       files: { 'trusted.pub': readFileSync(world.trusted.pub) },
       env: { ...process.env, TEST_TOKEN_PASSWORD: 'tok-pass' },
     });

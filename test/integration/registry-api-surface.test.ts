@@ -134,6 +134,20 @@ describe('the OCI distribution pull API as clients see it', () => {
     await invalid.arrayBuffer();
   });
 
+  test('referrers of a digest that is not admitted: 200 with an empty index, nothing asked upstream', async () => {
+    const unknown = `sha256:${'c'.repeat(64)}`;
+    const before = up.requests.length;
+    const res = await fetch(`${gw.url}/v2/local/team/app/referrers/${unknown}`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'application/vnd.oci.image.index.v1+json');
+    assert.deepEqual(await res.json(), {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [],
+    });
+    assert.equal(up.requests.length, before);
+  });
+
   test('/healthz answers, and /metrics counts requests, cache use, decisions and upstream latency', async () => {
     const health = await fetch(`${gw.url}/healthz`);
     assert.deepEqual(await health.json(), { status: 'ok' });

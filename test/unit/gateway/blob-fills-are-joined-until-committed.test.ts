@@ -72,7 +72,9 @@ async function setup(opts: { drip?: boolean; failCommit?: boolean } = {}) {
       },
     },
   };
-  const metadata = { admittedBlobSize: async () => bytes.length } as unknown as MetadataStore;
+  const metadata = {
+    admittedBlob: async () => ({ size: bytes.length, attachmentOnly: false }),
+  } as unknown as MetadataStore;
   const policy = () => ({ digest: { text: 'sha256:policy' } }) as unknown as CompiledPolicy;
   const service = new BlobService(store, metadata, createMetrics(), policy);
   const addr = { name: 'up/app', repository: 'app', upstream } as unknown as Address;
