@@ -1,5 +1,10 @@
 import { assertRepositoryName, normalizeHost } from '../oci/reference.js';
-import { RegistryClient, type UpstreamObservation } from '../oci/registry-client/client.js';
+import {
+  RegistryClient,
+  scopedClient,
+  type UpstreamClient,
+  type UpstreamObservation,
+} from '../oci/registry-client/client.js';
 import { readSecret, type UpstreamConfig } from './config.js';
 import type { RegistriesD } from './registries-d.js';
 import { GatewayError } from './errors.js';
@@ -14,7 +19,9 @@ import { GatewayError } from './errors.js';
  */
 export interface Upstream {
   readonly config: UpstreamConfig;
-  readonly client: RegistryClient;
+  readonly client: UpstreamClient;
+  /** Set on the view one client request has: its deadline (see `withDeadline`). */
+  readonly signal?: AbortSignal | undefined;
   /** The GPG lookaside for one of its repositories (`name/path`), when a registries.d names one. */
   readonly lookasideFor?: ((name: string) => string | undefined) | undefined;
 }
@@ -92,4 +99,14 @@ export class Upstreams {
     assertRepositoryName(repository);
     return { upstream, repository, name: `${upstream.config.name}/${repository}`, namespace };
   }
+}
+
+/**
+ * The address as one client request uses it: every buffered upstream call it makes
+ * (manifests, signatures, lookasides, tag lists) ends when the request's deadline,
+ * `timeouts.totalMs` of its upstream, does. Blob fills are not bound by it.
+ */
+export function withDeadline(addr: Address): Address {
+  const signal = AbortSignal.timeout(addr.upstream.config.timeouts.totalMs);
+  return { ...addr, upstream: { ...addr.upstream, client: scopedClient(addr.upstream.client, signal), signal } };
 }

@@ -42,20 +42,34 @@ export type UpstreamErrorCode =
   | 'UPSTREAM_DIGEST_MISMATCH'
   | 'UPSTREAM_LENGTH_MISMATCH';
 
-/** A failure talking to a remote registry. `status` is the upstream HTTP status when there was one. */
+/** The first OCI error a remote registry sent with a failure (its own words). */
+export interface RemoteError {
+  readonly code: string;
+  readonly message: string;
+  readonly detail?: Record<string, unknown>;
+}
+
+/**
+ * A failure talking to a remote registry. `status` is the upstream HTTP status when
+ * there was one, `upstream` the registry's host, `remote` the error it sent.
+ */
 export class UpstreamError extends Error {
   readonly code: UpstreamErrorCode;
   readonly status: number | undefined;
   readonly retryAfterSeconds: number | undefined;
+  readonly upstream: string | undefined;
+  readonly remote: RemoteError | undefined;
   constructor(
     code: UpstreamErrorCode,
     message: string,
-    options?: { cause?: unknown; status?: number; retryAfterSeconds?: number },
+    options?: { cause?: unknown; status?: number; retryAfterSeconds?: number; upstream?: string; remote?: RemoteError },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'UpstreamError';
     this.code = code;
     this.status = options?.status;
     this.retryAfterSeconds = options?.retryAfterSeconds;
+    this.upstream = options?.upstream;
+    this.remote = options?.remote;
   }
 }

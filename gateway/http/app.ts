@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { UpstreamError } from '../../oci/errors.js';
 import { MediaType } from '../../oci/media-types.js';
 import { impersonatesGateway, type GatewaySigner } from '../attestations.js';
 import { GatewayError } from '../errors.js';
 import { BlobService } from '../pipeline/blobs.js';
 import { descriptorJson, listReferrers, listTags, parsePageSize } from '../pipeline/listings.js';
 import { ManifestService, type ManifestServiceDeps } from '../pipeline/manifests.js';
-import type { Upstreams } from '../upstreams.js';
+import { withDeadline, type Upstreams } from '../upstreams.js';
 import { errorBody, mapError } from './error-mapper.js';
 import { parseRegistryPath, type RegistryPath } from './registry-path.js';
 
@@ -57,12 +58,14 @@ export function buildApp(deps: AppDeps): GatewayApp {
 
   app.setErrorHandler((err, req, reply) => {
     const e = mapError(err);
-    if (e.status >= 500) req.log.error({ err, code: (err as { code?: string }).code }, 'request failed');
-    else
-      req.log.info(
-        { code: (err as { code?: string }).code, reason: e.detail?.reason, msg2: e.message },
-        'request refused',
-      );
+    const code = (err as { code?: string }).code;
+    if (err instanceof UpstreamError) {
+      // An upstream that is slow, down or refusing is expected: one line, no stack.
+      const line = { code, upstream: err.upstream, reason: e.detail?.reason, detail: err.message };
+      if (e.status >= 500) req.log.warn(line, 'upstream failed');
+      else req.log.info(line, 'request refused');
+    } else if (e.status >= 500) req.log.error({ err, code }, 'request failed');
+    else req.log.info({ code, reason: e.detail?.reason, detail: e.message }, 'request refused');
     if (reply.sent || reply.raw.headersSent) {
       reply.raw.destroy();
       return;
@@ -129,7 +132,10 @@ export function buildApp(deps: AppDeps): GatewayApp {
       req.routeKind = parsed.kind;
       const params = new URLSearchParams(query);
       const ns = params.getAll('ns');
-      const addr = deps.upstreams.resolve(parsed.name, ns.length === 0 ? undefined : ns.length === 1 ? ns[0] : ns);
+      // One deadline for the whole request, every upstream call and retry included.
+      const addr = withDeadline(
+        deps.upstreams.resolve(parsed.name, ns.length === 0 ? undefined : ns.length === 1 ? ns[0] : ns),
+      );
       if (addr.namespace !== undefined) reply.header('oci-namespace', addr.namespace);
       return handle(parsed, addr, params, req, reply);
     },

@@ -91,7 +91,13 @@ export function reasonFor(code: Code): string {
 export function mapError(err: unknown): HttpError {
   if (err instanceof OciError || err instanceof UpstreamError || err instanceof GatewayError) {
     const [status, ociCode] = statusFor(err.code);
-    const detail = err instanceof GatewayError && err.detail ? err.detail : { reason: reasonFor(err.code) };
+    const detail =
+      err instanceof GatewayError && err.detail
+        ? err.detail
+        : {
+            reason: reasonFor(err.code),
+            ...(err instanceof UpstreamError && err.upstream ? { upstream: err.upstream } : {}),
+          };
     const retryAfter = err instanceof UpstreamError ? err.retryAfterSeconds : undefined;
     const size = err instanceof GatewayError && err.code === 'RANGE_INVALID' ? err.detail?.size : undefined;
     return {

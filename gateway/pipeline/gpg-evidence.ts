@@ -27,7 +27,8 @@ export interface GpgEvidence {
 }
 
 const EXTENSION_HEADER = 'x-registry-supports-signatures';
-const supportsExtension = new WeakMap<Upstream, Promise<boolean>>();
+// Keyed by the upstream's configuration: the same for every request's view of it.
+const supportsExtension = new WeakMap<Upstream['config'], Promise<boolean>>();
 
 export async function gatherGpgEvidence(
   upstream: Upstream,
@@ -36,19 +37,20 @@ export async function gatherGpgEvidence(
   limits: EvidenceLimits,
 ): Promise<GpgEvidence> {
   const out: GpgEvidence = { gpg: [], problems: [] };
-  let extension = supportsExtension.get(upstream);
+  let extension = supportsExtension.get(upstream.config);
   if (!extension) {
     // A failed probe is not remembered: the next decision asks again.
     extension = upstream.client.ping().then(
       (h) => header(h, EXTENSION_HEADER) === '1',
       () => {
-        supportsExtension.delete(upstream);
+        supportsExtension.delete(upstream.config);
         return false;
       },
     );
-    supportsExtension.set(upstream, extension);
+    supportsExtension.set(upstream.config, extension);
   }
-  const deadline = AbortSignal.timeout(upstream.config.timeouts.totalMs);
+  const limit = AbortSignal.timeout(upstream.config.timeouts.totalMs);
+  const deadline = upstream.signal ? AbortSignal.any([limit, upstream.signal]) : limit;
   try {
     if (await extension) await fromExtension(upstream, repository, digest, limits, out);
     else {

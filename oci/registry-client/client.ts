@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
-import { UpstreamError } from '../errors.js';
+import { UpstreamError, type RemoteError, type UpstreamErrorCode } from '../errors.js';
 import { isObject, parseStrictJson } from '../strict-json.js';
 import { parseChallenges } from './challenge.js';
 import { checkRealm, checkRedirect, publicOnlyLookup } from './realm.js';
@@ -63,6 +63,70 @@ export interface BufferedResponse {
   readonly bytes: Buffer;
 }
 
+/** Per call: `signal` ends the call (the deadline of the client request it serves). */
+export interface CallOptions {
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** What a gateway or registry uses of a client: one can be scoped to a request's deadline. */
+export type UpstreamClient = Pick<
+  RegistryClient,
+  'baseUrl' | 'host' | 'ping' | 'manifest' | 'small' | 'smallBlob' | 'blob' | 'close'
+>;
+
+/**
+ * A view of `client` whose buffered calls also end with `signal` (one client request's
+ * deadline). Blob streams are not bound by it: a fill outlives the request that began it.
+ */
+export function scopedClient(client: UpstreamClient, signal: AbortSignal): UpstreamClient {
+  const bound = (o?: CallOptions): CallOptions => ({
+    signal: o?.signal ? AbortSignal.any([o.signal, signal]) : signal,
+  });
+  return {
+    baseUrl: client.baseUrl,
+    host: client.host,
+    ping: (o) => client.ping(bound(o)),
+    manifest: (r, ref, m, a, max, o) => client.manifest(r, ref, m, a, max, bound(o)),
+    small: (r, path, a, max, o) => client.small(r, path, a, max, bound(o)),
+    smallBlob: (r, d, max, o) => client.smallBlob(r, d, max, bound(o)),
+    blob: (r, d, s) => client.blob(r, d, s),
+    close: () => client.close(),
+  };
+}
+
+/** A time limit for one logical request, also ended by `outer`. */
+class Budget {
+  readonly #ctrl = new AbortController();
+  readonly #timer: NodeJS.Timeout;
+  readonly #outer: AbortSignal | undefined;
+  readonly #onOuter = (): void => this.#ctrl.abort(this.#outer?.reason);
+  #expired = false;
+
+  constructor(ms: number, outer: AbortSignal | undefined) {
+    this.#outer = outer;
+    this.#timer = setTimeout(() => {
+      this.#expired = true;
+      this.#ctrl.abort(new UpstreamError('UPSTREAM_TIMEOUT', 'time limit reached'));
+    }, ms);
+    if (outer?.aborted) this.#onOuter();
+    else outer?.addEventListener('abort', this.#onOuter, { once: true });
+  }
+
+  get signal(): AbortSignal {
+    return this.#ctrl.signal;
+  }
+
+  get expired(): boolean {
+    return this.#expired;
+  }
+
+  /** Ends the time limit; `keepOuter` keeps `outer` able to end what is still streaming. */
+  release(keepOuter: boolean): void {
+    clearTimeout(this.#timer);
+    if (!keepOuter) this.#outer?.removeEventListener('abort', this.#onOuter);
+  }
+}
+
 const MAX_TOKEN_BYTES = 1024 * 1024;
 const MAX_REDIRECTS = 3;
 const MAX_RETRY_AFTER_MS = 5000;
@@ -105,23 +169,33 @@ export class RegistryClient {
     await this.#publicDispatcher.close();
   }
 
+  /** host[:port] of the registry, as errors name it. */
+  get host(): string {
+    return this.baseUrl.host;
+  }
+
   /** GET /v2/, the registry's base endpoint: its response headers, whatever the status. */
-  async ping(): Promise<Record<string, string | string[] | undefined>> {
-    const res = await this.send('GET', '/v2/', {});
-    await discard(res.body);
-    return res.headers;
+  async ping(opts: CallOptions = {}): Promise<Record<string, string | string[] | undefined>> {
+    return this.#within(opts, 'GET /v2/', async (signal) => {
+      const res = await this.send('GET', '/v2/', { signal });
+      await discard(res.body);
+      return res.headers;
+    });
   }
 
   /** GET of a small blob (signature payloads): bounded in size and in total time. */
-  async smallBlob(repository: string, digest: string, maxBytes: number): Promise<Buffer> {
-    const res = await this.send('GET', `/v2/${repository}/blobs/${digest}`, { repository });
-    await this.#expectOk(res, [200]);
-    const declared = Number(header(res.headers, 'content-length'));
-    if (Number.isFinite(declared) && declared > maxBytes) {
-      dispose(res.body);
-      throw new UpstreamError('UPSTREAM_BODY_TOO_LARGE', `blob of ${declared} bytes exceeds ${maxBytes}`);
-    }
-    return this.#bounded(res.body, maxBytes, 'blob');
+  async smallBlob(repository: string, digest: string, maxBytes: number, opts: CallOptions = {}): Promise<Buffer> {
+    const what = `GET /v2/${repository}/blobs/${digest}`;
+    return this.#within(opts, what, async (signal) => {
+      const res = await this.send('GET', `/v2/${repository}/blobs/${digest}`, { repository, signal });
+      await this.#expectOk(res, [200], what);
+      const declared = Number(header(res.headers, 'content-length'));
+      if (Number.isFinite(declared) && declared > maxBytes) {
+        dispose(res.body);
+        throw this.#error('UPSTREAM_BODY_TOO_LARGE', `blob of ${declared} bytes exceeds ${maxBytes}`);
+      }
+      return this.#bounded(res.body, maxBytes, 'blob');
+    });
   }
 
   /** GET or HEAD a manifest; the body is buffered up to `maxBytes`. 404 gives `undefined`. */
@@ -131,31 +205,48 @@ export class RegistryClient {
     method: 'GET' | 'HEAD',
     accept: string,
     maxBytes: number,
+    opts: CallOptions = {},
   ): Promise<BufferedResponse | undefined> {
-    const res = await this.send(method, `/v2/${repository}/manifests/${reference}`, {
-      repository,
-      headers: { accept },
+    const what = `${method} /v2/${repository}/manifests/${reference}`;
+    return this.#within(opts, what, async (signal) => {
+      const res = await this.send(method, `/v2/${repository}/manifests/${reference}`, {
+        repository,
+        headers: { accept },
+        signal,
+      });
+      if (res.status === 404) {
+        await discard(res.body);
+        return undefined;
+      }
+      await this.#expectOk(res, [200], what);
+      const declared = Number(header(res.headers, 'content-length'));
+      if (Number.isFinite(declared) && declared > maxBytes) {
+        dispose(res.body);
+        throw this.#error('UPSTREAM_BODY_TOO_LARGE', `manifest of ${declared} bytes exceeds ${maxBytes}`);
+      }
+      const bytes = method === 'HEAD' ? Buffer.alloc(0) : await this.#bounded(res.body, maxBytes, 'manifest');
+      if (method === 'HEAD') await discard(res.body);
+      return { status: res.status, headers: res.headers, bytes };
     });
-    if (res.status === 404) {
-      await discard(res.body);
-      return undefined;
-    }
-    await this.#expectOk(res, [200]);
-    const declared = Number(header(res.headers, 'content-length'));
-    if (Number.isFinite(declared) && declared > maxBytes) {
-      dispose(res.body);
-      throw new UpstreamError('UPSTREAM_BODY_TOO_LARGE', `manifest of ${declared} bytes exceeds ${maxBytes}`);
-    }
-    const bytes = method === 'HEAD' ? Buffer.alloc(0) : await this.#bounded(res.body, maxBytes, 'manifest');
-    if (method === 'HEAD') await discard(res.body);
-    return { status: res.status, headers: res.headers, bytes };
   }
 
-  /** Opens a blob for streaming. The caller must consume or destroy `body`. */
+  /**
+   * Opens a blob for streaming. The caller must consume or destroy `body`. The time
+   * limit (retries included) covers the response headers; the body is the caller's
+   * to bound (idle and minimum-rate watchdogs), and `signal` ends it.
+   */
   async blob(repository: string, digest: string, signal?: AbortSignal): Promise<RawResponse> {
-    const res = await this.send('GET', `/v2/${repository}/blobs/${digest}`, { repository, signal });
-    await this.#expectOk(res, [200]);
-    return res;
+    const what = `GET /v2/${repository}/blobs/${digest}`;
+    const budget = new Budget(this.#timeouts.totalMs, signal);
+    try {
+      const res = await this.send('GET', `/v2/${repository}/blobs/${digest}`, { repository, signal: budget.signal });
+      await this.#expectOk(res, [200], what);
+      budget.release(true);
+      return res;
+    } catch (err) {
+      budget.release(false);
+      throw this.#timeout(err, budget, signal, what);
+    }
   }
 
   /** GET of a small JSON-ish document (tags list, referrers); any status is returned. */
@@ -164,48 +255,93 @@ export class RegistryClient {
     pathAndQuery: string,
     accept: string | undefined,
     maxBytes: number,
+    opts: CallOptions = {},
   ): Promise<BufferedResponse> {
-    const res = await this.send('GET', pathAndQuery, { repository, headers: accept ? { accept } : {} });
-    if (res.status >= 500 || res.status === 401 || res.status === 429) await this.#expectOk(res, [200]);
-    const bytes = await this.#bounded(res.body, maxBytes, 'response');
-    return { status: res.status, headers: res.headers, bytes };
+    const what = `GET ${pathAndQuery}`;
+    return this.#within(opts, what, async (signal) => {
+      const res = await this.send('GET', pathAndQuery, { repository, headers: accept ? { accept } : {}, signal });
+      if (res.status >= 500 || res.status === 401 || res.status === 429) await this.#expectOk(res, [200], what);
+      const bytes = await this.#bounded(res.body, maxBytes, 'response');
+      return { status: res.status, headers: res.headers, bytes };
+    });
+  }
+
+  /**
+   * Runs one logical request within `timeouts.totalMs` (retries, redirects, the token
+   * and the buffered body included), and within `opts.signal` (the deadline of the
+   * client request it serves).
+   */
+  async #within<T>(opts: CallOptions, what: string, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const budget = new Budget(this.#timeouts.totalMs, opts.signal);
+    try {
+      return await work(budget.signal);
+    } catch (err) {
+      throw this.#timeout(err, budget, opts.signal, what);
+    } finally {
+      budget.release(false);
+    }
+  }
+
+  /** The error to report when a request ended: a time limit that ran out wins over what it broke. */
+  #timeout(err: unknown, budget: Budget, outer: AbortSignal | undefined, what: string): unknown {
+    if (budget.expired) {
+      return this.#error('UPSTREAM_TIMEOUT', `did not answer ${what} within ${this.#timeouts.totalMs} ms`, err);
+    }
+    if (outer?.aborted && !(err instanceof UpstreamError && err.code !== 'UPSTREAM_UNAVAILABLE')) {
+      const reason = outer.reason as { name?: string } | undefined;
+      return reason?.name === 'TimeoutError'
+        ? this.#error('UPSTREAM_TIMEOUT', `had not answered ${what} when the request's time limit ran out`, err)
+        : this.#error('UPSTREAM_UNAVAILABLE', `${what} was cancelled`, err);
+    }
+    return err;
+  }
+
+  #error(
+    code: UpstreamErrorCode,
+    message: string,
+    cause?: unknown,
+    extra: { status?: number; retryAfterSeconds?: number; remote?: RemoteError } = {},
+  ): UpstreamError {
+    return new UpstreamError(code, `upstream ${this.host} ${message}`, {
+      ...(cause !== undefined ? { cause } : {}),
+      ...extra,
+      upstream: this.host,
+    });
   }
 
   async #bounded(body: Readable, max: number, what: string): Promise<Buffer> {
-    const timer = setTimeout(
-      () =>
-        body.destroy(
-          new UpstreamError('UPSTREAM_TIMEOUT', `${what} did not arrive within ${this.#timeouts.totalMs} ms`),
-        ),
-      this.#timeouts.totalMs,
-    );
     try {
       return await readBounded(body, max, what);
     } catch (err) {
-      throw err instanceof UpstreamError
-        ? err
-        : new UpstreamError('UPSTREAM_UNAVAILABLE', `reading ${what} failed`, { cause: err });
-    } finally {
-      clearTimeout(timer);
+      if (err instanceof UpstreamError) throw err;
+      throw this.#error('UPSTREAM_UNAVAILABLE', `broke off while sending the ${what} (${causeText(err)})`, err);
     }
   }
 
-  async #expectOk(res: RawResponse, ok: number[]): Promise<void> {
+  async #expectOk(res: RawResponse, ok: number[], what: string): Promise<void> {
     if (ok.includes(res.status)) return;
-    await discard(res.body);
+    const remote = await remoteError(res.body);
     const status = res.status;
-    if (status === 404) throw new UpstreamError('UPSTREAM_NOT_FOUND', 'not found upstream', { status });
+    const said = remote ? `: ${remote.message || remote.code}`.slice(0, 400) : '';
+    const extra = { status, ...(remote ? { remote } : {}) };
+    if (status === 404) throw this.#error('UPSTREAM_NOT_FOUND', `does not have ${what}${said}`, undefined, extra);
     if (status === 401)
-      throw new UpstreamError('UPSTREAM_UNAUTHORIZED', 'upstream refused our credentials', { status });
-    if (status === 403) throw new UpstreamError('UPSTREAM_DENIED', 'upstream denied access', { status });
+      throw this.#error('UPSTREAM_UNAUTHORIZED', `refused our credentials for ${what}${said}`, undefined, extra);
+    if (status === 403) throw this.#error('UPSTREAM_DENIED', `denied ${what}${said}`, undefined, extra);
     if (status === 429) {
-      throw new UpstreamError('UPSTREAM_TOO_MANY_REQUESTS', 'upstream is rate limiting', {
-        status,
+      throw this.#error('UPSTREAM_TOO_MANY_REQUESTS', `is rate limiting ${what}${said}`, undefined, {
+        ...extra,
         retryAfterSeconds: retryAfter(res.headers),
       });
     }
-    if (status >= 500) throw new UpstreamError('UPSTREAM_UNAVAILABLE', `upstream answered ${status}`, { status });
-    throw new UpstreamError('UPSTREAM_PROTOCOL', `unexpected upstream status ${status}`, { status });
+    if (status >= 500)
+      throw this.#error('UPSTREAM_UNAVAILABLE', `answered ${status} to ${what}${said}`, undefined, extra);
+    throw this.#error(
+      'UPSTREAM_PROTOCOL',
+      `answered ${what} with unexpected status ${status}${said}`,
+      undefined,
+      extra,
+    );
   }
 
   /**
@@ -225,8 +361,11 @@ export class RegistryClient {
       try {
         res = await this.#follow(method, this.#url(pathAndQuery), opts);
       } catch (err) {
-        if (err instanceof UpstreamError || attempt >= retries || opts.signal?.aborted) throw wrapNetwork(err);
-        await sleep(backoff(attempt));
+        // A silent upstream stays silent: time-outs are not tried again (the budget would go to waiting).
+        if (err instanceof UpstreamError || attempt >= retries || opts.signal?.aborted || isTimeout(err)) {
+          throw this.#network(err, `${method} ${pathAndQuery}`);
+        }
+        await sleep(backoff(attempt), undefined, opts.signal ? { signal: opts.signal } : {});
         continue;
       }
       if (res.status === 401 && !authRetried) {
@@ -241,12 +380,19 @@ export class RegistryClient {
         const wait = res.status === 429 ? (retryAfter(res.headers) ?? 0) * 1000 : 0;
         if (wait <= MAX_RETRY_AFTER_MS) {
           await discard(res.body);
-          await sleep(Math.max(wait, backoff(attempt)));
+          await sleep(Math.max(wait, backoff(attempt)), undefined, opts.signal ? { signal: opts.signal } : {});
           continue;
         }
       }
       return res;
     }
+  }
+
+  #network(err: unknown, what: string): UpstreamError {
+    if (err instanceof UpstreamError) return err;
+    if (isTimeout(err))
+      return this.#error('UPSTREAM_TIMEOUT', `did not answer ${what} within ${this.#timeouts.headersMs} ms`, err);
+    return this.#error('UPSTREAM_UNAVAILABLE', `could not be reached for ${what} (${causeText(err)})`, err);
   }
 
   #url(pathAndQuery: string): URL {
@@ -350,23 +496,29 @@ export class RegistryClient {
       dispatcher: trusted ? this.#dispatcher : this.#publicDispatcher,
       headersTimeout: this.#timeouts.headersMs,
       bodyTimeout: this.#timeouts.idleMs,
+      // Shared by every request waiting for this scope's token: bounded on its own.
+      signal: AbortSignal.timeout(this.#timeouts.totalMs),
+    }).catch((err: unknown) => {
+      throw this.#network(err, `GET ${url.origin}${url.pathname} (token)`);
     });
     this.#options.observe?.({ method: 'TOKEN', status: res.statusCode, ms: this.#now() - started });
     if (res.statusCode !== 200) {
       await discard(res.body);
       const code = res.statusCode === 401 || res.statusCode === 403 ? 'UPSTREAM_UNAUTHORIZED' : 'UPSTREAM_UNAVAILABLE';
-      throw new UpstreamError(code, `token endpoint answered ${res.statusCode}`, { status: res.statusCode });
+      throw this.#error(code, `token endpoint ${url.origin} answered ${res.statusCode}`, undefined, {
+        status: res.statusCode,
+      });
     }
     const bytes = await this.#bounded(res.body, MAX_TOKEN_BYTES, 'token response');
     let doc: unknown;
     try {
       doc = parseStrictJson(bytes, { maxDepth: 8 });
     } catch (cause) {
-      throw new UpstreamError('UPSTREAM_PROTOCOL', 'token response is not valid JSON', { cause });
+      throw this.#error('UPSTREAM_PROTOCOL', 'sent a token response that is not valid JSON', cause);
     }
     const value = isObject(doc) ? (doc.token ?? doc.access_token) : undefined;
     if (typeof value !== 'string' || value.length === 0)
-      throw new UpstreamError('UPSTREAM_PROTOCOL', 'token response has no token');
+      throw this.#error('UPSTREAM_PROTOCOL', 'sent a token response without a token');
     const expiresIn = isObject(doc) && typeof doc.expires_in === 'number' ? Math.max(60, doc.expires_in) : 60;
     return { value, expiresAt: this.#now() + (expiresIn - 5) * 1000 };
   }
@@ -396,11 +548,37 @@ function backoff(attempt: number): number {
   return 100 * 2 ** attempt;
 }
 
-function wrapNetwork(err: unknown): UpstreamError {
-  if (err instanceof UpstreamError) return err;
+function isTimeout(err: unknown): boolean {
   const code = (err as { code?: string })?.code;
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return new UpstreamError('UPSTREAM_TIMEOUT', 'upstream did not answer in time', { cause: err });
+  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT';
+}
+
+/** The short cause of a network failure: `ECONNREFUSED`, `socket hang up`. */
+export function causeText(err: unknown): string {
+  const e = err as { code?: string; message?: string; cause?: unknown } | undefined;
+  const inner = e?.cause as { code?: string; message?: string } | undefined;
+  return (inner?.code ?? e?.code ?? inner?.message ?? e?.message ?? String(err)).slice(0, 200);
+}
+
+/** The first OCI error of an error body (distribution-spec §Error codes), when it has one; bounded. */
+async function remoteError(body: Readable): Promise<RemoteError | undefined> {
+  let bytes: Buffer;
+  try {
+    bytes = await readBounded(body, 64 * 1024, 'error body');
+  } catch {
+    dispose(body);
+    return undefined;
   }
-  return new UpstreamError('UPSTREAM_UNAVAILABLE', 'upstream could not be reached', { cause: err });
+  try {
+    const doc = parseStrictJson(bytes, { maxDepth: 16 });
+    const first = isObject(doc) && Array.isArray(doc.errors) ? doc.errors[0] : undefined;
+    if (!isObject(first) || typeof first.code !== 'string') return undefined;
+    return {
+      code: first.code.slice(0, 100),
+      message: typeof first.message === 'string' ? first.message.slice(0, 2000) : '',
+      ...(isObject(first.detail) ? { detail: first.detail } : {}),
+    };
+  } catch {
+    return undefined;
+  }
 }
