@@ -12,6 +12,7 @@ export async function lintPolicyFiles(files: readonly string[], print: (line: st
         `${file}: ok (${p.format === 'containers-policy.json' ? 'containers-policy.json, ' : ''}${p.rules.length} rules, policy ${p.digest.text})`,
       );
       for (const note of p.notes ?? []) print(`${file}: note: ${note}`);
+      for (const w of p.warnings ?? []) print(formatDiagnostic({ ...w, message: `warning: ${w.message}` }));
     } catch (err) {
       if (!(err instanceof LoadError)) throw err;
       for (const d of err.diagnostics) print(formatDiagnostic(d));

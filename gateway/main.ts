@@ -71,6 +71,8 @@ export async function startGateway(
   const logger = options.logger ?? createLogger(config.logLevel);
   let policy: CompiledPolicy = config.policy ? await loadPolicyFile(config.policy) : await rejectEverythingPolicy();
   for (const note of policy.notes ?? []) logger.info({ event: 'policy.note', policy: policy.source }, note);
+  for (const w of policy.warnings ?? [])
+    logger.warn({ event: 'policy.warning', policy: policy.source }, formatDiagnostic(w));
   let reloading: Promise<boolean> = Promise.resolve(false);
   const reloadPolicy = (trigger: string): Promise<boolean> => {
     const policyFile = config.policy;
@@ -82,6 +84,8 @@ export async function startGateway(
         const previous = policy.digest.text;
         policy = next;
         for (const note of next.notes ?? []) logger.info({ event: 'policy.note', policy: next.source }, note);
+        for (const w of next.warnings ?? [])
+          logger.warn({ event: 'policy.warning', policy: next.source }, formatDiagnostic(w));
         logger.info(
           { event: 'policy.reloaded', trigger, policy: next.source, policyDigest: next.digest.text, previous },
           'policy reloaded',

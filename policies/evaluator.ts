@@ -1,12 +1,7 @@
-import { parseImageReference } from '../oci/reference.js';
-import { gpgIdentityProblem, intendedRef } from './gpg-identity.js';
 import type {
   CompiledPolicy,
-  CosignRequirement,
   Decision,
   Evidence,
-  GpgRequirement,
-  IdentityRule,
   IndexMode,
   Reason,
   ReasonCode,
@@ -15,9 +10,8 @@ import type {
   RuleAction,
   Subject,
 } from './model.js';
+import { checkRequirements } from './requirements.js';
 import { selectRule } from './scope.js';
-import { verifyCosignSignature } from './verifiers/cosign.js';
-import { verifyGpgSignature } from './verifiers/gpg.js';
 
 /**
  * The decision for one subject. Pure: no I/O, no logging, and the clock only as
@@ -54,7 +48,14 @@ export async function evaluate(
       reasons: [{ code: 'policy.revoked', message: `${subject.digest.text} is revoked${why ? `: ${why}` : ''}` }],
     };
   }
-  const result = await decide(action, rule?.index ?? 'either', subject, evidence, now);
+  const result = await decide(
+    action,
+    policy.format !== 'containers-policy.json',
+    rule?.index ?? 'either',
+    subject,
+    evidence,
+    now,
+  );
   if (result.allowed || mode === 'enforce') {
     return {
       ...base,
@@ -217,6 +218,7 @@ interface Outcome {
 
 async function decide(
   action: RuleAction,
+  distinctSigners: boolean,
   index: IndexMode,
   subject: Subject,
   evidence: Evidence,
@@ -247,13 +249,9 @@ async function decide(
           ],
         };
       }
-      const reasons: Reason[] = [];
-      let failed: ReasonCode | undefined;
-      for (const [i, req] of action.requirements.entries()) {
-        const r = await checkRequirement(req, [i], subject, evidence, now);
-        reasons.push(...r.reasons);
-        if (!r.held && failed === undefined) failed = r.primary;
-      }
+      const checked = await checkRequirements(action.requirements, distinctSigners, subject, evidence, now);
+      const reasons = checked.reasons;
+      const failed = checked.held ? undefined : (checked.denial ?? 'requirement.not_enough');
       const covered = evidence.coveringIndex !== undefined && index !== 'signed-platform' && subject.kind !== 'index';
       if (index === 'signed-index' && subject.kind !== 'index') {
         // A platform manifest counts only through a signed index that lists it.
@@ -299,244 +297,4 @@ async function decide(
 
 function deny(reasons: Reason[]): Outcome {
   return { allowed: false, attestable: false, reasons, denial: reasons[0]?.code ?? 'policy.rejected' };
-}
-
-interface RequirementResult {
-  readonly held: boolean;
-  readonly reasons: Reason[];
-  readonly primary: ReasonCode;
-}
-
-/** `path`: where the requirement sits, e.g. [1, 0] for the first child of the second requirement. */
-async function checkRequirement(
-  req: Requirement,
-  path: readonly number[],
-  subject: Subject,
-  evidence: Evidence,
-  now: Date,
-): Promise<RequirementResult> {
-  const index = path[0] ?? 0;
-  if (req.kind === 'gpg') return checkGpg(req, index, subject, evidence, now);
-  if (req.kind === 'cosign') return checkCosign(req, index, subject, evidence);
-  const results: RequirementResult[] = [];
-  for (const [i, child] of req.of.entries())
-    results.push(await checkRequirement(child, [...path, i], subject, evidence, now));
-  const held = results.filter((r) => r.held).length;
-  const need = req.kind === 'allOf' ? req.of.length : req.kind === 'anyOf' ? 1 : req.count;
-  const reasons = results.flatMap((r) => r.reasons);
-  if (held >= need) return { held: true, reasons, primary: 'signature.verified' };
-  const what = req.kind === 'allOf' ? 'all' : req.kind === 'anyOf' ? 'any' : `at least ${need}`;
-  reasons.push({
-    code: 'requirement.not_enough',
-    message: `${held} of ${req.of.length} held; ${what} of them must (requirement ${path.map((p) => p + 1).join('.')})`,
-    requirement: index,
-  });
-  const primary =
-    FAILURE_RANK.find((code) => results.some((r) => !r.held && r.primary === code)) ?? 'requirement.not_enough';
-  return { held: false, reasons, primary };
-}
-
-/** Most telling first: a signature for another digest says more than a missing one. */
-const FAILURE_RANK: readonly ReasonCode[] = [
-  'signature.digest_mismatch',
-  'signature.identity_mismatch',
-  'signature.payload_invalid',
-  'signature.key_revoked',
-  'signature.key_expired',
-  'signature.untrusted_key',
-  'signature.invalid',
-  'evidence.unavailable',
-  'signature.missing',
-];
-
-function checkCosign(req: CosignRequirement, index: number, subject: Subject, evidence: Evidence): RequirementResult {
-  const reasons: Reason[] = [];
-  for (const problem of evidence.problems) {
-    reasons.push({
-      code: 'evidence.unavailable',
-      message: problem.message,
-      requirement: index,
-      evidence: problem.source,
-    });
-  }
-  for (const sig of evidence.cosign) {
-    const v = verifyCosignSignature(sig, req.keys);
-    if (!v.ok) {
-      reasons.push({ code: v.code, message: v.message, requirement: index, evidence: sig.source });
-      continue;
-    }
-    const key = v.key.source;
-    if (v.claims.type !== 'cosign container image signature') {
-      reasons.push({
-        code: 'signature.payload_invalid',
-        message: `payload type is ${JSON.stringify(v.claims.type)}, not "cosign container image signature"`,
-        requirement: index,
-        evidence: sig.source,
-        key,
-      });
-      continue;
-    }
-    if (v.claims.digest !== subject.digest.text) {
-      reasons.push({
-        code: 'signature.digest_mismatch',
-        message: `signature is for ${v.claims.digest}, not ${subject.digest.text}`,
-        requirement: index,
-        evidence: sig.source,
-        key,
-      });
-      continue;
-    }
-    const identity = req.signedIdentity
-      ? gpgIdentityProblem(
-          req.signedIdentity,
-          v.claims.identity,
-          intendedRef(subject.name, subject.tag, subject.digest.text),
-        )
-      : identityProblem(req.identity, v.claims.identity, subject.name);
-    if (identity !== undefined) {
-      reasons.push({
-        code: 'signature.identity_mismatch',
-        message: identity,
-        requirement: index,
-        evidence: sig.source,
-        key,
-      });
-      continue;
-    }
-    reasons.push({
-      code: 'signature.verified',
-      message: `cosign signature by ${key} (sha256:${v.key.fingerprint.slice(0, 16)}…)`,
-      requirement: index,
-      evidence: sig.source,
-      key,
-    });
-    return { held: true, reasons, primary: 'signature.verified' };
-  }
-  if (evidence.cosign.length === 0) {
-    reasons.push({
-      code: 'signature.missing',
-      message: `no cosign signature found for ${subject.digest.text}`,
-      requirement: index,
-    });
-  }
-  const primary = FAILURE_RANK.find((code) => reasons.some((r) => r.code === code)) ?? 'signature.missing';
-  return { held: false, reasons, primary };
-}
-
-/**
- * A GPG simple-signing requirement holds when at least one signature verifies with
- * one of its keys, signs exactly this digest, and names an acceptable identity.
- */
-async function checkGpg(
-  req: GpgRequirement,
-  index: number,
-  subject: Subject,
-  evidence: Evidence,
-  now: Date,
-): Promise<RequirementResult> {
-  const reasons: Reason[] = [];
-  for (const problem of evidence.problems) {
-    reasons.push({
-      code: 'evidence.unavailable',
-      message: problem.message,
-      requirement: index,
-      evidence: problem.source,
-    });
-  }
-  const signatures = evidence.gpg ?? [];
-  // containers/image gives up on the whole image when a blob is not an OpenPGP message at all; so do we.
-  const unrecognized = signatures.filter((s) => !looksLikeOpenPgp(s.blob));
-  if (unrecognized.length > 0) {
-    for (const s of unrecognized)
-      reasons.push({
-        code: 'signature.invalid',
-        message: `unrecognized signature format (first byte 0x${(s.blob[0] ?? 0).toString(16).padStart(2, '0')}); a lookaside that serves this fails every pull of the image`,
-        requirement: index,
-        evidence: s.source,
-      });
-    return { held: false, reasons, primary: 'signature.invalid' };
-  }
-  const intended = intendedRef(subject.name, subject.tag, subject.digest.text);
-  for (const sig of signatures) {
-    const v = await verifyGpgSignature(sig, req.keys, now);
-    if (!v.ok) {
-      reasons.push({ code: v.code, message: v.message, requirement: index, evidence: sig.source });
-      continue;
-    }
-    const key = `${v.key.source} (${v.key.fingerprint})`;
-    if (v.claims.digest !== subject.digest.text) {
-      reasons.push({
-        code: 'signature.digest_mismatch',
-        message: `GPG signature is for ${v.claims.digest}, not ${subject.digest.text}`,
-        requirement: index,
-        evidence: sig.source,
-        key,
-      });
-      continue;
-    }
-    const identity = gpgIdentityProblem(req.identity, v.claims.identity, intended);
-    if (identity !== undefined) {
-      reasons.push({
-        code: 'signature.identity_mismatch',
-        message: identity,
-        requirement: index,
-        evidence: sig.source,
-        key,
-      });
-      continue;
-    }
-    reasons.push({
-      code: 'signature.verified',
-      message: `GPG signature by ${key}`,
-      requirement: index,
-      evidence: sig.source,
-      key,
-    });
-    return { held: true, reasons, primary: 'signature.verified' };
-  }
-  if (signatures.length === 0)
-    reasons.push({
-      code: 'signature.missing',
-      message: `no GPG signature found for ${subject.digest.text}`,
-      requirement: index,
-    });
-  const primary = FAILURE_RANK.find((code) => reasons.some((r) => r.code === code)) ?? 'signature.missing';
-  return { held: false, reasons, primary };
-}
-
-/**
- * The first byte of a binary OpenPGP signed message as containers/image recognises it
- * (internal/signature FromBlob): compressed data, one-pass signature or signature
- * packets, old or new format. ASCII armour (0x2d) is not among them.
- */
-function looksLikeOpenPgp(blob: Uint8Array): boolean {
-  const b = blob[0];
-  if (b === undefined) return false;
-  return (
-    (b >= 0xa0 && b <= 0xa3) ||
-    b === 0xc8 ||
-    (b >= 0x90 && b <= 0x92) ||
-    b === 0xc4 ||
-    (b >= 0x88 && b <= 0x8b) ||
-    b === 0xc2
-  );
-}
-
-/** Undefined when the signed identity is acceptable for `name`, else why not. */
-function identityProblem(rule: IdentityRule, signed: string, name: string): string | undefined {
-  if (rule.kind === 'any') return undefined;
-  let signedName: string;
-  try {
-    const ref = parseImageReference(signed);
-    signedName = `${ref.host}/${ref.repository}`;
-  } catch {
-    return `signed identity ${JSON.stringify(signed)} is not a valid image reference`;
-  }
-  let expected: string;
-  if (rule.kind === 'repository') expected = name;
-  else if (rule.kind === 'exact') expected = rule.repository;
-  else if (name === rule.prefix || name.startsWith(`${rule.prefix}/`))
-    expected = rule.signedPrefix + name.slice(rule.prefix.length);
-  else expected = name;
-  return signedName === expected ? undefined : `signed identity ${signedName} does not match ${expected}`;
 }

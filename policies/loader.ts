@@ -205,6 +205,31 @@ export async function compilePolicy(
     return { kind: 'remap', prefix: normalizeScope(prefix), signedPrefix: normalizeScope(signedPrefix) };
   };
 
+  /**
+   * Members of allOf/atLeast (and a rule's require list) that trust a key in common:
+   * one signature by it counts toward one of them only, which is rarely what was meant.
+   */
+  const warnOverlap = (members: readonly Requirement[], node: Node, where: string): void => {
+    const keysOf = (r: Requirement): Map<string, string> => {
+      if (r.kind === 'cosign') return new Map(r.keys.map((k) => [`cosign:${k.fingerprint}`, k.source]));
+      if (r.kind === 'gpg')
+        return new Map(r.keys.map((k) => [`gpg:${k.fingerprint}`, `${k.source} (${k.fingerprint})`]));
+      return new Map(r.of.flatMap((c) => [...keysOf(c)]));
+    };
+    const sets = members.map(keysOf);
+    for (let i = 0; i < sets.length; i++) {
+      for (let j = i + 1; j < sets.length; j++) {
+        const shared = [...(sets[i] as Map<string, string>)].filter(([fp]) => (sets[j] as Map<string, string>).has(fp));
+        if (shared.length === 0) continue;
+        src.warn(
+          node,
+          `${where}: members ${i + 1} and ${j + 1} both trust ${shared.map(([, name]) => name).join(', ')}; a signer counts toward one member only, so one signature by it cannot satisfy both`,
+          "list each signer's key in one member (k-of-n: one member per signer)",
+        );
+      }
+    }
+  };
+
   const requirementList = async (
     node: Node | null | undefined,
     where: string,
@@ -233,6 +258,7 @@ export async function compilePolicy(
           m.get('atLeast'),
           `${where}.atLeast is ${count} but only ${of.length} requirements are listed`,
         );
+      if (of && count !== undefined) warnOverlap(of, m.get('of') ?? node, `${where}.of`);
       return of && count !== undefined ? { kind: 'atLeast', count, of } : undefined;
     }
     if (m.size !== 1)
@@ -244,6 +270,7 @@ export async function compilePolicy(
     for (const k of ['allOf', 'anyOf'] as const) {
       if (!m.has(k)) continue;
       const of = await requirementList(m.get(k), `${where}.${k}`, depth);
+      if (of && k === 'allOf') warnOverlap(of, m.get(k) ?? node, `${where}.${k}`);
       return of ? { kind: k, count: k === 'allOf' ? of.length : 1, of } : undefined;
     }
     if (m.has('gpg')) {
@@ -296,6 +323,8 @@ export async function compilePolicy(
       );
     const reqs: (Requirement | undefined)[] = [];
     for (const [i, r] of list.entries()) reqs.push(await requirement(r, `${where}.require[${i}]`));
+    if (reqs.every((r) => r !== undefined))
+      warnOverlap(reqs as Requirement[], m.get('require') ?? node, `${where}.require`);
     return reqs.every((r) => r !== undefined) ? { kind: 'require', requirements: reqs as Requirement[] } : undefined;
   };
 
@@ -385,6 +414,7 @@ export async function compilePolicy(
   return Object.freeze({
     source: file,
     format: 'portcullis' as const,
+    warnings: src.warnings,
     keyFiles: files.paths(),
     digest: parseDigest(`sha256:${hash.digest('hex')}`),
     defaultAction,

@@ -109,6 +109,8 @@ export interface CompiledPolicy {
   readonly format?: 'portcullis' | 'containers-policy.json' | undefined;
   /** Things a person should know that are not errors (parts of the file that do not apply to a gateway). */
   readonly notes?: readonly string[] | undefined;
+  /** Findings with a place in the file that do not stop it from loading (overlapping key lists). */
+  readonly warnings?: readonly import('./diagnostics.js').Diagnostic[] | undefined;
   /** The key files it read, as it names them (relative to the policy file unless absolute). */
   readonly keyFiles?: readonly string[] | undefined;
   /** sha256 over the policy file and every key file it names. */
@@ -167,6 +169,7 @@ export type ReasonCode =
   | 'requirement.not_enough'
   | 'signature.verified'
   | 'signature.covered_by_index'
+  | 'signature.counted_elsewhere'
   | 'signature.missing'
   | 'signature.invalid'
   | 'signature.untrusted_key'

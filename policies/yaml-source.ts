@@ -8,6 +8,8 @@ import type { Diagnostic } from './diagnostics.js';
  */
 export class YamlSource {
   readonly diagnostics: Diagnostic[] = [];
+  /** Findings that do not stop the file from loading (policy lint prints them as warnings). */
+  readonly warnings: Diagnostic[] = [];
   readonly #lines = new LineCounter();
   readonly #root: Node | null | undefined;
 
@@ -51,6 +53,11 @@ export class YamlSource {
     const pos = this.#lines.linePos(offset);
     this.diagnostics.push({ file: this.file, line: pos.line, column: pos.col, message, hint });
     return undefined;
+  }
+
+  warn(node: Node | Pair | null | undefined, message: string, hint?: string): void {
+    const pos = this.#lines.linePos(rangeOf(node));
+    this.warnings.push({ file: this.file, line: pos.line, column: pos.col, message, hint });
   }
 
   /** A mapping with only the given keys (any key when `known` is undefined); `required` keys must be present. */

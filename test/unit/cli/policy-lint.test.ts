@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -53,5 +54,37 @@ test('every command answers --help', () => {
     const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
     assert.equal(r.status, 0, args.join(' '));
     assert.match(r.stdout, /Usage: portcullis/);
+  }
+});
+
+test('portcullis policy lint warns, with line and column, when members of a combinator trust the same key', () => {
+  const dir = tempDir();
+  try {
+    writeFileSync(join(dir.path, 'a.pub'), fixture('cosign-tv1/cosign.pub'));
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    writeFileSync(join(dir.path, 'b.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
+    writeFileSync(
+      join(dir.path, 'overlap.yaml'),
+      [
+        'rules:',
+        '  - scope: reg.example/team',
+        '    require:',
+        '      - atLeast: 2',
+        '        of:',
+        '          - cosign: { keys: [a.pub, b.pub] }',
+        '          - cosign: { keys: [b.pub] }',
+        '',
+      ].join('\n'),
+    );
+    const r = spawnSync(process.execPath, [CLI, 'policy', 'lint', join(dir.path, 'overlap.yaml')], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, 'a warning does not fail the lint');
+    assert.match(
+      r.stdout,
+      /overlap\.yaml:6:\d+: warning: rules\[0\]\.require\[0\]\.of: members 1 and 2 both trust b\.pub/,
+    );
+  } finally {
+    dir.cleanup();
   }
 });

@@ -155,3 +155,18 @@ test('what the gateway does not implement, and malformed files, are load errors 
     'duplicate keys',
   );
 });
+
+test('a containers-policy.json requirement list is checked as podman checks it: one signature may satisfy each', async () => {
+  const { cosignEvidence, cosignTestKey } = await import('../../helpers/signatures.js');
+  const k = cosignTestKey();
+  const data = Buffer.from(k.pem).toString('base64');
+  const signed = { type: 'sigstoreSigned', keyData: data, signedIdentity: { type: 'matchRepository' } };
+  const p = await compile({ default: reject, transports: { docker: { 'reg.example/team': [signed, signed] } } });
+  const name = 'reg.example/team/app';
+  const d = await evaluate(
+    p,
+    { name, digest },
+    { cosign: [cosignEvidence(k.privateKey, digest.text, name, 'sig 0')], problems: [] },
+  );
+  assert.equal(d.allowed, true);
+});

@@ -38,7 +38,49 @@ test('atLeast 2 of 3 signers: two distinct signers are enough, one is not', asyn
   const one = await decide(p, signedBy(b));
   assert.equal(one.allowed, false);
   assert.ok(one.reasons.some((r) => r.code === 'requirement.not_enough'));
-  assert.equal(one.denial, 'signature.untrusted_key', 'the most telling failure of the unmet children');
+  assert.ok(
+    one.reasons.some((r) => r.code === 'signature.untrusted_key'),
+    'each member says why it failed',
+  );
+  assert.equal(one.denial, 'requirement.not_enough', 'the headline of a failed combinator');
+});
+
+const KS = (...k: string[]) => `{ cosign: { keys: [${k.join(', ')}] } }`;
+
+test('combinators count signers: one signature never satisfies two members whose key lists overlap', async () => {
+  const p = rule(
+    `    require:\n      - atLeast: 2\n        of: [${KS('a.pub', 'b.pub')}, ${KS('b.pub', 'c.pub')}, ${KS('c.pub')}]\n`,
+  );
+  const one = await decide(p, signedBy(b));
+  assert.equal(one.allowed, false);
+  assert.equal(one.denial, 'requirement.not_enough');
+  assert.ok(one.reasons.some((r) => r.code === 'signature.counted_elsewhere'));
+  assert.equal(one.reasons.filter((r) => r.code === 'signature.verified').length, 1, 'b counts once');
+  // Two signatures by the same key are still one signer.
+  assert.equal((await decide(p, signedBy(b, b))).allowed, false);
+  assert.equal((await decide(p, signedBy(a, b))).allowed, true);
+  assert.equal((await decide(p, signedBy(b, c))).allowed, true);
+});
+
+test('which signer counts where does not depend on the order of the signatures', async () => {
+  // The first member could take b, leaving the second nothing: the search gives it c instead.
+  const p = rule(`    require:\n      - allOf: [${KS('b.pub', 'c.pub')}, ${KS('b.pub')}]\n`);
+  for (const order of [signedBy(b, c), signedBy(c, b)]) {
+    const d = await decide(p, order);
+    assert.equal(d.allowed, true);
+    assert.deepEqual(
+      d.reasons.filter((r) => r.code === 'signature.verified').map((r) => r.key),
+      ['c.pub', 'b.pub'],
+    );
+  }
+});
+
+test("the entries of a rule's require list need a signer each too", async () => {
+  const p = rule(`    require:\n      - ${KS('a.pub', 'b.pub')}\n      - ${KS('b.pub')}\n`);
+  const d = await decide(p, signedBy(b));
+  assert.equal(d.allowed, false);
+  assert.equal(d.denial, 'requirement.not_enough');
+  assert.equal((await decide(p, signedBy(a, b))).allowed, true);
 });
 
 test('anyOf and allOf nest, and requirements in a list are all needed', async () => {

@@ -1,0 +1,252 @@
+import { parseImageReference } from '../oci/reference.js';
+import { gpgIdentityProblem, intendedRef } from './gpg-identity.js';
+import type {
+  CosignRequirement,
+  Evidence,
+  GpgRequirement,
+  IdentityRule,
+  Reason,
+  ReasonCode,
+  Subject,
+} from './model.js';
+import { verifyCosignSignature } from './verifiers/cosign.js';
+import { verifyGpgSignature } from './verifiers/gpg.js';
+
+/**
+ * One signature requirement (cosign or GPG) checked against the evidence: every
+ * signature that verifies with one of its keys and makes the right claims about this
+ * digest is a candidate, one per signer (`cosign:<key fingerprint>`,
+ * `gpg:<primary key fingerprint>`); everything else is a reason. Which candidate
+ * counts, and whether a signer already counted elsewhere, the combinators decide
+ * (requirements.ts). Pure.
+ */
+export interface Candidate {
+  readonly signer: string;
+  /** The `signature.verified` reason, given when this candidate counts. */
+  readonly reason: Reason;
+}
+
+export interface LeafCheck {
+  /** Why signatures did not count (never `signature.verified`). */
+  readonly reasons: Reason[];
+  readonly candidates: Candidate[];
+  /** The most telling failure, when there is no candidate. */
+  readonly primary: ReasonCode;
+}
+
+/** Most telling first: a signature for another digest says more than a missing one. */
+export const FAILURE_RANK: readonly ReasonCode[] = [
+  'signature.digest_mismatch',
+  'signature.identity_mismatch',
+  'signature.payload_invalid',
+  'signature.key_revoked',
+  'signature.key_expired',
+  'signature.untrusted_key',
+  'signature.invalid',
+  'evidence.unavailable',
+  'signature.missing',
+];
+
+export function checkCosign(req: CosignRequirement, index: number, subject: Subject, evidence: Evidence): LeafCheck {
+  const reasons: Reason[] = [];
+  const candidates: Candidate[] = [];
+  for (const problem of evidence.problems) {
+    reasons.push({
+      code: 'evidence.unavailable',
+      message: problem.message,
+      requirement: index,
+      evidence: problem.source,
+    });
+  }
+  for (const sig of evidence.cosign) {
+    const v = verifyCosignSignature(sig, req.keys);
+    if (!v.ok) {
+      reasons.push({ code: v.code, message: v.message, requirement: index, evidence: sig.source });
+      continue;
+    }
+    const key = v.key.source;
+    if (v.claims.type !== 'cosign container image signature') {
+      reasons.push({
+        code: 'signature.payload_invalid',
+        message: `payload type is ${JSON.stringify(v.claims.type)}, not "cosign container image signature"`,
+        requirement: index,
+        evidence: sig.source,
+        key,
+      });
+      continue;
+    }
+    if (v.claims.digest !== subject.digest.text) {
+      reasons.push({
+        code: 'signature.digest_mismatch',
+        message: `signature is for ${v.claims.digest}, not ${subject.digest.text}`,
+        requirement: index,
+        evidence: sig.source,
+        key,
+      });
+      continue;
+    }
+    const identity = req.signedIdentity
+      ? gpgIdentityProblem(
+          req.signedIdentity,
+          v.claims.identity,
+          intendedRef(subject.name, subject.tag, subject.digest.text),
+        )
+      : identityProblem(req.identity, v.claims.identity, subject.name);
+    if (identity !== undefined) {
+      reasons.push({
+        code: 'signature.identity_mismatch',
+        message: identity,
+        requirement: index,
+        evidence: sig.source,
+        key,
+      });
+      continue;
+    }
+    const signer = `cosign:${v.key.fingerprint}`;
+    if (candidates.some((c) => c.signer === signer)) continue;
+    candidates.push({
+      signer,
+      reason: {
+        code: 'signature.verified',
+        message: `cosign signature by ${key} (sha256:${v.key.fingerprint.slice(0, 16)}…)`,
+        requirement: index,
+        evidence: sig.source,
+        key,
+      },
+    });
+  }
+  if (evidence.cosign.length === 0) {
+    reasons.push({
+      code: 'signature.missing',
+      message: `no cosign signature found for ${subject.digest.text}`,
+      requirement: index,
+    });
+  }
+  return { reasons, candidates, primary: rank(reasons) };
+}
+
+function rank(reasons: readonly Reason[]): ReasonCode {
+  return FAILURE_RANK.find((code) => reasons.some((r) => r.code === code)) ?? 'signature.missing';
+}
+
+/**
+ * A GPG simple-signing signature is a candidate when it verifies with one of the
+ * requirement's keys, signs exactly this digest, and names an acceptable identity.
+ */
+export async function checkGpg(
+  req: GpgRequirement,
+  index: number,
+  subject: Subject,
+  evidence: Evidence,
+  now: Date,
+): Promise<LeafCheck> {
+  const reasons: Reason[] = [];
+  const candidates: Candidate[] = [];
+  for (const problem of evidence.problems) {
+    reasons.push({
+      code: 'evidence.unavailable',
+      message: problem.message,
+      requirement: index,
+      evidence: problem.source,
+    });
+  }
+  const signatures = evidence.gpg ?? [];
+  // containers/image gives up on the whole image when a blob is not an OpenPGP message at all; so do we.
+  const unrecognized = signatures.filter((s) => !looksLikeOpenPgp(s.blob));
+  if (unrecognized.length > 0) {
+    for (const s of unrecognized)
+      reasons.push({
+        code: 'signature.invalid',
+        message: `unrecognized signature format (first byte 0x${(s.blob[0] ?? 0).toString(16).padStart(2, '0')}); a lookaside that serves this fails every pull of the image`,
+        requirement: index,
+        evidence: s.source,
+      });
+    return { reasons, candidates, primary: 'signature.invalid' };
+  }
+  const intended = intendedRef(subject.name, subject.tag, subject.digest.text);
+  for (const sig of signatures) {
+    const v = await verifyGpgSignature(sig, req.keys, now);
+    if (!v.ok) {
+      reasons.push({ code: v.code, message: v.message, requirement: index, evidence: sig.source });
+      continue;
+    }
+    const key = `${v.key.source} (${v.key.fingerprint})`;
+    if (v.claims.digest !== subject.digest.text) {
+      reasons.push({
+        code: 'signature.digest_mismatch',
+        message: `GPG signature is for ${v.claims.digest}, not ${subject.digest.text}`,
+        requirement: index,
+        evidence: sig.source,
+        key,
+      });
+      continue;
+    }
+    const identity = gpgIdentityProblem(req.identity, v.claims.identity, intended);
+    if (identity !== undefined) {
+      reasons.push({
+        code: 'signature.identity_mismatch',
+        message: identity,
+        requirement: index,
+        evidence: sig.source,
+        key,
+      });
+      continue;
+    }
+    const signer = `gpg:${v.key.fingerprint}`;
+    if (candidates.some((c) => c.signer === signer)) continue;
+    candidates.push({
+      signer,
+      reason: {
+        code: 'signature.verified',
+        message: `GPG signature by ${key}`,
+        requirement: index,
+        evidence: sig.source,
+        key,
+      },
+    });
+  }
+  if (signatures.length === 0)
+    reasons.push({
+      code: 'signature.missing',
+      message: `no GPG signature found for ${subject.digest.text}`,
+      requirement: index,
+    });
+  return { reasons, candidates, primary: rank(reasons) };
+}
+
+/**
+ * The first byte of a binary OpenPGP signed message as containers/image recognises it
+ * (internal/signature FromBlob): compressed data, one-pass signature or signature
+ * packets, old or new format. ASCII armour (0x2d) is not among them.
+ */
+function looksLikeOpenPgp(blob: Uint8Array): boolean {
+  const b = blob[0];
+  if (b === undefined) return false;
+  return (
+    (b >= 0xa0 && b <= 0xa3) ||
+    b === 0xc8 ||
+    (b >= 0x90 && b <= 0x92) ||
+    b === 0xc4 ||
+    (b >= 0x88 && b <= 0x8b) ||
+    b === 0xc2
+  );
+}
+
+/** Undefined when the signed identity is acceptable for `name`, else why not. */
+function identityProblem(rule: IdentityRule, signed: string, name: string): string | undefined {
+  if (rule.kind === 'any') return undefined;
+  let signedName: string;
+  try {
+    const ref = parseImageReference(signed);
+    signedName = `${ref.host}/${ref.repository}`;
+  } catch {
+    return `signed identity ${JSON.stringify(signed)} is not a valid image reference`;
+  }
+  let expected: string;
+  if (rule.kind === 'repository') expected = name;
+  else if (rule.kind === 'exact') expected = rule.repository;
+  else if (name === rule.prefix || name.startsWith(`${rule.prefix}/`))
+    expected = rule.signedPrefix + name.slice(rule.prefix.length);
+  else expected = name;
+  return signedName === expected ? undefined : `signed identity ${signedName} does not match ${expected}`;
+}
