@@ -7,9 +7,7 @@ import {
   openSync,
   readFileSync,
   unlinkSync,
-  watch,
   writeFileSync,
-  type FSWatcher,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -24,6 +22,7 @@ import { buildApp, type GatewayApp } from './http/app.js';
 import { createMetrics } from './metrics.js';
 import { SqliteMetadataStore } from './metadata/sqlite-metadata-store.js';
 import { FsBlobStore } from './store/fs-blob-store.js';
+import { watchPolicy } from './policy-watch.js';
 import { loadRegistriesD } from './registries-d.js';
 import { openUpstream, Upstreams, type Upstream } from './upstreams.js';
 
@@ -73,6 +72,7 @@ export async function startGateway(
   for (const note of policy.notes ?? []) logger.info({ event: 'policy.note', policy: policy.source }, note);
   for (const w of policy.warnings ?? [])
     logger.warn({ event: 'policy.warning', policy: policy.source }, formatDiagnostic(w));
+  const metrics = createMetrics();
   let reloading: Promise<boolean> = Promise.resolve(false);
   const reloadPolicy = (trigger: string): Promise<boolean> => {
     const policyFile = config.policy;
@@ -80,7 +80,11 @@ export async function startGateway(
     reloading = reloading.then(async () => {
       try {
         const next = await loadPolicyFile(policyFile);
-        if (next.digest.text === policy.digest.text) return false;
+        if (next.digest.text === policy.digest.text) {
+          metrics.policyReloads.inc({ result: 'unchanged' });
+          return false;
+        }
+        metrics.policyReloads.inc({ result: 'reloaded' });
         const previous = policy.digest.text;
         policy = next;
         for (const note of next.notes ?? []) logger.info({ event: 'policy.note', policy: next.source }, note);
@@ -93,6 +97,7 @@ export async function startGateway(
         watcher?.refresh();
         return true;
       } catch (err) {
+        metrics.policyReloads.inc({ result: 'failed' });
         const diagnostics = err instanceof LoadError ? err.diagnostics.map(formatDiagnostic) : [(err as Error).message];
         logger.error(
           { event: 'policy.reload_failed', trigger, policy: policyFile, diagnostics, policyDigest: policy.digest.text },
@@ -104,16 +109,17 @@ export async function startGateway(
     return reloading;
   };
   const policyPath = config.policy;
-  const keyDirs = () =>
-    policyPath === undefined ? [] : (policy.keyFiles ?? []).map((k) => dirname(resolve(dirname(policyPath), k)));
   const watcher =
     policyPath === undefined
       ? undefined
-      : watchPolicy(policyPath, keyDirs, () => void reloadPolicy('file change'), logger);
+      : watchPolicy(
+          () => [resolve(policyPath), ...(policy.keyFiles ?? []).map((k) => resolve(dirname(policyPath), k))],
+          () => void reloadPolicy('file change'),
+          logger,
+        );
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await FsBlobStore.open(join(config.dataDir, 'store'));
   const metadata = new SqliteMetadataStore(join(config.dataDir, 'metadata.db'));
-  const metrics = createMetrics();
   const registriesD = config.registriesD ? loadRegistriesD(config.registriesD) : undefined;
   const upstreamList: Upstream[] = config.upstreams.map((u) =>
     openUpstream(u, env, registriesD, (o) =>
@@ -183,61 +189,6 @@ export async function startGateway(
       await gateway.blobs.drain();
       await Promise.all(upstreamList.map((u) => u.client.close()));
       await metadata.close();
-    },
-  };
-}
-
-/**
- * Watches the directory of the policy file and those of the key files it names
- * (editors, and Kubernetes ConfigMaps, replace files by renaming) and calls `changed`
- * once things settle; the directories are taken again after every reload. A reload
- * that finds the same policy digest changes nothing.
- */
-function watchPolicy(
-  path: string,
-  keyDirs: () => string[],
-  changed: () => void,
-  logger: Logger,
-): { close(): void; refresh(): void } {
-  let timer: NodeJS.Timeout | undefined;
-  const watchers = new Map<string, FSWatcher>();
-  const refresh = () => {
-    const wanted = new Set([dirname(path), ...keyDirs()]);
-    for (const [dir, w] of watchers) {
-      if (!wanted.has(dir)) {
-        w.close();
-        watchers.delete(dir);
-      }
-    }
-    for (const dir of wanted) {
-      if (watchers.has(dir)) continue;
-      try {
-        const w = watch(dir, { persistent: false }, () => {
-          clearTimeout(timer);
-          timer = setTimeout(changed, 200);
-        });
-        w.on('error', (err) =>
-          logger.warn(
-            { event: 'policy.watch_failed', dir, err: err.message },
-            'cannot watch a policy directory; reload with SIGHUP',
-          ),
-        );
-        watchers.set(dir, w);
-      } catch (err) {
-        logger.warn(
-          { event: 'policy.watch_failed', dir, err: (err as Error).message },
-          'cannot watch a policy directory; reload with SIGHUP',
-        );
-      }
-    }
-  };
-  refresh();
-  return {
-    refresh,
-    close: () => {
-      clearTimeout(timer);
-      for (const w of watchers.values()) w.close();
-      watchers.clear();
     },
   };
 }

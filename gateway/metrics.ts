@@ -9,6 +9,7 @@ export interface Metrics {
   readonly bytesFetched: Counter;
   readonly decisions: Counter<'result'>;
   readonly upstreamLatency: Histogram<'upstream' | 'method' | 'status'>;
+  readonly policyReloads: Counter<'result'>;
 }
 
 export function createMetrics(): Metrics {
@@ -45,6 +46,12 @@ export function createMetrics(): Metrics {
       help: 'Time to upstream response headers',
       labelNames: ['upstream', 'method', 'status'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    policyReloads: new Counter({
+      name: 'portcullis_policy_reloads_total',
+      help: 'Policy reloads (file change or SIGHUP), by result: reloaded, unchanged, failed',
+      labelNames: ['result'],
       registers,
     }),
   };

@@ -2,6 +2,9 @@ import { createHash } from 'node:crypto';
 import type { Node } from 'yaml';
 import { parseDigest } from '../oci/digest.js';
 import { isRepositoryComponent, isValidHost, normalizeHost } from '../oci/reference.js';
+import { OciError } from '../oci/errors.js';
+import { parseStrictJson } from '../oci/strict-json.js';
+import type { Diagnostic } from './diagnostics.js';
 import { LoadError } from './errors.js';
 import { KeyFiles } from './key-files.js';
 import { parseGpgKeyring } from './gpg-keys.js';
@@ -40,6 +43,10 @@ export async function compileContainersPolicy(
   text: string,
   readKey: (path: string) => Buffer,
 ): Promise<CompiledPolicy> {
+  // podman reads the file with Go's encoding/json: comments, trailing commas, single
+  // quotes and unquoted keys are errors there, so they are here (YAML would take them).
+  const strict = strictJsonProblem(file, text);
+  if (strict) throw new LoadError('POLICY_INVALID', [strict]);
   const src = new YamlSource(file, text);
   const hash = createHash('sha256').update(text);
   const notes: string[] = [];
@@ -359,4 +366,26 @@ function dockerScope(text: string): Pick<Rule, 'scope' | 'match'> | undefined {
     return ref && !ref.nameOnly && ref.text === named ? { scope: ref.text, match: 'reference' } : undefined;
   }
   return rest.split('/').every(isRepositoryComponent) ? { scope: named, match: 'prefix' } : undefined;
+}
+
+/** The first way `text` is not strict JSON (RFC 8259, no duplicate keys), with its line and column. */
+function strictJsonProblem(file: string, text: string): Diagnostic | undefined {
+  try {
+    parseStrictJson(text, { maxDepth: 64 });
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof OciError)) throw err;
+    const fromDetail = err.detail?.offset;
+    const fromMessage = /at offset (\d+)/.exec(err.message)?.[1];
+    const offset = typeof fromDetail === 'number' ? fromDetail : fromMessage !== undefined ? Number(fromMessage) : 0;
+    const before = text.slice(0, offset).split('\n');
+    const message = err.message.replace(/^invalid JSON at offset \d+: /, '').replace(/ at offset \d+/, '');
+    return {
+      file,
+      line: before.length,
+      column: (before[before.length - 1]?.length ?? 0) + 1,
+      message: `not strict JSON: ${message}`,
+      hint: 'containers-policy.json is read as JSON, as podman reads it: no comments, trailing commas, single quotes or unquoted keys',
+    };
+  }
 }

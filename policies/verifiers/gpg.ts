@@ -86,7 +86,11 @@ export async function verifyGpgSignature(
       verificationKeys: [signer.key],
       expectSigned: true,
       format: 'binary',
-      date: now,
+      // Time is judged below, as containers/image (GPGME) judges it: a signature whose
+      // creation time is ahead of this clock is accepted (a signer's clock may run ahead);
+      // the key must be neither revoked nor expired now, the signature not expired now,
+      // and the key must be older than the signature. OpenPGP.js would refuse the first.
+      date: null as unknown as Date,
       config: CONFIG,
     });
     const sig = result.signatures[0];
@@ -110,6 +114,13 @@ export async function verifyGpgSignature(
     }
     if (!packet?.created) return fail('signature.invalid', 'the signature has no creation time');
     created = packet.created;
+    const keyCreated = signer.key.getCreationTime();
+    if (keyCreated.getTime() > created.getTime()) {
+      return fail(
+        'signature.invalid',
+        `the signature (${created.toISOString()}) is older than the key ${who} (${keyCreated.toISOString()})`,
+      );
+    }
     const lifetime = packet.signatureNeverExpires ? undefined : packet.signatureExpirationTime;
     if (typeof lifetime === 'number' && lifetime > 0 && created.getTime() + lifetime * 1000 <= now.getTime()) {
       return fail(

@@ -83,13 +83,19 @@ export async function gpgRevoke(home: GpgHome, fpr: string): Promise<void> {
 }
 
 /** `gpg --sign` (a binary signed message, compressed), as containers/image expects. */
-export async function gpgSign(home: GpgHome, fpr: string, payload: Buffer, faked?: string): Promise<Buffer> {
+export async function gpgSign(
+  home: GpgHome,
+  fpr: string,
+  payload: Buffer,
+  faked?: string,
+  extra: readonly string[] = [],
+): Promise<Buffer> {
   const dir = join(home.dir, 'sign');
   mkdirSync(dir, { recursive: true });
   const input = join(dir, `payload-${Date.now()}-${Math.random().toString(16).slice(2)}`);
   writeFileSync(input, payload);
   const time = faked ? ['--faked-system-time', `${faked}!`] : [];
-  await run('gpg', [...BATCH, ...time, '--local-user', fpr, '--output', `${input}.sig`, '--sign', input], {
+  await run('gpg', [...BATCH, ...time, ...extra, '--local-user', fpr, '--output', `${input}.sig`, '--sign', input], {
     env: home.env,
   });
   return readFileSync(`${input}.sig`);

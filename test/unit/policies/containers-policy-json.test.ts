@@ -170,3 +170,27 @@ test('a containers-policy.json requirement list is checked as podman checks it: 
   );
   assert.equal(d.allowed, true);
 });
+
+test('containers-policy.json is strict JSON, as podman reads it: every leniency is an error with line and column', async () => {
+  const cases: [string, string, number, number][] = [
+    ['trailing comma', '{\n  "default": [{"type": "reject"}],\n}\n', 3, 1],
+    ['# comment', '{\n  # podman refuses this\n  "default": [{"type": "reject"}]\n}\n', 2, 3],
+    ['unquoted key', '{\n  default: [{"type": "reject"}]\n}\n', 2, 3],
+    ['single quotes', "{\n  \"default\": [{'type': 'reject'}]\n}\n", 2, 16],
+    ['duplicate key', '{\n  "default": [{"type": "reject"}],\n  "default": []\n}\n', 3, 3],
+    ['a byte-order mark', '\ufeff{"default": [{"type": "reject"}]}', 1, 1],
+  ];
+  for (const [what, text, line, column] of cases) {
+    await assert.rejects(
+      compileContainersPolicy('policy.json', text, keys),
+      (err: unknown) => {
+        assert.ok(err instanceof LoadError, what);
+        assert.equal(err.code, 'POLICY_INVALID', what);
+        assert.deepEqual([err.diagnostics[0]?.line, err.diagnostics[0]?.column], [line, column], what);
+        return true;
+      },
+      what,
+    );
+  }
+  await compileContainersPolicy('policy.json', '{ "default": [ { "type": "reject" } ] }\n', keys);
+});

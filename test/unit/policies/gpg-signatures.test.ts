@@ -142,3 +142,28 @@ test('a subkey signature whose one-pass header names the primary key is still a 
   const r = await verifyGpgSignature({ source: 'forged', blob: signed.write() as Uint8Array }, keys, new Date());
   assert.equal(r.ok ? undefined : r.code, 'signature.untrusted_key');
 });
+
+test('a signature whose creation time is ahead of this clock is accepted, as podman accepts it', async () => {
+  const { gpgExport, gpgHome, gpgKey, gpgSign, simpleSigningPayload } = await import('../../helpers/gpg.js');
+  const { tempDir } = await import('../../helpers/tmp.js');
+  const dir = tempDir();
+  try {
+    const home = gpgHome(dir.path);
+    const fpr = await gpgKey(home, 'Clock Ahead', { faked: '20240101T000000' });
+    const ring = await parseGpgKeyring(await gpgExport(home, fpr), 'k.gpg');
+    assert.ok(Array.isArray(ring));
+    const digest = `sha256:${'5'.repeat(64)}`;
+    const payload = simpleSigningPayload(digest, 'docker.io/testing/manifest');
+    const future = await gpgSign(home, fpr, payload, '20300101T000000');
+    const now = new Date('2026-12-03T00:00:00Z');
+    const v = await verifyGpgSignature({ source: 'future', blob: future }, ring, now);
+    assert.equal(v.ok, true, v.ok ? '' : v.message);
+    // Made before the key existed: refused, as GnuPG refuses it (a time conflict).
+    const past = await gpgSign(home, fpr, payload, '20230101T000000', ['--ignore-time-conflict']);
+    const old = await verifyGpgSignature({ source: 'past', blob: past }, ring, now);
+    assert.equal(old.ok, false);
+    if (!old.ok) assert.equal(old.code, 'signature.invalid');
+  } finally {
+    dir.cleanup();
+  }
+});
