@@ -16,8 +16,8 @@ import { isObject, parseStrictJson } from '../oci/strict-json.js';
 import { formatDiagnostic } from '../policies/diagnostics.js';
 import { parseRef } from '../policies/gpg-identity.js';
 import { LoadError } from '../policies/errors.js';
-import { evaluate, formatsFor, tagRefusal } from '../policies/evaluator.js';
-import { loadPolicyFile } from '../policies/loader.js';
+import { evaluate, formatsFor, nameRefusal, tagRefusal } from '../policies/evaluator.js';
+import { loadPolicyFile, rejectEverythingPolicy } from '../policies/loader.js';
 import type { CompiledPolicy, CosignSignatureEvidence, Decision, Evidence, Subject } from '../policies/model.js';
 
 /**
@@ -260,12 +260,13 @@ export async function policyExplain(
 ): Promise<number> {
   const config = loadConfigFile(opts.config);
   const store = openGatewayStore(opts.config);
-  const currentDigest = config.policy
+  const policy = config.policy
     ? await loadPolicyFile(config.policy).then(
-        (p) => p.digest.text,
+        (p) => p,
         () => undefined,
       )
-    : undefined;
+    : await rejectEverythingPolicy();
+  const currentDigest = policy?.digest.text;
   try {
     let records: DecisionRecord[];
     let subject = what;
@@ -275,12 +276,47 @@ export async function policyExplain(
       const ref = parseImageReference(what);
       const name = `${ref.host}/${ref.repository}`;
       let digest = ref.digest?.text;
+      const limit = opts.limit ?? 20;
       if (!digest && ref.tag !== undefined) {
+        // Decisions made for this tag (denials included), and those for the digest it resolves to now.
         const pin = await store.pin(name, ref.tag);
         digest = pin?.digest ?? (await store.tag(name, ref.tag))?.digest;
-        if (digest) subject = `${name}:${ref.tag} (${pin ? 'pinned to' : 'last resolved to'} ${digest})`;
+        subject = `${name}:${ref.tag}${digest ? ` (${pin ? 'pinned to' : 'last resolved to'} ${digest})` : ''}`;
+        const byTag = await store.decisions({ repository: name, tag: ref.tag, limit });
+        const byDigest = digest ? await store.decisions({ digest, repository: name, limit }) : [];
+        const seen = new Set<string>();
+        records = [...byTag, ...byDigest]
+          .sort((a, b) => b.time - a.time)
+          .filter((r) => {
+            const key = JSON.stringify(r);
+            if (seen.has(key)) return false;
+            seen.add(key);
+            return true;
+          })
+          .slice(0, limit);
+      } else {
+        records = digest ? await store.decisions({ digest, repository: name, limit }) : [];
       }
-      records = digest ? await store.decisions({ digest, repository: name, limit: opts.limit ?? 20 }) : [];
+      if (records.length === 0 && policy) {
+        // Refused before anything was fetched (and so not recorded): say so from the policy in force.
+        const refusal = nameRefusal(policy, {
+          name,
+          ...(ref.tag !== undefined && !ref.digest ? { tag: ref.tag } : {}),
+          ...(ref.digest ? { digest: ref.digest } : {}),
+        });
+        if (refusal) {
+          const why = refusal.reasons[0];
+          if (opts.json)
+            print(
+              JSON.stringify({ refusedByName: { rule: refusal.rule, reason: refusal.denial, message: why?.message } }),
+            );
+          else
+            print(
+              `${subject}: no decision recorded; the policy file now refuses it by name, before fetching anything: rule ${refusal.rule}: ${refusal.denial}: ${why?.message ?? ''}`,
+            );
+          return 0;
+        }
+      }
     }
     if (opts.json) print(JSON.stringify(records));
     else if (records.length === 0) print(`${subject}: no decision recorded by the gateway at ${config.dataDir}`);

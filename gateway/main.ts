@@ -1,14 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import {
-  closeSync,
-  fstatSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  unlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { parseSigningKey, publicKeyPem } from '../policies/attestation.js';

@@ -96,6 +96,7 @@ export interface MetadataStore {
   /** Releases a pin; true when there was one. */
   releasePin(repository: string, tag: string): Promise<boolean>;
   pins(repository?: string): Promise<(PinRecord & { repository: string })[]>;
-  decisions(filter: { digest?: string; repository?: string; limit: number }): Promise<DecisionRecord[]>;
+  /** Newest first; every filter given must match (`tag`: the tag the client asked for). */
+  decisions(filter: { digest?: string; repository?: string; tag?: string; limit: number }): Promise<DecisionRecord[]>;
   close(): Promise<void>;
 }

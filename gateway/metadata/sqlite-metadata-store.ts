@@ -325,7 +325,12 @@ export class SqliteMetadataStore implements MetadataStore {
     }));
   }
 
-  async decisions(filter: { digest?: string; repository?: string; limit: number }): Promise<DecisionRecord[]> {
+  async decisions(filter: {
+    digest?: string;
+    repository?: string;
+    tag?: string;
+    limit: number;
+  }): Promise<DecisionRecord[]> {
     const where: string[] = [];
     const args: (string | number)[] = [];
     if (filter.digest !== undefined) {
@@ -335,6 +340,10 @@ export class SqliteMetadataStore implements MetadataStore {
     if (filter.repository !== undefined) {
       where.push('repository = ?');
       args.push(filter.repository);
+    }
+    if (filter.tag !== undefined) {
+      where.push('tag = ?');
+      args.push(filter.tag);
     }
     const sql = `SELECT time, repository, digest, policy_digest, allowed, rule, reasons, mode, verdict, tag FROM decisions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
     const rows = this.#db.prepare(sql).all(...args, Math.min(Math.max(filter.limit, 1), 1000)) as {

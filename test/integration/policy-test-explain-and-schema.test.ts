@@ -181,6 +181,15 @@ describe('policy tooling: test a policy live, explain a decision, and the schema
     assert.equal(records[0]?.allowed, false);
     assert.equal(records[0]?.reasons[0]?.code, 'signature.missing');
     assert.equal(records[0]?.policyDigest, gw.running.policy().digest.text);
+    // By tag, the denials of that tag are found too (the tag never resolved to an admitted digest).
+    const byTag = await cli('policy', 'explain', '--config', config, `${world.registry.host}/test/unsigned:1`);
+    assert.equal(byTag.code, 0, byTag.stdout);
+    assert.match(byTag.stdout, /DENIED/);
+    assert.match(byTag.stdout, /signature\.missing/);
+    // A name the policy rejects is refused before anything is fetched: explain says so from the policy.
+    const rejected = await cli('policy', 'explain', '--config', config, `${world.registry.host}/elsewhere/app:1`);
+    assert.equal(rejected.code, 0, rejected.stdout);
+    assert.match(rejected.stdout, /refuses it by name.*policy\.rejected/);
     assert.equal((await cli('policy', 'explain', '--config', config, `sha256:${'0'.repeat(64)}`)).code, 1);
     const nowhere = join(dir.path, 'nowhere.yaml');
     writeFileSync(nowhere, `dataDir: ${JSON.stringify(join(dir.path, 'no-such-data'))}\nupstreams: []\n`);
