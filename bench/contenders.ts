@@ -56,7 +56,7 @@ export async function portcullis(upstreamHost: string, upstreamUrl: string, pubK
       '',
     ].join('\n'),
   );
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--config', join(dir.path, 'config.yaml')], {
+  const child: ChildProcess = spawn(process.execPath, ['--', CLI, 'serve', '--config', join(dir.path, 'config.yaml')], {
     stdio: 'ignore',
   });
   const url = `http://127.0.0.1:${port}`;

@@ -55,16 +55,16 @@ export async function benchRunner(opts: {
     try {
       const fp = ((await (await fetch(`${gw.url}/v2/_portcullis/gateway.json`)).json()) as { fingerprint: string })
         .fingerprint;
-      await run('runuser', asUser([process.execPath, cli.cli, 'trust', gw.url, '--fingerprint', fp]));
+      await run('runuser', asUser([process.execPath, '--', cli.cli, 'trust', gw.url, '--fingerprint', fp]));
       const image = `${registry.host}/bench/busybox:1`;
-      await run('runuser', asUser([process.execPath, cli.cli, image, '-c', 'true']));
+      await run('runuser', asUser([process.execPath, '--', cli.cli, image, '-c', 'true']));
       opts.log('launch: secure-run (cached, attestation checked each run)');
       const sr: number[] = [];
       for (let i = 0; i < opts.repeat * 3; i++)
         sr.push(
           await timed(
             'runuser',
-            asUser([process.execPath, cli.cli, '--pull', 'never', '--entrypoint', '', image, '/bin/true']),
+            asUser([process.execPath, '--', cli.cli, '--pull', 'never', '--entrypoint', '', image, '/bin/true']),
           ),
         );
       launch['secure-run ms'] = median(sr) * 1000;

@@ -1,8 +1,9 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { OciError, UpstreamError } from '../oci/errors.js';
 import { RunnerError } from '../runner/errors.js';
+import { UnpackError } from '../runner/unpack/errors.js';
 import { runCommand, trustCommand, verifyCommand, type RunFlags } from '../runner/main.js';
 
 /**
@@ -107,8 +108,9 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   // Every failure before the container runs is a refusal: say what, never a stack.
-  const code =
-    err instanceof RunnerError || err instanceof OciError || err instanceof UpstreamError ? err.code : 'FAILED';
-  io.err(`secure-run: ${(err as Error).message} [${code}]`);
+  const coded =
+    err instanceof RunnerError || err instanceof OciError || err instanceof UpstreamError || err instanceof UnpackError;
+  const reason = err instanceof RunnerError && err.reason !== undefined ? ` ${err.reason}` : '';
+  io.err(`secure-run: ${(err as Error).message} [${coded ? err.code : 'FAILED'}${reason}]`);
   process.exit(125);
 }

@@ -13,13 +13,20 @@ export type RunnerErrorCode =
   | 'PLATFORM_UNAVAILABLE'
   | 'IMAGE_UNAVAILABLE'
   | 'IMAGE_INVALID'
-  | 'NOT_CACHED';
+  | 'NOT_CACHED'
+  | 'OPTION_INVALID'
+  | 'IMAGE_DENIED'
+  | 'GATEWAY_UNREACHABLE'
+  | 'DATA_DIR_UNREACHABLE';
 
 export class RunnerError extends Error {
   readonly code: RunnerErrorCode;
-  constructor(code: RunnerErrorCode, message: string, options?: { cause?: unknown }) {
+  /** The gateway's own reason code, when the gateway refused (`signature.missing`, `policy.revoked`). */
+  readonly reason: string | undefined;
+  constructor(code: RunnerErrorCode, message: string, options?: { cause?: unknown; reason?: string | undefined }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'RunnerError';
     this.code = code;
+    this.reason = options?.reason;
   }
 }

@@ -6,6 +6,7 @@ import { header, RegistryClient } from '../oci/registry-client/client.js';
 import type { ImageReference } from '../oci/reference.js';
 import { MAX_ENVELOPE_BYTES, VSA_PREDICATE_TYPE } from '../policies/attestation.js';
 import { RunnerError } from './errors.js';
+import { fromGateway } from './gateway-errors.js';
 import type { Platform } from './platform.js';
 
 /**
@@ -85,12 +86,9 @@ async function fetchManifest(
   reference: string,
   expected: Digest | undefined,
 ) {
+  const what = `${repository}${reference.includes(':') ? '@' : ':'}${reference}`;
   const res = await client.manifest(repository, reference, 'GET', ACCEPT, MAX_MANIFEST_BYTES).catch((err: unknown) => {
-    throw new RunnerError(
-      'IMAGE_UNAVAILABLE',
-      `the gateway did not serve ${repository}:${reference}: ${(err as Error).message}`,
-      { cause: err },
-    );
+    throw fromGateway(err, what, client.baseUrl.origin);
   });
   if (!res) throw new RunnerError('IMAGE_UNAVAILABLE', `the gateway does not know ${repository}:${reference}`);
   const digest = digestOf(res.bytes, expected?.algorithm ?? 'sha256');
@@ -118,11 +116,10 @@ export async function fetchAttestationEnvelopes(
   const res = await client
     .manifest(repository, tag, 'GET', MediaType.ociManifest, MAX_MANIFEST_BYTES)
     .catch((err: unknown) => {
-      throw new RunnerError(
-        'ATTESTATION_MISSING',
-        `the gateway did not serve the attestations of ${subject.text}: ${(err as Error).message}`,
-        { cause: err },
-      );
+      const e = fromGateway(err, `the attestations of ${subject.text}`, client.baseUrl.origin);
+      throw e instanceof RunnerError && e.code === 'IMAGE_UNAVAILABLE'
+        ? new RunnerError('ATTESTATION_MISSING', e.message, { cause: err, reason: e.reason })
+        : e;
     });
   if (!res) return [];
   let manifest;

@@ -223,7 +223,16 @@ export function resolveEnv(entry: string, hostEnv: NodeJS.ProcessEnv): string {
 }
 
 export function readEnvFile(path: string): string[] {
-  return readFileSync(path, 'utf8')
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new RunnerError(
+      'OPTION_INVALID',
+      `--env-file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  return text
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith('#'));

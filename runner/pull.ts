@@ -5,6 +5,7 @@ import { formatImageReference, parseImageReference } from '../oci/reference.js';
 import { MAX_ENVELOPE_BYTES, type VerifiedSummary } from '../policies/attestation.js';
 import { checkAttestation } from './attestation-check.js';
 import { RunnerError } from './errors.js';
+import { fromGateway } from './gateway-errors.js';
 import type { Platform } from './platform.js';
 import type { ImageCache } from './image-cache.js';
 import { pinnedKey, type Trust } from './settings.js';
@@ -136,11 +137,7 @@ async function fetchBlobs(
     // Blobs come from the gateway by digest, or not at all: descriptor `urls` are never followed.
     for (const [i, d] of missing.entries()) {
       const res = await client.blob(repository, d.digest.text).catch((err: unknown) => {
-        throw new RunnerError(
-          'IMAGE_UNAVAILABLE',
-          `the gateway did not serve blob ${d.digest.text}: ${(err as Error).message}`,
-          { cause: err },
-        );
+        throw fromGateway(err, `blob ${d.digest.text}`, trust.gateway);
       });
       let done = 0;
       await cache.putStream(d.digest, d.size, res.body, (n) => {

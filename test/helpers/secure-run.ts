@@ -20,7 +20,8 @@ export function secureRunHome(): SecureRunHome {
     home,
     env,
     async sr(...args) {
-      const r = await run(process.execPath, [SECURE_RUN_CLI, ...args], { env, allowFail: true });
+      // As a user runs it: the file itself, through its #! line (never `node FILE ARGS`).
+      const r = await run(SECURE_RUN_CLI, args, { env, allowFail: true });
       return { status: r.code, stdout: r.stdout, stderr: r.stderr };
     },
   };

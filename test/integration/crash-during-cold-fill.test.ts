@@ -67,7 +67,7 @@ describe('SIGKILL in the middle of a cold fill loses nothing and serves nothing 
   const exited = (c: ChildProcess): Promise<unknown> =>
     c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r));
   const start = (): Promise<ChildProcess> => {
-    const c = spawn(process.execPath, [CLI, 'serve', '--config', join(dir.path, 'config.yaml')], {
+    const c = spawn(process.execPath, ['--', CLI, 'serve', '--config', join(dir.path, 'config.yaml')], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     return new Promise((resolve, reject) => {

@@ -11,7 +11,7 @@ import { startWorldGateway, worldPolicy, type SignedWorld } from '../helpers/sig
 import { tempDir } from '../helpers/tmp.js';
 
 const CLI = fileURLToPath(new URL('../../cli/portcullis.js', import.meta.url));
-const cli = (...args: string[]) => run(process.execPath, [CLI, ...args], { allowFail: true });
+const cli = (...args: string[]) => run(process.execPath, ['--', CLI, ...args], { allowFail: true });
 
 /** portcullis policy test | explain | schema, run as a user runs them. */
 describe('policy tooling: test a policy live, explain a decision, and the schema', () => {

@@ -32,6 +32,7 @@ describe('secure-run as an unprivileged user (runuser): no root anywhere', () =>
         'env',
         ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
         process.execPath,
+        '--',
         cli.cli,
         ...args,
       ],

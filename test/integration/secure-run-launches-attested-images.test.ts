@@ -120,7 +120,9 @@ describe('secure-run launches attested images (as root: in a dedicated unprivile
     const before = existsSync(rootfsDir) ? readdirSync(rootfsDir).sort() : [];
     const r = await sr(`${world.registry.host}/test/unsigned:1`);
     assert.equal(r.status, 125);
-    assert.match(r.stderr, /\[IMAGE_UNAVAILABLE\]/);
+    // The gateway's own words: its reason code and its message.
+    assert.match(r.stderr, /the gateway denied .*test\/unsigned:1: .*denied by policy/);
+    assert.match(r.stderr, /\[IMAGE_DENIED signature\.missing\]/);
     assert.deepEqual(existsSync(rootfsDir) ? readdirSync(rootfsDir).sort() : [], before);
     const containers = join(home.path, 'data', 'secure-run', 'containers');
     assert.deepEqual(existsSync(containers) ? readdirSync(containers) : [], []);

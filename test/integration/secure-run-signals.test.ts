@@ -33,9 +33,11 @@ describe('signals reach the container, and killing secure-run leaves no containe
   before(async () => {
     chmodSync(home.path, 0o711);
     ({ world, gw, stop } = await startWorldGateway());
-    await run(process.execPath, [CLI, 'trust', gw.url, '--fingerprint', await gatewayFingerprint(gw.url)], { env });
+    await run(process.execPath, ['--', CLI, 'trust', gw.url, '--fingerprint', await gatewayFingerprint(gw.url)], {
+      env,
+    });
     // Warm the caches so that the tests below time the container, not the pull.
-    await run(process.execPath, [CLI, `${world.registry.host}/test/signed:1`, '-c', 'true'], { env });
+    await run(process.execPath, ['--', CLI, `${world.registry.host}/test/signed:1`, '-c', 'true'], { env });
   });
   after(async () => {
     await stop();
@@ -45,7 +47,17 @@ describe('signals reach the container, and killing secure-run leaves no containe
   const start = (marker: string, runtime = 'crun') =>
     spawn(
       process.execPath,
-      [CLI, '--runtime', runtime, '--entrypoint', '', `${world.registry.host}/test/signed:1`, '/bin/sleep', marker],
+      [
+        '--',
+        CLI,
+        '--runtime',
+        runtime,
+        '--entrypoint',
+        '',
+        `${world.registry.host}/test/signed:1`,
+        '/bin/sleep',
+        marker,
+      ],
       { env, stdio: 'ignore' },
     );
 

@@ -104,7 +104,9 @@ describe('secure-run --network slirp: user-mode networking, host loopback only w
         `PATH=${process.env.PATH ?? ''}`,
       ];
       const as = (...args: string[]) =>
-        run('runuser', ['-u', TEST_USER, '--', 'env', ...env, process.execPath, cli.cli, ...args], { allowFail: true });
+        run('runuser', ['-u', TEST_USER, '--', 'env', ...env, process.execPath, '--', cli.cli, ...args], {
+          allowFail: true,
+        });
       const t = await as('trust', gw.url, '--fingerprint', await gatewayFingerprint(gw.url));
       assert.equal(t.code, 0, t.stderr);
       const before = hits;

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
+import { startFaultRegistry } from '../helpers/fault-registry.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { gatewayFingerprint, secureRunHome } from '../helpers/secure-run.js';
 
@@ -50,7 +51,31 @@ describe('secure-run trust and verify against a real gateway', () => {
   test('verify refuses an image the gateway denies', async () => {
     const r = await sr('verify', `${world.registry.host}/test/unsigned:1`);
     assert.equal(r.status, 125);
-    assert.match(r.stderr, /\[IMAGE_UNAVAILABLE\]/);
+    assert.match(r.stderr, /\[IMAGE_DENIED signature\.missing\]/);
+  });
+
+  test('a stopped gateway is named as such, with the cause', async () => {
+    const stopped = secureRunHome();
+    try {
+      const gone = await startFaultRegistry();
+      await gone.stop();
+      mkdirSync(join(stopped.home.path, 'config', 'secure-run'), { recursive: true, mode: 0o700 });
+      const trust = JSON.parse(readFileSync(join(home.path, 'config', 'secure-run', 'trust.json'), 'utf8')) as Record<
+        string,
+        string
+      >;
+      writeFileSync(
+        join(stopped.home.path, 'config', 'secure-run', 'trust.json'),
+        JSON.stringify({ ...trust, gateway: gone.url }),
+        { mode: 0o600 },
+      );
+      const r = await stopped.sr('verify', `${world.registry.host}/test/signed:1`);
+      assert.equal(r.status, 125);
+      assert.match(r.stderr, new RegExp(`the gateway at ${gone.url} could not be reached \\(ECONNREFUSED\\)`));
+      assert.match(r.stderr, /\[GATEWAY_UNREACHABLE\]/);
+    } finally {
+      stopped.home.cleanup();
+    }
   });
 
   test("verify refuses the gateway's attestations when another key is pinned", async () => {

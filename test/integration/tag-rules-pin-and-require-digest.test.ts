@@ -62,7 +62,7 @@ describe('tag rules: pin and require-digest', () => {
     const body = await res.text();
     return { status: res.status, digest: res.headers.get('docker-content-digest'), body };
   };
-  const cli = (...args: string[]) => run(process.execPath, [CLI, ...args], { allowFail: true });
+  const cli = (...args: string[]) => run(process.execPath, ['--', CLI, ...args], { allowFail: true });
 
   test('a pinned tag keeps its first digest when the upstream tag moves, until it is released', async () => {
     assert.deepEqual((await pull('pinned', 'latest')).digest, digests.one);

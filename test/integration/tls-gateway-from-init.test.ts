@@ -22,7 +22,7 @@ describe('portcullis init, then serve with TLS: clients that trust the local CA 
 
   before(async () => {
     world = await buildSignedWorld();
-    const r = spawnSync(process.execPath, [CLI, 'init', conf], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--', CLI, 'init', conf], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
   });
   after(async () => {
@@ -37,7 +37,7 @@ describe('portcullis init, then serve with TLS: clients that trust the local CA 
     for (const key of ['keys/gateway.key', 'tls/server.key'])
       assert.equal(statSync(join(conf, key)).mode & 0o777, 0o600, key);
     assert.equal(existsSync(join(conf, 'tls', 'ca.key')), false, 'the CA key is discarded after signing');
-    const again = spawnSync(process.execPath, [CLI, 'init', conf], { encoding: 'utf8' });
+    const again = spawnSync(process.execPath, ['--', CLI, 'init', conf], { encoding: 'utf8' });
     assert.notEqual(again.status, 0);
   });
 

@@ -22,13 +22,13 @@ test('portcullis policy lint: exit 0 for a good file, 1 with file:line:column fo
       join(dir.path, 'bad.yaml'),
       'rules:\n  - scope: reg.example/team\n    requires: []\n  - scope: reg.example/x\n    accept: all\n',
     );
-    const good = spawnSync(process.execPath, [CLI, 'policy', 'lint', join(dir.path, 'good.yaml')], {
+    const good = spawnSync(process.execPath, ['--', CLI, 'policy', 'lint', join(dir.path, 'good.yaml')], {
       encoding: 'utf8',
     });
     assert.equal(good.status, 0, good.stderr);
     const bad = spawnSync(
       process.execPath,
-      [CLI, 'policy', 'lint', join(dir.path, 'good.yaml'), join(dir.path, 'bad.yaml')],
+      ['--', CLI, 'policy', 'lint', join(dir.path, 'good.yaml'), join(dir.path, 'bad.yaml')],
       { encoding: 'utf8' },
     );
     assert.equal(bad.status, 1);
@@ -51,7 +51,7 @@ test('every command answers --help', () => {
     ['policy', 'lint', '--help'],
     ['version', '--help'],
   ]) {
-    const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--', CLI, ...args], { encoding: 'utf8' });
     assert.equal(r.status, 0, args.join(' '));
     assert.match(r.stdout, /Usage: portcullis/);
   }
@@ -76,7 +76,7 @@ test('portcullis policy lint warns, with line and column, when members of a comb
         '',
       ].join('\n'),
     );
-    const r = spawnSync(process.execPath, [CLI, 'policy', 'lint', join(dir.path, 'overlap.yaml')], {
+    const r = spawnSync(process.execPath, ['--', CLI, 'policy', 'lint', join(dir.path, 'overlap.yaml')], {
       encoding: 'utf8',
     });
     assert.equal(r.status, 0, 'a warning does not fail the lint');
