@@ -76,7 +76,8 @@ program
   .argument('<gateway-url>', 'the gateway, e.g. https://gateway.example:5000')
   .option('--fingerprint <sha256:hex>', 'pin only if the key has this fingerprint (for scripts)')
   .option('-y, --yes', 'pin without asking (trust on first use)')
-  .action(async (url: string, opts: { fingerprint?: string; yes?: boolean }) => {
+  .option('--ca <file>', "a CA certificate (PEM) for the gateway's https, besides the system store; kept with the pin")
+  .action(async (url: string, opts: { fingerprint?: string; yes?: boolean; ca?: string }) => {
     process.exitCode = await trustCommand(url, opts, io);
   });
 

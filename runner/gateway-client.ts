@@ -8,6 +8,8 @@ import { MAX_ENVELOPE_BYTES, VSA_PREDICATE_TYPE } from '../policies/attestation.
 import { RunnerError } from './errors.js';
 import { fromGateway } from './gateway-errors.js';
 import type { Platform } from './platform.js';
+import { gatewayCa } from './gateway-tls.js';
+import type { Trust } from './settings.js';
 
 /**
  * secure-run's view of the gateway: resolve an image (choosing the platform from an
@@ -29,8 +31,13 @@ const MAX_ATTESTATION_LAYERS = 16;
 /** The gateway marks its own attestation layers (and strips the mark from upstream content). */
 const GATEWAY_MARK = 'dev.portcullis.attestation';
 
-export function gatewayClient(gatewayUrl: string, ref: ImageReference): RegistryClient {
-  return new RegistryClient({ baseUrl: gatewayUrl, namespace: ref.host, retries: 1 });
+export function gatewayClient(trust: Pick<Trust, 'gateway' | 'caPem'>, ref: ImageReference): RegistryClient {
+  return new RegistryClient({
+    baseUrl: trust.gateway,
+    namespace: ref.host,
+    retries: 1,
+    ...(trust.gateway.startsWith('https:') ? { ca: gatewayCa(trust) } : {}),
+  });
 }
 
 export async function resolveImage(

@@ -1,7 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { parseNetwork } from './runtime/network.js';
 import { RunnerError } from './errors.js';
 import { hostPlatform, parsePlatform } from './platform.js';
-import { readTrust, runnerPaths } from './settings.js';
+import { readTrust, runnerPaths, type Trust } from './settings.js';
 import { launch } from './launch.js';
 import type { PullPolicy } from './pull.js';
 
@@ -16,13 +17,36 @@ export interface Output {
 
 export async function trustCommand(
   url: string,
-  opts: { fingerprint?: string; yes?: boolean },
+  opts: { fingerprint?: string; yes?: boolean; ca?: string },
   io: Output,
 ): Promise<number> {
   const paths = runnerPaths();
   const { fetchGatewayKey, pinKey } = await import('./trust.js');
-  const offered = await fetchGatewayKey(url, io.err);
+  let previous: Trust | undefined;
+  try {
+    previous = readTrust(paths);
+  } catch {
+    previous = undefined;
+  }
+  let caPem: string | undefined;
+  if (opts.ca !== undefined) {
+    try {
+      caPem = readFileSync(opts.ca, 'utf8');
+    } catch (err) {
+      throw new RunnerError(
+        'OPTION_INVALID',
+        `--ca ${opts.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
+    }
+  } else if (previous?.gateway === new URL(url).origin) {
+    caPem = previous.caPem;
+  }
+  const offered = await fetchGatewayKey(url, io.err, caPem);
   io.out(`gateway ${offered.gateway} offers key ${offered.fingerprint}`);
+  if (previous && previous.fingerprint !== offered.fingerprint) {
+    // Re-pinning (a key rotation, or another gateway): say what is replaced.
+    io.out(`this replaces the pinned key ${previous.fingerprint} of ${previous.gateway} (pinned ${previous.pinnedAt})`);
+  }
   let confirmed = opts.yes === true;
   if (opts.fingerprint === undefined && !confirmed) {
     if (!process.stdin.isTTY)

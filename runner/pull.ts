@@ -132,7 +132,7 @@ async function fetchBlobs(
       `${missing.length} blob(s) of the image are not cached and --pull never was given`,
     );
   const { gatewayClient } = await import('./gateway-client.js');
-  const client = gatewayClient(trust.gateway, { host, repository, tag: undefined, digest: manifest.config.digest });
+  const client = gatewayClient(trust, { host, repository, tag: undefined, digest: manifest.config.digest });
   try {
     // Blobs come from the gateway by digest, or not at all: descriptor `urls` are never followed.
     for (const [i, d] of missing.entries()) {

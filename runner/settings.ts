@@ -29,6 +29,8 @@ export interface Trust {
   readonly publicKeyPem: string;
   readonly fingerprint: string;
   readonly pinnedAt: string;
+  /** A CA certificate (PEM) trusted for this gateway's https besides the system store (`trust --ca`). */
+  readonly caPem?: string | undefined;
 }
 
 export function readTrust(paths: RunnerPaths): Trust {
@@ -57,6 +59,7 @@ export function readTrust(paths: RunnerPaths): Trust {
     publicKeyPem: doc.publicKeyPem,
     fingerprint: doc.fingerprint,
     pinnedAt: String(doc.pinnedAt ?? ''),
+    ...(typeof doc.caPem === 'string' ? { caPem: doc.caPem } : {}),
   };
 }
 

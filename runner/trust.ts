@@ -1,7 +1,10 @@
 import { createHash, createPublicKey } from 'node:crypto';
-import { request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { readBounded } from '../oci/registry-client/body.js';
+import { splitPem } from '../oci/registry-client/ca.js';
+import { causeText } from '../oci/registry-client/client.js';
 import { RunnerError } from './errors.js';
+import { gatewayCa } from './gateway-tls.js';
 import { writeTrust, type RunnerPaths, type Trust } from './settings.js';
 
 /**
@@ -14,11 +17,14 @@ export interface OfferedKey {
   readonly gateway: string;
   readonly publicKeyPem: string;
   readonly fingerprint: string;
+  /** The CA given with --ca, kept with the pin. */
+  readonly caPem?: string | undefined;
 }
 
 export async function fetchGatewayKey(
   gatewayUrl: string,
   warn: (line: string) => void = () => undefined,
+  caPem?: string,
 ): Promise<OfferedKey> {
   const base = new URL(gatewayUrl);
   if (base.protocol !== 'https:' && base.protocol !== 'http:')
@@ -28,11 +34,41 @@ export async function fetchGatewayKey(
       `secure-run: warning: ${base.origin} is plain HTTP: anyone on the path can swap the key now and the images later; compare the fingerprint out of band, and prefer https (portcullis init makes a TLS certificate)`,
     );
   }
+  if (caPem !== undefined && splitPem(caPem).length === 0) {
+    throw new RunnerError('OPTION_INVALID', '--ca: the file holds no PEM certificate');
+  }
+  // https is checked against the system store (where a local CA is installed) and --ca.
+  const dispatcher = base.protocol === 'https:' ? new Agent({ connect: { ca: gatewayCa({ caPem }) } }) : undefined;
   const res = await request(new URL('/v2/_portcullis/gateway.pub', base), {
     method: 'GET',
     headersTimeout: 15_000,
     bodyTimeout: 15_000,
+    ...(dispatcher ? { dispatcher } : {}),
+  }).catch((err: unknown) => {
+    const code = (err as { code?: string }).code ?? '';
+    if (/CERT|SELF_SIGNED|VERIFY|ISSUER/.test(code)) {
+      throw new RunnerError(
+        'NOT_TRUSTED',
+        `${base.origin}: its TLS certificate is not trusted (${code}); install its CA in the system store (update-ca-certificates) or pass --ca FILE`,
+        { cause: err },
+      );
+    }
+    throw new RunnerError(
+      'GATEWAY_UNREACHABLE',
+      `the gateway at ${base.origin} could not be reached (${causeText(err)})`,
+      {
+        cause: err,
+      },
+    );
   });
+  try {
+    return await readKey(res, base, caPem);
+  } finally {
+    await dispatcher?.close();
+  }
+}
+
+async function readKey(res: Dispatcher.ResponseData, base: URL, caPem: string | undefined): Promise<OfferedKey> {
   if (res.statusCode !== 200) {
     await readBounded(res.body, 64 * 1024, 'response').catch(() => undefined);
     throw new RunnerError('NOT_TRUSTED', `${base.origin} did not serve a gateway key (HTTP ${res.statusCode})`);
@@ -53,6 +89,7 @@ export async function fetchGatewayKey(
     gateway: base.origin,
     publicKeyPem: key.export({ type: 'spki', format: 'pem' }) as string,
     fingerprint: `sha256:${createHash('sha256').update(der).digest('hex')}`,
+    ...(caPem !== undefined ? { caPem } : {}),
   };
 }
 
@@ -80,6 +117,7 @@ export function pinKey(
     publicKeyPem: offered.publicKeyPem,
     fingerprint: offered.fingerprint,
     pinnedAt: now.toISOString(),
+    ...(offered.caPem !== undefined ? { caPem: offered.caPem } : {}),
   };
   writeTrust(paths, trust);
   return trust;

@@ -22,7 +22,7 @@ export async function verifyImage(
   opts: { platform: Platform; maxAgeMs: number; now?: Date },
 ): Promise<VerifiedImage> {
   const ref = parseImageReference(imageText);
-  const client = gatewayClient(trust.gateway, ref);
+  const client = gatewayClient(trust, ref);
   try {
     const image = await resolveImage(client, ref, opts.platform);
     const envelopes = await fetchAttestationEnvelopes(client, ref.repository, image.manifestDigest);

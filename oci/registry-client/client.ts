@@ -6,6 +6,7 @@ import { isObject, parseStrictJson } from '../strict-json.js';
 import { parseChallenges } from './challenge.js';
 import { checkRealm, checkRedirect, publicOnlyLookup } from './realm.js';
 import { discard, dispose, readBounded } from './body.js';
+import { trustedCertificates } from './ca.js';
 
 /**
  * A client for the pull side of one remote registry (distribution-spec, auth per
@@ -49,6 +50,8 @@ export interface RegistryClientOptions {
   readonly now?: (() => number) | undefined;
   /** Sent as `?ns=` on every repository request: the registry host a pull-through proxy should use. */
   readonly namespace?: string | undefined;
+  /** CA certificates (PEM) trusted for https; default: Node's, the system store's and NODE_EXTRA_CA_CERTS (see ca.ts). */
+  readonly ca?: readonly string[] | undefined;
 }
 
 export interface RawResponse {
@@ -157,10 +160,20 @@ export class RegistryClient {
     }
     this.#options = options;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    const ca = options.ca ?? trustedCertificates();
     this.#dispatcher =
       options.dispatcher ??
-      new Agent({ connections: 64, headersTimeout: this.#timeouts.headersMs, bodyTimeout: this.#timeouts.idleMs });
-    this.#publicDispatcher = new Agent({ connections: 16, connect: { lookup: publicOnlyLookup } });
+      new Agent({
+        connections: 64,
+        headersTimeout: this.#timeouts.headersMs,
+        bodyTimeout: this.#timeouts.idleMs,
+        ...(this.baseUrl.protocol === 'https:' ? { connect: { ca: [...ca] } } : {}),
+      });
+    // Redirect and realm targets off the registry's origin: public https, so Node's and the system's roots.
+    this.#publicDispatcher = new Agent({
+      connections: 16,
+      connect: { lookup: publicOnlyLookup, ca: [...ca] },
+    });
     this.#now = options.now ?? Date.now;
   }
 

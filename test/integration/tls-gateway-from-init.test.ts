@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash, createPublicKey } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -11,6 +12,7 @@ import { lintPolicyFiles } from '../../cli/policy-lint.js';
 import { run } from '../helpers/peers.js';
 import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
+import { SECURE_RUN_CLI, secureRunHome } from '../helpers/secure-run.js';
 
 const CLI = fileURLToPath(new URL('../../cli/portcullis.js', import.meta.url));
 
@@ -87,5 +89,58 @@ describe('portcullis init, then serve with TLS: clients that trust the local CA 
       `https://127.0.0.1:${gw.port}/v2/_portcullis/gateway.pub`,
     ]);
     assert.equal(key.stdout, readFileSync(join(conf, 'keys', 'gateway.pub'), 'utf8'));
+  });
+
+  test('secure-run over https trusts the system store and --ca, with NODE_EXTRA_CA_CERTS unset', async () => {
+    const fingerprint = `sha256:${createHash('sha256')
+      .update(
+        createPublicKey(readFileSync(join(conf, 'keys', 'gateway.pub'), 'utf8')).export({
+          type: 'spki',
+          format: 'der',
+        }),
+      )
+      .digest('hex')}`;
+    const url = `https://127.0.0.1:${gw.port}`;
+    const image = `${world.registry.host}/test/signed:1`;
+    const clean = (extra: NodeJS.ProcessEnv = {}) => {
+      const e: NodeJS.ProcessEnv = { ...home.env, ...extra };
+      delete e.NODE_EXTRA_CA_CERTS;
+      delete e.SSL_CERT_FILE;
+      return { ...e, ...extra };
+    };
+    const sr = (env: NodeJS.ProcessEnv, ...args: string[]) => run(SECURE_RUN_CLI, args, { env, allowFail: true });
+    const home = secureRunHome();
+    try {
+      // Without the CA anywhere: a clear refusal, nothing pinned.
+      const untrusted = await sr(clean(), 'trust', url, '--fingerprint', fingerprint);
+      assert.equal(untrusted.code, 125);
+      assert.match(untrusted.stderr, /TLS certificate is not trusted.*\[NOT_TRUSTED\]/);
+      // The system store (a bundle with the local CA, where SSL_CERT_FILE points): trusted.
+      const bundle = join(dir.path, 'system-bundle.pem');
+      writeFileSync(bundle, readFileSync(join(conf, 'tls', 'ca.crt')));
+      const system = clean({ SSL_CERT_FILE: bundle });
+      const pinned = await sr(system, 'trust', url, '--fingerprint', fingerprint);
+      assert.equal(pinned.code, 0, pinned.stderr);
+      const verified = await sr(system, 'verify', image);
+      assert.equal(verified.code, 0, verified.stderr);
+      // --ca: kept with the pin, so later runs need nothing else.
+      const other = secureRunHome();
+      try {
+        const env = (() => {
+          const e: NodeJS.ProcessEnv = { ...other.env };
+          delete e.NODE_EXTRA_CA_CERTS;
+          delete e.SSL_CERT_FILE;
+          return e;
+        })();
+        const withCa = await sr(env, 'trust', url, '--ca', join(conf, 'tls', 'ca.crt'), '--fingerprint', fingerprint);
+        assert.equal(withCa.code, 0, withCa.stderr);
+        const later = await sr(env, 'verify', image);
+        assert.equal(later.code, 0, later.stderr);
+      } finally {
+        other.home.cleanup();
+      }
+    } finally {
+      home.home.cleanup();
+    }
   });
 });
