@@ -1,5 +1,6 @@
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
+import { blockedAncestor, ROOT_DATA_DIR, runnerPaths } from './settings.js';
 import { findProgram } from './unpack/confined.js';
 
 /**
@@ -19,6 +20,9 @@ export interface DoctorInput {
   readonly read: (path: string) => string | undefined;
   readonly which: (program: string) => string | undefined;
   readonly canReadWrite: (path: string) => boolean;
+  /** secure-run's data directory (images, rootfs trees, bundles) and a way to read modes. */
+  readonly dataDir: string;
+  readonly mode: (path: string) => number | undefined;
 }
 
 export function defaultDoctorInput(): DoctorInput {
@@ -33,6 +37,14 @@ export function defaultDoctorInput(): DoctorInput {
       }
     },
     which: (p) => findProgram(p, `${process.env.PATH ?? ''}:/usr/bin:/usr/sbin:/bin:/sbin`),
+    dataDir: runnerPaths().dataDir,
+    mode: (p) => {
+      try {
+        return statSync(p).mode;
+      } catch {
+        return undefined;
+      }
+    },
     canReadWrite: (p) => {
       try {
         accessSync(p, constants.R_OK | constants.W_OK);
@@ -148,6 +160,20 @@ export function diagnose(i: DoctorInput): Finding[] {
       detail: 'neither crun nor runc is installed',
       fix: 'apt-get install crun',
     });
+  if (i.uid === 0) {
+    // Root's containers run as other host ids: they must be able to traverse to their rootfs.
+    const blocked = blockedAncestor(i.dataDir, i.mode);
+    out.push(
+      blocked === undefined
+        ? { check: 'data directory', status: 'ok', detail: `${i.dataDir} is reachable by the containers' ids` }
+        : {
+            check: 'data directory',
+            status: 'fail',
+            detail: `${blocked} (mode ${((i.mode(blocked) ?? 0) & 0o777).toString(8)}) lets no other user through, so containers cannot reach ${i.dataDir}`,
+            fix: `unset XDG_DATA_HOME (root's default is ${ROOT_DATA_DIR}), or chmod o+x ${blocked}`,
+          },
+    );
+  }
   const mountinfo = i.read('/proc/self/mountinfo') ?? '';
   const v2 = mountinfo.split('\n').some((l) => / \/sys\/fs\/cgroup - cgroup2 /.test(l));
   const hybrid = mountinfo.split('\n').some((l) => l.includes(' /sys/fs/cgroup/unified ') && l.includes(' - cgroup2 '));

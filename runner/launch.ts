@@ -24,7 +24,7 @@ import { openUserNamespace } from './runtime/userns.js';
 import { holdNetworkNamespace, SLIRP_RESOLV_CONF, slirpHosts, startSlirp, type Network } from './runtime/network.js';
 import { bwrapRuntime } from './runtime/bwrap.js';
 import { buildSpec, resolveUser, type Volume } from './runtime/spec.js';
-import { assertPrivate, readTrust, type RunnerPaths } from './settings.js';
+import { assertPrivate, blockedAncestor, readTrust, ROOT_DATA_DIR, type RunnerPaths } from './settings.js';
 import { removeTree } from './rootfs.js';
 
 /**
@@ -77,6 +77,21 @@ export async function launch(
   const initPath = initBinary();
   mkdirSync(paths.dataDir, { recursive: true, mode: 0o711 });
   assertPrivate(paths.dataDir);
+  if (ids.mode === 'root') {
+    const blocked = blockedAncestor(paths.dataDir, (p) => {
+      try {
+        return statSync(p).mode;
+      } catch {
+        return undefined;
+      }
+    });
+    if (blocked !== undefined) {
+      throw new RunnerError(
+        'DATA_DIR_UNREACHABLE',
+        `${blocked} lets no other user through (mode ${(statSync(blocked).mode & 0o777).toString(8)}), so the container's ids cannot reach ${paths.dataDir}: unset XDG_DATA_HOME (root's default is ${ROOT_DATA_DIR}) or chmod o+x ${blocked}`,
+      );
+    }
+  }
   const cache = new ImageCache(join(paths.dataDir, 'images'));
   const slirp = opts.network.mode === 'slirp' ? opts.network : undefined;
   // The user namespace is made while the image is checked (it takes as long as the

@@ -17,10 +17,39 @@ export interface RunnerPaths {
   readonly trustFile: string;
 }
 
-export function runnerPaths(env: NodeJS.ProcessEnv = process.env, home: string = homedir()): RunnerPaths {
+export function runnerPaths(
+  env: NodeJS.ProcessEnv = process.env,
+  home: string = homedir(),
+  uid: number = process.getuid?.() ?? 0,
+): RunnerPaths {
   const configDir = join(env.XDG_CONFIG_HOME || join(home, '.config'), 'secure-run');
-  const dataDir = join(env.XDG_DATA_HOME || join(home, '.local', 'share'), 'secure-run');
+  // Root's containers run as unprivileged host ids, which cannot traverse root's 0700
+  // home: root's images and bundles live where every id can reach them, as podman's do.
+  const dataDir = env.XDG_DATA_HOME
+    ? join(env.XDG_DATA_HOME, 'secure-run')
+    : uid === 0
+      ? ROOT_DATA_DIR
+      : join(home, '.local', 'share', 'secure-run');
   return { configDir, dataDir, trustFile: join(configDir, 'trust.json') };
+}
+
+/** Where root's images, rootfs trees and bundles live unless XDG_DATA_HOME says otherwise. */
+export const ROOT_DATA_DIR = '/var/lib/secure-run';
+
+/**
+ * Run as root, the container's ids are other users on the host: every existing
+ * directory above `dataDir` must let others through (x), or nothing can start. The
+ * first one that does not, or undefined.
+ */
+export function blockedAncestor(dataDir: string, mode: (path: string) => number | undefined): string | undefined {
+  const parts = dataDir.split('/').filter((p) => p !== '');
+  for (let i = 0; i <= parts.length; i++) {
+    const dir = `/${parts.slice(0, i).join('/')}`;
+    const m = mode(dir);
+    if (m === undefined) return undefined;
+    if ((m & 0o001) === 0) return dir;
+  }
+  return undefined;
 }
 
 /** The one gateway this user trusts, and its pinned key. */

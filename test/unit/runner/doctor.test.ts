@@ -10,6 +10,8 @@ const base: DoctorInput = {
   read: files({ '/proc/sys/user/max_user_namespaces': '15000\n' }),
   which: all,
   canReadWrite: () => true,
+  dataDir: '/home/dev/.local/share/secure-run',
+  mode: () => 0o40755,
 };
 const status = (i: DoctorInput, check: string) => diagnose(i).find((f) => f.check === check)?.status;
 
@@ -69,4 +71,23 @@ test('subordinate ids are used when newuidmap is there; slirp needs /dev/net/tun
     status({ ...base, which: (p: string) => (p === 'slirp4netns' ? undefined : all(p)) }, 'slirp4netns'),
     'warn',
   );
+});
+
+test("as root, a data directory the containers' ids cannot traverse fails, with the fix", () => {
+  const modes: Record<string, number> = { '/': 0o40755, '/root': 0o40700, '/root/.local': 0o40755 };
+  const root = { ...base, uid: 0, dataDir: '/root/.local/share/secure-run', mode: (p: string) => modes[p] };
+  const f = diagnose(root).find((x) => x.check === 'data directory');
+  assert.equal(f?.status, 'fail');
+  assert.match(f?.detail ?? '', /\/root \(mode 700\)/);
+  assert.match(f?.fix ?? '', /\/var\/lib\/secure-run/);
+  const ok = { ...root, dataDir: '/var/lib/secure-run', mode: () => 0o40755 };
+  assert.equal(diagnose(ok).find((x) => x.check === 'data directory')?.status, 'ok');
+});
+
+test("root's data directory defaults to /var/lib/secure-run, others' to their own", async () => {
+  const { runnerPaths } = await import('../../../runner/settings.js');
+  assert.equal(runnerPaths({}, '/root', 0).dataDir, '/var/lib/secure-run');
+  assert.equal(runnerPaths({}, '/home/dev', 1000).dataDir, '/home/dev/.local/share/secure-run');
+  assert.equal(runnerPaths({ XDG_DATA_HOME: '/srv/d' }, '/root', 0).dataDir, '/srv/d/secure-run');
+  assert.equal(runnerPaths({}, '/root', 0).configDir, '/root/.config/secure-run');
 });
