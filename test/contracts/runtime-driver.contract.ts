@@ -11,6 +11,7 @@ import type { RuntimeDriver } from '../../runner/runtime/driver.js';
 import { parseImageConfig } from '../../runner/runtime/image-config.js';
 import { buildSpec, type RunOptions } from '../../runner/runtime/spec.js';
 import { buildImage } from '../helpers/images.js';
+import { buildProbe } from '../helpers/probes.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /**
@@ -127,6 +128,34 @@ export function runtimeDriverContract(
       );
       assert.equal(code, 0);
       assert.equal(readFileSync(join(out, 'r'), 'utf8'), 'Seccomp:2\ndenied\n');
+    });
+
+    test('no new namespaces from inside: clone with CLONE_NEW* flags is EPERM, clone3 ENOSYS, io_uring EPERM', async () => {
+      const out = outDir();
+      const probe = await buildProbe('nsprobe', out);
+      chmodSync(probe, 0o755);
+      const code = await runWith({ entrypoint: '', command: ['/bin/sh', '-c', '/out/nsprobe > /out/r'] }, out);
+      assert.equal(code, 0);
+      const got = Object.fromEntries(
+        readFileSync(join(out, 'r'), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => l.split('=') as [string, string]),
+      );
+      assert.deepEqual(got, {
+        'clone(plain)': '0',
+        'clone(NEWUSER)': '1',
+        'clone(NEWUSER|NEWNET)': '1',
+        'clone(NEWNET)': '1',
+        'clone(NEWNS)': '1',
+        'clone(NEWPID)': '1',
+        'clone(NEWUTS)': '1',
+        'clone(NEWIPC)': '1',
+        'clone(NEWCGROUP)': '1',
+        clone3: '38',
+        io_uring_setup: '1',
+        unshare: '1',
+      });
     });
   });
 }

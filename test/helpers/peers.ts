@@ -16,6 +16,7 @@ const INSTALL: Record<string, string> = {
   htpasswd: 'apt-get install apache2-utils',
   gpg: 'apt-get install gnupg',
   curl: 'apt-get install curl',
+  gcc: 'apt-get install gcc libc6-dev',
 };
 
 export function peer(name: string): string {
