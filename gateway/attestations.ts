@@ -2,7 +2,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/media-types.js';
 import type { ImageManifest } from '../oci/manifest.js';
-import { signStatement, verificationSummary, VSA_PREDICATE_TYPE, type ResourceRef } from '../policies/attestation.js';
+import { signStatementBy, verificationSummary, VSA_PREDICATE_TYPE, type ResourceRef } from '../policies/attestation.js';
 import type { MetadataStore } from './metadata/metadata-store.js';
 import type { BlobStore } from './store/blob-store.js';
 import type { Address } from './upstreams.js';
@@ -17,13 +17,26 @@ import type { Address } from './upstreams.js';
  * An attestation says: this gateway's policy (digest given) admitted this digest on
  * the strength of these signatures, at this time. It says nothing more.
  */
-export interface GatewaySigner {
+export interface SigningKey {
   readonly key: KeyObject;
   readonly publicKeyPem: string;
   /** sha256 of the public key's SubjectPublicKeyInfo DER, hex. */
   readonly fingerprint: string;
+}
+
+export interface GatewaySigner extends SigningKey {
+  /** Keys of a rotation still under way: every attestation is signed with these as well. */
+  readonly previous: readonly SigningKey[];
   readonly verifierId: string;
   readonly version: string;
+}
+
+/**
+ * Names the set of keys an attestation is signed with: attestations are stored per
+ * key set, so after a rotation none signed by the old set alone is served again.
+ */
+export function keySetOf(signer: Pick<GatewaySigner, 'fingerprint' | 'previous'>): string {
+  return [signer.fingerprint, ...signer.previous.map((p) => p.fingerprint)].join(',');
 }
 
 export interface AttestationDeps {
@@ -36,6 +49,8 @@ export interface AttestationDeps {
 export interface StoredEnvelope {
   readonly digest: Digest;
   readonly size: number;
+  /** When it was signed (ms since the epoch). */
+  readonly createdAt: number;
 }
 
 const COSIGN_SIGNATURE = 'dev.cosignproject.cosign/signature';
@@ -78,24 +93,40 @@ export class AttestationService {
       policy: { uri: policy.source, digest: { [policy.digest.algorithm]: policy.digest.hex } },
       inputAttestations: inputs,
     });
-    const envelope = signStatement(statement, signer.key, signer.fingerprint.slice(0, 16));
+    const envelope = signStatementBy(
+      statement,
+      [signer, ...signer.previous].map((k) => ({ key: k.key, keyid: k.fingerprint.slice(0, 16) })),
+    );
     const digest = digestOf(envelope);
+    const createdAt = now();
     await store.putBytes(digest, envelope);
     await metadata.recordAttestation(addr.name, {
       subject: subject.text,
       envelope: digest.text,
       size: envelope.length,
       policyDigest: policy.digest.text,
-      createdAt: now(),
+      signingKeys: keySetOf(signer),
+      createdAt,
     });
-    return { digest, size: envelope.length };
+    return { digest, size: envelope.length, createdAt };
   }
 
-  /** The stored attestation of `subject` under `policyDigest`, if there is one. */
+  /** The stored attestation of `subject` under `policyDigest`, signed by the current key set, if there is one. */
   async find(addr: Address, subject: Digest, policyDigest: string): Promise<StoredEnvelope | undefined> {
-    const record = await this.deps.metadata.attestation(addr.name, subject.text, policyDigest);
+    const record = await this.deps.metadata.attestation(
+      addr.name,
+      subject.text,
+      policyDigest,
+      keySetOf(this.deps.signer),
+    );
     if (!record || (await this.deps.store.stat(parseDigest(record.envelope))) !== record.size) return undefined;
-    return { digest: parseDigest(record.envelope), size: record.size };
+    return { digest: parseDigest(record.envelope), size: record.size, createdAt: record.createdAt };
+  }
+
+  /** The envelope's bytes, hashed again on the way out. */
+  async read(envelope: StoredEnvelope): Promise<Buffer | undefined> {
+    const bytes = await this.deps.store.readBytes(envelope.digest, envelope.size);
+    return bytes && digestOf(bytes, envelope.digest.algorithm).hex === envelope.digest.hex ? bytes : undefined;
   }
 
   /**
@@ -163,7 +194,7 @@ export class AttestationService {
     );
   }
 
-  async #putJson(value: unknown): Promise<StoredEnvelope> {
+  async #putJson(value: unknown): Promise<{ digest: Digest; size: number }> {
     const bytes = Buffer.from(JSON.stringify(value));
     const digest = digestOf(bytes);
     await this.deps.store.putBytes(digest, bytes);

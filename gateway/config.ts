@@ -49,11 +49,21 @@ export interface GatewayConfig {
   readonly upstreams: readonly UpstreamConfig[];
   /** The gateway's signing key (PEM, ECDSA P-256, mode 0600); undefined: `<dataDir>/gateway.key`, made on first start. */
   readonly attestationKey: string | undefined;
+  /**
+   * Keys the gateway signed with before (a rotation): attestations are signed with
+   * these too, so clients still pinned to one keep verifying until they re-pin.
+   */
+  readonly previousAttestationKeys: readonly string[];
+  /** An attestation older than this is verified again and re-signed when it is next asked for. */
+  readonly renewAfterSeconds: number;
   readonly verifierId: string | undefined;
   readonly tls: { readonly cert: string; readonly key: string } | undefined;
   /** A registries.d directory (containers-registries.d(5)) naming GPG lookasides for upstreams without their own. */
   readonly registriesD?: string | undefined;
 }
+
+/** Seven days: well inside secure-run's default --max-age of 30 days. */
+export const DEFAULT_RENEW_AFTER_SECONDS = 7 * 86_400;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -67,6 +77,8 @@ export function defaultConfig(dataDir: string): GatewayConfig {
     tagTtlSeconds: 0,
     limits: { maxSignatures: 16, maxSignatureBytes: 64 * 1024 },
     attestationKey: undefined,
+    previousAttestationKeys: [],
+    renewAfterSeconds: DEFAULT_RENEW_AFTER_SECONDS,
     verifierId: undefined,
     tls: undefined,
     upstreams: [
@@ -164,12 +176,31 @@ export function parseConfig(file: string, text: string): GatewayConfig {
 
   let attestationKey: string | undefined;
   let verifierId: string | undefined;
+  const previousAttestationKeys: string[] = [];
+  let renewAfterSeconds = DEFAULT_RENEW_AFTER_SECONDS;
   if (top.has('attestation')) {
-    const a = src.map(top.get('attestation'), 'attestation', ['key', 'verifierId']);
+    const a = src.map(top.get('attestation'), 'attestation', [
+      'key',
+      'previousKeys',
+      'renewAfterSeconds',
+      'verifierId',
+    ]);
     if (a?.has('key')) {
       const k = src.string(a.get('key'), 'attestation.key');
       if (k !== undefined) attestationKey = resolve(base, k);
     }
+    if (a?.has('previousKeys')) {
+      const list = src.seq(a.get('previousKeys'), 'attestation.previousKeys') ?? [];
+      if (list.length > 4) src.report(a.get('previousKeys'), 'attestation.previousKeys: at most 4 previous keys');
+      list.forEach((n, i) => {
+        const k = src.string(n, `attestation.previousKeys[${i}]`);
+        if (k !== undefined) previousAttestationKeys.push(resolve(base, k));
+      });
+    }
+    if (a?.has('renewAfterSeconds'))
+      renewAfterSeconds =
+        src.integer(a.get('renewAfterSeconds'), 'attestation.renewAfterSeconds', 1, 365 * 86_400) ??
+        DEFAULT_RENEW_AFTER_SECONDS;
     if (a?.has('verifierId')) verifierId = src.string(a.get('verifierId'), 'attestation.verifierId');
   }
   let tls: GatewayConfig['tls'];
@@ -204,6 +235,8 @@ export function parseConfig(file: string, text: string): GatewayConfig {
     limits,
     upstreams,
     attestationKey,
+    previousAttestationKeys,
+    renewAfterSeconds,
     verifierId,
     tls,
     registriesD,

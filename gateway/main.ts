@@ -6,7 +6,7 @@ import { parseSigningKey, publicKeyPem } from '../policies/attestation.js';
 import { formatDiagnostic } from '../policies/diagnostics.js';
 import { LoadError } from '../policies/errors.js';
 import { loadPolicyFile, rejectEverythingPolicy } from '../policies/loader.js';
-import { AttestationService, fingerprintOf, type GatewaySigner } from './attestations.js';
+import { AttestationService, fingerprintOf, type GatewaySigner, type SigningKey } from './attestations.js';
 import type { CompiledPolicy } from '../policies/model.js';
 import type { GatewayConfig } from './config.js';
 import { buildApp, type GatewayApp } from './http/app.js';
@@ -121,8 +121,18 @@ export async function startGateway(
     config.attestationKey ?? join(config.dataDir, 'gateway.key'),
     config.attestationKey === undefined,
     config.verifierId,
+    config.previousAttestationKeys,
   );
   const attestations = new AttestationService({ store, metadata, signer, now: Date.now });
+  if (signer.previous.length > 0)
+    logger.info(
+      {
+        event: 'attestation.rotation',
+        gatewayKey: `sha256:${signer.fingerprint}`,
+        previousKeys: signer.previous.map((k) => `sha256:${k.fingerprint}`),
+      },
+      'attestations are signed with the current key and the previous ones until they are removed from attestation.previousKeys',
+    );
   const gateway = buildApp({
     upstreams: new Upstreams(upstreamList),
     store,
@@ -130,6 +140,7 @@ export async function startGateway(
     policy: () => policy,
     limits: config.limits,
     tagTtlSeconds: config.tagTtlSeconds,
+    renewAfterSeconds: config.renewAfterSeconds,
     logger,
     metrics,
     attestations,
@@ -188,7 +199,12 @@ export async function startGateway(
  * The gateway's attestation signing key. A configured key must exist, be ECDSA P-256
  * and be readable by its owner only; the default key is created (0600) on first start.
  */
-export function loadSigner(path: string, createIfMissing: boolean, verifierId: string | undefined): GatewaySigner {
+export function loadSigner(
+  path: string,
+  createIfMissing: boolean,
+  verifierId: string | undefined,
+  previousPaths: readonly string[] = [],
+): GatewaySigner {
   let pem = readPrivateKeyFile(path);
   if (pem === undefined) {
     if (!createIfMissing)
@@ -216,18 +232,39 @@ export function loadSigner(path: string, createIfMissing: boolean, verifierId: s
         { file: path, line: 1, column: 1, message: 'the gateway signing key vanished while it was created' },
       ]);
   }
+  const current = signingKeyOf(path, pem);
+  const previous = previousPaths.map((p) => {
+    const text = readPrivateKeyFile(p);
+    if (text === undefined)
+      throw new LoadError('FILE_UNREADABLE', [
+        {
+          file: p,
+          line: 1,
+          column: 1,
+          message: 'a previous gateway signing key (attestation.previousKeys) does not exist',
+        },
+      ]);
+    const k = signingKeyOf(p, text);
+    if (k.fingerprint === current.fingerprint)
+      throw new LoadError('CONFIG_INVALID', [
+        { file: p, line: 1, column: 1, message: 'attestation.previousKeys lists the current signing key' },
+      ]);
+    return k;
+  });
+  return {
+    ...current,
+    previous,
+    verifierId: verifierId ?? `urn:portcullis:gateway:sha256:${current.fingerprint}`,
+    version: PACKAGE_VERSION,
+  };
+}
+
+function signingKeyOf(path: string, pem: string): SigningKey {
   const key = parseSigningKey(pem);
   if (typeof key === 'string')
     throw new LoadError('CONFIG_INVALID', [{ file: path, line: 1, column: 1, message: key }]);
   const publicPem = publicKeyPem(key);
-  const fingerprint = fingerprintOf(publicPem);
-  return {
-    key,
-    publicKeyPem: publicPem,
-    fingerprint,
-    verifierId: verifierId ?? `urn:portcullis:gateway:sha256:${fingerprint}`,
-    version: PACKAGE_VERSION,
-  };
+  return { key, publicKeyPem: publicPem, fingerprint: fingerprintOf(publicPem) };
 }
 
 /** Reads a private key through one descriptor, after checking that descriptor's mode. Undefined when absent. */

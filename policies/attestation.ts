@@ -73,12 +73,26 @@ export interface Envelope {
 
 /** Signs a statement; the envelope's bytes are what is stored and served. */
 export function signStatement(statement: Statement, privateKey: KeyObject, keyid = ''): Buffer {
+  return signStatementBy(statement, [{ key: privateKey, keyid }]);
+}
+
+/**
+ * Signs a statement with several keys, one DSSE signature each (a key rotation: the
+ * new key and the ones clients may still pin). A verifier needs one that verifies.
+ */
+export function signStatementBy(
+  statement: Statement,
+  signers: readonly { readonly key: KeyObject; readonly keyid: string }[],
+): Buffer {
   const body = Buffer.from(JSON.stringify(statement));
-  const sig = sign('sha256', pae(IN_TOTO_PAYLOAD_TYPE, body), { key: privateKey, dsaEncoding: 'der' });
+  const message = pae(IN_TOTO_PAYLOAD_TYPE, body);
   const envelope: Envelope = {
     payload: body.toString('base64'),
     payloadType: IN_TOTO_PAYLOAD_TYPE,
-    signatures: [{ keyid, sig: sig.toString('base64') }],
+    signatures: signers.map((s) => ({
+      keyid: s.keyid,
+      sig: sign('sha256', message, { key: s.key, dsaEncoding: 'der' }).toString('base64'),
+    })),
   };
   return Buffer.from(JSON.stringify(envelope));
 }
@@ -157,10 +171,23 @@ export function verifySummaryEnvelope(
   if (age > expect.maxAgeMs || age < -5 * 60_000) {
     throw new AttestationError(
       'attestation.expired',
-      `the attestation was made ${summary.timeVerified.toISOString()}, outside the allowed age of ${Math.round(expect.maxAgeMs / 3_600_000)} h`,
+      age < 0
+        ? `the attestation was made ${summary.timeVerified.toISOString()}, ahead of this machine's clock`
+        : `the attestation was made ${summary.timeVerified.toISOString()}, ${formatAge(age)} ago: older than the allowed ${formatAge(expect.maxAgeMs)} (--max-age)`,
     );
   }
   return summary;
+}
+
+/** 30 d, 12 h, 5 min, 40 s: the largest unit that says it. */
+export function formatAge(ms: number): string {
+  const units: [number, string][] = [
+    [86_400_000, 'd'],
+    [3_600_000, 'h'],
+    [60_000, 'min'],
+  ];
+  for (const [size, name] of units) if (ms >= size) return `${Math.floor(ms / size)} ${name}`;
+  return `${Math.floor(ms / 1000)} s`;
 }
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;

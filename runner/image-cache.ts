@@ -113,6 +113,11 @@ export class ImageCache {
     renameSync(tmp, join(this.#refs, refKey(ref)));
   }
 
+  /** Forgets which manifest a reference resolved to (the gateway refused it). */
+  forgetRef(ref: string): void {
+    rmSync(join(this.#refs, refKey(ref)), { force: true });
+  }
+
   readRef(ref: string): CachedRef | undefined {
     let doc: unknown;
     try {

@@ -103,6 +103,7 @@ export async function launch(
     maxAgeMs: opts.maxAgeMs,
     pull: opts.pull,
     progress: process.stderr.isTTY ? progressBar() : undefined,
+    warn,
   })
     .then((p) => ({ pulled: p, config: parseImageConfig(p.config) }))
     .catch(async (err: unknown) => {

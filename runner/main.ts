@@ -1,8 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseNetwork } from './runtime/network.js';
 import { RunnerError } from './errors.js';
 import { hostPlatform, parsePlatform } from './platform.js';
-import { readTrust, runnerPaths, type Trust } from './settings.js';
+import { assertPrivate, readTrust, runnerPaths, type Trust } from './settings.js';
+import { ImageCache } from './image-cache.js';
 import { launch } from './launch.js';
 import type { PullPolicy } from './pull.js';
 
@@ -46,6 +48,10 @@ export async function trustCommand(
   if (previous && previous.fingerprint !== offered.fingerprint) {
     // Re-pinning (a key rotation, or another gateway): say what is replaced.
     io.out(`this replaces the pinned key ${previous.fingerprint} of ${previous.gateway} (pinned ${previous.pinnedAt})`);
+    if (previous.gateway === offered.gateway && offered.previousFingerprints?.includes(previous.fingerprint))
+      io.out(
+        'the gateway says it is rotating from that key to this one (it still signs with both); confirm the new fingerprint with its operator',
+      );
   }
   let confirmed = opts.yes === true;
   if (opts.fingerprint === undefined && !confirmed) {
@@ -74,12 +80,18 @@ export async function verifyCommand(
   opts: { platform?: string; maxAge: string; json?: boolean },
   io: Output,
 ): Promise<number> {
-  const trust = readTrust(runnerPaths());
-  const { verifyImage } = await import('./verify.js');
-  const v = await verifyImage(trust, image, {
+  const paths = runnerPaths();
+  const trust = readTrust(paths);
+  mkdirSync(paths.dataDir, { recursive: true, mode: 0o711 });
+  assertPrivate(paths.dataDir);
+  // The check of a run, exactly: the same function, online, with the same cache (and so the same rollback rule).
+  const { attestedManifest } = await import('./pull.js');
+  const a = await attestedManifest(trust, new ImageCache(join(paths.dataDir, 'images')), image, {
     platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(),
     maxAgeMs: parseDuration(opts.maxAge),
+    pull: 'always',
   });
+  const v = { image: { manifestDigest: a.manifestDigest, indexDigest: a.indexDigest }, summary: a.summary };
   if (opts.json) {
     io.out(
       JSON.stringify({

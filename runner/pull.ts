@@ -1,7 +1,7 @@
 import type { Digest } from '../oci/digest.js';
 import { digestOf, parseDigest } from '../oci/digest.js';
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.js';
-import { formatImageReference, parseImageReference } from '../oci/reference.js';
+import { formatImageReference, parseImageReference, type ImageReference } from '../oci/reference.js';
 import { MAX_ENVELOPE_BYTES, type VerifiedSummary } from '../policies/attestation.js';
 import { checkAttestation } from './attestation-check.js';
 import { RunnerError } from './errors.js';
@@ -33,9 +33,21 @@ export interface PullOptions {
   readonly pull: PullPolicy;
   readonly now?: Date;
   readonly progress?: ((event: { layer: number; of: number; bytes: number; size: number }) => void) | undefined;
+  /** Where notices go (the gateway could not be reached, its answer did not verify). */
+  readonly warn?: ((line: string) => void) | undefined;
+}
+
+/** The manifest a reference stands for now, with the attestation that passed the check for this run. */
+export interface AttestedManifest {
+  readonly manifestDigest: Digest;
+  readonly manifestBytes: Buffer;
+  readonly indexDigest: Digest | undefined;
+  readonly summary: VerifiedSummary;
 }
 
 const MAX_CONFIG_BYTES = 1024 * 1024;
+/** How long a cached run waits for the gateway's word on the digest before it counts as offline. */
+export const GATEWAY_CHECK_MS = 2000;
 
 export async function pullImage(
   trust: Trust,
@@ -43,6 +55,35 @@ export async function pullImage(
   imageText: string,
   opts: PullOptions,
 ): Promise<PulledImage> {
+  const ref = parseImageReference(imageText);
+  const { manifestDigest, manifestBytes, summary } = await attestedManifest(trust, cache, imageText, opts);
+  const manifest = parseManifest(manifestBytes);
+  if (manifest.kind !== 'image') throw new RunnerError('IMAGE_INVALID', 'the cached manifest is not an image manifest');
+  await fetchBlobs(trust, cache, ref.repository, ref.host, manifest, opts);
+  const config = cache.readSmall(manifest.config.digest, MAX_CONFIG_BYTES);
+  if (!config)
+    throw new RunnerError('IMAGE_INVALID', `the image config ${manifest.config.digest.text} is missing or too large`);
+  return { manifestDigest, manifest, config, layers: manifest.layers, summary };
+}
+
+/**
+ * The check every run makes, and all that `secure-run verify` does: which digest the
+ * reference stands for and an attestation of it that verifies with the pinned key,
+ * names this digest and repository, and is younger than --max-age; never one older
+ * than the reference already used (no rollback).
+ *
+ * `--pull missing` with a cached entry asks the gateway for its current attestation of
+ * the cached digest (one request, GATEWAY_CHECK_MS at most): a refusal (revoked, denied
+ * now, no longer attested) refuses the run and forgets the entry; a newer attestation
+ * replaces the cached one (the gateway renews them); an unreachable gateway leaves
+ * the cached attestation to stand on its own, within --max-age.
+ */
+export async function attestedManifest(
+  trust: Trust,
+  cache: ImageCache,
+  imageText: string,
+  opts: PullOptions,
+): Promise<AttestedManifest> {
   const ref = parseImageReference(imageText);
   const key = `${trust.gateway} ${formatImageReference(ref)} ${opts.platform.os}/${opts.platform.architecture}/${opts.platform.variant ?? ''}`;
   const now = opts.now ?? new Date();
@@ -57,62 +98,121 @@ export async function pullImage(
       maxAgeMs: opts.maxAgeMs,
       subjectName,
     }).summary;
-  let manifestDigest: Digest | undefined;
-  let manifestBytes: Buffer | undefined;
-  let summary: VerifiedSummary | undefined;
+  const record = (digest: Digest, bytes: Buffer, index: Digest | undefined, envelope: Buffer, s: VerifiedSummary) => {
+    const envelopeDigest = digestOf(envelope);
+    cache.putSmall(digest, bytes);
+    cache.putSmall(envelopeDigest, envelope);
+    cache.recordRef(key, {
+      manifest: digest.text,
+      index: index?.text,
+      envelope: envelopeDigest.text,
+      resolvedAt: now.toISOString(),
+      verifiedAt: s.timeVerified.toISOString(),
+    });
+  };
   if (opts.pull === 'never' || (opts.pull === 'missing' && cached)) {
     if (!cached) throw new RunnerError('NOT_CACHED', `${imageText} is not in the cache and --pull never was given`);
     const digest = parseDigest(cached.manifest);
+    const index = cached.index !== undefined ? parseDigest(cached.index) : undefined;
     const m = cache.readSmall(digest, MAX_MANIFEST_BYTES);
     const e = cache.readSmall(parseDigest(cached.envelope), MAX_ENVELOPE_BYTES);
     if (!m || !e) {
       if (opts.pull === 'never')
         throw new RunnerError('NOT_CACHED', `the cache entry of ${imageText} is incomplete: pull it again`);
     } else {
+      // The check that counts: with the pinned key, for this digest and name, now.
+      let local: VerifiedSummary | undefined;
+      let stale: RunnerError | undefined;
       try {
-        // The check that counts: with the pinned key, for this digest and name, now.
-        summary = check(digest, e);
-        manifestDigest = digest;
-        manifestBytes = m;
+        local = check(digest, e);
       } catch (err) {
-        // An expired cached attestation is refreshed from the gateway unless told to stay offline.
+        // An expired cached attestation may be renewed by the gateway, unless told to stay offline.
         if (!(err instanceof RunnerError && err.code === 'ATTESTATION_EXPIRED' && opts.pull === 'missing')) throw err;
+        stale = err;
       }
+      if (opts.pull === 'never' && local)
+        return { manifestDigest: digest, manifestBytes: m, indexDigest: index, summary: local };
+      const answer = await askGateway(trust, ref, digest);
+      if (answer.refused) {
+        cache.forgetRef(key);
+        throw answer.refused;
+      }
+      if (answer.envelope) {
+        let fresh: VerifiedSummary | undefined;
+        try {
+          fresh = check(digest, answer.envelope);
+        } catch (err) {
+          // The gateway is reachable and vouches with something that fails the check: refuse,
+          // unless it merely holds an older attestation than the cached one (which then stands).
+          if (!(err instanceof RunnerError && err.code === 'ATTESTATION_EXPIRED' && local)) {
+            cache.forgetRef(key);
+            throw err instanceof RunnerError && err.code === 'ATTESTATION_INVALID'
+              ? new RunnerError(
+                  'TRUST_MISMATCH',
+                  `the gateway's current attestation of ${digest.text} is not signed by the pinned key ${trust.fingerprint}: if the gateway's key was rotated, pin the new one with \`secure-run trust ${trust.gateway}\` (${err.message})`,
+                  { cause: err },
+                )
+              : err;
+          }
+        }
+        if (fresh && (!local || fresh.timeVerified.getTime() >= local.timeVerified.getTime())) {
+          record(digest, m, index, answer.envelope, fresh);
+          return { manifestDigest: digest, manifestBytes: m, indexDigest: index, summary: fresh };
+        }
+      } else if (answer.unreachable && local) {
+        opts.warn?.(
+          `secure-run: ${answer.unreachable.message}; running the cached image on its attestation of ${local.timeVerified.toISOString()}`,
+        );
+      }
+      if (local) return { manifestDigest: digest, manifestBytes: m, indexDigest: index, summary: local };
+      throw answer.unreachable
+        ? new RunnerError(
+            'ATTESTATION_EXPIRED',
+            `${(stale as RunnerError).message}, and the gateway could not renew it: ${answer.unreachable.message}`,
+            { cause: answer.unreachable },
+          )
+        : (stale as RunnerError);
     }
   }
-  if (!manifestDigest || !manifestBytes || !summary) {
-    // The network code (and its HTTP client) is loaded only when the network is used:
-    // a cached run starts faster. The module names are fixed strings.
-    const { verifyImage } = await import('./verify.js');
-    const v = await verifyImage(trust, imageText, { platform: opts.platform, maxAgeMs: opts.maxAgeMs, now });
-    // No rollback: a reference never goes back to an attestation older than the one it had.
-    if (cached?.verifiedAt !== undefined && v.summary.timeVerified.getTime() < Date.parse(cached.verifiedAt)) {
-      throw new RunnerError(
-        'ATTESTATION_EXPIRED',
-        `the gateway offers an attestation from ${v.summary.timeVerified.toISOString()}, older than the one already used for ${imageText} (${cached.verifiedAt})`,
-      );
-    }
-    manifestDigest = v.image.manifestDigest;
-    manifestBytes = v.image.manifestBytes;
-    summary = check(manifestDigest, v.envelope);
-    const envelopeDigest = digestOf(v.envelope);
-    cache.putSmall(manifestDigest, manifestBytes);
-    cache.putSmall(envelopeDigest, v.envelope);
-    cache.recordRef(key, {
-      manifest: manifestDigest.text,
-      index: v.image.indexDigest?.text,
-      envelope: envelopeDigest.text,
-      resolvedAt: now.toISOString(),
-      verifiedAt: summary.timeVerified.toISOString(),
-    });
+  // The network code (and its HTTP client) is loaded only when the network is used:
+  // a cached run starts faster. The module names are fixed strings.
+  const { verifyImage } = await import('./verify.js');
+  const v = await verifyImage(trust, imageText, { platform: opts.platform, maxAgeMs: opts.maxAgeMs, now });
+  // No rollback: a reference never goes back to an attestation older than the one it had.
+  if (cached?.verifiedAt !== undefined && v.summary.timeVerified.getTime() < Date.parse(cached.verifiedAt)) {
+    throw new RunnerError(
+      'ATTESTATION_EXPIRED',
+      `the gateway offers an attestation from ${v.summary.timeVerified.toISOString()}, older than the one already used for ${imageText} (${cached.verifiedAt})`,
+    );
   }
-  const manifest = parseManifest(manifestBytes);
-  if (manifest.kind !== 'image') throw new RunnerError('IMAGE_INVALID', 'the cached manifest is not an image manifest');
-  await fetchBlobs(trust, cache, ref.repository, ref.host, manifest, opts);
-  const config = cache.readSmall(manifest.config.digest, MAX_CONFIG_BYTES);
-  if (!config)
-    throw new RunnerError('IMAGE_INVALID', `the image config ${manifest.config.digest.text} is missing or too large`);
-  return { manifestDigest, manifest, config, layers: manifest.layers, summary };
+  const manifestDigest = v.image.manifestDigest;
+  const summary = check(manifestDigest, v.envelope);
+  record(manifestDigest, v.image.manifestBytes, v.image.indexDigest, v.envelope, summary);
+  return { manifestDigest, manifestBytes: v.image.manifestBytes, indexDigest: v.image.indexDigest, summary };
+}
+
+/**
+ * One request for the gateway's current attestation of a cached digest. A refusal is
+ * the gateway's word; anything else that goes wrong (not reachable, too slow, a 5xx)
+ * counts as offline.
+ */
+async function askGateway(
+  trust: Trust,
+  ref: ImageReference,
+  digest: Digest,
+): Promise<{ envelope?: Buffer; refused?: RunnerError; unreachable?: RunnerError }> {
+  const { gatewayClient, fetchCurrentAttestation } = await import('./gateway-client.js');
+  const client = gatewayClient(trust, ref, { totalMs: GATEWAY_CHECK_MS, retries: 0 });
+  try {
+    return { envelope: await fetchCurrentAttestation(client, ref.repository, digest) };
+  } catch (err) {
+    if (err instanceof RunnerError && (err.code === 'IMAGE_DENIED' || err.code === 'IMAGE_UNAVAILABLE'))
+      return { refused: err };
+    if (err instanceof RunnerError) return { unreachable: err };
+    throw err;
+  } finally {
+    await client.close();
+  }
 }
 
 async function fetchBlobs(
@@ -132,7 +232,7 @@ async function fetchBlobs(
       `${missing.length} blob(s) of the image are not cached and --pull never was given`,
     );
   const { gatewayClient } = await import('./gateway-client.js');
-  const client = gatewayClient(trust, { host, repository, tag: undefined, digest: manifest.config.digest });
+  const client = gatewayClient(trust, { host });
   try {
     // Blobs come from the gateway by digest, or not at all: descriptor `urls` are never followed.
     for (const [i, d] of missing.entries()) {

@@ -3,6 +3,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { readBounded } from '../oci/registry-client/body.js';
 import { splitPem } from '../oci/registry-client/ca.js';
 import { causeText } from '../oci/registry-client/client.js';
+import { isObject, parseStrictJson } from '../oci/strict-json.js';
 import { RunnerError } from './errors.js';
 import { gatewayCa } from './gateway-tls.js';
 import { writeTrust, type RunnerPaths, type Trust } from './settings.js';
@@ -19,6 +20,8 @@ export interface OfferedKey {
   readonly fingerprint: string;
   /** The CA given with --ca, kept with the pin. */
   readonly caPem?: string | undefined;
+  /** Keys the gateway says it still signs with during a rotation (its word only: informative). */
+  readonly previousFingerprints?: readonly string[] | undefined;
 }
 
 export async function fetchGatewayKey(
@@ -62,9 +65,33 @@ export async function fetchGatewayKey(
     );
   });
   try {
-    return await readKey(res, base, caPem);
+    const offered = await readKey(res, base, caPem);
+    const previousFingerprints = await previousKeysOf(base, dispatcher);
+    return previousFingerprints.length ? { ...offered, previousFingerprints } : offered;
   } finally {
     await dispatcher?.close();
+  }
+}
+
+/** The fingerprints gateway.json lists as previous keys; none when it cannot be read. */
+async function previousKeysOf(base: URL, dispatcher: Dispatcher | undefined): Promise<string[]> {
+  try {
+    const res = await request(new URL('/v2/_portcullis/gateway.json', base), {
+      method: 'GET',
+      headersTimeout: 5000,
+      bodyTimeout: 5000,
+      ...(dispatcher ? { dispatcher } : {}),
+    });
+    const bytes = await readBounded(res.body, 64 * 1024, 'gateway.json');
+    if (res.statusCode !== 200) return [];
+    const doc = parseStrictJson(bytes, { maxDepth: 4 });
+    if (!isObject(doc) || !Array.isArray(doc.previousKeys)) return [];
+    return doc.previousKeys
+      .slice(0, 8)
+      .map((k) => (isObject(k) && typeof k.fingerprint === 'string' ? k.fingerprint : ''))
+      .filter((f) => /^sha256:[0-9a-f]{64}$/.test(f));
+  } catch {
+    return [];
   }
 }
 

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { digestOf } from '../../oci/digest.js';
 import { UpstreamError } from '../../oci/errors.js';
 import { MediaType } from '../../oci/media-types.js';
 import { impersonatesGateway, type GatewaySigner } from '../attestations.js';
@@ -106,6 +107,11 @@ export function buildApp(deps: AppDeps): GatewayApp {
       fingerprint: `sha256:${deps.signer.fingerprint}`,
       verifierId: deps.signer.verifierId,
       publicKey: deps.signer.publicKeyPem,
+      // A rotation under way: attestations are signed with these keys as well.
+      previousKeys: deps.signer.previous.map((k) => ({
+        fingerprint: `sha256:${k.fingerprint}`,
+        publicKey: k.publicKeyPem,
+      })),
       policyDigest: deps.policy().digest.text,
     }),
   });
@@ -151,6 +157,15 @@ export function buildApp(deps: AppDeps): GatewayApp {
     // What the policy rejects by name is refused before anything goes upstream.
     if (p.kind !== 'manifest') manifests.refuseByName(addr);
     switch (p.kind) {
+      case 'attestation': {
+        const envelope = await manifests.gatewayAttestation(addr, p.digest);
+        reply
+          .header('content-type', MediaType.dsseEnvelope)
+          .header('docker-content-digest', digestOf(envelope).text)
+          .header('cache-control', 'no-store')
+          .header('content-length', String(envelope.length));
+        return req.method === 'HEAD' ? reply.send() : reply.send(envelope);
+      }
       case 'manifest': {
         const accept = req.headers.accept;
         const m = await manifests.get(addr, p.ref, accept);

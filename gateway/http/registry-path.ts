@@ -12,7 +12,9 @@ export type RegistryPath =
   | { readonly kind: 'manifest'; readonly name: string; readonly ref: ManifestRef }
   | { readonly kind: 'blob'; readonly name: string; readonly digest: Digest }
   | { readonly kind: 'tags'; readonly name: string }
-  | { readonly kind: 'referrers'; readonly name: string; readonly digest: Digest };
+  | { readonly kind: 'referrers'; readonly name: string; readonly digest: Digest }
+  /** The gateway's own attestation envelope (`_` cannot start a path component of a name). */
+  | { readonly kind: 'attestation'; readonly name: string; readonly digest: Digest };
 
 export function parseRegistryPath(path: string): RegistryPath | undefined {
   if (!path.startsWith('/v2/')) return undefined;
@@ -24,6 +26,8 @@ export function parseRegistryPath(path: string): RegistryPath | undefined {
   if (m) return { kind: 'blob', name: m[1] as string, digest: parseDigest(m[2] as string) };
   m = /^(.+)\/tags\/list$/.exec(rest);
   if (m) return { kind: 'tags', name: m[1] as string };
+  m = /^(.+)\/_portcullis\/attestation\/([^/]+)$/.exec(rest);
+  if (m) return { kind: 'attestation', name: m[1] as string, digest: parseDigest(m[2] as string) };
   m = /^(.+)\/referrers\/([^/]+)$/.exec(rest);
   if (m) return { kind: 'referrers', name: m[1] as string, digest: parseDigest(m[2] as string) };
   return undefined;

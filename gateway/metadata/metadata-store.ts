@@ -61,13 +61,26 @@ export interface AttestationRecord {
   readonly envelope: string;
   readonly size: number;
   readonly policyDigest: string;
+  /** The fingerprints of the keys that signed it, current first (see keySetOf). */
+  readonly signingKeys: string;
   readonly createdAt: number;
 }
 
 export interface MetadataStore {
   recordAttestation(repository: string, record: AttestationRecord): Promise<void>;
-  /** The attestation of `subject` in `repository` issued under `policyDigest` (one per policy). */
-  attestation(repository: string, subject: string, policyDigest: string): Promise<AttestationRecord | undefined>;
+  /** The attestation of `subject` in `repository` issued under `policyDigest` by `signingKeys` (one per policy and key set). */
+  attestation(
+    repository: string,
+    subject: string,
+    policyDigest: string,
+    signingKeys: string,
+  ): Promise<AttestationRecord | undefined>;
+  /**
+   * Takes back the admission of `digest` in `repository` (a renewal found it denied):
+   * its manifest, blob links, index children and attestations are forgotten, so the
+   * next request decides it afresh. Stored bytes are left to the store's own cleanup.
+   */
+  withdraw(repository: string, digest: string): Promise<void>;
   admittedManifest(repository: string, digest: string): Promise<AdmittedManifest | undefined>;
   admit(repository: string, admission: Admission, now: number): Promise<void>;
   /**

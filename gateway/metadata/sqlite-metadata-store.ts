@@ -55,6 +55,17 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE manifests ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;`,
   // The subject an attachment was stored for: it is served by digest only while that subject is admitted.
   `ALTER TABLE manifests ADD COLUMN subject TEXT;`,
+  // Attestations per signing key set: after a key rotation none signed by the old set alone is served.
+  // Rows from before carry no key set and so are never served again: they are re-signed on request.
+  `CREATE TABLE attestations_by_key (
+     repository_id INTEGER NOT NULL REFERENCES repositories(id), subject_digest TEXT NOT NULL,
+     envelope_digest TEXT NOT NULL, envelope_size INTEGER NOT NULL, policy_digest TEXT NOT NULL,
+     signing_keys TEXT NOT NULL, created_at INTEGER NOT NULL,
+     PRIMARY KEY (repository_id, subject_digest, policy_digest, signing_keys));
+   INSERT INTO attestations_by_key
+     SELECT repository_id, subject_digest, envelope_digest, envelope_size, policy_digest, '', created_at FROM attestations;
+   DROP TABLE attestations;
+   ALTER TABLE attestations_by_key RENAME TO attestations;`,
 ];
 
 export class SqliteMetadataStore implements MetadataStore {
@@ -122,15 +133,17 @@ export class SqliteMetadataStore implements MetadataStore {
       ),
       setTag: db.prepare('INSERT OR REPLACE INTO tags (repository_id, tag, digest, resolved_at) VALUES (?, ?, ?, ?)'),
       insertAttestation: db.prepare(
-        'INSERT OR REPLACE INTO attestations (repository_id, subject_digest, envelope_digest, envelope_size, policy_digest, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT OR REPLACE INTO attestations (repository_id, subject_digest, envelope_digest, envelope_size, policy_digest, signing_keys, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       attestation: db.prepare<
-        [string, string, string],
+        [string, string, string, string],
         { envelope_digest: string; envelope_size: number; policy_digest: string; created_at: number }
       >(
         `SELECT a.envelope_digest, a.envelope_size, a.policy_digest, a.created_at FROM attestations a JOIN repositories r ON r.id = a.repository_id
-         WHERE r.name = ? AND a.subject_digest = ? AND a.policy_digest = ? LIMIT 1`,
+         WHERE r.name = ? AND a.subject_digest = ? AND a.policy_digest = ? AND a.signing_keys = ? LIMIT 1`,
       ),
+      withdrawManifest: db.prepare('DELETE FROM manifests WHERE repository_id = ? AND digest = ?'),
+      withdrawAttestations: db.prepare('DELETE FROM attestations WHERE repository_id = ? AND subject_digest = ?'),
       insertDecision: db.prepare(
         'INSERT INTO decisions (time, repository, digest, policy_digest, allowed, rule, reasons, mode, verdict, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
@@ -236,21 +249,38 @@ export class SqliteMetadataStore implements MetadataStore {
       a.envelope,
       a.size,
       a.policyDigest,
+      a.signingKeys,
       a.createdAt,
     );
   }
 
-  async attestation(repository: string, subject: string, policyDigest: string): Promise<AttestationRecord | undefined> {
-    const row = this.#stmts.attestation.get(repository, subject, policyDigest);
+  async attestation(
+    repository: string,
+    subject: string,
+    policyDigest: string,
+    signingKeys: string,
+  ): Promise<AttestationRecord | undefined> {
+    const row = this.#stmts.attestation.get(repository, subject, policyDigest, signingKeys);
     return row
       ? {
           subject,
           envelope: row.envelope_digest,
           size: row.envelope_size,
           policyDigest: row.policy_digest,
+          signingKeys,
           createdAt: row.created_at,
         }
       : undefined;
+  }
+
+  async withdraw(repository: string, digest: string): Promise<void> {
+    this.#db.transaction(() => {
+      const id = this.#repo(repository);
+      this.#stmts.withdrawManifest.run(id, digest);
+      this.#stmts.deleteBlobLinks.run(id, digest);
+      this.#stmts.deleteChildren.run(id, digest);
+      this.#stmts.withdrawAttestations.run(id, digest);
+    })();
   }
 
   async recordDecision(r: DecisionRecord): Promise<void> {

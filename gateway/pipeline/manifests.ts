@@ -47,6 +47,8 @@ export interface ManifestServiceDeps {
   readonly policy: () => CompiledPolicy;
   readonly limits: EvidenceLimits;
   readonly tagTtlSeconds: number;
+  /** An attestation older than this is verified again and re-signed when it is next asked for. */
+  readonly renewAfterSeconds: number;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly attestations: AttestationService;
@@ -568,23 +570,69 @@ export class ManifestService {
   }
 
   /**
-   * The gateway's attestation of an admitted subject under the current policy. When
-   * none is stored (admitted before, or its blob is gone), the subject is decided
-   * again from its stored bytes rather than signed blindly.
+   * The gateway's attestation of an admitted subject under the current policy and key
+   * set. When none is stored (admitted before, under other keys, or its blob is gone),
+   * or the stored one is older than renewAfterSeconds, the subject is decided again
+   * (its signatures gathered from upstream again) rather than signed blindly. Denied
+   * now: the admission is withdrawn. Upstream unreachable during a renewal: the
+   * stored attestation stands (it ages out at the clients' --max-age).
    */
   async #ensureAttested(addr: Address, subject: Digest): Promise<StoredEnvelope | undefined> {
-    const { attestations, policy, metadata, store } = this.deps;
+    const { attestations, policy, metadata, store, now, renewAfterSeconds, logger } = this.deps;
     const found = await attestations.find(addr, subject, policy().digest.text);
-    if (found) return found;
+    if (found && now() - found.createdAt < renewAfterSeconds * 1000) return found;
     const admitted = await metadata.admittedManifest(addr.name, subject.text);
     const bytes = admitted ? await store.readBytes(subject, MAX_MANIFEST_BYTES) : undefined;
-    if (!admitted || !bytes || digestOf(bytes, subject.algorithm).hex !== subject.hex) return undefined;
+    if (!admitted || !bytes || digestOf(bytes, subject.algorithm).hex !== subject.hex) return found;
     // Admitted under this policy without verified signatures (accept anything, warn, audit): nothing to attest.
     if (admitted.policyDigest === policy().digest.text && admitted.verified === false && admitted.rule !== '')
       return undefined;
     const manifest = parseManifest(bytes, admitted.mediaType);
-    await this.#flights.run(`${addr.name}@${subject.text}`, () => this.#decideAndStore(addr, subject, bytes, manifest));
-    return attestations.find(addr, subject, policy().digest.text);
+    try {
+      await this.#flights.run(`${addr.name}@${subject.text}`, () =>
+        this.#decideAndStore(addr, subject, bytes, manifest),
+      );
+    } catch (err) {
+      if (err instanceof DeniedError) {
+        await metadata.withdraw(addr.name, subject.text);
+        logger.warn(
+          { event: 'admission.withdrawn', repository: addr.name, digest: subject.text, reason: err.decision.denial },
+          'an admitted image failed its renewal: its admission and attestations are withdrawn',
+        );
+        throw err;
+      }
+      if (!found) throw err;
+      logger.warn(
+        {
+          event: 'attestation.renewal_failed',
+          repository: addr.name,
+          digest: subject.text,
+          code: (err as { code?: string }).code,
+          detail: (err as Error).message,
+        },
+        'the attestation could not be renewed now; the stored one is served',
+      );
+      return found;
+    }
+    return (await attestations.find(addr, subject, policy().digest.text)) ?? found;
+  }
+
+  /**
+   * The gateway's own attestation envelope of `digest`, for secure-run's check on
+   * every run: one request, renewed here when due; a revoked or now-denied digest is
+   * refused with its reason. The subject is admitted first when it can be.
+   */
+  async gatewayAttestation(addr: Address, digest: Digest): Promise<Buffer> {
+    this.refuseByName(addr, { digest });
+    await this.#requireSubject(addr, digest);
+    const envelope = await this.#ensureAttested(addr, digest);
+    const bytes = envelope ? await this.deps.attestations.read(envelope) : undefined;
+    if (!bytes)
+      throw new GatewayError(
+        'MANIFEST_UNKNOWN',
+        `${addr.name}@${digest.text} is admitted without verified signatures: the gateway attests nothing for it`,
+      );
+    return bytes;
   }
 
   async #upstreamAttachment(

@@ -582,6 +582,11 @@ async function remoteError(body: Readable): Promise<RemoteError | undefined> {
     dispose(body);
     return undefined;
   }
+  return parseRemoteError(bytes);
+}
+
+/** The first OCI error of an error body already read, when it has one. */
+export function parseRemoteError(bytes: Uint8Array): RemoteError | undefined {
   try {
     const doc = parseStrictJson(bytes, { maxDepth: 16 });
     const first = isObject(doc) && Array.isArray(doc.errors) ? doc.errors[0] : undefined;

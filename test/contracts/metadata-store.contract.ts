@@ -180,4 +180,49 @@ export function metadataStoreContract(
       await cleanup();
     }
   });
+
+  test(`${name}: attestations are kept per policy and signing key set; a withdrawn admission is forgotten`, async () => {
+    const { store, cleanup } = await open();
+    try {
+      const P = D('p');
+      const att = (envelope: string, signingKeys: string, createdAt: number) => ({
+        subject: D('2'),
+        envelope,
+        size: 5,
+        policyDigest: P,
+        signingKeys,
+        createdAt,
+      });
+      await store.recordAttestation('reg/a', att(D('a'), 'old', 1));
+      await store.recordAttestation('reg/a', att(D('b'), 'new,old', 2));
+      assert.equal((await store.attestation('reg/a', D('2'), P, 'old'))?.envelope, D('a'));
+      assert.equal((await store.attestation('reg/a', D('2'), P, 'new,old'))?.envelope, D('b'));
+      assert.equal(await store.attestation('reg/a', D('2'), P, 'new'), undefined, 'another key set');
+      assert.equal(await store.attestation('reg/a', D('2'), D('q'), 'old'), undefined, 'another policy');
+      await store.recordAttestation('reg/a', att(D('c'), 'old', 3));
+      assert.deepEqual(await store.attestation('reg/a', D('2'), P, 'old'), att(D('c'), 'old', 3), 'renewed in place');
+      await store.admit(
+        'reg/a',
+        {
+          digest: D('2'),
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          size: 20,
+          kind: 'image',
+          blobs: [{ digest: D('3'), size: 30 }],
+          children: [],
+          policyDigest: P,
+          rule: 'reg',
+          verified: true,
+        },
+        2,
+      );
+      await store.withdraw('reg/a', D('2'));
+      assert.equal(await store.admittedManifest('reg/a', D('2')), undefined);
+      assert.equal(await store.admittedBlob('reg/a', D('3'), P), undefined);
+      assert.equal(await store.attestation('reg/a', D('2'), P, 'old'), undefined);
+      await store.withdraw('reg/b', D('9'));
+    } finally {
+      await cleanup();
+    }
+  });
 }

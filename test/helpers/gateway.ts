@@ -36,6 +36,8 @@ export interface TestGatewayOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** An existing data directory to use (kept when the gateway stops), e.g. to restart on the same data. */
   readonly dataDir?: string;
+  /** A port to listen on (default: one chosen at run time), e.g. to restart where clients already point. */
+  readonly port?: number;
 }
 
 export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
@@ -44,7 +46,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   const policyFile = opts.policyFile ?? 'policy.yaml';
   writeFileSync(join(dir.path, policyFile), opts.policy);
   const config = [
-    'listen: 127.0.0.1:0',
+    `listen: 127.0.0.1:${opts.port ?? 0}`,
     `dataDir: ${JSON.stringify(opts.dataDir ?? 'data')}`,
     `policy: ${policyFile}`,
     'logLevel: info',
