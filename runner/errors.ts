@@ -17,7 +17,8 @@ export type RunnerErrorCode =
   | 'OPTION_INVALID'
   | 'IMAGE_DENIED'
   | 'GATEWAY_UNREACHABLE'
-  | 'DATA_DIR_UNREACHABLE';
+  | 'DATA_DIR_UNREACHABLE'
+  | 'LAYER_DIGEST_MISMATCH';
 
 export class RunnerError extends Error {
   readonly code: RunnerErrorCode;

@@ -1,11 +1,12 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
 import { isObject, parseStrictJson } from '../oci/strict-json.js';
 import { RunnerError } from './errors.js';
+import { ownedName } from './owner.js';
 
 /**
  * The user's image cache: content-addressed blobs (manifests, configs, layers,
@@ -53,6 +54,23 @@ export class ImageCache {
     }
   }
 
+  /** Whether the cached blob hashes to its digest (read whole: for a blob about to be used again after a failure). */
+  async verify(d: Digest): Promise<boolean> {
+    const hash = createHash('sha256');
+    try {
+      for await (const chunk of createReadStream(this.#path(d), { highWaterMark: 1024 * 1024 }))
+        hash.update(chunk as Buffer);
+    } catch {
+      return false;
+    }
+    return hash.digest('hex') === d.hex;
+  }
+
+  /** Drops a cached blob (it failed its digest): the next pull fetches it again. */
+  remove(d: Digest): void {
+    rmSync(this.#path(d), { force: true });
+  }
+
   /** Small blobs (manifests, configs, envelopes), hashed again on the way out. */
   readSmall(d: Digest, max: number): Buffer | undefined {
     let bytes: Buffer;
@@ -68,7 +86,7 @@ export class ImageCache {
   putSmall(d: Digest, bytes: Uint8Array): void {
     if (createHash('sha256').update(bytes).digest('hex') !== d.hex)
       throw new RunnerError('IMAGE_INVALID', `content does not match ${d.text}`);
-    const tmp = join(this.#tmp, randomUUID());
+    const tmp = join(this.#tmp, ownedName('', randomUUID()));
     writeFileSync(tmp, bytes, { mode: 0o600 });
     renameSync(tmp, this.#path(d));
   }
@@ -78,7 +96,7 @@ export class ImageCache {
    * visible only if it has exactly `size` bytes hashing to `d`.
    */
   async putStream(d: Digest, size: number, body: Readable, progress?: (bytes: number) => void): Promise<void> {
-    const tmp = join(this.#tmp, randomUUID());
+    const tmp = join(this.#tmp, ownedName('', randomUUID()));
     const hash = createHash('sha256');
     const handle = await open(tmp, 'wx', 0o600);
     let written = 0;
@@ -108,7 +126,7 @@ export class ImageCache {
   }
 
   recordRef(ref: string, entry: CachedRef): void {
-    const tmp = join(this.#tmp, randomUUID());
+    const tmp = join(this.#tmp, ownedName('', randomUUID()));
     writeFileSync(tmp, JSON.stringify(entry), { mode: 0o600 });
     renameSync(tmp, join(this.#refs, refKey(ref)));
   }

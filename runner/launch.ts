@@ -16,7 +16,10 @@ import { RunnerError } from './errors.js';
 import { hostPlatform, parsePlatform } from './platform.js';
 import { hostRlimits, idPlan, initBinary } from './host.js';
 import { ImageCache } from './image-cache.js';
-import { pullImage, type PullPolicy } from './pull.js';
+import { healLayers, pullImage, type PullPolicy } from './pull.js';
+import { sweepLeftovers } from './leftovers.js';
+import { ownedName } from './owner.js';
+import { UnpackError } from './unpack/errors.js';
 import { ensureFileMountpoint, ensureVolumeMountpoint, prepareRootfs, privateRootfs } from './rootfs.js';
 import { parseImageConfig } from './runtime/image-config.js';
 import { ociRuntime } from './runtime/oci-runtime.js';
@@ -98,13 +101,14 @@ export async function launch(
   // check on a warm launch); nothing enters it before the check has passed.
   const opening = ids.mode === 'root' ? undefined : openUserNamespace({ subids: ids.subids, net: slirp !== undefined });
   opening?.catch(() => undefined);
-  const { pulled, config } = await pullImage(trust, cache, opts.image, {
+  const pullOptions = {
     platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(),
     maxAgeMs: opts.maxAgeMs,
     pull: opts.pull,
     progress: process.stderr.isTTY ? progressBar() : undefined,
     warn,
-  })
+  };
+  const { pulled, config } = await pullImage(trust, cache, opts.image, pullOptions)
     .then((p) => ({ pulled: p, config: parseImageConfig(p.config) }))
     .catch(async (err: unknown) => {
       await opening?.then(
@@ -113,11 +117,14 @@ export async function launch(
       );
       throw err;
     });
-  const id = `secure-run-${randomBytes(6).toString('hex')}`;
+  // Named for this process: a later run removes it if this one is killed before it can.
+  const id = ownedName('secure-run-', randomBytes(6).toString('hex'));
   const bundle = join(paths.dataDir, 'containers', id);
   const handles: { close(): void }[] = [];
   const userns = await opening;
   if (userns) handles.push(userns);
+  // What killed runs left behind (bundles with their -e values, runtime state, half-made trees).
+  await sweepLeftovers(paths.dataDir, userns);
   mkdirSync(bundle, { recursive: true, mode: 0o711 });
   try {
     const idKey = ids.subids ? `u${ids.subids.uids.start}g${ids.subids.gids.start}` : undefined;
@@ -129,9 +136,21 @@ export async function launch(
       idKey,
     };
     // A writable root is a private copy: the cached tree stays exactly what was attested.
-    const rootfs = opts.readOnly
-      ? await prepareRootfs(paths.dataDir, cache, pulled.manifestDigest, pulled.layers, config.diffIds, rootfsOptions)
-      : await privateRootfs(bundle, cache, pulled.layers, config.diffIds, rootfsOptions);
+    const unpack = () =>
+      opts.readOnly
+        ? prepareRootfs(paths.dataDir, cache, pulled.manifestDigest, pulled.layers, config.diffIds, rootfsOptions)
+        : privateRootfs(bundle, cache, pulled.layers, config.diffIds, rootfsOptions);
+    let rootfs: string;
+    try {
+      rootfs = await unpack();
+    } catch (err) {
+      // A cached layer that no longer matches its digest (a disk fault, a stray write) is
+      // replaced and the unpack tried once more; sound layers mean the image itself is bad.
+      if (!(err instanceof UnpackError)) throw err;
+      if (!(await healLayers(trust, cache, opts.image, pulled.manifest, { ...pullOptions, warn }))) throw err;
+      if (!opts.readOnly) await removeTree(join(bundle, 'rootfs'), userns);
+      rootfs = await unpack();
+    }
     // Made by the user outside the namespace, where they already belong to the container's root.
     const ownerMap = ids.mode === 'root' ? ids.idMap : undefined;
     for (const v of volumes) ensureVolumeMountpoint(rootfs, v.destination, ownerMap);

@@ -215,6 +215,35 @@ async function askGateway(
   }
 }
 
+/**
+ * After an unpack failed: every cached layer of the image is hashed again, and those
+ * that no longer match their digest are dropped and, unless --pull never, fetched
+ * again from the gateway. True when something was replaced (the unpack is worth
+ * another try); false when the cached layers are sound (the image itself is bad).
+ */
+export async function healLayers(
+  trust: Trust,
+  cache: ImageCache,
+  imageText: string,
+  manifest: ImageManifest,
+  opts: PullOptions,
+): Promise<boolean> {
+  const bad: Descriptor[] = [];
+  for (const d of manifest.layers) if (!(await cache.verify(d.digest))) bad.push(d);
+  if (bad.length === 0) return false;
+  for (const d of bad) cache.remove(d.digest);
+  const list = bad.map((d) => d.digest.text).join(', ');
+  if (opts.pull === 'never')
+    throw new RunnerError(
+      'LAYER_DIGEST_MISMATCH',
+      `cached layer(s) ${list} of ${imageText} no longer match their digests and were removed: run without --pull never to fetch them again`,
+    );
+  opts.warn?.(`secure-run: cached layer(s) ${list} no longer matched their digests; fetching them again`);
+  const ref = parseImageReference(imageText);
+  await fetchBlobs(trust, cache, ref.repository, ref.host, manifest, opts);
+  return true;
+}
+
 async function fetchBlobs(
   trust: Trust,
   cache: ImageCache,
@@ -223,8 +252,13 @@ async function fetchBlobs(
   manifest: ImageManifest,
   opts: PullOptions,
 ): Promise<void> {
-  const wanted = [manifest.config, ...manifest.layers];
-  const missing = wanted.filter((d) => !cache.has(d.digest, d.size));
+  // The config is small: checked by its hash (a bad copy is fetched again); layers by size
+  // here, and by digest when an unpack fails (healLayers).
+  const configOk = cache.readSmall(manifest.config.digest, MAX_CONFIG_BYTES) !== undefined;
+  const missing = [
+    ...(configOk ? [] : [manifest.config]),
+    ...manifest.layers.filter((d) => !cache.has(d.digest, d.size)),
+  ];
   if (missing.length === 0) return;
   if (opts.pull === 'never')
     throw new RunnerError(

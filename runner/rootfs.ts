@@ -22,6 +22,7 @@ import type { ImageCache } from './image-cache.js';
 import { extractConfined, type ExtractPlan } from './unpack/confined.js';
 import { runIn, type UserNamespace } from './runtime/userns.js';
 import { sealOf } from './unpack/tree.js';
+import { ownedName } from './owner.js';
 
 /**
  * Unpacked images, cached by manifest digest (and id range). An entry is built in a
@@ -213,7 +214,7 @@ export async function prepareRootfs(
     // Changed since it was unpacked (or unreadable from outside its namespace): never used; unpacked again below.
     await removeTree(final, opts.userns);
   }
-  const tmp = join(dir, `.tmp-${randomUUID()}`);
+  const tmp = join(dir, ownedName('.tmp-', randomUUID()));
   mkdirSync(join(tmp, 'rootfs'), { recursive: true, mode: 0o755 });
   chmodSync(tmp, 0o711);
   try {

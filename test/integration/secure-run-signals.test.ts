@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TestGateway } from '../helpers/gateway.js';
 import { run } from '../helpers/peers.js';
@@ -83,5 +84,26 @@ describe('signals reach the container, and killing secure-run leaves no containe
     child.kill('SIGKILL');
     await exited;
     await waitFor(async () => processesWith(marker).length === 0, 'the container to die with secure-run', 5000);
+    // Killed, it could not clean up: its bundle (the spec holds the -e values) and the runtime's state stay…
+    const data = join(home.path, 'data', 'secure-run');
+    const left = readdirSync(join(data, 'containers'));
+    assert.equal(left.length, 1, 'the killed run left its bundle');
+    assert.ok(readdirSync(join(data, 'state')).includes(left[0] as string), "and the runtime's state");
+    // …until the next run, which removes what belongs to dead runs.
+    await run(process.execPath, ['--', CLI, `${world.registry.host}/test/signed:1`, '-c', 'true'], { env });
+    assert.deepEqual(readdirSync(join(data, 'containers')), []);
+    assert.deepEqual(readdirSync(join(data, 'state')), []);
+  });
+
+  test('a live run keeps what it owns while another run sweeps', async () => {
+    const marker = '304';
+    const child = start(marker);
+    const exited = new Promise((r) => child.on('exit', r));
+    await waitFor(async () => processesWith(marker).length > 0, 'the container to start');
+    await run(process.execPath, ['--', CLI, `${world.registry.host}/test/signed:1`, '-c', 'true'], { env });
+    assert.equal(readdirSync(join(home.path, 'data', 'secure-run', 'containers')).length, 1);
+    assert.equal(processesWith(marker).length, 1, 'the other container still runs');
+    child.kill('SIGTERM');
+    await exited;
   });
 });
