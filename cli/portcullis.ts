@@ -8,7 +8,7 @@ import { lintPolicyFiles } from './policy-lint.js';
 import { policyExplain, policyTest, tagsCommand } from './policy-tools.js';
 import { POLICY_SCHEMA } from '../policies/schema.js';
 import { runServe } from './serve.js';
-import { initGateway } from '../gateway/init.js';
+import { InitError, initGateway, renewCertificate } from '../gateway/init.js';
 
 /** Entry point of `portcullis`. Exit codes: 0 ok, 1 findings or failure, 2 usage. */
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -46,6 +46,24 @@ program
     process.stdout.write(`wrote ${r.files.length} files under ${r.dir}\n${r.files.map((f) => `  ${f}`).join('\n')}\n`);
     process.stdout.write(
       `start it with: portcullis serve --config ${r.dir}/portcullis.yaml\nclients must trust ${r.caCert} (see README.md, "TLS")\n`,
+    );
+  });
+
+program
+  .command('cert')
+  .description(
+    'issue a new TLS server certificate (new host names) for a directory made by init: signed by the kept CA key, or by a new CA',
+  )
+  .argument('[dir]', 'the directory init wrote', '.')
+  .option('--host <name...>', 'host names or addresses for the certificate, besides localhost and this machine')
+  .option('--keep-ca-key', 'when a new CA is made, keep its key as tls/ca.key (for the next cert)')
+  .action((dir: string, opts: { host?: string[]; keepCaKey?: boolean }) => {
+    const r = renewCertificate(dir, { hosts: opts.host ?? [], keepCaKey: opts.keepCaKey === true });
+    process.stdout.write(`wrote ${r.files.map((f) => `\n  ${f}`).join('')}\nfor ${r.hosts.join(', ')}\n`);
+    process.stdout.write(
+      r.newCa
+        ? `the CA key was not kept, so a new CA signed it: clients must now trust the new ${r.caCert}; restart the gateway\n`
+        : `signed by the kept CA: clients that trust ${r.caCert} trust it; restart the gateway\n`,
     );
   });
 
@@ -139,6 +157,10 @@ try {
 } catch (err) {
   if (err instanceof LoadError) {
     for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
+    process.exit(1);
+  }
+  if (err instanceof InitError) {
+    process.stderr.write(`portcullis ${process.argv[2] ?? ''}: ${err.message} [${err.code}]\n`);
     process.exit(1);
   }
   // The operator commands (explain, tags, test) fail with a sentence, not a stack.

@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -19,14 +19,19 @@ export interface InitResult {
 
 const DAY = 24 * 60 * 60 * 1000;
 
-export function initGateway(
-  dirArg: string,
-  opts: { hosts?: readonly string[]; now?: Date; keepCaKey?: boolean } = {},
-): InitResult {
-  const dir = resolve(dirArg);
-  const now = opts.now ?? new Date();
-  const hosts = [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...(opts.hosts ?? [])])];
-  const files = {
+/** A refusal of `init` or `cert`, said in a sentence (the CLI prints it without a stack). */
+export class InitError extends Error {
+  constructor(
+    readonly code: 'INIT_EXISTS' | 'NOT_INITIALISED' | 'CA_KEY_INVALID',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'InitError';
+  }
+}
+
+function filesOf(dir: string) {
+  return {
     config: join(dir, 'portcullis.yaml'),
     policy: join(dir, 'policy.yaml'),
     signingKey: join(dir, 'keys', 'gateway.key'),
@@ -36,9 +41,22 @@ export function initGateway(
     serverKey: join(dir, 'tls', 'server.key'),
     serverCert: join(dir, 'tls', 'server.crt'),
   };
+}
+
+export function initGateway(
+  dirArg: string,
+  opts: { hosts?: readonly string[]; now?: Date; keepCaKey?: boolean } = {},
+): InitResult {
+  const dir = resolve(dirArg);
+  const now = opts.now ?? new Date();
+  const files = filesOf(dir);
   const existing = Object.values(files).filter((f) => existsSync(f));
   const written = Object.values(files).filter((f) => f !== files.caKey || opts.keepCaKey === true);
-  if (existing.length > 0) throw new Error(`refusing to overwrite ${existing.join(', ')}`);
+  if (existing.length > 0)
+    throw new InitError(
+      'INIT_EXISTS',
+      `${dir} already holds ${existing.map((f) => f.slice(dir.length + 1)).join(', ')}: nothing was written (init never overwrites). For new host names in the TLS certificate: portcullis cert ${dirArg} --host NAME…`,
+    );
   mkdirSync(join(dir, 'keys'), { recursive: true, mode: 0o700 });
   mkdirSync(join(dir, 'tls'), { recursive: true, mode: 0o700 });
 
@@ -51,29 +69,111 @@ export function initGateway(
     mode: 0o644,
     flag: 'wx',
   });
+  writeTls(files, hostsOf(opts.hosts), now, { keepCaKey: opts.keepCaKey === true, ca: undefined });
+  writeFileSync(files.config, STARTER_CONFIG, { mode: 0o644, flag: 'wx' });
+  writeFileSync(files.policy, STARTER_POLICY, { mode: 0o644, flag: 'wx' });
+  return { dir, files: written, caCert: files.caCert };
+}
 
-  const ca = rsaKeyPair();
-  const caCert = certificate({
-    subject: [
-      { name: 'commonName', value: `Portcullis local CA (${hostname()})` },
-      { name: 'organizationName', value: 'Portcullis' },
-    ],
-    publicKey: ca.publicKey,
-    signer: ca.privateKey,
-    issuer: undefined,
-    now,
-    days: 3650,
-    extensions: [
-      { name: 'basicConstraints', cA: true, critical: true, pathLenConstraint: 0 },
-      { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-      { name: 'subjectKeyIdentifier' },
-    ],
-  });
+export interface CertResult extends InitResult {
+  /** True when a new CA had to be made (the old one's key was not kept): clients must trust the new ca.crt. */
+  readonly newCa: boolean;
+  readonly hosts: readonly string[];
+}
+
+/**
+ * `portcullis cert [DIR] --host NAME…`: a new TLS server certificate for the gateway,
+ * for localhost, the machine's name and every `--host`. Signed by the kept CA key
+ * (`init --keep-ca-key`), so clients that trust tls/ca.crt keep trusting the gateway;
+ * without one, by a new CA whose certificate replaces tls/ca.crt (clients must trust
+ * it anew). The files are replaced whole (written aside, then renamed).
+ */
+export function renewCertificate(
+  dirArg: string,
+  opts: { hosts?: readonly string[]; now?: Date; keepCaKey?: boolean } = {},
+): CertResult {
+  const dir = resolve(dirArg);
+  const files = filesOf(dir);
+  if (!existsSync(join(dir, 'tls')))
+    throw new InitError('NOT_INITIALISED', `${dir} has no tls/ directory: run portcullis init ${dirArg} first`);
+  let ca: { key: forge.pki.rsa.PrivateKey; cert: forge.pki.Certificate } | undefined;
+  if (existsSync(files.caKey)) {
+    try {
+      ca = {
+        key: forge.pki.privateKeyFromPem(readFileSync(files.caKey, 'utf8')) as forge.pki.rsa.PrivateKey,
+        cert: forge.pki.certificateFromPem(readFileSync(files.caCert, 'utf8')),
+      };
+    } catch (err) {
+      throw new InitError(
+        'CA_KEY_INVALID',
+        `${files.caKey} or ${files.caCert} cannot be read as a CA key and certificate: ${(err as Error).message}`,
+      );
+    }
+  }
+  const hosts = hostsOf(opts.hosts);
+  writeTls(files, hosts, opts.now ?? new Date(), { keepCaKey: opts.keepCaKey === true, ca, replace: true });
+  const written = [
+    files.serverKey,
+    files.serverCert,
+    ...(ca ? [] : [files.caCert]),
+    ...(!ca && opts.keepCaKey ? [files.caKey] : []),
+  ];
+  return { dir, files: written, caCert: files.caCert, newCa: ca === undefined, hosts };
+}
+
+function hostsOf(extra: readonly string[] | undefined): string[] {
+  return [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...(extra ?? [])])];
+}
+
+/** The CA (made here unless given) and a server certificate for `hosts`. */
+function writeTls(
+  files: ReturnType<typeof filesOf>,
+  hosts: readonly string[],
+  now: Date,
+  o: {
+    keepCaKey: boolean;
+    ca: { key: forge.pki.rsa.PrivateKey; cert: forge.pki.Certificate } | undefined;
+    replace?: boolean;
+  },
+): void {
+  const put = (path: string, text: string, mode: number) => {
+    if (!o.replace) return writeFileSync(path, text, { mode, flag: 'wx' });
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, text, { mode, flag: 'wx' });
+    renameSync(tmp, path);
+  };
+  let caKey = o.ca?.key;
+  let caCert = o.ca?.cert;
+  if (!caKey || !caCert) {
+    const ca = rsaKeyPair();
+    caKey = ca.privateKey;
+    caCert = certificate({
+      subject: [
+        { name: 'commonName', value: `Portcullis local CA (${hostname()})` },
+        { name: 'organizationName', value: 'Portcullis' },
+      ],
+      publicKey: ca.publicKey,
+      signer: ca.privateKey,
+      issuer: undefined,
+      now,
+      days: 3650,
+      extensions: [
+        { name: 'basicConstraints', cA: true, critical: true, pathLenConstraint: 0 },
+        { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+        { name: 'subjectKeyIdentifier' },
+      ],
+    });
+    // The CA signs one server certificate and, unless asked to keep it, its key is then
+    // forgotten: clients that trust ca.crt cannot be fooled by anyone who later reads
+    // this directory.
+    if (o.keepCaKey) put(files.caKey, forge.pki.privateKeyToPem(caKey), 0o600);
+    put(files.caCert, forge.pki.certificateToPem(caCert), 0o644);
+  }
   const server = rsaKeyPair();
   const serverCert = certificate({
     subject: [{ name: 'commonName', value: hosts[0] as string }],
     publicKey: server.publicKey,
-    signer: ca.privateKey,
+    signer: caKey,
     issuer: caCert,
     now,
     days: 825,
@@ -86,20 +186,8 @@ export function initGateway(
       { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
     ],
   });
-  // The CA signs one server certificate and, unless asked to keep it, its key is then
-  // forgotten: clients that trust ca.crt cannot be fooled by anyone who later reads
-  // this directory. Run init again (elsewhere) for new host names.
-  if (opts.keepCaKey) writeFileSync(files.caKey, forge.pki.privateKeyToPem(ca.privateKey), { mode: 0o600, flag: 'wx' });
-  writeFileSync(files.caCert, forge.pki.certificateToPem(caCert), { mode: 0o644, flag: 'wx' });
-  writeFileSync(files.serverKey, forge.pki.privateKeyToPem(server.privateKey), { mode: 0o600, flag: 'wx' });
-  writeFileSync(files.serverCert, forge.pki.certificateToPem(serverCert) + forge.pki.certificateToPem(caCert), {
-    mode: 0o644,
-    flag: 'wx',
-  });
-
-  writeFileSync(files.config, STARTER_CONFIG, { mode: 0o644, flag: 'wx' });
-  writeFileSync(files.policy, STARTER_POLICY, { mode: 0o644, flag: 'wx' });
-  return { dir, files: written, caCert: files.caCert };
+  put(files.serverKey, forge.pki.privateKeyToPem(server.privateKey), 0o600);
+  put(files.serverCert, forge.pki.certificateToPem(serverCert) + forge.pki.certificateToPem(caCert), 0o644);
 }
 
 /** RSA keys come from node's native generator (node-forge's would take seconds). */

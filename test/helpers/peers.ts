@@ -17,6 +17,10 @@ const INSTALL: Record<string, string> = {
   gpg: 'apt-get install gnupg',
   curl: 'apt-get install curl',
   gcc: 'apt-get install gcc libc6-dev',
+  containerd: 'apt-get install containerd',
+  ctr: 'apt-get install containerd',
+  dockerd: 'apt-get install docker.io',
+  docker: 'apt-get install docker.io',
 };
 
 export function peer(name: string): string {

@@ -12,8 +12,20 @@ export interface TestRegistry {
   readonly pid: number | undefined;
   readonly url: string;
   readonly root: string;
+  /** With `accessLog`: every request the registry served so far, oldest first. */
+  requests(): readonly RegistryRequest[];
   stop(): Promise<void>;
 }
+
+/** One line of docker-registry's access log. */
+export interface RegistryRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly status: number;
+  readonly userAgent: string;
+}
+
+const ACCESS_LINE = /"([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) \S+ "[^"]*" "((?:[^"\\]|\\.)*)"/;
 
 /**
  * The port is picked before docker-registry binds it, so another test process may
@@ -21,7 +33,7 @@ export interface TestRegistry {
  * exits (address in use) is started again on another port.
  */
 export async function startRegistry(
-  opts: { basicAuth?: { user: string; password: string }; proxyRemote?: string } = {},
+  opts: { basicAuth?: { user: string; password: string }; proxyRemote?: string; accessLog?: boolean } = {},
 ): Promise<TestRegistry> {
   const bin = peer('docker-registry');
   const dir = tempDir('portcullis-registry-');
@@ -39,7 +51,7 @@ export async function startRegistry(
       '  level: error',
       '  formatter: text',
       '  accesslog:',
-      '    disabled: true',
+      `    disabled: ${opts.accessLog ? 'false' : 'true'}`,
       'storage:',
       `  filesystem:`,
       `    rootdirectory: ${join(dir.path, 'data')}`,
@@ -58,7 +70,25 @@ export async function startRegistry(
     if (opts.proxyRemote) lines.push('proxy:', `  remoteurl: ${opts.proxyRemote}`);
     const config = join(dir.path, 'config.yml');
     writeFileSync(config, `${lines.join('\n')}\n`);
-    const child: ChildProcess = spawn(bin, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child: ChildProcess = spawn(bin, ['serve', config], {
+      stdio: ['ignore', opts.accessLog ? 'pipe' : 'ignore', 'pipe'],
+    });
+    const requests: RegistryRequest[] = [];
+    let partial = '';
+    child.stdout?.on('data', (c: Buffer) => {
+      const lines = (partial + c.toString()).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        const m = ACCESS_LINE.exec(line);
+        if (m && requests.length < 100_000)
+          requests.push({
+            method: m[1] as string,
+            path: m[2] as string,
+            status: Number(m[3]),
+            userAgent: m[4] as string,
+          });
+      }
+    });
     let stderr = '';
     child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
     const url = `http://127.0.0.1:${port}`;
@@ -83,7 +113,7 @@ export async function startRegistry(
       dir.cleanup();
       throw new Error(`docker-registry exited: ${stderr}`);
     }
-    return registryHandle(child, port, url, dir);
+    return registryHandle(child, port, url, dir, requests);
   }
 }
 
@@ -92,12 +122,14 @@ function registryHandle(
   port: number,
   url: string,
   dir: { path: string; cleanup(): void },
+  requests: readonly RegistryRequest[],
 ): TestRegistry {
   return {
     host: `127.0.0.1:${port}`,
     pid: child.pid,
     url,
     root: dir.path,
+    requests: () => [...requests],
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));

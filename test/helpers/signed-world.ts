@@ -32,10 +32,13 @@ export interface SignedWorld {
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
 export async function buildSignedWorld(
-  opts: { basicAuth?: { user: string; password: string } } = {},
+  opts: { basicAuth?: { user: string; password: string }; accessLog?: boolean } = {},
 ): Promise<SignedWorld> {
   const dir = tempDir('portcullis-world-');
-  const registry = await startRegistry(opts.basicAuth ? { basicAuth: opts.basicAuth } : {});
+  const registry = await startRegistry({
+    ...(opts.basicAuth ? { basicAuth: opts.basicAuth } : {}),
+    ...(opts.accessLog ? { accessLog: true } : {}),
+  });
   const creds = opts.basicAuth ? `${opts.basicAuth.user}:${opts.basicAuth.password}` : undefined;
   const registryCreds = opts.basicAuth ? { user: opts.basicAuth.user, password: opts.basicAuth.password } : undefined;
   try {
@@ -144,8 +147,10 @@ export function worldPolicy(upstreamName: string): string {
 }
 
 /** A signed world with a gateway in front of it (prefix `up`, policy: `test/` needs the trusted key). */
-export async function startWorldGateway(): Promise<{ world: SignedWorld; gw: TestGateway; stop: () => Promise<void> }> {
-  const world = await buildSignedWorld();
+export async function startWorldGateway(
+  opts: { accessLog?: boolean } = {},
+): Promise<{ world: SignedWorld; gw: TestGateway; stop: () => Promise<void> }> {
+  const world = await buildSignedWorld(opts);
   try {
     const gw = await startTestGateway({
       upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
@@ -164,4 +169,17 @@ export async function startWorldGateway(): Promise<{ world: SignedWorld; gw: Tes
     await world.stop();
     throw err;
   }
+}
+
+/**
+ * The requests a client made to the upstream itself since `mark` (what the gateway
+ * asks for carries its own user agent): a set-up in which the gateway is the one
+ * route leaves this empty.
+ */
+export function clientRequestsSince(world: SignedWorld, mark: number): string[] {
+  return world.registry
+    .requests()
+    .slice(mark)
+    .filter((r) => r.userAgent !== 'portcullis')
+    .map((r) => `${r.method} ${r.path} ${r.status} (${r.userAgent})`);
 }

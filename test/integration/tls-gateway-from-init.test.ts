@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createHash, createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -40,7 +40,10 @@ describe('portcullis init, then serve with TLS: clients that trust the local CA 
       assert.equal(statSync(join(conf, key)).mode & 0o777, 0o600, key);
     assert.equal(existsSync(join(conf, 'tls', 'ca.key')), false, 'the CA key is discarded after signing');
     const again = spawnSync(process.execPath, ['--', CLI, 'init', conf], { encoding: 'utf8' });
-    assert.notEqual(again.status, 0);
+    assert.equal(again.status, 1);
+    assert.match(again.stderr, /\[INIT_EXISTS\]/);
+    assert.doesNotMatch(again.stderr, /^\s+at /m, 'a sentence, not a stack trace');
+    assert.match(again.stderr, /portcullis cert/, 'it says how to add host names');
   });
 
   test('skopeo with the CA in its cert dir copies a signed image over https; the served key is the init key', async () => {
@@ -142,5 +145,33 @@ describe('portcullis init, then serve with TLS: clients that trust the local CA 
     } finally {
       home.home.cleanup();
     }
+  });
+
+  test('cert adds host names: a new server certificate, signed by a kept CA key or else by a new CA', async () => {
+    const oldCa = readFileSync(join(conf, 'tls', 'ca.crt'), 'utf8');
+    const r = spawnSync(process.execPath, ['--', CLI, 'cert', conf, '--host', 'gw.example.test'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const ca = new X509Certificate(readFileSync(join(conf, 'tls', 'ca.crt')));
+    const server = new X509Certificate(readFileSync(join(conf, 'tls', 'server.crt')));
+    assert.match(server.subjectAltName ?? '', /DNS:gw\.example\.test/);
+    assert.ok(server.verify(ca.publicKey), 'signed by the CA in tls/ca.crt');
+    assert.notEqual(ca.toString(), new X509Certificate(oldCa).toString(), 'no CA key was kept: a new CA');
+    assert.match(r.stdout, /must now trust/);
+    assert.equal(statSync(join(conf, 'tls', 'server.key')).mode & 0o777, 0o600);
+    // With a kept CA key, the CA stays: clients that trust it need nothing new.
+    const kept = join(dir.path, 'kept');
+    assert.equal(spawnSync(process.execPath, ['--', CLI, 'init', kept, '--keep-ca-key']).status, 0);
+    const keptCa = readFileSync(join(kept, 'tls', 'ca.crt'), 'utf8');
+    const k = spawnSync(process.execPath, ['--', CLI, 'cert', kept, '--host', 'other.example.test'], {
+      encoding: 'utf8',
+    });
+    assert.equal(k.status, 0, k.stderr);
+    assert.equal(readFileSync(join(kept, 'tls', 'ca.crt'), 'utf8'), keptCa);
+    const renewed = new X509Certificate(readFileSync(join(kept, 'tls', 'server.crt')));
+    assert.match(renewed.subjectAltName ?? '', /DNS:other\.example\.test/);
+    assert.ok(renewed.verify(new X509Certificate(keptCa).publicKey));
+    const none = spawnSync(process.execPath, ['--', CLI, 'cert', join(dir.path, 'nothing-here')], { encoding: 'utf8' });
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /\[NOT_INITIALISED\]/);
   });
 });
