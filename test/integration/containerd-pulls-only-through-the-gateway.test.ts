@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decisionLogs, type TestGateway } from '../helpers/gateway.js';
-import { peer, run } from '../helpers/peers.js';
-import { waitFor } from '../helpers/ports.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { run } from '../helpers/peers.js';
 import { clientRequestsSince, startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -23,8 +22,7 @@ describe('containerd pulls only through the gateway when it is the server', () =
   let stop: () => Promise<void> = async () => undefined;
   const dir = tempDir('portcullis-containerd-');
   const sock = join(dir.path, 'containerd.sock');
-  let daemon: ChildProcess | undefined;
-  let log = '';
+  let daemon: TestDaemon | undefined;
 
   const hostsDir = (toml: string) => {
     const d = join(dir.path, `certs.d-${Math.random().toString(36).slice(2)}`);
@@ -62,23 +60,13 @@ describe('containerd pulls only through the gateway when it is the server', () =
       '',
     ].join('\n');
     writeFileSync(join(dir.path, 'containerd.toml'), config);
-    daemon = spawn(peer('containerd'), ['--config', join(dir.path, 'containerd.toml')], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+    daemon = await startDaemon('containerd', ['--config', join(dir.path, 'containerd.toml')], {
+      ready: async () =>
+        (await run('ctr', ['--address', sock, 'version'], { allowFail: true, timeoutMs: 5000 })).code === 0,
     });
-    daemon.stderr?.on('data', (c: Buffer) => (log = (log + c.toString()).slice(-8000)));
-    await waitFor(async () => {
-      if (daemon?.exitCode !== null) throw new Error(`containerd exited: ${log}`);
-      const r = await run('ctr', ['--address', sock, 'version'], { allowFail: true, timeoutMs: 5000 });
-      return r.code === 0;
-    }, 'containerd to start');
   });
   after(async () => {
-    if (daemon && daemon.exitCode === null) {
-      const exited = new Promise((r) => daemon?.once('exit', r));
-      daemon.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 8000))]);
-      if (daemon.exitCode === null) daemon.kill('SIGKILL');
-    }
+    await daemon?.stop(8000);
     // Snapshots are mounted only while a container uses them: none were.
     dir.cleanup();
     await stop();
@@ -87,7 +75,7 @@ describe('containerd pulls only through the gateway when it is the server', () =
   test('a signed image is pulled through the gateway by its upstream name', async () => {
     const mark = world.registry.requests().length;
     const r = await pull(hostsDir(onlyRoute()), `${world.registry.host}/test/signed:1`);
-    assert.equal(r.code, 0, `${r.stderr}\n${log}`);
+    assert.equal(r.code, 0, `${r.stderr}\n${daemon?.log() ?? ''}`);
     assert.ok(decisionLogs(gw).some((l) => l.digest === world.digests.signed && l.allowed === true));
     const listed = await run('ctr', ['--address', sock, '--namespace', 'portcullis-test', 'images', 'ls']);
     assert.match(listed.stdout, new RegExp(world.digests.signed));

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decisionLogs, type TestGateway } from '../helpers/gateway.js';
-import { peer, run } from '../helpers/peers.js';
-import { waitFor } from '../helpers/ports.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { run } from '../helpers/peers.js';
 import { clientRequestsSince, startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -25,10 +24,9 @@ describe('Docker Engine pulls only through the gateway when images are named by 
   let stop: () => Promise<void> = async () => undefined;
   const dir = tempDir('portcullis-docker-');
   const sock = join(dir.path, 'docker.sock');
-  let daemon: ChildProcess | undefined;
+  let daemon: TestDaemon | undefined;
   let trap: Server | undefined;
   const trapped: string[] = [];
-  let log = '';
 
   const docker = (...args: string[]) =>
     run('docker', ['-H', `unix://${sock}`, ...args], {
@@ -51,8 +49,8 @@ describe('Docker Engine pulls only through the gateway when images are named by 
     await new Promise<void>((r) => trap?.listen(0, '127.0.0.1', r));
     const trapUrl = `http://127.0.0.1:${(trap.address() as { port: number }).port}`;
     writeFileSync(join(dir.path, 'daemon.json'), '{}');
-    daemon = spawn(
-      peer('dockerd'),
+    daemon = await startDaemon(
+      'dockerd',
       [
         '--config-file',
         join(dir.path, 'daemon.json'),
@@ -74,22 +72,12 @@ describe('Docker Engine pulls only through the gateway when images are named by 
       ],
       {
         env: { PATH: process.env.PATH, HTTP_PROXY: trapUrl, HTTPS_PROXY: trapUrl, NO_PROXY: '127.0.0.1,localhost' },
-        stdio: ['ignore', 'ignore', 'pipe'],
+        ready: async () => (await docker('version')).code === 0,
       },
     );
-    daemon.stderr?.on('data', (c: Buffer) => (log = (log + c.toString()).slice(-8000)));
-    await waitFor(async () => {
-      if (daemon?.exitCode !== null) throw new Error(`dockerd exited: ${log}`);
-      return (await docker('version')).code === 0;
-    }, 'dockerd to start');
   });
   after(async () => {
-    if (daemon && daemon.exitCode === null) {
-      const exited = new Promise((r) => daemon?.once('exit', r));
-      daemon.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-      if (daemon.exitCode === null) daemon.kill('SIGKILL');
-    }
+    await daemon?.stop(15_000);
     // dockerd bind-mounts its data root onto itself; a clean stop undoes it, a kill may not.
     const data = join(dir.path, 'data');
     for (let i = 0; i < 4 && readFileSync('/proc/mounts', 'utf8').includes(` ${data} `); i++)
@@ -104,7 +92,7 @@ describe('Docker Engine pulls only through the gateway when images are named by 
     const trappedBefore = trapped.length;
     const ref = `${gw.host}/up/test/signed:1`;
     const r = await docker('pull', ref);
-    assert.equal(r.code, 0, `${r.stderr}\n${log}`);
+    assert.equal(r.code, 0, `${r.stderr}\n${daemon?.log() ?? ''}`);
     const id = await docker('image', 'inspect', '--format', '{{index .RepoDigests 0}}', ref);
     assert.match(id.stdout, new RegExp(world.digests.signed));
     assert.ok(decisionLogs(gw).some((l) => l.digest === world.digests.signed && l.allowed === true));
