@@ -361,6 +361,7 @@ function judge(rows: Row[]): string[] {
   const launch = get('runner-launch');
   notes.push(
     `secure-run warm launch: ${fmt(launch['secure-run ms'], '')} ms = ${show(launch['secure-run ms'] && launch['podman ms'] ? launch['podman ms'] / launch['secure-run ms'] : undefined)} faster than podman (target: at most 0.5× podman's time, i.e. ≥ 2×); crun alone ${fmt(launch['crun alone ms'], '')} ms`,
+    `secure-run warm launch that also asks the gateway about the digest (the default, --pull missing): ${fmt(launch['secure-run --pull missing ms'], '')} ms = ${show(launch['secure-run --pull missing ms'] && launch['podman ms'] ? launch['podman ms'] / launch['secure-run --pull missing ms'] : undefined)} faster than podman`,
   );
   const unpack = get('runner-unpack');
   notes.push(

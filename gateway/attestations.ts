@@ -83,6 +83,7 @@ export class AttestationService {
     policy: { source: string; digest: Digest },
   ): Promise<StoredEnvelope> {
     const { signer, store, metadata, now } = this.deps;
+    const firstAdmitted = await metadata.firstAdmitted(addr.name, subject.text);
     const statement = verificationSummary({
       subjectName: addr.name,
       subjectDigest: subject.text,
@@ -92,6 +93,7 @@ export class AttestationService {
       resourceUri: `docker://${addr.name}@${subject.text}`,
       policy: { uri: policy.source, digest: { [policy.digest.algorithm]: policy.digest.hex } },
       inputAttestations: inputs,
+      firstAdmitted: new Date(firstAdmitted ?? now()),
     });
     const envelope = signStatementBy(
       statement,

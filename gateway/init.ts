@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -98,6 +98,8 @@ export function renewCertificate(
     throw new InitError('NOT_INITIALISED', `${dir} has no tls/ directory: run portcullis init ${dirArg} first`);
   let ca: { key: forge.pki.rsa.PrivateKey; cert: forge.pki.Certificate } | undefined;
   if (existsSync(files.caKey)) {
+    if ((statSync(files.caKey).mode & 0o077) !== 0)
+      throw new InitError('CA_KEY_INVALID', `${files.caKey} is readable by others: chmod 600 it first`);
     try {
       ca = {
         key: forge.pki.privateKeyFromPem(readFileSync(files.caKey, 'utf8')) as forge.pki.rsa.PrivateKey,
@@ -109,6 +111,9 @@ export function renewCertificate(
         `${files.caKey} or ${files.caCert} cannot be read as a CA key and certificate: ${(err as Error).message}`,
       );
     }
+    const pub = ca.cert.publicKey as forge.pki.rsa.PublicKey;
+    if (pub.n?.compareTo(ca.key.n) !== 0 || pub.e?.compareTo(ca.key.e) !== 0)
+      throw new InitError('CA_KEY_INVALID', `${files.caKey} is not the key of ${files.caCert}`);
   }
   const hosts = hostsOf(opts.hosts);
   writeTls(files, hosts, opts.now ?? new Date(), { keepCaKey: opts.keepCaKey === true, ca, replace: true });
@@ -136,11 +141,13 @@ function writeTls(
     replace?: boolean;
   },
 ): void {
+  // Replacing: every file is written aside first, then all are renamed into place.
+  const pending: [string, string][] = [];
   const put = (path: string, text: string, mode: number) => {
     if (!o.replace) return writeFileSync(path, text, { mode, flag: 'wx' });
-    const tmp = `${path}.${process.pid}.tmp`;
+    const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
     writeFileSync(tmp, text, { mode, flag: 'wx' });
-    renameSync(tmp, path);
+    pending.push([tmp, path]);
   };
   let caKey = o.ca?.key;
   let caCert = o.ca?.cert;
@@ -188,6 +195,7 @@ function writeTls(
   });
   put(files.serverKey, forge.pki.privateKeyToPem(server.privateKey), 0o600);
   put(files.serverCert, forge.pki.certificateToPem(serverCert) + forge.pki.certificateToPem(caCert), 0o644);
+  for (const [tmp, path] of pending) renameSync(tmp, path);
 }
 
 /** RSA keys come from node's native generator (node-forge's would take seconds). */

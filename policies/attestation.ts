@@ -30,11 +30,19 @@ export interface VerificationSummaryInput {
   readonly policy: ResourceRef;
   /** The signatures that made the decision, by digest. */
   readonly inputAttestations: readonly ResourceRef[];
+  /**
+   * When this gateway first admitted the digest in this repository. Renewal moves
+   * timeVerified forward, never this: a client that switches digests compares it.
+   */
+  readonly firstAdmitted?: Date | undefined;
 }
+
+/** The subject annotation (in-toto ResourceDescriptor `annotations`) carrying firstAdmitted. */
+export const FIRST_ADMITTED_ANNOTATION = 'dev.portcullis.firstAdmitted';
 
 export interface Statement {
   readonly _type: string;
-  readonly subject: readonly { name: string; digest: Record<string, string> }[];
+  readonly subject: readonly { name: string; digest: Record<string, string>; annotations?: Record<string, string> }[];
   readonly predicateType: string;
   readonly predicate: Record<string, unknown>;
 }
@@ -43,7 +51,15 @@ export function verificationSummary(input: VerificationSummaryInput): Statement 
   const [alg, hex] = input.subjectDigest.split(':') as [string, string];
   return {
     _type: IN_TOTO_STATEMENT_V1,
-    subject: [{ name: input.subjectName, digest: { [alg]: hex } }],
+    subject: [
+      {
+        name: input.subjectName,
+        digest: { [alg]: hex },
+        ...(input.firstAdmitted
+          ? { annotations: { [FIRST_ADMITTED_ANNOTATION]: input.firstAdmitted.toISOString() } }
+          : {}),
+      },
+    ],
     predicateType: VSA_PREDICATE_TYPE,
     predicate: {
       verifier: { id: input.verifierId, version: { portcullis: input.verifierVersion } },
@@ -123,6 +139,8 @@ export interface VerifiedSummary {
   readonly verificationResult: string;
   readonly resourceUri: string;
   readonly policyDigest: string | undefined;
+  /** When the gateway first admitted the digest (its signed word); undefined from older gateways. */
+  readonly firstAdmitted?: Date | undefined;
 }
 
 const B64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
@@ -269,7 +287,12 @@ function readSummaryEnvelope(bytes: Uint8Array, publicKey: KeyObject): VerifiedS
       ? `sha256:${p.policy.digest.sha256}`
       : undefined;
   const first = st.subject[0];
+  const admittedText =
+    isObject(first) && isObject(first.annotations) ? first.annotations[FIRST_ADMITTED_ANNOTATION] : undefined;
+  const firstAdmitted =
+    typeof admittedText === 'string' && RFC3339.test(admittedText) ? new Date(admittedText) : undefined;
   return {
+    ...(firstAdmitted && !Number.isNaN(firstAdmitted.getTime()) ? { firstAdmitted } : {}),
     subjectName: isObject(first) && typeof first.name === 'string' ? first.name : '',
     verifierId: isObject(p.verifier) && typeof p.verifier.id === 'string' ? p.verifier.id : '',
     subjectDigests,

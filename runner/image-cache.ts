@@ -21,6 +21,10 @@ export interface CachedRef {
   readonly resolvedAt: string;
   /** timeVerified of the attestation used: a later run never accepts an older one. */
   readonly verifiedAt?: string | undefined;
+  /** When the gateway first admitted that digest: the reference never moves to a digest admitted before it. */
+  readonly firstAdmitted?: string | undefined;
+  /** Set when the gateway refused the digest: the entry is not run again, but still anchors the rollback rules. */
+  readonly refused?: string | undefined;
 }
 
 export class ImageCache {
@@ -131,9 +135,13 @@ export class ImageCache {
     renameSync(tmp, join(this.#refs, refKey(ref)));
   }
 
-  /** Forgets which manifest a reference resolved to (the gateway refused it). */
-  forgetRef(ref: string): void {
-    rmSync(join(this.#refs, refKey(ref)), { force: true });
+  /**
+   * Marks a reference refused by the gateway: it is not run from the cache again, but
+   * what it resolved to and when stay (a forged refusal must not erase the rollback anchor).
+   */
+  markRefused(ref: string, at: Date): void {
+    const entry = this.readRef(ref);
+    if (entry) this.recordRef(ref, { ...entry, refused: at.toISOString() });
   }
 
   readRef(ref: string): CachedRef | undefined {
@@ -150,6 +158,8 @@ export class ImageCache {
       envelope: doc.envelope,
       resolvedAt: String(doc.resolvedAt ?? ''),
       verifiedAt: typeof doc.verifiedAt === 'string' ? doc.verifiedAt : undefined,
+      firstAdmitted: typeof doc.firstAdmitted === 'string' ? doc.firstAdmitted : undefined,
+      refused: typeof doc.refused === 'string' ? doc.refused : undefined,
     };
   }
 }

@@ -108,9 +108,15 @@ export async function attestedManifest(
       envelope: envelopeDigest.text,
       resolvedAt: now.toISOString(),
       verifiedAt: s.timeVerified.toISOString(),
+      firstAdmitted: (s.firstAdmitted ?? s.timeVerified).toISOString(),
     });
   };
-  if (opts.pull === 'never' || (opts.pull === 'missing' && cached)) {
+  if (cached?.refused !== undefined && opts.pull === 'never')
+    throw new RunnerError(
+      'NOT_CACHED',
+      `the gateway refused ${imageText} at ${cached.refused}: it is not run from the cache; run it online to ask again`,
+    );
+  if (opts.pull === 'never' || (opts.pull === 'missing' && cached && cached.refused === undefined)) {
     if (!cached) throw new RunnerError('NOT_CACHED', `${imageText} is not in the cache and --pull never was given`);
     const digest = parseDigest(cached.manifest);
     const index = cached.index !== undefined ? parseDigest(cached.index) : undefined;
@@ -134,7 +140,7 @@ export async function attestedManifest(
         return { manifestDigest: digest, manifestBytes: m, indexDigest: index, summary: local };
       const answer = await askGateway(trust, ref, digest);
       if (answer.refused) {
-        cache.forgetRef(key);
+        cache.markRefused(key, now);
         throw answer.refused;
       }
       if (answer.envelope) {
@@ -145,11 +151,13 @@ export async function attestedManifest(
           // The gateway is reachable and vouches with something that fails the check: refuse,
           // unless it merely holds an older attestation than the cached one (which then stands).
           if (!(err instanceof RunnerError && err.code === 'ATTESTATION_EXPIRED' && local)) {
-            cache.forgetRef(key);
-            throw err instanceof RunnerError && err.code === 'ATTESTATION_INVALID'
+            cache.markRefused(key, now);
+            // A well-formed envelope whose signatures are all by other keys: the gateway's key changed.
+            const badSignature = (err as { cause?: { code?: string } }).cause?.code === 'attestation.bad_signature';
+            throw badSignature
               ? new RunnerError(
                   'TRUST_MISMATCH',
-                  `the gateway's current attestation of ${digest.text} is not signed by the pinned key ${trust.fingerprint}: if the gateway's key was rotated, pin the new one with \`secure-run trust ${trust.gateway}\` (${err.message})`,
+                  `the gateway's current attestation of ${digest.text} is not signed by the pinned key ${trust.fingerprint}: if its operator rotated the gateway's key, confirm the new fingerprint with them and pin it (secure-run trust ${trust.gateway} --fingerprint sha256:…)`,
                   { cause: err },
                 )
               : err;
@@ -184,6 +192,17 @@ export async function attestedManifest(
       'ATTESTATION_EXPIRED',
       `the gateway offers an attestation from ${v.summary.timeVerified.toISOString()}, older than the one already used for ${imageText} (${cached.verifiedAt})`,
     );
+  }
+  // No rollback by digest either: renewal gives an old digest a fresh attestation, but
+  // not a later first admission. A tag moved back to an older image is refused.
+  if (cached && cached.manifest !== v.image.manifestDigest.text) {
+    const before = Date.parse(cached.firstAdmitted ?? cached.verifiedAt ?? '');
+    const after = (v.summary.firstAdmitted ?? v.summary.timeVerified).getTime();
+    if (Number.isFinite(before) && after < before)
+      throw new RunnerError(
+        'ATTESTATION_EXPIRED',
+        `${imageText} now resolves to ${v.image.manifestDigest.text}, which the gateway first admitted at ${new Date(after).toISOString()}, before ${cached.manifest} (${new Date(before).toISOString()}) that this reference already used: a tag moved back is refused as a rollback; run it by digest if that is intended`,
+      );
   }
   const manifestDigest = v.image.manifestDigest;
   const summary = check(manifestDigest, v.envelope);

@@ -81,6 +81,8 @@ export interface MetadataStore {
    * next request decides it afresh. Stored bytes are left to the store's own cleanup.
    */
   withdraw(repository: string, digest: string): Promise<void>;
+  /** The time of the first allowed decision for `digest` in `repository` (kept across re-decisions and withdrawals). */
+  firstAdmitted(repository: string, digest: string): Promise<number | undefined>;
   admittedManifest(repository: string, digest: string): Promise<AdmittedManifest | undefined>;
   admit(repository: string, admission: Admission, now: number): Promise<void>;
   /**

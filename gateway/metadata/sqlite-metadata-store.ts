@@ -143,6 +143,15 @@ export class SqliteMetadataStore implements MetadataStore {
          WHERE r.name = ? AND a.subject_digest = ? AND a.policy_digest = ? AND a.signing_keys = ? LIMIT 1`,
       ),
       withdrawManifest: db.prepare('DELETE FROM manifests WHERE repository_id = ? AND digest = ?'),
+      childrenOf: db.prepare<[number, string], { child_digest: string }>(
+        'SELECT child_digest FROM manifest_children WHERE repository_id = ? AND index_digest = ?',
+      ),
+      attachmentsOf: db.prepare<[number, string], { digest: string }>(
+        "SELECT digest FROM manifests WHERE repository_id = ? AND kind = 'attachment' AND subject = ?",
+      ),
+      firstAdmitted: db.prepare<[string, string], { t: number | null }>(
+        'SELECT MIN(time) AS t FROM decisions WHERE digest = ? AND repository = ? AND allowed = 1',
+      ),
       withdrawAttestations: db.prepare('DELETE FROM attestations WHERE repository_id = ? AND subject_digest = ?'),
       insertDecision: db.prepare(
         'INSERT INTO decisions (time, repository, digest, policy_digest, allowed, rule, reasons, mode, verdict, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
@@ -276,11 +285,24 @@ export class SqliteMetadataStore implements MetadataStore {
   async withdraw(repository: string, digest: string): Promise<void> {
     this.#db.transaction(() => {
       const id = this.#repo(repository);
-      this.#stmts.withdrawManifest.run(id, digest);
-      this.#stmts.deleteBlobLinks.run(id, digest);
-      this.#stmts.deleteChildren.run(id, digest);
-      this.#stmts.withdrawAttestations.run(id, digest);
+      // An index takes its platform manifests with it (they may have rested on it; they
+      // are decided afresh when next asked for), and every manifest its attachments.
+      const children = this.#stmts.childrenOf.all(id, digest).map((r) => r.child_digest);
+      for (const d of [digest, ...children]) {
+        for (const a of this.#stmts.attachmentsOf.all(id, d)) {
+          this.#stmts.withdrawManifest.run(id, a.digest);
+          this.#stmts.deleteBlobLinks.run(id, a.digest);
+        }
+        this.#stmts.withdrawManifest.run(id, d);
+        this.#stmts.deleteBlobLinks.run(id, d);
+        this.#stmts.deleteChildren.run(id, d);
+        this.#stmts.withdrawAttestations.run(id, d);
+      }
     })();
+  }
+
+  async firstAdmitted(repository: string, digest: string): Promise<number | undefined> {
+    return this.#stmts.firstAdmitted.get(digest, repository)?.t ?? undefined;
   }
 
   async recordDecision(r: DecisionRecord): Promise<void> {

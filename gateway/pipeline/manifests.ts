@@ -58,8 +58,12 @@ export interface ManifestServiceDeps {
 /** How a manifest was asked for: only by digest may a `subject` make it an attachment. */
 type Route = 'tag' | 'digest';
 
+/** How long a renewal that failed upstream waits before it is tried again. */
+const RENEWAL_RETRY_MS = 60_000;
+
 export class ManifestService {
   readonly #flights = new SingleFlight<ServedManifest>();
+  readonly #renewalFailedAt = new Map<string, number>();
 
   constructor(private readonly deps: ManifestServiceDeps) {}
 
@@ -588,10 +592,32 @@ export class ManifestService {
     if (admitted.policyDigest === policy().digest.text && admitted.verified === false && admitted.rule !== '')
       return undefined;
     const manifest = parseManifest(bytes, admitted.mediaType);
-    try {
-      await this.#flights.run(`${addr.name}@${subject.text}`, () =>
-        this.#decideAndStore(addr, subject, bytes, manifest),
+    const key = `${addr.name}@${subject.text}`;
+    // An upstream that failed a renewal is asked again at most once a minute; the stored attestation stands meanwhile.
+    const failedAt = this.#renewalFailedAt.get(key);
+    if (found && failedAt !== undefined && now() - failedAt < RENEWAL_RETRY_MS) return found;
+    const compiled = policy();
+    // Decided again in the context it was admitted in: the tag of its last admission (identity rules compare it).
+    const last = (await metadata.decisions({ digest: subject.text, repository: addr.name, limit: 20 })).find(
+      (d) => d.allowed && d.policyDigest === compiled.digest.text,
+    );
+    const tag = last?.tag ?? undefined;
+    // A platform manifest admitted through its signed index: the index is renewed (or withdrawn) first.
+    if (manifest.kind === 'image') {
+      const index = await metadata.coveringIndex(
+        addr.name,
+        subject.text,
+        compiled.digest.text,
+        ruleNameFor(compiled, { name: addr.name, digest: subject, tag }),
       );
+      if (index !== undefined && index !== subject.text)
+        await this.#ensureAttested(addr, parseDigest(index)).catch((err: unknown) => {
+          if (!(err instanceof DeniedError)) throw err;
+        });
+    }
+    try {
+      await this.#flights.run(key, () => this.#decideAndStore(addr, subject, bytes, manifest, tag));
+      this.#renewalFailedAt.delete(key);
     } catch (err) {
       if (err instanceof DeniedError) {
         await metadata.withdraw(addr.name, subject.text);
@@ -602,6 +628,8 @@ export class ManifestService {
         throw err;
       }
       if (!found) throw err;
+      if (this.#renewalFailedAt.size > 10_000) this.#renewalFailedAt.clear();
+      this.#renewalFailedAt.set(key, now());
       logger.warn(
         {
           event: 'attestation.renewal_failed',

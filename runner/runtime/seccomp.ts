@@ -1,3 +1,5 @@
+import { RunnerError } from '../errors.js';
+
 /**
  * The default seccomp profile: everything is allowed except system calls a
  * container has no business making and that have a history of kernel escapes
@@ -102,3 +104,15 @@ export const DEFAULT_SECCOMP = {
     })),
   ],
 } as const;
+
+/**
+ * The clone rules test argument 0, where clone's flags are on the architectures the
+ * profile lists; on s390 they are argument 1. Elsewhere the profile would not hold.
+ */
+export function assertSeccompArch(arch: string = process.arch): void {
+  if (!['x64', 'ia32', 'arm64', 'arm'].includes(arch))
+    throw new RunnerError(
+      'PLATFORM_UNAVAILABLE',
+      `secure-run's seccomp profile is written for x86 and arm; it does not run containers on ${arch}`,
+    );
+}

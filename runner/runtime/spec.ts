@@ -1,7 +1,7 @@
 import { posix } from 'node:path';
 import { RunnerError } from '../errors.js';
 import type { ImageConfig } from './image-config.js';
-import { DEFAULT_SECCOMP } from './seccomp.js';
+import { assertSeccompArch, DEFAULT_SECCOMP } from './seccomp.js';
 
 /**
  * Builds the OCI runtime spec (runtime-spec config.md, config-linux.md) for one run,
@@ -95,6 +95,7 @@ const MASKED = [
 const READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
 export function buildSpec(image: ImageConfig, opts: RunOptions, host: HostFacts): Record<string, unknown> {
+  assertSeccompArch();
   const args = processArgs(image, opts);
   const cwd = opts.workdir ?? image.workingDir;
   if (!posix.isAbsolute(cwd) || cwd.includes('\0'))

@@ -221,6 +221,43 @@ export function metadataStoreContract(
       assert.equal(await store.admittedBlob('reg/a', D('3'), P), undefined);
       assert.equal(await store.attestation('reg/a', D('2'), P, 'old'), undefined);
       await store.withdraw('reg/b', D('9'));
+      // An index takes the platform manifests it lists, and every manifest its attachments.
+      const image = (digest: string, extra: Record<string, unknown> = {}) => ({
+        digest,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        size: 20,
+        kind: 'image' as const,
+        blobs: [],
+        children: [],
+        policyDigest: P,
+        rule: 'reg',
+        verified: true,
+        ...extra,
+      });
+      await store.admit('reg/a', { ...image(D('4')), kind: 'index', children: [D('5')] }, 3);
+      await store.admit('reg/a', image(D('5')), 3);
+      await store.admit('reg/a', image(D('6'), { kind: 'attachment', subject: D('5') }), 3);
+      await store.admit('reg/a', image(D('7')), 3);
+      await store.withdraw('reg/a', D('4'));
+      for (const d of ['4', '5', '6']) assert.equal(await store.admittedManifest('reg/a', D(d)), undefined, d);
+      assert.ok(await store.admittedManifest('reg/a', D('7')), 'an unrelated image stays');
+      // The first admission is remembered across re-decisions and withdrawals.
+      for (const [time, allowed] of [
+        [10, false],
+        [20, true],
+        [30, true],
+      ] as const)
+        await store.recordDecision({
+          time,
+          repository: 'reg/a',
+          digest: D('5'),
+          policyDigest: P,
+          allowed,
+          rule: 'reg',
+          reasons: [],
+        });
+      assert.equal(await store.firstAdmitted('reg/a', D('5')), 20);
+      assert.equal(await store.firstAdmitted('reg/a', D('8')), undefined);
     } finally {
       await cleanup();
     }

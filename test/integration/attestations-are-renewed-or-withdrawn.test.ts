@@ -19,6 +19,8 @@ import {
   type SignedWorld,
 } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
+import { cosignSign } from '../helpers/cosign.js';
+import { run } from '../helpers/peers.js';
 
 /**
  * An attestation older than `attestation.renewAfterSeconds` is verified again (its
@@ -89,24 +91,64 @@ describe('attestations are renewed before they age out, and an image that fails 
     assert.ok(after.summary.timeVerified > before.summary.timeVerified);
   });
 
-  test('an image whose signature fails at renewal is withdrawn: 403 with its reason, and a cached run is refused', async () => {
-    const image = `${world.registry.host}/test/signed:1`;
-    await pullImage(trust, cache, image, opts);
-    // The upstream's signature of the image is altered after its admission.
-    const sig = JSON.parse(
-      (await getManifest(world.registry.url, 'test/signed', sigTag(world.digests.signed), {})).toString(),
-    ) as { layers: { annotations: Record<string, string> }[] };
+  /** Alters the upstream's cosign signature of `digest` after its admission. */
+  const tamperSignature = async (repo: string, digest: string) => {
+    const sig = JSON.parse((await getManifest(world.registry.url, repo, sigTag(digest), {})).toString()) as {
+      layers: { annotations: Record<string, string> }[];
+    };
     const layer = sig.layers[0] as { annotations: Record<string, string> };
     const raw = Buffer.from(layer.annotations['dev.cosignproject.cosign/signature'] ?? '', 'base64');
     raw[raw.length - 3] = (raw[raw.length - 3] ?? 0) ^ 0x01;
     layer.annotations['dev.cosignproject.cosign/signature'] = raw.toString('base64');
-    await putManifest(
-      world.registry.url,
-      'test/signed',
-      sigTag(world.digests.signed),
-      Buffer.from(JSON.stringify(sig)),
-      {},
-    );
+    await putManifest(world.registry.url, repo, sigTag(digest), Buffer.from(JSON.stringify(sig)), {});
+  };
+  const copy = (from: string, to: string) =>
+    run('skopeo', [
+      '--insecure-policy',
+      'copy',
+      '--preserve-digests',
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      `docker://${world.registry.host}/${from}`,
+      `docker://${world.registry.host}/${to}`,
+    ]);
+
+  test('a tag moved back to an older signed image is refused, though renewal gave the old image a fresh attestation', async () => {
+    await copy('test/signed:1', 'test/moving:old');
+    await copy('test/docker:1', 'test/moving:new');
+    for (const d of [world.digests.signed, world.digests.docker])
+      await cosignSign(world.trusted, `${world.registry.host}/test/moving@${d}`);
+    const image = `${world.registry.host}/test/moving:1`;
+    const always = { ...opts, pull: 'always' as const, maxAgeMs: 60_000 };
+    await copy('test/moving:old', 'test/moving:1');
+    assert.equal((await pullImage(trust, cache, image, always)).manifestDigest.text, world.digests.signed);
+    await sleep(50);
+    await copy('test/moving:new', 'test/moving:1');
+    assert.equal((await pullImage(trust, cache, image, always)).manifestDigest.text, world.digests.docker);
+    // Back to the old image, once its attestation is due for renewal (so it is signed anew).
+    await copy('test/moving:old', 'test/moving:1');
+    await sleep(1100);
+    assert.equal(await refusal(pullImage(trust, cache, image, always)), 'ATTESTATION_EXPIRED');
+    // By digest, the old image is still there to run on purpose.
+    const byDigest = `${world.registry.host}/test/moving@${world.digests.signed}`;
+    assert.equal((await pullImage(trust, cache, byDigest, always)).manifestDigest.text, world.digests.signed);
+  });
+
+  test("a platform manifest admitted through its index is withdrawn when the index's signature fails at renewal", async () => {
+    const image = `${world.registry.host}/test/multi:1`;
+    const first = await pullImage(trust, cache, image, { ...opts, maxAgeMs: 60_000 });
+    await tamperSignature('test/multi', world.digests.multi);
+    await sleep(1100);
+    assert.equal(await refusal(pullImage(trust, cache, image, { ...opts, maxAgeMs: 60_000 })), 'IMAGE_DENIED');
+    assert.ok(gw.logs.some((l) => l.event === 'admission.withdrawn' && l.digest === world.digests.multi));
+    const res = await fetch(endpoint('test/multi', first.manifestDigest.text));
+    assert.equal(res.status, 403);
+  });
+
+  test('an image whose signature fails at renewal is withdrawn: 403 with its reason, and a cached run is refused', async () => {
+    const image = `${world.registry.host}/test/signed:1`;
+    await pullImage(trust, cache, image, opts);
+    await tamperSignature('test/signed', world.digests.signed);
     await sleep(1100);
     const res = await fetch(endpoint('test/signed', world.digests.signed));
     assert.equal(res.status, 403);

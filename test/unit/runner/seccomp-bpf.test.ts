@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RunnerError } from '../../../runner/errors.js';
-import { DEFAULT_SECCOMP } from '../../../runner/runtime/seccomp.js';
+import { assertSeccompArch, DEFAULT_SECCOMP } from '../../../runner/runtime/seccomp.js';
 import { compileSeccomp, denylistOf } from '../../../runner/runtime/seccomp-bpf.js';
 
 /** A classic-BPF interpreter for the few instructions the compiler emits, over struct seccomp_data (little-endian). */
@@ -128,4 +128,12 @@ test('equality on a 64-bit argument compares both words', () => {
   assert.equal(runFilter(p, 135, X86_64, [2n ** 40n + 8n]), 0x00050000 + 22);
   assert.equal(runFilter(p, 135, X86_64, [8n]), ALLOW);
   assert.equal(runFilter(p, 135, X86_64, [2n ** 40n]), ALLOW);
+});
+
+test('containers are refused on an architecture whose clone flags the profile does not filter', () => {
+  assert.throws(
+    () => assertSeccompArch('s390x'),
+    (e: unknown) => e instanceof RunnerError && e.code === 'PLATFORM_UNAVAILABLE',
+  );
+  for (const arch of ['x64', 'ia32', 'arm64', 'arm']) assertSeccompArch(arch);
 });
