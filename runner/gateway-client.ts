@@ -2,10 +2,9 @@ import { createHash } from 'node:crypto';
 import { digestOf, type Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/media-types.js';
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.js';
-import { header, parseRemoteError, RegistryClient } from '../oci/registry-client/client.js';
+import { header, RegistryClient } from '../oci/registry-client/client.js';
 import type { ImageReference } from '../oci/reference.js';
 import { MAX_ENVELOPE_BYTES, VSA_PREDICATE_TYPE } from '../policies/attestation.js';
-import { UpstreamError } from '../oci/errors.js';
 import { RunnerError } from './errors.js';
 import { fromGateway } from './gateway-errors.js';
 import type { Platform } from './platform.js';
@@ -35,45 +34,12 @@ const GATEWAY_MARK = 'dev.portcullis.attestation';
 export function gatewayClient(
   trust: Pick<Trust, 'gateway' | 'caPem'>,
   ref: Pick<ImageReference, 'host'>,
-  opts: { totalMs?: number; retries?: number } = {},
 ): RegistryClient {
   return new RegistryClient({
     baseUrl: trust.gateway,
     namespace: ref.host,
-    retries: opts.retries ?? 1,
-    ...(opts.totalMs !== undefined
-      ? { timeouts: { totalMs: opts.totalMs, headersMs: opts.totalMs, idleMs: opts.totalMs } }
-      : {}),
+    retries: 1,
     ...(trust.gateway.startsWith('https:') ? { ca: gatewayCa(trust) } : {}),
-  });
-}
-
-/**
- * The gateway's current attestation envelope of `subject`: one request, which the
- * gateway answers from its store (renewing the attestation first when it is due).
- * A refusal comes back in the gateway's words: IMAGE_DENIED with its reason for a
- * revoked or now-denied digest, IMAGE_UNAVAILABLE when it no longer attests it.
- */
-export async function fetchCurrentAttestation(
-  client: RegistryClient,
-  repository: string,
-  subject: Digest,
-): Promise<Buffer> {
-  const what = `the attestation of ${repository}@${subject.text}`;
-  const path = `/v2/${repository}/_portcullis/attestation/${subject.text}`;
-  const res = await client.small(repository, path, MediaType.dsseEnvelope, MAX_ENVELOPE_BYTES).catch((err: unknown) => {
-    // A gateway in trouble (5xx, rate limiting) is not a refusal: the caller counts it as offline.
-    if (err instanceof UpstreamError && err.status !== undefined)
-      throw new RunnerError('GATEWAY_UNREACHABLE', `the gateway answered ${err.status} for ${what}`, { cause: err });
-    throw fromGateway(err, what, client.baseUrl.origin);
-  });
-  if (res.status === 200) return res.bytes;
-  const remote = parseRemoteError(res.bytes);
-  const said = remote?.message || remote?.code || `status ${res.status}`;
-  const reason = typeof remote?.detail?.reason === 'string' ? remote.detail.reason : undefined;
-  if (res.status === 403) throw new RunnerError('IMAGE_DENIED', `the gateway denied ${what}: ${said}`, { reason });
-  throw new RunnerError('IMAGE_UNAVAILABLE', `the gateway does not attest ${repository}@${subject.text} now: ${said}`, {
-    reason,
   });
 }
 

@@ -1,7 +1,7 @@
 import type { Digest } from '../oci/digest.js';
 import { digestOf, parseDigest } from '../oci/digest.js';
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.js';
-import { formatImageReference, parseImageReference, type ImageReference } from '../oci/reference.js';
+import { formatImageReference, parseImageReference } from '../oci/reference.js';
 import { MAX_ENVELOPE_BYTES, type VerifiedSummary } from '../policies/attestation.js';
 import { checkAttestation } from './attestation-check.js';
 import { RunnerError } from './errors.js';
@@ -138,7 +138,13 @@ export async function attestedManifest(
       }
       if (opts.pull === 'never' && local)
         return { manifestDigest: digest, manifestBytes: m, indexDigest: index, summary: local };
-      const answer = await askGateway(trust, ref, digest);
+      const { askGatewayAbout } = await import('./gateway-check.js');
+      const answer: { envelope?: Buffer; refused?: RunnerError; unreachable?: RunnerError } = await askGatewayAbout(
+        trust,
+        ref,
+        digest,
+        GATEWAY_CHECK_MS,
+      );
       if (answer.refused) {
         cache.markRefused(key, now);
         throw answer.refused;
@@ -208,30 +214,6 @@ export async function attestedManifest(
   const summary = check(manifestDigest, v.envelope);
   record(manifestDigest, v.image.manifestBytes, v.image.indexDigest, v.envelope, summary);
   return { manifestDigest, manifestBytes: v.image.manifestBytes, indexDigest: v.image.indexDigest, summary };
-}
-
-/**
- * One request for the gateway's current attestation of a cached digest. A refusal is
- * the gateway's word; anything else that goes wrong (not reachable, too slow, a 5xx)
- * counts as offline.
- */
-async function askGateway(
-  trust: Trust,
-  ref: ImageReference,
-  digest: Digest,
-): Promise<{ envelope?: Buffer; refused?: RunnerError; unreachable?: RunnerError }> {
-  const { gatewayClient, fetchCurrentAttestation } = await import('./gateway-client.js');
-  const client = gatewayClient(trust, ref, { totalMs: GATEWAY_CHECK_MS, retries: 0 });
-  try {
-    return { envelope: await fetchCurrentAttestation(client, ref.repository, digest) };
-  } catch (err) {
-    if (err instanceof RunnerError && (err.code === 'IMAGE_DENIED' || err.code === 'IMAGE_UNAVAILABLE'))
-      return { refused: err };
-    if (err instanceof RunnerError) return { unreachable: err };
-    throw err;
-  } finally {
-    await client.close();
-  }
 }
 
 /**

@@ -7,6 +7,9 @@ import { parseChallenges } from './challenge.js';
 import { checkRealm, checkRedirect, publicOnlyLookup } from './realm.js';
 import { discard, dispose, readBounded } from './body.js';
 import { trustedCertificates } from './ca.js';
+import { parseRemoteError } from './remote-error.js';
+
+export { parseRemoteError } from './remote-error.js';
 
 /**
  * A client for the pull side of one remote registry (distribution-spec, auth per
@@ -583,20 +586,4 @@ async function remoteError(body: Readable): Promise<RemoteError | undefined> {
     return undefined;
   }
   return parseRemoteError(bytes);
-}
-
-/** The first OCI error of an error body already read, when it has one. */
-export function parseRemoteError(bytes: Uint8Array): RemoteError | undefined {
-  try {
-    const doc = parseStrictJson(bytes, { maxDepth: 16 });
-    const first = isObject(doc) && Array.isArray(doc.errors) ? doc.errors[0] : undefined;
-    if (!isObject(first) || typeof first.code !== 'string') return undefined;
-    return {
-      code: first.code.slice(0, 100),
-      message: typeof first.message === 'string' ? first.message.slice(0, 2000) : '',
-      ...(isObject(first.detail) ? { detail: first.detail } : {}),
-    };
-  } catch {
-    return undefined;
-  }
 }
