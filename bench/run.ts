@@ -1,3 +1,4 @@
+import { loadavg } from 'node:os';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +26,8 @@ const SMALL_FILES = Number(process.env.BENCH_SMALL_FILES ?? 20_000);
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
 const ALL_SECTIONS = 'skopeo,curl,concurrency,decision,decisions,runner';
 const SECTIONS = new Set((process.env.BENCH_SECTIONS ?? ALL_SECTIONS).split(','));
+/** What else the machine was doing when the run began (the benchmarks are meant to run alone). */
+const START_LOAD = loadavg();
 const OUT = fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url));
 
 interface Row {
@@ -283,6 +286,7 @@ function render(rows: Row[], notes: string[]): string {
     '',
     `Run: ${new Date().toISOString().slice(0, 10)}, ${process.platform} ${process.arch}, Node ${process.version}, 2 cores, everything on 127.0.0.1.`,
     `Median of ${REPEAT} runs per cell (cold runs each on a fresh instance). Timings on these machines are noisy: read the ratios.`,
+    `Load average when the run began: ${START_LOAD.map((l) => l.toFixed(2)).join(', ')} (1, 5, 15 min); ${process.env.BENCH_NOTE ?? 'nothing else was started alongside it'}.`,
     '',
   ];
   for (const r of rows) {
