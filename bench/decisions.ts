@@ -1,10 +1,13 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SqliteMetadataStore } from '../gateway/metadata/sqlite-metadata-store.js';
-import { parseDigest } from '../oci/digest.js';
+import { digestOf, parseDigest } from '../oci/digest.js';
 import { evaluate } from '../policies/evaluator.js';
 import { compilePolicy } from '../policies/loader.js';
 import type { Evidence } from '../policies/model.js';
+import { PUBLIC_GOOD_TRUSTED_ROOT } from '../policies/sigstore/public-good-root.js';
 import { gpgExport, gpgHome, gpgKey, gpgSign, simpleSigningPayload } from '../test/helpers/gpg.js';
 import { cosignEvidence } from '../test/helpers/signatures.js';
 import { median } from './measure.js';
@@ -76,6 +79,61 @@ export async function benchDecisions(work: string, log: (m: string) => void): Pr
       }
       out[`${label}, ${n} signature${n === 1 ? '' : 's'}`] = median(times);
     }
+  }
+
+  log('decisions: a real keyless cosign signature (public-good Fulcio and Rekor), verified offline');
+  const fixture = fileURLToPath(
+    new URL('../../test/fixtures/sigstore/containers-image-fulcio-rekor/', import.meta.url),
+  );
+  const manifest = readFileSync(`${fixture}manifest.json`);
+  const layer = JSON.parse(readFileSync(`${fixture}signature-1`).subarray(15).toString('utf8')) as {
+    payload: string;
+    annotations: Record<string, string>;
+  };
+  const keylessSig = {
+    payload: Buffer.from(layer.payload, 'base64'),
+    signature: layer.annotations['dev.cosignproject.cosign/signature'] as string,
+    certificate: layer.annotations['dev.sigstore.cosign/certificate'],
+    rekorBundle: layer.annotations['dev.sigstore.cosign/bundle'],
+  };
+  const altered = Buffer.from(keylessSig.signature, 'base64');
+  altered[altered.length - 3] = (altered[altered.length - 3] ?? 0) ^ 1;
+  // Each measured decision gets a freshly loaded root (so nothing is remembered from the last one).
+  const rootBytes = Buffer.from(JSON.stringify(PUBLIC_GOOD_TRUSTED_ROOT));
+  const keylessPolicy = () =>
+    compilePolicy(
+      'bench.yaml',
+      'rules:\n  - scope: reg.example/team\n    require:\n      - cosign: { keyless: { issuer: https://github.com/login/oauth, subject: mitr@redhat.com, trustedRoot: root.json }, identity: any }\n',
+      () => rootBytes,
+    );
+  const keylessDigest = digestOf(manifest);
+  for (const n of [1, 100]) {
+    const evidence: Evidence = {
+      problems: [],
+      cosign: [
+        ...Array.from({ length: n - 1 }, (_, i) => ({
+          ...keylessSig,
+          signature: altered.toString('base64'),
+          source: `bad ${i}`,
+        })),
+        { ...keylessSig, source: 'good' },
+      ],
+    };
+    const runs = n === 100 ? 10 : 60;
+    const times: number[] = [];
+    const again: number[] = [];
+    for (let i = 0; i < runs + 3; i++) {
+      const kp = await keylessPolicy();
+      for (const into of [times, again]) {
+        const t0 = process.hrtime.bigint();
+        const d = await evaluate(kp, { name, digest: keylessDigest }, evidence);
+        if (i >= 3) into.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        if (!d.allowed)
+          throw new Error(`the bench keyless signature did not verify: ${JSON.stringify(d.reasons.slice(-2))}`);
+      }
+    }
+    out[`keyless cosign, ${n} signature${n === 1 ? '' : 's'}`] = median(times);
+    if (n === 1) out['keyless cosign, decided again (remembered)'] = median(again);
   }
 
   log('decisions: a digest already admitted under the current policy');

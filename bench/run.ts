@@ -362,6 +362,9 @@ function judge(rows: Row[]): string[] {
     `GPG decision with one signature (target: median < 10 ms): ${fmt(decisions['GPG, 1 signature'], 'ms')} ms; with 100: ${fmt(decisions['GPG, 100 signatures'], 'ms')} ms; cosign with 100: ${fmt(decisions['cosign, 100 signatures'], 'ms')} ms`,
   );
   notes.push(`cached decision for an admitted digest (target < 0.2 ms): ${fmt(decisions['cached decision'], 'ms')} ms`);
+  notes.push(
+    `keyless cosign decision, real public-good signature (target: median < 5 ms): ${fmt(decisions['keyless cosign, 1 signature'], 'ms')} ms the first time, ${fmt(decisions['keyless cosign, decided again (remembered)'], 'ms')} ms decided again; with 99 altered ones before it: ${fmt(decisions['keyless cosign, 100 signatures'], 'ms')} ms`,
+  );
   const launch = get('runner-launch');
   notes.push(
     `secure-run warm launch: ${fmt(launch['secure-run ms'], '')} ms = ${show(launch['secure-run ms'] && launch['podman ms'] ? launch['podman ms'] / launch['secure-run ms'] : undefined)} faster than podman (target: at most 0.5× podman's time, i.e. ≥ 2×); crun alone ${fmt(launch['crun alone ms'], '')} ms`,

@@ -11,6 +11,9 @@ import { parseGpgKeyring } from './gpg-keys.js';
 import { parseRef } from './gpg-identity.js';
 import { parsePublicKey } from './keys.js';
 import type {
+  IdentityMatcher,
+  KeylessRule,
+  KeylessTrust,
   CompiledPolicy,
   GpgIdentityRule,
   GpgTrustedKey,
@@ -21,6 +24,8 @@ import type {
   TrustedKey,
 } from './model.js';
 import { isIdentityPrefix, normalizeScope } from './scope.js';
+import { PUBLIC_GOOD_TRUSTED_ROOT } from './sigstore/public-good-root.js';
+import { loadTrustedRoot } from './verifiers/cosign-keyless.js';
 import { YamlSource } from './yaml-source.js';
 
 /**
@@ -50,6 +55,36 @@ import { YamlSource } from './yaml-source.js';
  *     - sha256:…                       # or { digest: sha256:…, reason: "CVE-…" }
  */
 export const MAX_RULES = 1000;
+
+let publicGood: KeylessTrust | undefined;
+
+/** The shipped Sigstore public-good root, checked and loaded once. */
+export function publicGoodTrust(): KeylessTrust {
+  if (publicGood === undefined) {
+    const loaded = loadTrustedRoot(PUBLIC_GOOD_TRUSTED_ROOT, 'the Sigstore public-good root');
+    if (typeof loaded === 'string') throw new Error(`the shipped Sigstore public-good root is unusable: ${loaded}`);
+    publicGood = loaded;
+  }
+  return publicGood;
+}
+
+const MAX_PATTERN = 512;
+
+/**
+ * An identity pattern, RE2-like: anchored at both ends, bounded in length, and
+ * without the constructs that make JavaScript regular expressions backtrack beyond
+ * linear bounds (back-references, lookaround).
+ */
+export function compileIdentityPattern(text: string): RegExp | string {
+  if (text.length === 0 || text.length > MAX_PATTERN) return `a pattern is 1 to ${MAX_PATTERN} characters`;
+  if (/\\[1-9]|\\k<|\(\?[=!]|\(\?<[=!]/.test(text))
+    return 'back-references and lookaround are not allowed (patterns are RE2-like)';
+  try {
+    return new RegExp(`^(?:${text})$`, 'u');
+  } catch (err) {
+    return `not a regular expression: ${(err as Error).message}`;
+  }
+}
 const MAX_KEYS = 64;
 
 export async function loadPolicyFile(path: string): Promise<CompiledPolicy> {
@@ -205,13 +240,64 @@ export async function compilePolicy(
     return { kind: 'remap', prefix: normalizeScope(prefix), signedPrefix: normalizeScope(signedPrefix) };
   };
 
+  /** `keyless: { issuer | issuerRegExp, subject | subjectRegExp, trustedRoot? }`. */
+  const keylessRule = (node: Node | null | undefined, where: string): KeylessRule | undefined => {
+    const k = src.map(node, where, ['issuer', 'issuerRegExp', 'subject', 'subjectRegExp', 'trustedRoot']);
+    if (!k) return undefined;
+    const matcher = (field: 'issuer' | 'subject'): IdentityMatcher | undefined => {
+      const re = `${field}RegExp`;
+      if (k.has(field) === k.has(re))
+        return src.report(
+          node,
+          `${where} needs exactly one of ${field} and ${re}`,
+          'keyless signers are named by OIDC issuer and certificate subject',
+        );
+      if (k.has(field)) {
+        const v = src.string(k.get(field), `${where}.${field}`);
+        return v === undefined ? undefined : { text: JSON.stringify(v), exact: v };
+      }
+      const v = src.string(k.get(re), `${where}.${re}`);
+      if (v === undefined) return undefined;
+      const pattern = compileIdentityPattern(v);
+      if (typeof pattern === 'string') return src.report(k.get(re), `${where}.${re}: ${pattern}`);
+      return { text: `matched by /${v}/`, pattern };
+    };
+    const issuer = matcher('issuer');
+    const subject = matcher('subject');
+    let trust: KeylessTrust | undefined;
+    if (k.has('trustedRoot')) {
+      const path = src.string(k.get('trustedRoot'), `${where}.trustedRoot`);
+      const bytes = path === undefined ? undefined : readKeyFile(k.get('trustedRoot') ?? null, path);
+      if (path !== undefined && bytes !== undefined) {
+        let doc: unknown;
+        try {
+          doc = JSON.parse(bytes.toString('utf8'));
+        } catch (err) {
+          return src.report(k.get('trustedRoot'), `trusted root ${path} is not JSON: ${(err as Error).message}`);
+        }
+        const loaded = loadTrustedRoot(doc, path);
+        if (typeof loaded === 'string') return src.report(k.get('trustedRoot'), `trusted root ${path}: ${loaded}`);
+        trust = loaded;
+      }
+      if (trust === undefined) return undefined;
+    } else {
+      trust = publicGoodTrust();
+    }
+    return issuer && subject ? { issuer, subject, trust } : undefined;
+  };
+
   /**
    * Members of allOf/atLeast (and a rule's require list) that trust a key in common:
    * one signature by it counts toward one of them only, which is rarely what was meant.
    */
   const warnOverlap = (members: readonly Requirement[], node: Node, where: string): void => {
     const keysOf = (r: Requirement): Map<string, string> => {
-      if (r.kind === 'cosign') return new Map(r.keys.map((k) => [`cosign:${k.fingerprint}`, k.source]));
+      if (r.kind === 'cosign')
+        return r.keyless
+          ? new Map([
+              [`keyless:${r.keyless.issuer.text}\n${r.keyless.subject.text}`, `keyless ${r.keyless.subject.text}`],
+            ])
+          : new Map(r.keys.map((k) => [`cosign:${k.fingerprint}`, k.source]));
       if (r.kind === 'gpg')
         return new Map(r.keys.map((k) => [`gpg:${k.fingerprint}`, `${k.source} (${k.fingerprint})`]));
       return new Map(r.of.flatMap((c) => [...keysOf(c)]));
@@ -286,8 +372,19 @@ export async function compilePolicy(
       if (rings.some((r) => r === undefined) || id === undefined) return undefined;
       return { kind: 'gpg', keys: (rings as GpgTrustedKey[][]).flat(), identity: id };
     }
-    const c = src.map(m.get('cosign'), `${where}.cosign`, ['keys', 'identity'], ['keys']);
+    const c = src.map(m.get('cosign'), `${where}.cosign`, ['keys', 'keyless', 'identity']);
     if (!c) return undefined;
+    if (c.has('keys') === c.has('keyless'))
+      return src.report(
+        m.get('cosign'),
+        `${where}.cosign needs either keys (key-based signatures) or keyless (Fulcio certificates), not ${c.has('keys') ? 'both' : 'neither'}`,
+      );
+    if (c.has('keyless')) {
+      const keyless = keylessRule(c.get('keyless'), `${where}.cosign.keyless`);
+      const id = identity(c.get('identity'), `${where}.cosign.identity`);
+      if (!keyless || id === undefined) return undefined;
+      return { kind: 'cosign', keys: [], keyless, identity: id };
+    }
     const keyNodes = src.seq(c.get('keys'), `${where}.cosign.keys`);
     if (!keyNodes) return undefined;
     if (keyNodes.length === 0 || keyNodes.length > MAX_KEYS)

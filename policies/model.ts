@@ -29,9 +29,36 @@ export type IdentityRule =
   | { readonly kind: 'exact'; readonly repository: string }
   | { readonly kind: 'any' };
 
+/** A string a certificate field must equal, or an anchored RE2-like pattern it must match. */
+export interface IdentityMatcher {
+  /** As written in the policy, for messages. */
+  readonly text: string;
+  readonly exact?: string | undefined;
+  readonly pattern?: RegExp | undefined;
+}
+
+/** A Sigstore trusted root, ready to verify with (see verifiers/cosign-keyless.ts). */
+export interface KeylessTrust {
+  /** `the Sigstore public-good root`, or the file it came from. */
+  readonly source: string;
+  readonly verifier: {
+    verify(entity: unknown): { identity?: { subjectAlternativeName?: string; extensions?: { issuer?: string } } };
+  };
+}
+
+/** Keyless signing: who (OIDC issuer and certificate subject), vouched for by which trusted root. */
+export interface KeylessRule {
+  readonly issuer: IdentityMatcher;
+  readonly subject: IdentityMatcher;
+  readonly trust: KeylessTrust;
+}
+
 export interface CosignRequirement {
   readonly kind: 'cosign';
+  /** Key-based signatures: one of these keys. Empty for a keyless requirement. */
   readonly keys: readonly TrustedKey[];
+  /** Keyless signatures (Fulcio certificate, Rekor entry): this signer. */
+  readonly keyless?: KeylessRule | undefined;
   readonly identity: IdentityRule;
   /** From a containers-policy.json `sigstoreSigned`: containers/image's rule, used instead of `identity`. */
   readonly signedIdentity?: GpgIdentityRule | undefined;
@@ -147,6 +174,12 @@ export interface CosignSignatureEvidence {
   readonly payload: Uint8Array;
   /** Base64 of `dev.cosignproject.cosign/signature`, as found. */
   readonly signature: string;
+  /** Keyless: `dev.sigstore.cosign/certificate` (the Fulcio leaf, PEM). */
+  readonly certificate?: string | undefined;
+  /** Keyless: `dev.sigstore.cosign/bundle` (the Rekor SET and entry, JSON). */
+  readonly rekorBundle?: string | undefined;
+  /** Keyless: `dev.sigstore.cosign/rfc3161timestamp` (JSON). */
+  readonly timestamp?: string | undefined;
 }
 
 export interface Evidence {
@@ -173,6 +206,8 @@ export type ReasonCode =
   | 'signature.missing'
   | 'signature.invalid'
   | 'signature.untrusted_key'
+  | 'signature.certificate_untrusted'
+  | 'signature.signer_untrusted'
   | 'signature.key_expired'
   | 'signature.key_revoked'
   | 'signature.digest_mismatch'

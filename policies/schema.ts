@@ -91,9 +91,28 @@ export const POLICY_SCHEMA = {
     cosign: {
       type: 'object',
       additionalProperties: false,
-      required: ['keys'],
+      oneOf: [{ required: ['keys'] }, { required: ['keyless'] }],
       properties: {
         keys: keyFiles('PEM public keys (cosign.pub)'),
+        keyless: {
+          type: 'object',
+          additionalProperties: false,
+          description: 'keyless signatures: a Fulcio certificate for this OIDC issuer and subject, logged in Rekor',
+          allOf: [
+            { oneOf: [{ required: ['issuer'] }, { required: ['issuerRegExp'] }] },
+            { oneOf: [{ required: ['subject'] }, { required: ['subjectRegExp'] }] },
+          ],
+          properties: {
+            issuer: { ...text, description: 'the OIDC issuer, exactly' },
+            issuerRegExp: { ...text, description: 'the OIDC issuer, by an anchored RE2-like pattern' },
+            subject: { ...text, description: "the certificate's subject (e-mail or URI), exactly" },
+            subjectRegExp: { ...text, description: "the certificate's subject, by an anchored RE2-like pattern" },
+            trustedRoot: {
+              ...text,
+              description: 'a Sigstore trusted_root.json (default: the shipped public-good root)',
+            },
+          },
+        },
         identity: {
           oneOf: [
             { enum: ['repository', 'any'] },

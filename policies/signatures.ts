@@ -4,12 +4,14 @@ import type {
   CosignRequirement,
   Evidence,
   GpgRequirement,
+  IdentityMatcher,
   IdentityRule,
   Reason,
   ReasonCode,
   Subject,
 } from './model.js';
-import { verifyCosignSignature } from './verifiers/cosign.js';
+import { verifyCosignSignature, type CosignClaims } from './verifiers/cosign.js';
+import { verifyKeylessSignature } from './verifiers/cosign-keyless.js';
 import { verifyGpgSignature } from './verifiers/gpg.js';
 
 /**
@@ -41,7 +43,9 @@ export const FAILURE_RANK: readonly ReasonCode[] = [
   'signature.payload_invalid',
   'signature.key_revoked',
   'signature.key_expired',
+  'signature.signer_untrusted',
   'signature.untrusted_key',
+  'signature.certificate_untrusted',
   'signature.invalid',
   'evidence.unavailable',
   'signature.missing',
@@ -59,12 +63,12 @@ export function checkCosign(req: CosignRequirement, index: number, subject: Subj
     });
   }
   for (const sig of evidence.cosign) {
-    const v = verifyCosignSignature(sig, req.keys);
+    const v = verifyCosign(req, sig);
     if (!v.ok) {
       reasons.push({ code: v.code, message: v.message, requirement: index, evidence: sig.source });
       continue;
     }
-    const key = v.key.source;
+    const key = v.source;
     if (v.claims.type !== 'cosign container image signature') {
       reasons.push({
         code: 'signature.payload_invalid',
@@ -102,13 +106,13 @@ export function checkCosign(req: CosignRequirement, index: number, subject: Subj
       });
       continue;
     }
-    const signer = `cosign:${v.key.fingerprint}`;
+    const signer = v.signer;
     if (candidates.some((c) => c.signer === signer)) continue;
     candidates.push({
       signer,
       reason: {
         code: 'signature.verified',
-        message: `cosign signature by ${key} (sha256:${v.key.fingerprint.slice(0, 16)}…)`,
+        message: v.label,
         requirement: index,
         evidence: sig.source,
         key,
@@ -123,6 +127,54 @@ export function checkCosign(req: CosignRequirement, index: number, subject: Subj
     });
   }
   return { reasons, candidates, primary: rank(reasons) };
+}
+
+/**
+ * A key-based or keyless cosign signature, verified and (keyless) its signer matched:
+ * who signed (`signer`, the combinators' unit), how to say it, and the payload's claims.
+ */
+function verifyCosign(
+  req: CosignRequirement,
+  sig: Evidence['cosign'][number],
+):
+  | { ok: true; signer: string; source: string; label: string; claims: CosignClaims }
+  | { ok: false; code: ReasonCode; message: string } {
+  if (req.keyless === undefined) {
+    const v = verifyCosignSignature(sig, req.keys);
+    if (!v.ok) return v;
+    return {
+      ok: true,
+      signer: `cosign:${v.key.fingerprint}`,
+      source: v.key.source,
+      label: `cosign signature by ${v.key.source} (sha256:${v.key.fingerprint.slice(0, 16)}…)`,
+      claims: v.claims,
+    };
+  }
+  const rule = req.keyless;
+  const v = verifyKeylessSignature(sig, rule.trust);
+  if (!v.ok) return v;
+  for (const [what, matcher, value] of [
+    ['OIDC issuer', rule.issuer, v.issuer],
+    ['subject', rule.subject, v.subject],
+  ] as const) {
+    if (!matches(matcher, value))
+      return {
+        ok: false,
+        code: 'signature.signer_untrusted',
+        message: `keyless signature by ${v.subject} (issuer ${v.issuer}): the ${what} is not ${matcher.text}`,
+      };
+  }
+  return {
+    ok: true,
+    signer: `keyless:${v.issuer}\n${v.subject}`,
+    source: `${v.subject} (${v.issuer})`,
+    label: `keyless cosign signature by ${v.subject}, issuer ${v.issuer}, certificate verified against ${rule.trust.source}`,
+    claims: v.claims,
+  };
+}
+
+function matches(m: IdentityMatcher, value: string): boolean {
+  return m.exact !== undefined ? m.exact === value : m.pattern !== undefined && m.pattern.test(value);
 }
 
 function rank(reasons: readonly Reason[]): ReasonCode {

@@ -20,6 +20,10 @@ export interface EvidenceLimits {
 
 const SIG_ACCEPT = [MediaType.ociManifest, MediaType.dockerManifest].join(', ');
 const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
+/** Keyless signatures: the Fulcio certificate, the Rekor SET and entry, an RFC 3161 timestamp. */
+const CERTIFICATE_ANNOTATION = 'dev.sigstore.cosign/certificate';
+const REKOR_BUNDLE_ANNOTATION = 'dev.sigstore.cosign/bundle';
+const TIMESTAMP_ANNOTATION = 'dev.sigstore.cosign/rfc3161timestamp';
 
 export async function gatherEvidence(
   upstream: Upstream,
@@ -62,7 +66,15 @@ export async function gatherEvidence(
       assertDigest(payload, layer.digest);
       if (payload.length !== layer.size)
         throw new Error(`payload has ${payload.length} bytes, descriptor says ${layer.size}`);
-      cosign.push({ source, payload, signature: layer.annotations?.[SIGNATURE_ANNOTATION] ?? '' });
+      const a = layer.annotations ?? {};
+      cosign.push({
+        source,
+        payload,
+        signature: a[SIGNATURE_ANNOTATION] ?? '',
+        ...(a[CERTIFICATE_ANNOTATION] !== undefined ? { certificate: a[CERTIFICATE_ANNOTATION] } : {}),
+        ...(a[REKOR_BUNDLE_ANNOTATION] !== undefined ? { rekorBundle: a[REKOR_BUNDLE_ANNOTATION] } : {}),
+        ...(a[TIMESTAMP_ANNOTATION] !== undefined ? { timestamp: a[TIMESTAMP_ANNOTATION] } : {}),
+      });
     } catch (err) {
       problems.push({ source, message: `signature payload unusable: ${(err as Error).message}` });
     }

@@ -50,7 +50,7 @@ export function verifyCosignSignature(
         }
       : { ok: false, code: 'signature.invalid', message: 'the signature is malformed for every trusted key type' };
   }
-  const claims = parsePayload(payload);
+  const claims = parseSimpleSigningPayload(payload);
   if (typeof claims === 'string') return { ok: false, code: 'signature.payload_invalid', message: claims };
   return { ok: true, key: signer, claims };
 }
@@ -74,7 +74,7 @@ function tryVerify(key: TrustedKey, payload: Uint8Array, signature: Buffer): 'va
 }
 
 /** The simple-signing payload, parsed with exact field sets as containers/image does. */
-function parsePayload(payload: Uint8Array): CosignClaims | string {
+export function parseSimpleSigningPayload(payload: Uint8Array): CosignClaims | string {
   let doc: unknown;
   try {
     doc = parseStrictJson(payload, { maxDepth: 8 });

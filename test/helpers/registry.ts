@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { peer, run } from './peers.js';
 import { freePort, waitFor } from './ports.js';
 import { tempDir } from './tmp.js';
@@ -140,4 +140,44 @@ function registryHandle(
       dir.cleanup();
     },
   };
+}
+
+/**
+ * Writes a manifest straight into the registry's storage, as distribution lays it out,
+ * for a fixture whose blobs are not at hand (a PUT would refuse it): docker-registry
+ * then serves it by digest (and `tag`) like any other.
+ */
+export function plantManifest(reg: TestRegistry, repo: string, bytes: Buffer, tag?: string): string {
+  const hex = createHash('sha256').update(bytes).digest('hex');
+  const v2 = join(reg.root, 'data', 'docker', 'registry', 'v2');
+  const put = (path: string, content: string | Buffer) => {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, content);
+  };
+  put(join(v2, 'blobs', 'sha256', hex.slice(0, 2), hex, 'data'), bytes);
+  const manifests = join(v2, 'repositories', repo, '_manifests');
+  put(join(manifests, 'revisions', 'sha256', hex, 'link'), `sha256:${hex}`);
+  if (tag !== undefined) {
+    put(join(manifests, 'tags', tag, 'current', 'link'), `sha256:${hex}`);
+    put(join(manifests, 'tags', tag, 'index', 'sha256', hex, 'link'), `sha256:${hex}`);
+  }
+  return `sha256:${hex}`;
+}
+
+/** Uploads a blob through the registry API (POST, then PUT with the digest). */
+export async function pushBlob(reg: TestRegistry, repo: string, bytes: Buffer): Promise<string> {
+  const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  const start = await fetch(`${reg.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  await start.arrayBuffer();
+  const location = start.headers.get('location');
+  if (start.status !== 202 || !location) throw new Error(`blob upload to ${repo} answered ${start.status}`);
+  const url = new URL(location, reg.url);
+  url.searchParams.set('digest', digest);
+  const done = await fetch(url, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/octet-stream' },
+    body: bytes,
+  });
+  if (done.status !== 201) throw new Error(`blob upload to ${repo} answered ${done.status}: ${await done.text()}`);
+  return digest;
 }

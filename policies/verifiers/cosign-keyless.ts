@@ -1,0 +1,231 @@
+import { createHash, verify, X509Certificate } from 'node:crypto';
+import { bundleFromJSON } from '@sigstore/bundle';
+import { TrustedRoot } from '@sigstore/protobuf-specs';
+import { toSignedEntity, toTrustMaterial, Verifier } from '@sigstore/verify';
+import { isObject, parseStrictJson } from '../../oci/strict-json.js';
+import type { CosignSignatureEvidence, KeylessTrust, ReasonCode } from '../model.js';
+import { parseSimpleSigningPayload, type CosignClaims } from './cosign.js';
+
+/**
+ * Verifies one keyless cosign signature in the `.sig` layer format (FORMATS §4.4):
+ * the Fulcio certificate (`dev.sigstore.cosign/certificate`) must chain to a
+ * certificate authority of the trusted root at the time the transparency log
+ * vouches for (the Rekor SET in `dev.sigstore.cosign/bundle`, or an RFC 3161
+ * timestamp), carry a valid SCT from a trusted CT log, and its key must verify the
+ * signature over the exact payload bytes; the Rekor entry must be for this
+ * signature. The layer is read as a Sigstore bundle v0.1 (what cosign's annotations
+ * are) and verified offline by @sigstore/verify with the root's material.
+ *
+ * It returns the signer's identity (OIDC issuer, certificate subject) and the
+ * payload's claims; it does NOT judge them: the requirement compares the identity,
+ * the evaluator the digest, type and docker-reference.
+ */
+export type KeylessVerification =
+  | {
+      readonly ok: true;
+      readonly issuer: string;
+      readonly subject: string;
+      readonly claims: CosignClaims;
+    }
+  | { readonly ok: false; readonly code: ReasonCode; readonly message: string };
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const MAX_ANNOTATION_CHARS = 64 * 1024;
+
+export function verifyKeylessSignature(evidence: CosignSignatureEvidence, trust: KeylessTrust): KeylessVerification {
+  if (evidence.certificate === undefined)
+    return {
+      ok: false,
+      code: 'signature.untrusted_key',
+      message: 'signed with a key, not keylessly: the layer carries no Fulcio certificate',
+    };
+  if (evidence.rekorBundle === undefined && evidence.timestamp === undefined)
+    return {
+      ok: false,
+      code: 'signature.certificate_untrusted',
+      message: 'no transparency log entry and no timestamp: the signing time of the certificate cannot be verified',
+    };
+  const bundle = bundleOf(evidence);
+  if (typeof bundle === 'string') return { ok: false, code: 'signature.invalid', message: bundle };
+  // The cheap check first: the signature must verify with its own certificate's key
+  // (a forged or replayed candidate stops here, before the chain and the log are checked).
+  let ownKey: boolean;
+  try {
+    const leaf = new X509Certificate(evidence.certificate);
+    ownKey = verify(
+      'sha256',
+      evidence.payload,
+      { key: leaf.publicKey, dsaEncoding: 'der' },
+      Buffer.from(evidence.signature, 'base64'),
+    );
+  } catch {
+    ownKey = false;
+  }
+  if (!ownKey)
+    return {
+      ok: false,
+      code: 'signature.invalid',
+      message: "the signature does not verify with its certificate's key (altered, or not this payload's)",
+    };
+  const memoKey = createHash('sha256')
+    .update(
+      `${trust.source}\0${evidence.signature}\0${evidence.certificate}\0${evidence.rekorBundle ?? ''}\0${evidence.timestamp ?? ''}\0`,
+    )
+    .update(evidence.payload)
+    .digest('hex');
+  const memo = MEMO.get(trust);
+  const known = memo?.get(memoKey);
+  if (known) return known;
+  const result = verifyBundle(evidence, bundle, trust);
+  const cache = memo ?? new Map<string, KeylessVerification>();
+  if (cache.size >= MEMO_SIZE) cache.delete(cache.keys().next().value as string);
+  cache.set(memoKey, result);
+  MEMO.set(trust, cache);
+  return result;
+}
+
+/** Verification is deterministic for the same bytes and root: decided again (a renewal, another tag), it is remembered. */
+const MEMO = new WeakMap<KeylessTrust, Map<string, KeylessVerification>>();
+const MEMO_SIZE = 1024;
+
+function verifyBundle(
+  evidence: CosignSignatureEvidence,
+  bundle: Record<string, unknown>,
+  trust: KeylessTrust,
+): KeylessVerification {
+  let signer;
+  try {
+    const entity = toSignedEntity(bundleFromJSON(bundle), Buffer.from(evidence.payload));
+    signer = trust.verifier.verify(entity);
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    return {
+      ok: false,
+      code: 'signature.certificate_untrusted',
+      message: `the keyless signature does not verify against ${trust.source}${e.code ? ` (${e.code})` : ''}: ${e.message ?? String(err)}`,
+    };
+  }
+  const subject = signer.identity?.subjectAlternativeName;
+  const issuer = signer.identity?.extensions?.issuer;
+  if (subject === undefined || issuer === undefined)
+    return {
+      ok: false,
+      code: 'signature.certificate_untrusted',
+      message: 'the certificate names no subject or no OIDC issuer',
+    };
+  const claims = parseSimpleSigningPayload(evidence.payload);
+  if (typeof claims === 'string') return { ok: false, code: 'signature.payload_invalid', message: claims };
+  return { ok: true, issuer, subject, claims };
+}
+
+/** cosign's `.sig` layer annotations as the Sigstore bundle v0.1 JSON they amount to. */
+function bundleOf(e: CosignSignatureEvidence): Record<string, unknown> | string {
+  const sig = e.signature;
+  if (sig.length === 0 || sig.length > MAX_ANNOTATION_CHARS || sig.length % 4 !== 0 || !BASE64.test(sig))
+    return 'the signature annotation is not valid base64';
+  const leaf = pemToDer(e.certificate ?? '');
+  if (typeof leaf === 'string') return `the certificate annotation: ${leaf}`;
+  const tlogEntries: Record<string, unknown>[] = [];
+  if (e.rekorBundle !== undefined) {
+    const entry = rekorEntry(e.rekorBundle);
+    if (typeof entry === 'string') return `the Rekor bundle annotation: ${entry}`;
+    tlogEntries.push(entry);
+  }
+  let timestampVerificationData: Record<string, unknown> | undefined;
+  if (e.timestamp !== undefined) {
+    const ts = parseBounded(e.timestamp);
+    const signed = isObject(ts) ? ts.SignedRFC3161Timestamp : undefined;
+    if (typeof signed !== 'string' || !BASE64.test(signed))
+      return 'the RFC 3161 timestamp annotation has no SignedRFC3161Timestamp';
+    timestampVerificationData = { rfc3161Timestamps: [{ signedTimestamp: signed }] };
+  }
+  const digest = createHashBase64(e.payload);
+  return {
+    mediaType: 'application/vnd.dev.sigstore.bundle+json;version=0.1',
+    verificationMaterial: {
+      x509CertificateChain: { certificates: [{ rawBytes: leaf.toString('base64') }] },
+      tlogEntries,
+      ...(timestampVerificationData ? { timestampVerificationData } : {}),
+    },
+    messageSignature: { messageDigest: { algorithm: 'SHA2_256', digest }, signature: sig },
+  };
+}
+
+/** `{SignedEntryTimestamp, Payload: {body, integratedTime, logIndex, logID}}` as a bundle's tlog entry. */
+function rekorEntry(text: string): Record<string, unknown> | string {
+  const doc = parseBounded(text);
+  if (!isObject(doc) || !isObject(doc.Payload)) return 'not a Rekor bundle';
+  const { SignedEntryTimestamp: set } = doc;
+  const { body, integratedTime, logIndex, logID } = doc.Payload;
+  if (typeof set !== 'string' || !BASE64.test(set)) return 'no SignedEntryTimestamp';
+  if (typeof body !== 'string' || !BASE64.test(body)) return 'no body';
+  if (!Number.isSafeInteger(integratedTime) || !Number.isSafeInteger(logIndex)) return 'bad integratedTime or logIndex';
+  if (typeof logID !== 'string' || !/^[0-9a-f]{64}$/.test(logID)) return 'bad logID';
+  const entry = parseBounded(Buffer.from(body, 'base64').toString('utf8'));
+  if (!isObject(entry) || typeof entry.kind !== 'string' || typeof entry.apiVersion !== 'string')
+    return 'the entry body names no kind and apiVersion';
+  return {
+    logIndex: String(logIndex),
+    logId: { keyId: Buffer.from(logID, 'hex').toString('base64') },
+    kindVersion: { kind: entry.kind, version: entry.apiVersion },
+    integratedTime: String(integratedTime),
+    inclusionPromise: { signedEntryTimestamp: set },
+    // Exactly Rekor's bytes: the SET signs them.
+    canonicalizedBody: body,
+  };
+}
+
+function parseBounded(text: string): unknown {
+  if (text.length > MAX_ANNOTATION_CHARS) return undefined;
+  try {
+    return parseStrictJson(Buffer.from(text, 'utf8'), { maxDepth: 12 });
+  } catch {
+    return undefined;
+  }
+}
+
+function pemToDer(pem: string): Buffer | string {
+  if (pem.length > MAX_ANNOTATION_CHARS) return 'too large';
+  const m = /^-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END CERTIFICATE-----\s*$/.exec(pem.trimStart());
+  if (!m) return 'not one PEM certificate';
+  return Buffer.from((m[1] as string).replace(/\s+/g, ''), 'base64');
+}
+
+function createHashBase64(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('base64');
+}
+
+/**
+ * A Sigstore trusted root (trusted_root.json) as verification material. Refused: a
+ * root that is not one, and a log or authority without a `validFor.start` (a key
+ * with no start would be trusted for any time before it existed).
+ */
+export function loadTrustedRoot(json: unknown, source: string): KeylessTrust | string {
+  if (!isObject(json)) return 'not a trusted root (a JSON object)';
+  for (const field of ['tlogs', 'ctlogs'] as const) {
+    const list = json[field];
+    if (!Array.isArray(list)) return `${field} must be a list`;
+    for (const [i, log] of list.entries()) {
+      const start =
+        isObject(log) && isObject(log.publicKey) && isObject(log.publicKey.validFor)
+          ? log.publicKey.validFor.start
+          : undefined;
+      if (typeof start !== 'string') return `${field}[${i}] has no publicKey.validFor.start`;
+    }
+  }
+  const cas = json.certificateAuthorities;
+  if (!Array.isArray(cas) || cas.length === 0) return 'certificateAuthorities must list at least one authority';
+  for (const [i, ca] of cas.entries()) {
+    const start = isObject(ca) && isObject(ca.validFor) ? ca.validFor.start : undefined;
+    if (typeof start !== 'string') return `certificateAuthorities[${i}] has no validFor.start`;
+  }
+  try {
+    const material = toTrustMaterial(TrustedRoot.fromJSON(json));
+    return {
+      source,
+      verifier: new Verifier(material, { tlogThreshold: 1, ctlogThreshold: 1, timestampThreshold: 1 }),
+    };
+  } catch (err) {
+    return `not a usable trusted root: ${(err as Error).message}`;
+  }
+}

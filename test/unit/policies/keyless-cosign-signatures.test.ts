@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { digestOf, parseDigest } from '../../../oci/digest.js';
+import { LoadError } from '../../../policies/errors.js';
+import { evaluate } from '../../../policies/evaluator.js';
+import { compilePolicy } from '../../../policies/loader.js';
+import type { CosignSignatureEvidence, Evidence } from '../../../policies/model.js';
+import { PUBLIC_GOOD_TRUSTED_ROOT } from '../../../policies/sigstore/public-good-root.js';
+
+/**
+ * A real keyless cosign signature (Sigstore public-good Fulcio and Rekor, a Rekor
+ * SET, no TSA; from containers/image's fixtures) decided offline against the shipped
+ * public-good root: the signer must be the named OIDC issuer and subject, the
+ * certificate valid at the logged time, the SET genuine, the payload for this digest.
+ */
+const FIXTURE = fileURLToPath(
+  new URL('../../../../test/fixtures/sigstore/containers-image-fulcio-rekor/', import.meta.url),
+);
+const manifest = readFileSync(`${FIXTURE}manifest.json`);
+const digest = digestOf(manifest);
+const wrapped = readFileSync(`${FIXTURE}signature-1`);
+const MAGIC = '\0sigstore-json\n';
+const layer = JSON.parse(wrapped.subarray(MAGIC.length).toString('utf8')) as {
+  payload: string;
+  annotations: Record<string, string>;
+};
+const real: CosignSignatureEvidence = {
+  source: 'tag sha256-….sig layer 0',
+  payload: Buffer.from(layer.payload, 'base64'),
+  signature: layer.annotations['dev.cosignproject.cosign/signature'] as string,
+  certificate: layer.annotations['dev.sigstore.cosign/certificate'],
+  rekorBundle: layer.annotations['dev.sigstore.cosign/bundle'],
+};
+const SIGNED_AS = '192.168.64.2:5000/cosign-signed/fulcio-rekor-1';
+const NAME = 'reg.example/cosign-signed/fulcio-rekor-1';
+
+const files: Record<string, string> = {};
+const compile = (text: string) => compilePolicy('p.yaml', text, (p) => Buffer.from(files[p] ?? ''));
+const keyless = (who: string, extra = '') =>
+  compile(
+    [
+      'rules:',
+      '  - scope: reg.example/cosign-signed',
+      '    require:',
+      `      - cosign: { keyless: { ${who}${extra} }, identity: { exact: ${SIGNED_AS} } }`,
+      '',
+    ].join('\n'),
+  );
+const decide = async (policy: ReturnType<typeof compile>, evidence: Evidence, d = digest) =>
+  evaluate(await policy, { name: NAME, digest: d, kind: 'image' }, evidence, new Date('2026-12-03T00:00:00Z'));
+const MITR = 'issuer: https://github.com/login/oauth, subject: mitr@redhat.com';
+
+test('the real keyless signature is admitted for its signer, years after its certificate expired', async () => {
+  const d = await decide(keyless(MITR), { cosign: [real], problems: [] });
+  assert.equal(d.allowed, true, JSON.stringify(d.reasons));
+  assert.match(d.reasons.find((r) => r.code === 'signature.verified')?.message ?? '', /mitr@redhat\.com/);
+  assert.equal(digest.text, 'sha256:0489474da8ea22426ece86ace6c1c0026ab2fd3cdfbbd62b7e94650266c37d9a');
+});
+
+test('another subject or issuer is not the signer; patterns are anchored', async () => {
+  for (const who of [
+    'issuer: https://github.com/login/oauth, subject: someone@redhat.com',
+    'issuer: https://accounts.google.com, subject: mitr@redhat.com',
+    'issuer: https://github.com/login/oauth, subjectRegExp: mitr@redhat',
+  ]) {
+    const d = await decide(keyless(who), { cosign: [real], problems: [] });
+    assert.equal(d.allowed, false, who);
+    assert.equal(d.denial, 'signature.signer_untrusted', who);
+  }
+  const pattern = await decide(
+    keyless("issuer: https://github.com/login/oauth, subjectRegExp: '[a-z]+@redhat\\.com'"),
+    {
+      cosign: [real],
+      problems: [],
+    },
+  );
+  assert.equal(pattern.allowed, true);
+});
+
+test('a forged log promise, a changed signature or another digest is refused', async () => {
+  const set = JSON.parse(real.rekorBundle as string) as { SignedEntryTimestamp: string; Payload: unknown };
+  const sigBytes = Buffer.from(set.SignedEntryTimestamp, 'base64');
+  sigBytes[sigBytes.length - 4] = (sigBytes[sigBytes.length - 4] ?? 0) ^ 0x01;
+  const forgedSet = {
+    ...real,
+    rekorBundle: JSON.stringify({ ...set, SignedEntryTimestamp: sigBytes.toString('base64') }),
+  };
+  const sig = Buffer.from(real.signature, 'base64');
+  sig[sig.length - 3] = (sig[sig.length - 3] ?? 0) ^ 0x01;
+  const forgedSig = { ...real, signature: sig.toString('base64') };
+  const noLog = { ...real, rekorBundle: undefined };
+  for (const [what, ev, code] of [
+    ['forged SET', forgedSet, 'signature.certificate_untrusted'],
+    ['altered signature', forgedSig, 'signature.invalid'],
+    ['no log entry, no timestamp', noLog, 'signature.certificate_untrusted'],
+  ] as const) {
+    const d = await decide(keyless(MITR), { cosign: [ev], problems: [] });
+    assert.equal(d.allowed, false, what);
+    assert.equal(d.denial, code, what);
+  }
+  const other = parseDigest(`sha256:${'e'.repeat(64)}`);
+  const d = await decide(keyless(MITR), { cosign: [real], problems: [] }, other);
+  assert.equal(d.denial, 'signature.digest_mismatch');
+  const keyed = await decide(keyless(MITR), { cosign: [{ ...real, certificate: undefined }], problems: [] });
+  assert.equal(keyed.denial, 'signature.untrusted_key');
+});
+
+test('policy load refuses backtracking patterns, keys with keyless, and a root whose log has no start', async () => {
+  const code = async (p: Promise<unknown>) =>
+    p.then(
+      () => 'loaded',
+      (e: unknown) => (e instanceof LoadError ? e.code : String(e)),
+    );
+  assert.equal(await code(keyless("issuer: https://x, subjectRegExp: '(a)\\1'")), 'POLICY_INVALID');
+  assert.equal(await code(keyless("issuer: https://x, subjectRegExp: '(?=a)a'")), 'POLICY_INVALID');
+  assert.equal(await code(keyless('issuer: https://x, subject: a, subjectRegExp: b')), 'POLICY_INVALID');
+  const root = structuredClone(PUBLIC_GOOD_TRUSTED_ROOT) as {
+    tlogs: { publicKey: { validFor: { start?: string } } }[];
+  };
+  delete root.tlogs[0]?.publicKey.validFor.start;
+  files['root.json'] = JSON.stringify(root);
+  assert.equal(await code(keyless(MITR, ', trustedRoot: root.json')), 'POLICY_INVALID');
+  files['good.json'] = JSON.stringify(PUBLIC_GOOD_TRUSTED_ROOT);
+  const fromFile = await decide(keyless(MITR, ', trustedRoot: good.json'), { cosign: [real], problems: [] });
+  assert.equal(fromFile.allowed, true);
+});
