@@ -25,7 +25,7 @@ import type {
 } from './model.js';
 import { isIdentityPrefix, normalizeScope } from './scope.js';
 import { PUBLIC_GOOD_TRUSTED_ROOT } from './sigstore/public-good-root.js';
-import { loadTrustedRoot } from './verifiers/cosign-keyless.js';
+import { FULCIO_CLAIMS, loadTrustedRoot } from './verifiers/cosign-keyless.js';
 import { YamlSource } from './yaml-source.js';
 
 /**
@@ -242,7 +242,7 @@ export async function compilePolicy(
 
   /** `keyless: { issuer | issuerRegExp, subject | subjectRegExp, trustedRoot? }`. */
   const keylessRule = (node: Node | null | undefined, where: string): KeylessRule | undefined => {
-    const k = src.map(node, where, ['issuer', 'issuerRegExp', 'subject', 'subjectRegExp', 'trustedRoot']);
+    const k = src.map(node, where, ['issuer', 'issuerRegExp', 'subject', 'subjectRegExp', 'claims', 'trustedRoot']);
     if (!k) return undefined;
     const matcher = (field: 'issuer' | 'subject'): IdentityMatcher | undefined => {
       const re = `${field}RegExp`;
@@ -264,6 +264,28 @@ export async function compilePolicy(
     };
     const issuer = matcher('issuer');
     const subject = matcher('subject');
+    let claims: Record<string, IdentityMatcher> | undefined;
+    if (k.has('claims')) {
+      const names = Object.values(FULCIO_CLAIMS);
+      const c = src.map(k.get('claims'), `${where}.claims`, names);
+      if (!c) return undefined;
+      claims = {};
+      for (const [name, value] of c) {
+        const w = `${where}.claims.${name}`;
+        if (value !== null && src.isMapWith(value, 'regExp')) {
+          const r = src.map(value, w, ['regExp'], ['regExp']);
+          const text = r ? src.string(r.get('regExp'), `${w}.regExp`) : undefined;
+          if (text === undefined) return undefined;
+          const pattern = compileIdentityPattern(text);
+          if (typeof pattern === 'string') return src.report(r?.get('regExp'), `${w}.regExp: ${pattern}`);
+          claims[name] = { text: `matched by /${text}/`, pattern };
+        } else {
+          const text = src.string(value, w);
+          if (text === undefined) return undefined;
+          claims[name] = { text: JSON.stringify(text), exact: text };
+        }
+      }
+    }
     let trust: KeylessTrust | undefined;
     if (k.has('trustedRoot')) {
       const path = src.string(k.get('trustedRoot'), `${where}.trustedRoot`);
@@ -283,7 +305,7 @@ export async function compilePolicy(
     } else {
       trust = publicGoodTrust();
     }
-    return issuer && subject ? { issuer, subject, trust } : undefined;
+    return issuer && subject ? { issuer, subject, ...(claims ? { claims } : {}), trust } : undefined;
   };
 
   /**

@@ -42,7 +42,13 @@ export interface KeylessTrust {
   /** `the Sigstore public-good root`, or the file it came from. */
   readonly source: string;
   readonly verifier: {
-    verify(entity: unknown): { identity?: { subjectAlternativeName?: string; extensions?: { issuer?: string } } };
+    verify(entity: unknown): {
+      identity?: {
+        subjectAlternativeName?: string;
+        extensions?: { issuer?: string };
+        oids?: readonly { oid?: { id: readonly number[] } | undefined; value: Uint8Array }[];
+      };
+    };
   };
 }
 
@@ -50,6 +56,8 @@ export interface KeylessTrust {
 export interface KeylessRule {
   readonly issuer: IdentityMatcher;
   readonly subject: IdentityMatcher;
+  /** Fulcio extension claims the certificate must carry (sourceRepositoryURI, buildTrigger, …), by name. */
+  readonly claims?: Readonly<Record<string, IdentityMatcher>> | undefined;
   readonly trust: KeylessTrust;
 }
 

@@ -1,3 +1,4 @@
+import { FULCIO_CLAIMS } from './verifiers/cosign-keyless.js';
 /**
  * The JSON Schema (draft 2020-12) of the policy file format, for editors
  * (`# yaml-language-server: $schema=…`) and CI checks. The loader is the authority:
@@ -107,6 +108,27 @@ export const POLICY_SCHEMA = {
             issuerRegExp: { ...text, description: 'the OIDC issuer, by an anchored RE2-like pattern' },
             subject: { ...text, description: "the certificate's subject (e-mail or URI), exactly" },
             subjectRegExp: { ...text, description: "the certificate's subject, by an anchored RE2-like pattern" },
+            claims: {
+              type: 'object',
+              description: "Fulcio's extension claims the certificate must carry (GitHub Actions and other CI)",
+              additionalProperties: false,
+              properties: Object.fromEntries(
+                Object.values(FULCIO_CLAIMS).map((name) => [
+                  name,
+                  {
+                    oneOf: [
+                      text,
+                      {
+                        type: 'object',
+                        additionalProperties: false,
+                        required: ['regExp'],
+                        properties: { regExp: text },
+                      },
+                    ],
+                  },
+                ]),
+              ),
+            },
             trustedRoot: {
               ...text,
               description: 'a Sigstore trusted_root.json (default: the shipped public-good root)',

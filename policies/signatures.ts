@@ -153,17 +153,23 @@ function verifyCosign(
   const rule = req.keyless;
   const v = verifyKeylessSignature(sig, rule.trust);
   if (!v.ok) return v;
-  for (const [what, matcher, value] of [
+  const checks: [string, IdentityMatcher, string | undefined][] = [
     ['OIDC issuer', rule.issuer, v.issuer],
     ['subject', rule.subject, v.subject],
-  ] as const) {
-    if (!matches(matcher, value))
+    ...Object.entries(rule.claims ?? {}).map(
+      ([name, m]) =>
+        [`certificate claim ${name}`, m, v.certificateClaims[name]] as [string, IdentityMatcher, string | undefined],
+    ),
+  ];
+  for (const [what, matcher, value] of checks) {
+    if (value === undefined || !matches(matcher, value))
       return {
         ok: false,
         code: 'signature.signer_untrusted',
-        message: `keyless signature by ${v.subject} (issuer ${v.issuer}): the ${what} is not ${matcher.text}`,
+        message: `keyless signature by ${v.subject} (issuer ${v.issuer}): the ${what} is ${value === undefined ? 'absent' : JSON.stringify(value)}, not ${matcher.text}`,
       };
   }
+  if (typeof v.claims === 'string') return { ok: false, code: 'signature.payload_invalid', message: v.claims };
   return {
     ok: true,
     signer: `keyless:${v.issuer}\n${v.subject}`,

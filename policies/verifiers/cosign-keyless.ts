@@ -25,7 +25,10 @@ export type KeylessVerification =
       readonly ok: true;
       readonly issuer: string;
       readonly subject: string;
-      readonly claims: CosignClaims;
+      /** Fulcio's extension claims of the certificate, by name (sourceRepositoryURI, buildTrigger, …). */
+      readonly certificateClaims: Readonly<Record<string, string>>;
+      /** The payload's claims, or why the payload is unusable (judged after the signer). */
+      readonly claims: CosignClaims | string;
     }
   | { readonly ok: false; readonly code: ReasonCode; readonly message: string };
 
@@ -113,9 +116,49 @@ function verifyBundle(
       code: 'signature.certificate_untrusted',
       message: 'the certificate names no subject or no OIDC issuer',
     };
-  const claims = parseSimpleSigningPayload(evidence.payload);
-  if (typeof claims === 'string') return { ok: false, code: 'signature.payload_invalid', message: claims };
-  return { ok: true, issuer, subject, claims };
+  const certificateClaims: Record<string, string> = {};
+  for (const ext of signer.identity?.oids ?? []) {
+    const name = ext.oid ? FULCIO_CLAIMS[ext.oid.id.join('.')] : undefined;
+    const text = name === undefined ? undefined : utf8StringOf(Buffer.from(ext.value));
+    if (name !== undefined && text !== undefined) certificateClaims[name] = text;
+  }
+  return { ok: true, issuer, subject, certificateClaims, claims: parseSimpleSigningPayload(evidence.payload) };
+}
+
+/**
+ * The Fulcio certificate extensions policies are written on (fulcio docs/oid-info.md),
+ * as the GitHub Actions (and other CI) OIDC claims map to them. Values are DER
+ * UTF8Strings.
+ */
+export const FULCIO_CLAIMS: Readonly<Record<string, string>> = {
+  '1.3.6.1.4.1.57264.1.9': 'buildSignerURI',
+  '1.3.6.1.4.1.57264.1.10': 'buildSignerDigest',
+  '1.3.6.1.4.1.57264.1.11': 'runnerEnvironment',
+  '1.3.6.1.4.1.57264.1.12': 'sourceRepositoryURI',
+  '1.3.6.1.4.1.57264.1.13': 'sourceRepositoryDigest',
+  '1.3.6.1.4.1.57264.1.14': 'sourceRepositoryRef',
+  '1.3.6.1.4.1.57264.1.15': 'sourceRepositoryIdentifier',
+  '1.3.6.1.4.1.57264.1.16': 'sourceRepositoryOwnerURI',
+  '1.3.6.1.4.1.57264.1.17': 'sourceRepositoryOwnerIdentifier',
+  '1.3.6.1.4.1.57264.1.18': 'buildConfigURI',
+  '1.3.6.1.4.1.57264.1.19': 'buildConfigDigest',
+  '1.3.6.1.4.1.57264.1.20': 'buildTrigger',
+  '1.3.6.1.4.1.57264.1.21': 'runInvocationURI',
+  '1.3.6.1.4.1.57264.1.22': 'sourceRepositoryVisibilityAtSigning',
+};
+
+/** A DER UTF8String (tag 0x0c, definite length), or undefined. */
+function utf8StringOf(der: Buffer): string | undefined {
+  if (der.length < 2 || der[0] !== 0x0c) return undefined;
+  let len = der[1] as number;
+  let off = 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n < 1 || n > 2 || der.length < 2 + n) return undefined;
+    len = n === 1 ? (der[2] as number) : ((der[2] as number) << 8) | (der[3] as number);
+    off = 2 + n;
+  }
+  return off + len === der.length ? der.subarray(off).toString('utf8') : undefined;
 }
 
 /** cosign's `.sig` layer annotations as the Sigstore bundle v0.1 JSON they amount to. */

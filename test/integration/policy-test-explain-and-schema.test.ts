@@ -210,7 +210,7 @@ describe('policy tooling: test a policy live, explain a decision, and the schema
         'a'.repeat(64) +
         '"]\nrules:\n  - scope: a.example\n    mode: audit\n    tags: pin\n    index: signed-platform\n    require:\n      - atLeast: 2\n        of: [{ cosign: { keys: [a.pub] } }, { gpg: { keys: [b.gpg], identity: matchRepository } }, { anyOf: [{ cosign: { keys: [c.pub] } }] }]\n',
       'rules:\n  - scope: b.example\n    reject: "retired"\n  - scope: c.example\n    accept: anything\n',
-      "rules:\n  - scope: d.example\n    require:\n      - cosign: { keyless: { issuer: https://token.actions.githubusercontent.com, subjectRegExp: 'https://github\\.com/team/.*' }, identity: repository }\n",
+      "rules:\n  - scope: d.example\n    require:\n      - cosign: { keyless: { issuer: https://token.actions.githubusercontent.com, subjectRegExp: 'https://github\\.com/team/.*', claims: { sourceRepositoryRef: refs/heads/main, buildTrigger: { regExp: 'push|release' } } }, identity: repository }\n",
     ];
     for (const text of good) assert.equal(validate(parse(text)), true, `${text}\n${JSON.stringify(validate.errors)}`);
     const bad = [
@@ -219,6 +219,7 @@ describe('policy tooling: test a policy live, explain a decision, and the schema
       'rules:\n  - scope: a.example\n    require:\n      - cosign: { key: [a.pub] }\n',
       'rules:\n  - scope: a.example\n    require:\n      - cosign: { keys: [a.pub], keyless: { issuer: i, subject: s } }\n',
       'rules:\n  - scope: a.example\n    require:\n      - cosign: { keyless: { issuer: i } }\n',
+      'rules:\n  - scope: a.example\n    require:\n      - cosign: { keyless: { issuer: i, subject: s, claims: { colour: blue } } }\n',
     ];
     for (const text of bad) assert.equal(validate(parse(text)), false, text);
   });

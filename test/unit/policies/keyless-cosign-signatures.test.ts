@@ -126,3 +126,71 @@ test('policy load refuses backtracking patterns, keys with keyless, and a root w
   const fromFile = await decide(keyless(MITR, ', trustedRoot: good.json'), { cosign: [real], problems: [] });
   assert.equal(fromFile.allowed, true);
 });
+
+/**
+ * Certificate claims, on a real GitHub Actions certificate: the sigstore-conformance
+ * v0.1 bundle over a.txt, read as a `.sig` layer would carry it. a.txt is no
+ * simple-signing payload, so a signer that matches ends at payload_invalid; one
+ * that does not, at signer_untrusted.
+ */
+const GHA = fileURLToPath(new URL('../../../../test/fixtures/sigstore/conformance-happy-path-v0.1/', import.meta.url));
+const ghaBundle = JSON.parse(readFileSync(`${GHA}bundle.sigstore.json`, 'utf8')) as {
+  verificationMaterial: {
+    x509CertificateChain: { certificates: { rawBytes: string }[] };
+    tlogEntries: {
+      logIndex: string;
+      logId: { keyId: string };
+      integratedTime: string;
+      inclusionPromise: { signedEntryTimestamp: string };
+      canonicalizedBody: string;
+    }[];
+  };
+  messageSignature: { signature: string };
+};
+const entry = ghaBundle.verificationMaterial.tlogEntries[0];
+const leaf = ghaBundle.verificationMaterial.x509CertificateChain.certificates[0]?.rawBytes ?? '';
+const gha: CosignSignatureEvidence = {
+  source: 'conformance happy-path-v0.1',
+  payload: readFileSync(`${GHA}a.txt`),
+  signature: ghaBundle.messageSignature.signature,
+  certificate: `-----BEGIN CERTIFICATE-----\n${(leaf.match(/.{1,64}/g) ?? []).join('\n')}\n-----END CERTIFICATE-----\n`,
+  rekorBundle: JSON.stringify({
+    SignedEntryTimestamp: entry?.inclusionPromise.signedEntryTimestamp,
+    Payload: {
+      body: entry?.canonicalizedBody,
+      integratedTime: Number(entry?.integratedTime),
+      logIndex: Number(entry?.logIndex),
+      logID: Buffer.from(entry?.logId.keyId ?? '', 'base64').toString('hex'),
+    },
+  }),
+};
+const WORKFLOW =
+  'https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main';
+
+test("Fulcio's extension claims (source repository, ref, trigger, runner) are matched, exactly or by pattern", async () => {
+  const who = `issuer: https://token.actions.githubusercontent.com, subject: '${WORKFLOW}'`;
+  const claims = (c: string) => `, claims: { ${c} }`;
+  const decideWith = async (c: string) => (await decide(keyless(who, c), { cosign: [gha], problems: [] })).denial;
+  assert.equal(await decideWith(''), 'signature.payload_invalid', 'the signer matches; a.txt is no image signature');
+  assert.equal(
+    await decideWith(
+      claims(
+        "sourceRepositoryURI: https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon, sourceRepositoryRef: refs/heads/main, runnerEnvironment: github-hosted, buildSignerURI: { regExp: 'https://github\\.com/sigstore-conformance/.*' }",
+      ),
+    ),
+    'signature.payload_invalid',
+  );
+  for (const wrong of [
+    'sourceRepositoryURI: https://github.com/someone/else',
+    'sourceRepositoryRef: refs/tags/v1',
+    "buildTrigger: { regExp: 'release' }",
+  ])
+    assert.equal(await decideWith(claims(wrong)), 'signature.signer_untrusted', wrong);
+  const code = await compile(
+    `rules:\n  - scope: reg.example/cosign-signed\n    require:\n      - cosign: { keyless: { ${who}${claims('colour: blue')} } }\n`,
+  ).then(
+    () => 'loaded',
+    (e: unknown) => (e instanceof LoadError ? e.code : String(e)),
+  );
+  assert.equal(code, 'POLICY_INVALID', 'an unknown claim name is refused');
+});
