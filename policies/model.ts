@@ -34,7 +34,8 @@ export interface IdentityMatcher {
   /** As written in the policy, for messages. */
   readonly text: string;
   readonly exact?: string | undefined;
-  readonly pattern?: RegExp | undefined;
+  /** Matches the whole value (RE2 semantics, linear time). */
+  readonly pattern?: { test(value: string): boolean } | undefined;
 }
 
 /** A Sigstore trusted root, ready to verify with (see verifiers/cosign-keyless.ts). */

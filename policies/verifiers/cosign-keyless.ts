@@ -42,11 +42,11 @@ export function verifyKeylessSignature(evidence: CosignSignatureEvidence, trust:
       code: 'signature.untrusted_key',
       message: 'signed with a key, not keylessly: the layer carries no Fulcio certificate',
     };
-  if (evidence.rekorBundle === undefined && evidence.timestamp === undefined)
+  if (evidence.rekorBundle === undefined)
     return {
       ok: false,
       code: 'signature.certificate_untrusted',
-      message: 'no transparency log entry and no timestamp: the signing time of the certificate cannot be verified',
+      message: 'no transparency log entry (dev.sigstore.cosign/bundle): a keyless signature must be logged in Rekor',
     };
   const bundle = bundleOf(evidence);
   if (typeof bundle === 'string') return { ok: false, code: 'signature.invalid', message: bundle };
@@ -116,6 +116,8 @@ function verifyBundle(
       code: 'signature.certificate_untrusted',
       message: 'the certificate names no subject or no OIDC issuer',
     };
+  const ambiguity = identityAmbiguity(evidence.certificate as string, signer.identity?.oids ?? [], subject, issuer);
+  if (ambiguity !== undefined) return { ok: false, code: 'signature.certificate_untrusted', message: ambiguity };
   const certificateClaims: Record<string, string> = {};
   for (const ext of signer.identity?.oids ?? []) {
     const name = ext.oid ? FULCIO_CLAIMS[ext.oid.id.join('.')] : undefined;
@@ -123,6 +125,36 @@ function verifyBundle(
     if (name !== undefined && text !== undefined) certificateClaims[name] = text;
   }
   return { ok: true, issuer, subject, certificateClaims, claims: parseSimpleSigningPayload(evidence.payload) };
+}
+
+const PRINTABLE = /^[\x21-\x7e]+$/;
+
+/**
+ * A certificate whose identity could be read two ways is refused: one SAN only, the
+ * issuer's old and new extensions agreeing, printable ASCII (the library decodes them
+ * as ASCII, which would quietly fold other bytes).
+ */
+function identityAmbiguity(
+  pem: string,
+  oids: readonly { oid?: { id: readonly number[] } | undefined; value: Uint8Array }[],
+  subject: string,
+  issuer: string,
+): string | undefined {
+  if (!PRINTABLE.test(subject) || !PRINTABLE.test(issuer))
+    return 'the certificate subject or issuer is not printable ASCII';
+  let sans: string[];
+  try {
+    sans = (new X509Certificate(pem).subjectAltName ?? '').split(', ').filter((s) => s !== '');
+  } catch {
+    return 'the certificate cannot be read';
+  }
+  if (sans.length !== 1) return `the certificate names ${sans.length} subjects; a Fulcio certificate names one`;
+  const value = (id: string) => oids.find((o) => o.oid?.id.join('.') === id)?.value;
+  const v1 = value('1.3.6.1.4.1.57264.1.1');
+  const v2 = value('1.3.6.1.4.1.57264.1.8');
+  if (v1 !== undefined && v2 !== undefined && Buffer.from(v1).toString('latin1') !== utf8StringOf(Buffer.from(v2)))
+    return 'the certificate carries two different OIDC issuers';
+  return undefined;
 }
 
 /**
@@ -170,7 +202,7 @@ function bundleOf(e: CosignSignatureEvidence): Record<string, unknown> | string 
   if (typeof leaf === 'string') return `the certificate annotation: ${leaf}`;
   const tlogEntries: Record<string, unknown>[] = [];
   if (e.rekorBundle !== undefined) {
-    const entry = rekorEntry(e.rekorBundle);
+    const entry = rekorEntry(e.rekorBundle, leaf);
     if (typeof entry === 'string') return `the Rekor bundle annotation: ${entry}`;
     tlogEntries.push(entry);
   }
@@ -195,7 +227,7 @@ function bundleOf(e: CosignSignatureEvidence): Record<string, unknown> | string 
 }
 
 /** `{SignedEntryTimestamp, Payload: {body, integratedTime, logIndex, logID}}` as a bundle's tlog entry. */
-function rekorEntry(text: string): Record<string, unknown> | string {
+function rekorEntry(text: string, leaf: Buffer): Record<string, unknown> | string {
   const doc = parseBounded(text);
   if (!isObject(doc) || !isObject(doc.Payload)) return 'not a Rekor bundle';
   const { SignedEntryTimestamp: set } = doc;
@@ -205,8 +237,16 @@ function rekorEntry(text: string): Record<string, unknown> | string {
   if (!Number.isSafeInteger(integratedTime) || !Number.isSafeInteger(logIndex)) return 'bad integratedTime or logIndex';
   if (typeof logID !== 'string' || !/^[0-9a-f]{64}$/.test(logID)) return 'bad logID';
   const entry = parseBounded(Buffer.from(body, 'base64').toString('utf8'));
-  if (!isObject(entry) || typeof entry.kind !== 'string' || typeof entry.apiVersion !== 'string')
-    return 'the entry body names no kind and apiVersion';
+  // A hashedrekord 0.0.1 entry (what cosign logs for a .sig signature) of this very certificate.
+  if (!isObject(entry) || entry.kind !== 'hashedrekord' || entry.apiVersion !== '0.0.1')
+    return 'the log entry is not a hashedrekord 0.0.1 entry';
+  const logged =
+    isObject(entry.spec) && isObject(entry.spec.signature) && isObject(entry.spec.signature.publicKey)
+      ? entry.spec.signature.publicKey.content
+      : undefined;
+  const loggedCert = typeof logged === 'string' ? pemToDer(Buffer.from(logged, 'base64').toString('utf8')) : undefined;
+  if (!Buffer.isBuffer(loggedCert) || !loggedCert.equals(leaf))
+    return "the log entry is for another certificate than the signature's";
   return {
     logIndex: String(logIndex),
     logId: { keyId: Buffer.from(logID, 'hex').toString('base64') },
@@ -245,22 +285,43 @@ function createHashBase64(bytes: Uint8Array): string {
  */
 export function loadTrustedRoot(json: unknown, source: string): KeylessTrust | string {
   if (!isObject(json)) return 'not a trusted root (a JSON object)';
+  const known = ['mediaType', 'tlogs', 'certificateAuthorities', 'ctlogs', 'timestampAuthorities'];
+  const unknown = Object.keys(json).filter((k) => !known.includes(k));
+  if (unknown.length > 0) return `unknown fields ${unknown.join(', ')}`;
+  const period = (v: unknown, where: string): string | undefined => {
+    if (!isObject(v)) return `${where} has no validFor`;
+    const start = typeof v.start === 'string' ? Date.parse(v.start) : NaN;
+    if (!Number.isFinite(start)) return `${where} has no valid validFor.start`;
+    if (v.end !== undefined) {
+      const end = typeof v.end === 'string' ? Date.parse(v.end) : NaN;
+      if (!Number.isFinite(end) || end <= start) return `${where} has a validFor.end that is not after its start`;
+    }
+    return undefined;
+  };
   for (const field of ['tlogs', 'ctlogs'] as const) {
     const list = json[field];
-    if (!Array.isArray(list)) return `${field} must be a list`;
+    if (!Array.isArray(list) || list.length === 0) return `${field} must list at least one log`;
     for (const [i, log] of list.entries()) {
-      const start =
-        isObject(log) && isObject(log.publicKey) && isObject(log.publicKey.validFor)
-          ? log.publicKey.validFor.start
-          : undefined;
-      if (typeof start !== 'string') return `${field}[${i}] has no publicKey.validFor.start`;
+      const problem = period(
+        isObject(log) && isObject(log.publicKey) ? log.publicKey.validFor : undefined,
+        `${field}[${i}].publicKey`,
+      );
+      if (problem) return problem;
     }
   }
   const cas = json.certificateAuthorities;
   if (!Array.isArray(cas) || cas.length === 0) return 'certificateAuthorities must list at least one authority';
   for (const [i, ca] of cas.entries()) {
-    const start = isObject(ca) && isObject(ca.validFor) ? ca.validFor.start : undefined;
-    if (typeof start !== 'string') return `certificateAuthorities[${i}] has no validFor.start`;
+    const problem = period(isObject(ca) ? ca.validFor : undefined, `certificateAuthorities[${i}]`);
+    if (problem) return problem;
+    const chain = isObject(ca) && isObject(ca.certChain) ? ca.certChain.certificates : undefined;
+    if (!Array.isArray(chain) || chain.length === 0) return `certificateAuthorities[${i}] has no certificates`;
+  }
+  const tsas = json.timestampAuthorities ?? [];
+  if (!Array.isArray(tsas)) return 'timestampAuthorities must be a list';
+  for (const [i, tsa] of tsas.entries()) {
+    const problem = period(isObject(tsa) ? tsa.validFor : undefined, `timestampAuthorities[${i}]`);
+    if (problem) return problem;
   }
   try {
     const material = toTrustMaterial(TrustedRoot.fromJSON(json));

@@ -107,6 +107,89 @@ test('a forged log promise, a changed signature or another digest is refused', a
   assert.equal(keyed.denial, 'signature.untrusted_key');
 });
 
+/** The same ECDSA signature with s replaced by n − s: valid for the key, other bytes than the log holds. */
+function highS(derBase64: string): string {
+  const der = Buffer.from(derBase64, 'base64');
+  const rLen = der[3] as number;
+  const r = der.subarray(4, 4 + rLen);
+  const s = der.subarray(6 + rLen, 6 + rLen + (der[5 + rLen] as number));
+  const n = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551');
+  let hex = (n - BigInt(`0x${s.toString('hex')}`)).toString(16);
+  if (hex.length % 2) hex = `0${hex}`;
+  let s2 = Buffer.from(hex, 'hex');
+  if ((s2[0] as number) & 0x80) s2 = Buffer.concat([Buffer.from([0]), s2]);
+  const body = Buffer.concat([Buffer.from([0x02, r.length]), r, Buffer.from([0x02, s2.length]), s2]);
+  return Buffer.concat([Buffer.from([0x30, body.length]), body]).toString('base64');
+}
+
+test('the log entry must be for this signature and this certificate', async () => {
+  // Valid for the certificate's key, but not the signature Rekor logged.
+  const d = await decide(keyless(MITR), { cosign: [{ ...real, signature: highS(real.signature) }], problems: [] });
+  assert.equal(d.denial, 'signature.certificate_untrusted');
+  // A log entry naming another certificate.
+  const set = JSON.parse(real.rekorBundle as string) as { Payload: { body: string } };
+  const body = JSON.parse(Buffer.from(set.Payload.body, 'base64').toString('utf8')) as {
+    spec: { signature: { publicKey: { content: string } } };
+  };
+  body.spec.signature.publicKey.content = Buffer.from(
+    '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
+  ).toString('base64');
+  const other = {
+    ...real,
+    rekorBundle: JSON.stringify({
+      ...set,
+      Payload: { ...set.Payload, body: Buffer.from(JSON.stringify(body)).toString('base64') },
+    }),
+  };
+  assert.equal((await decide(keyless(MITR), { cosign: [other], problems: [] })).denial, 'signature.invalid');
+});
+
+test('patterns are RE2, matched in linear time against the whole value', async () => {
+  const started = Date.now();
+  const slow = await decide(
+    keyless("issuer: https://github.com/login/oauth, subjectRegExp: '([a-z0-9.]+)+@example\\.com'"),
+    {
+      cosign: [real],
+      problems: [],
+    },
+  );
+  assert.equal(slow.denial, 'signature.signer_untrusted');
+  assert.ok(Date.now() - started < 2000, 'no catastrophic backtracking');
+  const code = async (p: Promise<unknown>) =>
+    p.then(
+      () => 'loaded',
+      (e: unknown) => (e instanceof LoadError ? e.code : String(e)),
+    );
+  assert.equal(
+    await code(keyless("issuer: https://x, subjectRegExp: 'x)|(.*'")),
+    'POLICY_INVALID',
+    'no escape from the anchors',
+  );
+});
+
+test('a root with no CT log, or whose authority ended before the signature, does not admit it', async () => {
+  const code = async (p: Promise<unknown>) =>
+    p.then(
+      () => 'loaded',
+      (e: unknown) => (e instanceof LoadError ? e.code : String(e)),
+    );
+  const edited = (edit: (r: Record<string, unknown[]>) => void) => {
+    const root = structuredClone(PUBLIC_GOOD_TRUSTED_ROOT) as Record<string, unknown[]>;
+    edit(root);
+    return JSON.stringify(root);
+  };
+  files['noct.json'] = edited((r) => {
+    r.ctlogs = [];
+  });
+  assert.equal(await code(keyless(MITR, ', trustedRoot: noct.json')), 'POLICY_INVALID');
+  files['ended.json'] = edited((r) => {
+    for (const ca of r.certificateAuthorities as { validFor: { start: string; end?: string } }[])
+      ca.validFor = { start: '2021-03-07T00:00:00Z', end: '2022-01-01T00:00:00Z' };
+  });
+  const d = await decide(keyless(MITR, ', trustedRoot: ended.json'), { cosign: [real], problems: [] });
+  assert.equal(d.denial, 'signature.certificate_untrusted');
+});
+
 test('policy load refuses backtracking patterns, keys with keyless, and a root whose log has no start', async () => {
   const code = async (p: Promise<unknown>) =>
     p.then(
