@@ -16,6 +16,8 @@ export const MAX_ENVELOPE_BYTES = 256 * 1024;
 export interface ResourceRef {
   readonly uri: string;
   readonly digest: Readonly<Record<string, string>>;
+  /** in-toto ResourceDescriptor annotations, e.g. who made a signature (`dev.portcullis.signer`). */
+  readonly annotations?: Readonly<Record<string, string>> | undefined;
 }
 
 export interface VerificationSummaryInput {
@@ -66,7 +68,11 @@ export function verificationSummary(input: VerificationSummaryInput): Statement 
       timeVerified: input.timeVerified.toISOString(),
       resourceUri: input.resourceUri,
       policy: { uri: input.policy.uri, digest: { ...input.policy.digest } },
-      inputAttestations: input.inputAttestations.map((a) => ({ uri: a.uri, digest: { ...a.digest } })),
+      inputAttestations: input.inputAttestations.map((a) => ({
+        uri: a.uri,
+        digest: { ...a.digest },
+        ...(a.annotations ? { annotations: { ...a.annotations } } : {}),
+      })),
       verificationResult: 'PASSED',
       // Portcullis checks signatures against a policy; it makes no SLSA build-track claim.
       verifiedLevels: ['SLSA_BUILD_LEVEL_0'],

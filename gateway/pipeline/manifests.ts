@@ -715,17 +715,25 @@ export class ManifestService {
 
 /** The signatures a decision rested on, by the digest of their signed payload. */
 function inputsOf(addr: Address, subject: Digest, decision: Decision, evidence: Evidence): ResourceRef[] {
-  const used = new Set(decision.reasons.filter((r) => r.code === 'signature.verified').map((r) => r.evidence));
+  const verified = decision.reasons.filter((r) => r.code === 'signature.verified');
+  const used = new Set(verified.map((r) => r.evidence));
+  // Who made each signature: the key file, or a keyless signer's certificate subject and issuer.
+  const signer = (source: string) => {
+    const key = verified.find((r) => r.evidence === source)?.key;
+    return key !== undefined ? { annotations: { 'dev.portcullis.signer': key } } : {};
+  };
   const signatures: ResourceRef[] = evidence.cosign
     .filter((c) => used.has(c.source))
     .map((c) => ({
       uri: `docker://${addr.name}:${subject.algorithm}-${subject.hex}.sig`,
       digest: { sha256: digestOf(c.payload).hex },
+      ...signer(c.source),
     }));
   for (const g of (evidence.gpg ?? []).filter((s) => used.has(s.source))) {
     signatures.push({
       uri: g.uri ?? `${addr.name}@${subject.text} ${g.source}`,
       digest: { sha256: digestOf(Buffer.from(g.blob)).hex },
+      ...signer(g.source),
     });
   }
   const index = decision.reasons.find((r) => r.code === 'signature.covered_by_index')

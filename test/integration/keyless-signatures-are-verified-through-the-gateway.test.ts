@@ -106,6 +106,17 @@ describe('keyless cosign signatures are verified through the gateway', () => {
     assert.deepEqual(JSON.parse(r.stdout), JSON.parse(readFileSync(join(FIXTURE, 'manifest.json'), 'utf8')));
     const d = decisionLogs(gw).find((l) => l.digest === digest);
     assert.equal(d?.allowed, true);
+    // The gateway's attestation names the signer its admission rested on.
+    const res = await fetch(`${gw.url}/v2/up/${REPO}/_portcullis/attestation/${digest}`);
+    assert.equal(res.status, 200);
+    const envelope = (await res.json()) as { payload: string };
+    const statement = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as {
+      predicate: { inputAttestations: { annotations?: Record<string, string> }[] };
+    };
+    assert.equal(
+      statement.predicate.inputAttestations[0]?.annotations?.['dev.portcullis.signer'],
+      'mitr@redhat.com (https://github.com/login/oauth)',
+    );
   });
 
   test('denied for another signer: skopeo is refused with the reason', async () => {
