@@ -74,7 +74,7 @@ export async function pullImage(
  *
  * `--pull missing` with a cached entry asks the gateway for its current attestation of
  * the cached digest (one request, GATEWAY_CHECK_MS at most): a refusal (revoked, denied
- * now, no longer attested) refuses the run and forgets the entry; a newer attestation
+ * now, no longer attested) refuses the run and marks the entry refused; a newer attestation
  * replaces the cached one (the gateway renews them); an unreachable gateway leaves
  * the cached attestation to stand on its own, within --max-age.
  */
@@ -210,8 +210,9 @@ export async function attestedManifest(
         `${imageText} now resolves to ${v.image.manifestDigest.text}, which the gateway first admitted at ${new Date(after).toISOString()}, before ${cached.manifest} (${new Date(before).toISOString()}) that this reference already used: a tag moved back is refused as a rollback; run it by digest if that is intended`,
       );
   }
-  const manifestDigest = v.image.manifestDigest;
-  const summary = check(manifestDigest, v.envelope);
+  // verifyImage made the same check (pinned key, this digest and name, --max-age, now).
+  const { manifestDigest } = v.image;
+  const { summary } = v;
   record(manifestDigest, v.image.manifestBytes, v.image.indexDigest, v.envelope, summary);
   return { manifestDigest, manifestBytes: v.image.manifestBytes, indexDigest: v.image.indexDigest, summary };
 }

@@ -583,20 +583,21 @@ export class ManifestService {
    */
   async #ensureAttested(addr: Address, subject: Digest): Promise<StoredEnvelope | undefined> {
     const { attestations, policy, metadata, store, now, renewAfterSeconds, logger } = this.deps;
-    const found = await attestations.find(addr, subject, policy().digest.text);
+    // One policy for the whole renewal, even if a reload lands meanwhile.
+    const compiled = policy();
+    const found = await attestations.find(addr, subject, compiled.digest.text);
     if (found && now() - found.createdAt < renewAfterSeconds * 1000) return found;
     const admitted = await metadata.admittedManifest(addr.name, subject.text);
     const bytes = admitted ? await store.readBytes(subject, MAX_MANIFEST_BYTES) : undefined;
     if (!admitted || !bytes || digestOf(bytes, subject.algorithm).hex !== subject.hex) return found;
     // Admitted under this policy without verified signatures (accept anything, warn, audit): nothing to attest.
-    if (admitted.policyDigest === policy().digest.text && admitted.verified === false && admitted.rule !== '')
+    if (admitted.policyDigest === compiled.digest.text && admitted.verified === false && admitted.rule !== '')
       return undefined;
     const manifest = parseManifest(bytes, admitted.mediaType);
     const key = `${addr.name}@${subject.text}`;
     // An upstream that failed a renewal is asked again at most once a minute; the stored attestation stands meanwhile.
     const failedAt = this.#renewalFailedAt.get(key);
     if (found && failedAt !== undefined && now() - failedAt < RENEWAL_RETRY_MS) return found;
-    const compiled = policy();
     // Decided again in the context it was admitted in: the tag of its last admission (identity rules compare it).
     const last = (await metadata.decisions({ digest: subject.text, repository: addr.name, limit: 20 })).find(
       (d) => d.allowed && d.policyDigest === compiled.digest.text,
@@ -642,7 +643,7 @@ export class ManifestService {
       );
       return found;
     }
-    return (await attestations.find(addr, subject, policy().digest.text)) ?? found;
+    return (await attestations.find(addr, subject, compiled.digest.text)) ?? found;
   }
 
   /**
