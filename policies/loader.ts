@@ -26,7 +26,8 @@ import type {
 } from './model.js';
 import { isIdentityPrefix, normalizeScope } from './scope.js';
 import { PUBLIC_GOOD_TRUSTED_ROOT } from './sigstore/public-good-root.js';
-import { FULCIO_CLAIMS, loadTrustedRoot } from './verifiers/cosign-keyless.js';
+import { loadTrustedRoot } from './verifiers/cosign-keyless.js';
+import { FULCIO_CLAIMS } from './verifiers/fulcio-identity.js';
 import { YamlSource } from './yaml-source.js';
 
 /**

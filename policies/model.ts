@@ -38,19 +38,23 @@ export interface IdentityMatcher {
   readonly pattern?: { test(value: string): boolean } | undefined;
 }
 
+/** What @sigstore/verify's Verifier returns for a verified entity (the parts read here). */
+export interface VerifiedSigner {
+  identity?: {
+    subjectAlternativeName?: string;
+    extensions?: { issuer?: string };
+    oids?: readonly { oid?: { id: readonly number[] } | undefined; value: Uint8Array }[];
+  };
+}
+
 /** A Sigstore trusted root, ready to verify with (see verifiers/cosign-keyless.ts). */
 export interface KeylessTrust {
   /** `the Sigstore public-good root`, or the file it came from. */
   readonly source: string;
-  readonly verifier: {
-    verify(entity: unknown): {
-      identity?: {
-        subjectAlternativeName?: string;
-        extensions?: { issuer?: string };
-        oids?: readonly { oid?: { id: readonly number[] } | undefined; value: Uint8Array }[];
-      };
-    };
-  };
+  /** Verifies keyless entities: certificate chain, SCTs, log entries and timestamps, signature. */
+  readonly verifier: { verify(entity: unknown): VerifiedSigner };
+  /** Verifies an entity signed by `key`, with the root's logs and timestamp authorities for what it carries. */
+  keyedVerifier(key: KeyObject): { verify(entity: unknown): VerifiedSigner };
 }
 
 /** Keyless signing: who (OIDC issuer and certificate subject), vouched for by which trusted root. */

@@ -1,4 +1,4 @@
-import { FULCIO_CLAIMS } from './verifiers/cosign-keyless.js';
+import { FULCIO_CLAIMS } from './verifiers/fulcio-identity.js';
 /**
  * The JSON Schema (draft 2020-12) of the policy file format, for editors
  * (`# yaml-language-server: $schema=…`) and CI checks. The loader is the authority:

@@ -1,10 +1,12 @@
-import { createHash, verify, X509Certificate } from 'node:crypto';
+import { createHash, verify, X509Certificate, type KeyObject } from 'node:crypto';
 import { bundleFromJSON } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toSignedEntity, toTrustMaterial, Verifier } from '@sigstore/verify';
 import { isObject, parseStrictJson } from '../../oci/strict-json.js';
 import type { CosignSignatureEvidence, KeylessTrust, ReasonCode } from '../model.js';
 import { parseSimpleSigningPayload, type CosignClaims } from './cosign.js';
+import { keylessIdentity } from './fulcio-identity.js';
+import { keyedVerifier } from './sigstore-bundle.js';
 
 /**
  * Verifies one keyless cosign signature in the `.sig` layer format (FORMATS §4.4):
@@ -108,89 +110,9 @@ function verifyBundle(
       message: `the keyless signature does not verify against ${trust.source}${e.code ? ` (${e.code})` : ''}: ${e.message ?? String(err)}`,
     };
   }
-  const subject = signer.identity?.subjectAlternativeName;
-  const issuer = signer.identity?.extensions?.issuer;
-  if (subject === undefined || issuer === undefined)
-    return {
-      ok: false,
-      code: 'signature.certificate_untrusted',
-      message: 'the certificate names no subject or no OIDC issuer',
-    };
-  const ambiguity = identityAmbiguity(evidence.certificate as string, signer.identity?.oids ?? [], subject, issuer);
-  if (ambiguity !== undefined) return { ok: false, code: 'signature.certificate_untrusted', message: ambiguity };
-  const certificateClaims: Record<string, string> = {};
-  for (const ext of signer.identity?.oids ?? []) {
-    const name = ext.oid ? FULCIO_CLAIMS[ext.oid.id.join('.')] : undefined;
-    const text = name === undefined ? undefined : utf8StringOf(Buffer.from(ext.value));
-    if (name !== undefined && text !== undefined) certificateClaims[name] = text;
-  }
-  return { ok: true, issuer, subject, certificateClaims, claims: parseSimpleSigningPayload(evidence.payload) };
-}
-
-const PRINTABLE = /^[\x21-\x7e]+$/;
-
-/**
- * A certificate whose identity could be read two ways is refused: one SAN only, the
- * issuer's old and new extensions agreeing, printable ASCII (the library decodes them
- * as ASCII, which would quietly fold other bytes).
- */
-function identityAmbiguity(
-  pem: string,
-  oids: readonly { oid?: { id: readonly number[] } | undefined; value: Uint8Array }[],
-  subject: string,
-  issuer: string,
-): string | undefined {
-  if (!PRINTABLE.test(subject) || !PRINTABLE.test(issuer))
-    return 'the certificate subject or issuer is not printable ASCII';
-  let sans: string[];
-  try {
-    sans = (new X509Certificate(pem).subjectAltName ?? '').split(', ').filter((s) => s !== '');
-  } catch {
-    return 'the certificate cannot be read';
-  }
-  if (sans.length !== 1) return `the certificate names ${sans.length} subjects; a Fulcio certificate names one`;
-  const value = (id: string) => oids.find((o) => o.oid?.id.join('.') === id)?.value;
-  const v1 = value('1.3.6.1.4.1.57264.1.1');
-  const v2 = value('1.3.6.1.4.1.57264.1.8');
-  if (v1 !== undefined && v2 !== undefined && Buffer.from(v1).toString('latin1') !== utf8StringOf(Buffer.from(v2)))
-    return 'the certificate carries two different OIDC issuers';
-  return undefined;
-}
-
-/**
- * The Fulcio certificate extensions policies are written on (fulcio docs/oid-info.md),
- * as the GitHub Actions (and other CI) OIDC claims map to them. Values are DER
- * UTF8Strings.
- */
-export const FULCIO_CLAIMS: Readonly<Record<string, string>> = {
-  '1.3.6.1.4.1.57264.1.9': 'buildSignerURI',
-  '1.3.6.1.4.1.57264.1.10': 'buildSignerDigest',
-  '1.3.6.1.4.1.57264.1.11': 'runnerEnvironment',
-  '1.3.6.1.4.1.57264.1.12': 'sourceRepositoryURI',
-  '1.3.6.1.4.1.57264.1.13': 'sourceRepositoryDigest',
-  '1.3.6.1.4.1.57264.1.14': 'sourceRepositoryRef',
-  '1.3.6.1.4.1.57264.1.15': 'sourceRepositoryIdentifier',
-  '1.3.6.1.4.1.57264.1.16': 'sourceRepositoryOwnerURI',
-  '1.3.6.1.4.1.57264.1.17': 'sourceRepositoryOwnerIdentifier',
-  '1.3.6.1.4.1.57264.1.18': 'buildConfigURI',
-  '1.3.6.1.4.1.57264.1.19': 'buildConfigDigest',
-  '1.3.6.1.4.1.57264.1.20': 'buildTrigger',
-  '1.3.6.1.4.1.57264.1.21': 'runInvocationURI',
-  '1.3.6.1.4.1.57264.1.22': 'sourceRepositoryVisibilityAtSigning',
-};
-
-/** A DER UTF8String (tag 0x0c, definite length), or undefined. */
-function utf8StringOf(der: Buffer): string | undefined {
-  if (der.length < 2 || der[0] !== 0x0c) return undefined;
-  let len = der[1] as number;
-  let off = 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    if (n < 1 || n > 2 || der.length < 2 + n) return undefined;
-    len = n === 1 ? (der[2] as number) : ((der[2] as number) << 8) | (der[3] as number);
-    off = 2 + n;
-  }
-  return off + len === der.length ? der.subarray(off).toString('utf8') : undefined;
+  const identity = keylessIdentity(signer, evidence.certificate as string);
+  if (typeof identity === 'string') return { ok: false, code: 'signature.certificate_untrusted', message: identity };
+  return { ok: true, ...identity, claims: parseSimpleSigningPayload(evidence.payload) };
 }
 
 /** cosign's `.sig` layer annotations as the Sigstore bundle v0.1 JSON they amount to. */
@@ -292,7 +214,7 @@ export function loadTrustedRoot(json: unknown, source: string): KeylessTrust | s
     if (!isObject(v)) return `${where} has no validFor`;
     const start = typeof v.start === 'string' ? Date.parse(v.start) : NaN;
     if (!Number.isFinite(start)) return `${where} has no valid validFor.start`;
-    if (v.end !== undefined) {
+    if (v.end !== undefined && v.end !== null) {
       const end = typeof v.end === 'string' ? Date.parse(v.end) : NaN;
       if (!Number.isFinite(end) || end <= start) return `${where} has a validFor.end that is not after its start`;
     }
@@ -325,9 +247,15 @@ export function loadTrustedRoot(json: unknown, source: string): KeylessTrust | s
   }
   try {
     const material = toTrustMaterial(TrustedRoot.fromJSON(json));
+    const keyed = new WeakMap<KeyObject, ReturnType<typeof keyedVerifier>>();
     return {
       source,
       verifier: new Verifier(material, { tlogThreshold: 1, ctlogThreshold: 1, timestampThreshold: 1 }),
+      keyedVerifier(key) {
+        let v = keyed.get(key);
+        if (v === undefined) keyed.set(key, (v = keyedVerifier(material, key)));
+        return v;
+      },
     };
   } catch (err) {
     return `not a usable trusted root: ${(err as Error).message}`;

@@ -55,7 +55,7 @@ export function verifyCosignSignature(
   return { ok: true, key: signer, claims };
 }
 
-function tryVerify(key: TrustedKey, payload: Uint8Array, signature: Buffer): 'valid' | 'invalid' | 'malformed' {
+export function tryVerify(key: TrustedKey, payload: Uint8Array, signature: Buffer): 'valid' | 'invalid' | 'malformed' {
   try {
     const ok =
       key.algorithm === 'ed25519'

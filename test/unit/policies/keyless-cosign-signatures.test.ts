@@ -216,7 +216,7 @@ test('policy load refuses backtracking patterns, keys with keyless, and a root w
  * simple-signing payload, so a signer that matches ends at payload_invalid; one
  * that does not, at signer_untrusted.
  */
-const GHA = fileURLToPath(new URL('../../../../test/fixtures/sigstore/conformance-happy-path-v0.1/', import.meta.url));
+const GHA = fileURLToPath(new URL('../../../../test/fixtures/sigstore/conformance/happy-path-v0.1/', import.meta.url));
 const ghaBundle = JSON.parse(readFileSync(`${GHA}bundle.sigstore.json`, 'utf8')) as {
   verificationMaterial: {
     x509CertificateChain: { certificates: { rawBytes: string }[] };
@@ -234,7 +234,7 @@ const entry = ghaBundle.verificationMaterial.tlogEntries[0];
 const leaf = ghaBundle.verificationMaterial.x509CertificateChain.certificates[0]?.rawBytes ?? '';
 const gha: CosignSignatureEvidence = {
   source: 'conformance happy-path-v0.1',
-  payload: readFileSync(`${GHA}a.txt`),
+  payload: readFileSync(`${GHA}../a.txt`),
   signature: ghaBundle.messageSignature.signature,
   certificate: `-----BEGIN CERTIFICATE-----\n${(leaf.match(/.{1,64}/g) ?? []).join('\n')}\n-----END CERTIFICATE-----\n`,
   rekorBundle: JSON.stringify({
