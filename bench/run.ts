@@ -361,6 +361,9 @@ function judge(rows: Row[]): string[] {
   notes.push(
     `GPG decision with one signature (target: median < 10 ms): ${fmt(decisions['GPG, 1 signature'], 'ms')} ms; with 100: ${fmt(decisions['GPG, 100 signatures'], 'ms')} ms; cosign with 100: ${fmt(decisions['cosign, 100 signatures'], 'ms')} ms`,
   );
+  notes.push(
+    `v0.3 DSSE bundle attestation with a CEL condition, real public-good bundle (target: median < 5 ms): ${fmt(decisions['v0.3 bundle attestation with a CEL condition, 1 bundle'], 'ms')} ms the first time, ${fmt(decisions['v0.3 bundle attestation, decided again (remembered)'], 'ms')} ms decided again; with 99 altered ones: ${fmt(decisions['v0.3 bundle attestation with a CEL condition, 100 bundles'], 'ms')} ms`,
+  );
   notes.push(`cached decision for an admitted digest (target < 0.2 ms): ${fmt(decisions['cached decision'], 'ms')} ms`);
   notes.push(
     `keyless cosign decision, real public-good signature (target: median < 5 ms): ${fmt(decisions['keyless cosign, 1 signature'], 'ms')} ms the first time, ${fmt(decisions['keyless cosign, decided again (remembered)'], 'ms')} ms decided again; with 99 altered ones before it: ${fmt(decisions['keyless cosign, 100 signatures'], 'ms')} ms`,

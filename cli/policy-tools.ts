@@ -147,6 +147,7 @@ async function testFromRegistry(
       digest,
       LIMITS,
       formatsFor(policy, { name, digest, tag }),
+      res.bytes,
     );
     const decision = await decideAsGateway(policy, { name, digest, tag, kind: manifest.kind }, evidence);
     return { image, digest: digest.text, decision };

@@ -109,7 +109,13 @@ export function comparesTag(
   const tagged = (id: { kind: string } | undefined) =>
     id !== undefined && id.kind !== 'matchRepository' && id.kind !== 'exactRepository';
   const walk = (r: Requirement): boolean =>
-    r.kind === 'gpg' ? tagged(r.identity) : r.kind === 'cosign' ? tagged(r.signedIdentity) : r.of.some(walk);
+    r.kind === 'gpg'
+      ? tagged(r.identity)
+      : r.kind === 'cosign'
+        ? tagged(r.signedIdentity)
+        : r.kind === 'attestation'
+          ? false
+          : r.of.some(walk);
   return action.kind === 'require' && action.requirements.some(walk);
 }
 
@@ -196,13 +202,25 @@ export function ruleFor(
   return selectRule(policy.rules, subject);
 }
 
-/** The signature formats the rule for a subject asks for: the gateway fetches only those. */
-export function formatsFor(policy: CompiledPolicy, subject: Subject): Set<'cosign' | 'gpg'> {
+/** What the gateway fetches for a decision: only what the rule's requirements can use. */
+export type EvidenceFormat = 'cosign' | 'gpg' | 'bundles' | 'attestations';
+
+/**
+ * The evidence formats the rule for a subject asks for: `.sig` signatures and
+ * referrer bundles for cosign requirements, `.att` attestations and referrer bundles
+ * for attestation requirements, lookaside signatures for GPG.
+ */
+export function formatsFor(policy: CompiledPolicy, subject: Subject): Set<EvidenceFormat> {
   const rule = selectRule(policy.rules, subject);
   const action = rule ? rule.action : policy.defaultAction;
-  const out = new Set<'cosign' | 'gpg'>();
+  const out = new Set<EvidenceFormat>();
   const walk = (r: Requirement): void => {
-    if (r.kind === 'cosign' || r.kind === 'gpg') out.add(r.kind);
+    if (r.kind === 'cosign') {
+      out.add('cosign');
+      // containers-policy.json's sigstoreSigned reads the .sig tag only, as containers/image does.
+      if (r.signedIdentity === undefined) out.add('bundles');
+    } else if (r.kind === 'gpg') out.add('gpg');
+    else if (r.kind === 'attestation') out.add('attestations').add('bundles');
     else r.of.forEach(walk);
   };
   if (action.kind === 'require') action.requirements.forEach(walk);

@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import type { Node } from 'yaml';
-import { RE2JS } from 're2js';
 import { parseDigest } from '../oci/digest.js';
 import { isRepositoryComponent, isValidHost } from '../oci/reference.js';
 import { LoadError } from './errors.js';
@@ -11,6 +10,8 @@ import { compileContainersPolicy } from './containers-policy.js';
 import { parseGpgKeyring } from './gpg-keys.js';
 import { parseRef } from './gpg-identity.js';
 import { parsePublicKey } from './keys.js';
+import { compileIdentityPattern } from './patterns.js';
+import { compileCondition, type Condition } from './conditions.js';
 import type {
   IdentityMatcher,
   KeylessRule,
@@ -25,8 +26,7 @@ import type {
   TrustedKey,
 } from './model.js';
 import { isIdentityPrefix, normalizeScope } from './scope.js';
-import { PUBLIC_GOOD_TRUSTED_ROOT } from './sigstore/public-good-root.js';
-import { loadTrustedRoot } from './verifiers/cosign-keyless.js';
+import { loadTrustedRoot, publicGoodTrust } from './verifiers/cosign-keyless.js';
 import { FULCIO_CLAIMS } from './verifiers/fulcio-identity.js';
 import { YamlSource } from './yaml-source.js';
 
@@ -58,38 +58,9 @@ import { YamlSource } from './yaml-source.js';
  */
 export const MAX_RULES = 1000;
 
-let publicGood: KeylessTrust | undefined;
-
-/** The shipped Sigstore public-good root, checked and loaded once. */
-export function publicGoodTrust(): KeylessTrust {
-  if (publicGood === undefined) {
-    const loaded = loadTrustedRoot(PUBLIC_GOOD_TRUSTED_ROOT, 'the Sigstore public-good root');
-    if (typeof loaded === 'string') throw new Error(`the shipped Sigstore public-good root is unusable: ${loaded}`);
-    publicGood = loaded;
-  }
-  return publicGood;
-}
+export { publicGoodTrust } from './verifiers/cosign-keyless.js';
 
 const MAX_KEYS = 64;
-const MAX_PATTERN = 512;
-/** Longer certificate fields never match a pattern (they are not what Fulcio issues). */
-const MAX_MATCHED = 4096;
-
-/**
- * An identity pattern in RE2 syntax (as cosign's --certificate-identity-regexp), matched
- * by RE2JS in linear time against the whole value: anchored at both ends whatever it
- * contains, bounded in length, and without back-references or lookaround, which RE2 has not.
- */
-export function compileIdentityPattern(text: string): { test(value: string): boolean } | string {
-  if (text.length === 0 || text.length > MAX_PATTERN) return `a pattern is 1 to ${MAX_PATTERN} characters`;
-  try {
-    const re = RE2JS.compile(text);
-    return { test: (value: string) => value.length <= MAX_MATCHED && re.matches(value) };
-  } catch (err) {
-    return `not an RE2 regular expression: ${(err as Error).message}`;
-  }
-}
-
 export async function loadPolicyFile(path: string): Promise<CompiledPolicy> {
   let text: Buffer;
   try {
@@ -325,6 +296,20 @@ export async function compilePolicy(
           : new Map(r.keys.map((k) => [`cosign:${k.fingerprint}`, k.source]));
       if (r.kind === 'gpg')
         return new Map(r.keys.map((k) => [`gpg:${k.fingerprint}`, `${k.source} (${k.fingerprint})`]));
+      // An attestation's signer counts per predicate type (attestations.ts): it overlaps only another of the same types.
+      if (r.kind === 'attestation')
+        return new Map(
+          r.predicateTypes.flatMap((t) =>
+            r.keyless
+              ? [
+                  [
+                    `att:${t}\nkeyless:${r.keyless.issuer.text}\n${r.keyless.subject.text}`,
+                    `keyless ${r.keyless.subject.text} (${t})`,
+                  ],
+                ]
+              : r.keys.map((k) => [`att:${t}\ncosign:${k.fingerprint}`, `${k.source} (${t})`]),
+          ) as [string, string][],
+        );
       return new Map(r.of.flatMap((c) => [...keysOf(c)]));
     };
     const sets = members.map(keysOf);
@@ -355,8 +340,85 @@ export async function compilePolicy(
     return out.every((r) => r !== undefined) ? (out as Requirement[]) : undefined;
   };
 
+  /** The signers of a cosign or attestation requirement: `keys` or `keyless`, exactly one. */
+  const signers = (
+    c: Map<string, Node | null>,
+    node: Node | null | undefined,
+    where: string,
+  ): { keys: TrustedKey[]; keyless?: KeylessRule } | undefined => {
+    if (c.has('keys') === c.has('keyless'))
+      return src.report(
+        node,
+        `${where} needs either keys (key-based signatures) or keyless (Fulcio certificates), not ${c.has('keys') ? 'both' : 'neither'}`,
+      );
+    if (c.has('keyless')) {
+      const keyless = keylessRule(c.get('keyless'), `${where}.keyless`);
+      return keyless ? { keys: [], keyless } : undefined;
+    }
+    const keyNodes = src.seq(c.get('keys'), `${where}.keys`);
+    if (!keyNodes) return undefined;
+    if (keyNodes.length === 0 || keyNodes.length > MAX_KEYS)
+      return src.report(c.get('keys'), `${where}.keys must list 1 to ${MAX_KEYS} keys`);
+    const keys = keyNodes.map((k, i) => loadKey(k, `${where}.keys[${i}]`));
+    return keys.every((k) => k !== undefined) ? { keys: keys as TrustedKey[] } : undefined;
+  };
+
+  /** `attestation: { predicateType: T | [T…], keys | keyless, conditions: [CEL…], identity }`. */
+  const attestationRequirement = (node: Node | null | undefined, where: string): Requirement | undefined => {
+    const a = src.map(node, where, ['predicateType', 'keys', 'keyless', 'conditions', 'identity'], ['predicateType']);
+    if (!a) return undefined;
+    const typeNode = a.get('predicateType');
+    const typeNodes =
+      typeNode !== null && typeNode !== undefined && src.isScalarValue(typeNode)
+        ? [typeNode]
+        : src.seq(typeNode, `${where}.predicateType`);
+    if (!typeNodes) return undefined;
+    if (typeNodes.length === 0 || typeNodes.length > 16)
+      return src.report(typeNode, `${where}.predicateType names 1 to 16 predicate types`);
+    const predicateTypes: string[] = [];
+    for (const [i, t] of typeNodes.entries()) {
+      const v = src.string(t, `${where}.predicateType[${i}]`);
+      if (v === undefined) return undefined;
+      if (!/^[a-z][a-z0-9+.-]*:\S+$/i.test(v) || v.length > 512)
+        return src.report(
+          t,
+          `${where}.predicateType ${JSON.stringify(v)} is not a URI`,
+          'for example https://slsa.dev/provenance/v1',
+        );
+      predicateTypes.push(v);
+    }
+    const who = signers(a, node, where);
+    const conditions: Condition[] = [];
+    let conditionsOk = true;
+    if (a.has('conditions')) {
+      const list = src.seq(a.get('conditions'), `${where}.conditions`);
+      if (!list) return undefined;
+      if (list.length > 32) return src.report(a.get('conditions'), `${where}.conditions lists more than 32 conditions`);
+      for (const [i, c] of list.entries()) {
+        const text = src.string(c, `${where}.conditions[${i}]`);
+        if (text === undefined) {
+          conditionsOk = false;
+          continue;
+        }
+        const compiled = compileCondition(text);
+        if ('message' in compiled) {
+          conditionsOk = false;
+          src.reportAt(
+            c,
+            compiled.at,
+            `${where}.conditions[${i}]: ${compiled.message}`,
+            'a CEL expression over predicate, predicateType and subject',
+          );
+        } else conditions.push(compiled);
+      }
+    }
+    const id = identity(a.get('identity'), `${where}.identity`);
+    if (!who || id === undefined || !conditionsOk) return undefined;
+    return { kind: 'attestation', predicateTypes, ...who, conditions, identity: id };
+  };
+
   const requirement = async (node: Node, where: string, depth = 0): Promise<Requirement | undefined> => {
-    const m = src.map(node, where, ['cosign', 'gpg', 'allOf', 'anyOf', 'atLeast', 'of']);
+    const m = src.map(node, where, ['cosign', 'gpg', 'attestation', 'allOf', 'anyOf', 'atLeast', 'of']);
     if (!m) return undefined;
     if (depth > 4) return src.report(node, `${where}: requirements nest deeper than 4 levels`);
     if (m.has('atLeast') || m.has('of')) {
@@ -376,7 +438,7 @@ export async function compilePolicy(
       return src.report(
         node,
         `${where} must name exactly one signature type or combinator`,
-        'cosign, gpg, allOf, anyOf, or atLeast with of',
+        'cosign, gpg, attestation, allOf, anyOf, or atLeast with of',
       );
     for (const k of ['allOf', 'anyOf'] as const) {
       if (!m.has(k)) continue;
@@ -397,27 +459,13 @@ export async function compilePolicy(
       if (rings.some((r) => r === undefined) || id === undefined) return undefined;
       return { kind: 'gpg', keys: (rings as GpgTrustedKey[][]).flat(), identity: id };
     }
+    if (m.has('attestation')) return attestationRequirement(m.get('attestation'), `${where}.attestation`);
     const c = src.map(m.get('cosign'), `${where}.cosign`, ['keys', 'keyless', 'identity']);
     if (!c) return undefined;
-    if (c.has('keys') === c.has('keyless'))
-      return src.report(
-        m.get('cosign'),
-        `${where}.cosign needs either keys (key-based signatures) or keyless (Fulcio certificates), not ${c.has('keys') ? 'both' : 'neither'}`,
-      );
-    if (c.has('keyless')) {
-      const keyless = keylessRule(c.get('keyless'), `${where}.cosign.keyless`);
-      const id = identity(c.get('identity'), `${where}.cosign.identity`);
-      if (!keyless || id === undefined) return undefined;
-      return { kind: 'cosign', keys: [], keyless, identity: id };
-    }
-    const keyNodes = src.seq(c.get('keys'), `${where}.cosign.keys`);
-    if (!keyNodes) return undefined;
-    if (keyNodes.length === 0 || keyNodes.length > MAX_KEYS)
-      return src.report(c.get('keys'), `${where}.cosign.keys must list 1 to ${MAX_KEYS} keys`);
-    const keys = keyNodes.map((k, i) => loadKey(k, `${where}.cosign.keys[${i}]`));
+    const who = signers(c, m.get('cosign'), `${where}.cosign`);
     const id = identity(c.get('identity'), `${where}.cosign.identity`);
-    if (keys.some((k) => k === undefined) || id === undefined) return undefined;
-    return { kind: 'cosign', keys: keys as TrustedKey[], identity: id };
+    if (!who || id === undefined) return undefined;
+    return { kind: 'cosign', ...who, identity: id };
   };
 
   const action = async (m: Map<string, Node | null>, node: Node, where: string): Promise<RuleAction | undefined> => {

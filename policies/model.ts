@@ -77,6 +77,21 @@ export interface CosignRequirement {
   readonly signedIdentity?: GpgIdentityRule | undefined;
 }
 
+/**
+ * An in-toto attestation the image must carry: a statement of one of these predicate
+ * types naming this digest, signed by one of `keys` or keylessly by `keyless`, whose
+ * CEL conditions all hold (see conditions.ts). Found in cosign's `.att` tag and in
+ * Sigstore bundles attached through the referrers API.
+ */
+export interface AttestationRequirement {
+  readonly kind: 'attestation';
+  readonly predicateTypes: readonly string[];
+  readonly keys: readonly TrustedKey[];
+  readonly keyless?: KeylessRule | undefined;
+  readonly conditions: readonly import('./conditions.js').Condition[];
+  readonly identity: IdentityRule;
+}
+
 /** An OpenPGP public key trusted for GPG simple signing (one entry per key of a keyring file). */
 export interface GpgTrustedKey {
   /** The keyring file it came from: `keys/release.gpg`. */
@@ -115,7 +130,7 @@ export interface CombinedRequirement {
   readonly of: readonly Requirement[];
 }
 
-export type Requirement = CosignRequirement | GpgRequirement | CombinedRequirement;
+export type Requirement = CosignRequirement | GpgRequirement | AttestationRequirement | CombinedRequirement;
 
 /** enforce: deny what fails; warn: admit and log a warning decision; audit: admit and record what enforce would decide. */
 export type RuleMode = 'enforce' | 'warn' | 'audit';
@@ -195,8 +210,32 @@ export interface CosignSignatureEvidence {
   readonly timestamp?: string | undefined;
 }
 
+/** A Sigstore bundle found through the referrers API (or its fallback tag). */
+export interface BundleEvidence {
+  /** Where it was found, e.g. `referrer sha256:… layer 0`. */
+  readonly source: string;
+  /** The bundle's JSON bytes, as stored. */
+  readonly bundle: Uint8Array;
+}
+
+/** A DSSE envelope from cosign's `sha256-<hex>.att` tag, with its layer's keyless annotations. */
+export interface DsseEvidence {
+  readonly source: string;
+  /** The envelope's JSON bytes (the layer). */
+  readonly envelope: Uint8Array;
+  readonly certificate?: string | undefined;
+  readonly rekorBundle?: string | undefined;
+  readonly timestamp?: string | undefined;
+}
+
 export interface Evidence {
   readonly cosign: readonly CosignSignatureEvidence[];
+  /** Sigstore bundles attached to the digest (image signatures and attestations). */
+  readonly bundles?: readonly BundleEvidence[] | undefined;
+  /** cosign `.att` attestations (DSSE envelopes). */
+  readonly attestations?: readonly DsseEvidence[] | undefined;
+  /** The manifest bytes being decided: what a message-signature bundle signs. */
+  readonly manifest?: Uint8Array | undefined;
   readonly gpg?: readonly GpgSignatureEvidence[] | undefined;
   /** Problems met while gathering evidence (unreadable blob, too many layers). */
   readonly problems: readonly { readonly source: string; readonly message: string }[];
@@ -226,6 +265,8 @@ export type ReasonCode =
   | 'signature.digest_mismatch'
   | 'signature.identity_mismatch'
   | 'signature.payload_invalid'
+  | 'attestation.missing'
+  | 'attestation.condition_failed'
   | 'evidence.unavailable';
 
 export interface Reason {
@@ -235,6 +276,8 @@ export interface Reason {
   readonly requirement?: number;
   readonly evidence?: string;
   readonly key?: string;
+  /** The in-toto predicate type of the statement it is about (attestations, bundle signatures). */
+  readonly predicateType?: string;
 }
 
 export interface Decision {

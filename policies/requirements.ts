@@ -1,4 +1,5 @@
 import type { Evidence, Reason, ReasonCode, Requirement, Subject } from './model.js';
+import { checkAttestation } from './attestations.js';
 import { checkCosign, checkGpg, type LeafCheck } from './signatures.js';
 
 /**
@@ -46,9 +47,13 @@ export async function checkRequirements(
   const leaves: LeafCheck[] = [];
   const build = async (r: Requirement, path: number[]): Promise<Node> => {
     const top = path[0] ?? 0;
-    if (r.kind === 'cosign' || r.kind === 'gpg') {
+    if (r.kind === 'cosign' || r.kind === 'gpg' || r.kind === 'attestation') {
       leaves.push(
-        r.kind === 'cosign' ? checkCosign(r, top, subject, evidence) : await checkGpg(r, top, subject, evidence, now),
+        r.kind === 'cosign'
+          ? checkCosign(r, top, subject, evidence)
+          : r.kind === 'attestation'
+            ? checkAttestation(r, top, subject, evidence)
+            : await checkGpg(r, top, subject, evidence, now),
       );
       return { kind: 'leaf', leaf: leaves.length - 1, path };
     }

@@ -79,6 +79,12 @@ export const POLICY_SCHEMA = {
           required: ['gpg'],
           properties: { gpg: { $ref: '#/$defs/gpg' } },
         },
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['attestation'],
+          properties: { attestation: { $ref: '#/$defs/attestation' } },
+        },
         { type: 'object', additionalProperties: false, required: ['allOf'], properties: { allOf: requirements } },
         { type: 'object', additionalProperties: false, required: ['anyOf'], properties: { anyOf: requirements } },
         {
@@ -88,6 +94,29 @@ export const POLICY_SCHEMA = {
           properties: { atLeast: { type: 'integer', minimum: 1, maximum: 64 }, of: requirements },
         },
       ],
+    },
+    attestation: {
+      type: 'object',
+      additionalProperties: false,
+      description:
+        'an in-toto attestation (cosign .att, or a Sigstore bundle among the referrers) whose conditions hold',
+      required: ['predicateType'],
+      oneOf: [{ required: ['keys'] }, { required: ['keyless'] }],
+      properties: {
+        predicateType: {
+          oneOf: [text, { type: 'array', minItems: 1, maxItems: 16, items: text }],
+          description: 'the predicate type(s), e.g. https://slsa.dev/provenance/v1',
+        },
+        keys: { $ref: '#/$defs/cosign/properties/keys' },
+        keyless: { $ref: '#/$defs/cosign/properties/keyless' },
+        conditions: {
+          type: 'array',
+          maxItems: 32,
+          items: { ...text, maxLength: 4096 },
+          description: 'CEL expressions over predicate, predicateType and subject; every one must be true',
+        },
+        identity: { $ref: '#/$defs/cosign/properties/identity' },
+      },
     },
     cosign: {
       type: 'object',

@@ -1,4 +1,5 @@
 import { parseImageReference } from '../oci/reference.js';
+import { bundleSignatureCandidates } from './attestations.js';
 import { gpgIdentityProblem, intendedRef } from './gpg-identity.js';
 import type {
   CosignRequirement,
@@ -6,12 +7,14 @@ import type {
   GpgRequirement,
   IdentityMatcher,
   IdentityRule,
+  KeylessRule,
   Reason,
   ReasonCode,
   Subject,
 } from './model.js';
 import { verifyCosignSignature, type CosignClaims } from './verifiers/cosign.js';
 import { verifyKeylessSignature } from './verifiers/cosign-keyless.js';
+import type { KeylessIdentity } from './verifiers/fulcio-identity.js';
 import { verifyGpgSignature } from './verifiers/gpg.js';
 
 /**
@@ -38,6 +41,7 @@ export interface LeafCheck {
 
 /** Most telling first: a signature for another digest says more than a missing one. */
 export const FAILURE_RANK: readonly ReasonCode[] = [
+  'attestation.condition_failed',
   'signature.digest_mismatch',
   'signature.identity_mismatch',
   'signature.payload_invalid',
@@ -48,6 +52,7 @@ export const FAILURE_RANK: readonly ReasonCode[] = [
   'signature.certificate_untrusted',
   'signature.invalid',
   'evidence.unavailable',
+  'attestation.missing',
   'signature.missing',
 ];
 
@@ -119,7 +124,8 @@ export function checkCosign(req: CosignRequirement, index: number, subject: Subj
       },
     });
   }
-  if (evidence.cosign.length === 0) {
+  const bundles = bundleSignatureCandidates(req, index, subject, evidence, reasons, candidates);
+  if (evidence.cosign.length === 0 && bundles === 0) {
     reasons.push({
       code: 'signature.missing',
       message: `no cosign signature found for ${subject.digest.text}`,
@@ -153,22 +159,8 @@ function verifyCosign(
   const rule = req.keyless;
   const v = verifyKeylessSignature(sig, rule.trust);
   if (!v.ok) return v;
-  const checks: [string, IdentityMatcher, string | undefined][] = [
-    ['OIDC issuer', rule.issuer, v.issuer],
-    ['subject', rule.subject, v.subject],
-    ...Object.entries(rule.claims ?? {}).map(
-      ([name, m]) =>
-        [`certificate claim ${name}`, m, v.certificateClaims[name]] as [string, IdentityMatcher, string | undefined],
-    ),
-  ];
-  for (const [what, matcher, value] of checks) {
-    if (value === undefined || !matches(matcher, value))
-      return {
-        ok: false,
-        code: 'signature.signer_untrusted',
-        message: `keyless signature by ${v.subject} (issuer ${v.issuer}): the ${what} is ${value === undefined ? 'absent' : JSON.stringify(value)}, not ${matcher.text}`,
-      };
-  }
+  const untrusted = signerProblem(rule, v);
+  if (untrusted !== undefined) return { ok: false, code: 'signature.signer_untrusted', message: untrusted };
   if (typeof v.claims === 'string') return { ok: false, code: 'signature.payload_invalid', message: v.claims };
   return {
     ok: true,
@@ -179,11 +171,28 @@ function verifyCosign(
   };
 }
 
+/** Why a verified keyless signer is not the one the rule names (issuer, subject, claims), or undefined. */
+export function signerProblem(rule: KeylessRule, v: KeylessIdentity): string | undefined {
+  const checks: [string, IdentityMatcher, string | undefined][] = [
+    ['OIDC issuer', rule.issuer, v.issuer],
+    ['subject', rule.subject, v.subject],
+    ...Object.entries(rule.claims ?? {}).map(
+      ([name, m]) =>
+        [`certificate claim ${name}`, m, v.certificateClaims[name]] as [string, IdentityMatcher, string | undefined],
+    ),
+  ];
+  for (const [what, matcher, value] of checks) {
+    if (value === undefined || !matches(matcher, value))
+      return `keyless signature by ${v.subject} (issuer ${v.issuer}): the ${what} is ${value === undefined ? 'absent' : JSON.stringify(value)}, not ${matcher.text}`;
+  }
+  return undefined;
+}
+
 function matches(m: IdentityMatcher, value: string): boolean {
   return m.exact !== undefined ? m.exact === value : m.pattern !== undefined && m.pattern.test(value);
 }
 
-function rank(reasons: readonly Reason[]): ReasonCode {
+export function rank(reasons: readonly Reason[]): ReasonCode {
   return FAILURE_RANK.find((code) => reasons.some((r) => r.code === code)) ?? 'signature.missing';
 }
 
@@ -291,7 +300,7 @@ function looksLikeOpenPgp(blob: Uint8Array): boolean {
 }
 
 /** Undefined when the signed identity is acceptable for `name`, else why not. */
-function identityProblem(rule: IdentityRule, signed: string, name: string): string | undefined {
+export function identityProblem(rule: IdentityRule, signed: string, name: string): string | undefined {
   if (rule.kind === 'any') return undefined;
   let signedName: string;
   try {

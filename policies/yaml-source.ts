@@ -13,10 +13,13 @@ export class YamlSource {
   readonly #lines = new LineCounter();
   readonly #root: Node | null | undefined;
 
+  readonly #text: string;
+
   constructor(
     readonly file: string,
     text: string,
   ) {
+    this.#text = text;
     const doc = parseDocument(text, { lineCounter: this.#lines, uniqueKeys: true, prettyErrors: false, strict: true });
     for (const e of [...doc.errors, ...doc.warnings]) {
       const pos = this.#lines.linePos(e.pos[0]);
@@ -50,6 +53,33 @@ export class YamlSource {
 
   report(node: Node | Pair | null | undefined, message: string, hint?: string): undefined {
     const offset = rangeOf(node);
+    const pos = this.#lines.linePos(offset);
+    this.diagnostics.push({ file: this.file, line: pos.line, column: pos.col, message, hint });
+    return undefined;
+  }
+
+  /**
+   * A problem at character `at` of a scalar's value (an expression's parse error): the
+   * line and column in the file, for plain, quoted and block scalars alike.
+   */
+  reportAt(node: Node | null | undefined, at: number, message: string, hint?: string): undefined {
+    const start = rangeOf(node);
+    let offset = start;
+    if (node && isScalar(node) && typeof node.value === 'string') {
+      const before = node.value.slice(0, Math.max(0, Math.min(at, node.value.length)));
+      if (node.type === 'BLOCK_LITERAL' || node.type === 'BLOCK_FOLDED') {
+        // The value's lines follow the header line, each indented.
+        const lines = before.split('\n');
+        const first = this.#text.indexOf('\n', start) + 1;
+        // The block's indentation is its first line's (the value's lines keep what is beyond it).
+        const indent = /^ */.exec(this.#text.slice(first))?.[0].length ?? 0;
+        let lineStart = first;
+        for (let i = 0; i < lines.length - 1; i++) lineStart = this.#text.indexOf('\n', lineStart) + 1;
+        offset = lineStart + indent + (lines.at(-1) as string).length;
+      } else if (!before.includes('\n')) {
+        offset = start + (node.type === 'PLAIN' ? 0 : 1) + before.length;
+      }
+    }
     const pos = this.#lines.linePos(offset);
     this.diagnostics.push({ file: this.file, line: pos.line, column: pos.col, message, hint });
     return undefined;

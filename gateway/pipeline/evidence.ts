@@ -1,9 +1,11 @@
 import type { Digest } from '../../oci/digest.js';
-import { assertDigest } from '../../oci/digest.js';
+import { assertDigest, parseDigest as parseDigestText } from '../../oci/digest.js';
 import { MediaType } from '../../oci/media-types.js';
 import { MAX_MANIFEST_BYTES, parseManifest } from '../../oci/manifest.js';
 import { header } from '../../oci/registry-client/client.js';
-import type { CosignSignatureEvidence, Evidence } from '../../policies/model.js';
+import type { EvidenceFormat } from '../../policies/evaluator.js';
+import type { BundleEvidence, CosignSignatureEvidence, DsseEvidence, Evidence } from '../../policies/model.js';
+import { listReferrers } from './listings.js';
 import type { Upstream } from '../upstreams.js';
 import { gatherGpgEvidence } from './gpg-evidence.js';
 
@@ -82,17 +84,161 @@ export async function gatherEvidence(
   return { cosign, problems };
 }
 
-/** The evidence a rule asks for: cosign signatures, GPG signatures, or both (nothing else is fetched). */
+/** Layer types of Sigstore bundles, and the artifact types of referrers that hold them. */
+const BUNDLE_TYPES: ReadonlySet<string> = new Set([
+  'application/vnd.dev.sigstore.bundle.v0.3+json',
+  'application/vnd.dev.sigstore.bundle+json;version=0.3',
+]);
+const DSSE_LAYER = 'application/vnd.dsse.envelope.v1+json';
+const EMPTY_TYPE = 'application/vnd.oci.empty.v1+json';
+
+/**
+ * The layers of one signature-like manifest (by tag or digest) whose type is in
+ * `types`, fetched and checked against their descriptors, bounded like signatures.
+ */
+async function signatureLayers(
+  upstream: Upstream,
+  repository: string,
+  reference: string,
+  label: string,
+  types: ReadonlySet<string>,
+  limits: EvidenceLimits,
+  problems: { source: string; message: string }[],
+): Promise<{ source: string; bytes: Buffer; annotations: Readonly<Record<string, string>> }[]> {
+  const res = await upstream.client.manifest(repository, reference, 'GET', SIG_ACCEPT, MAX_MANIFEST_BYTES);
+  if (!res) return [];
+  let layers;
+  try {
+    if (reference.includes(':')) assertDigest(res.bytes, parseDigestText(reference));
+    const m = parseManifest(res.bytes, header(res.headers, 'content-type'));
+    if (m.kind !== 'image') throw new Error('an index, not a manifest');
+    layers = m.layers.filter((l) => types.has(l.mediaType));
+  } catch (err) {
+    problems.push({ source: label, message: `unusable manifest: ${(err as Error).message}` });
+    return [];
+  }
+  if (layers.length > limits.maxSignatures)
+    problems.push({
+      source: label,
+      message: `${layers.length} layers; only the first ${limits.maxSignatures} were considered`,
+    });
+  const out = [];
+  for (const [i, layer] of layers.slice(0, limits.maxSignatures).entries()) {
+    const source = `${label} layer ${i}`;
+    if (layer.size > limits.maxSignatureBytes) {
+      problems.push({ source, message: `a layer of ${layer.size} bytes exceeds ${limits.maxSignatureBytes}` });
+      continue;
+    }
+    try {
+      const bytes = await upstream.client.smallBlob(repository, layer.digest.text, layer.size);
+      assertDigest(bytes, layer.digest);
+      if (bytes.length !== layer.size) throw new Error(`${bytes.length} bytes, the descriptor says ${layer.size}`);
+      out.push({ source, bytes, annotations: layer.annotations ?? {} });
+    } catch (err) {
+      problems.push({ source, message: `unusable layer: ${(err as Error).message}` });
+    }
+  }
+  return out;
+}
+
+/** Sigstore bundles attached to `digest` through the referrers API (or its fallback tag). */
+export async function gatherBundles(
+  upstream: Upstream,
+  repository: string,
+  digest: Digest,
+  limits: EvidenceLimits,
+): Promise<{ bundles: BundleEvidence[]; problems: { source: string; message: string }[] }> {
+  const problems: { source: string; message: string }[] = [];
+  let entries;
+  try {
+    // cosign 2.5 lists its bundles in the fallback tag under the config's type (the empty
+    // type), not the manifest's artifactType: those are looked into too (bounded as below).
+    entries = (await listReferrers({ upstream, repository }, digest, undefined)).manifests.filter(
+      (d) =>
+        d.mediaType === MediaType.ociManifest &&
+        (d.artifactType === undefined || d.artifactType === EMPTY_TYPE || BUNDLE_TYPES.has(d.artifactType)),
+    );
+  } catch (err) {
+    problems.push({
+      source: `referrers of ${digest.text}`,
+      message: `unusable referrers list: ${(err as Error).message}`,
+    });
+    return { bundles: [], problems };
+  }
+  if (entries.length > limits.maxSignatures)
+    problems.push({
+      source: `referrers of ${digest.text}`,
+      message: `${entries.length} bundles; only the first ${limits.maxSignatures} were considered`,
+    });
+  const bundles: BundleEvidence[] = [];
+  for (const d of entries.slice(0, limits.maxSignatures)) {
+    const layers = await signatureLayers(
+      upstream,
+      repository,
+      d.digest.text,
+      `referrer ${d.digest.text}`,
+      BUNDLE_TYPES,
+      limits,
+      problems,
+    );
+    for (const l of layers) bundles.push({ source: l.source, bundle: l.bytes });
+  }
+  return { bundles, problems };
+}
+
+/** cosign's attestations of `digest`: the DSSE layers of the `sha256-<hex>.att` tag. */
+export async function gatherAttestations(
+  upstream: Upstream,
+  repository: string,
+  digest: Digest,
+  limits: EvidenceLimits,
+): Promise<{ attestations: DsseEvidence[]; problems: { source: string; message: string }[] }> {
+  const problems: { source: string; message: string }[] = [];
+  const tag = `${digest.algorithm}-${digest.hex}.att`;
+  const layers = await signatureLayers(
+    upstream,
+    repository,
+    tag,
+    `tag ${tag}`,
+    new Set([DSSE_LAYER]),
+    limits,
+    problems,
+  );
+  const attestations = layers.map((l) => ({
+    source: l.source,
+    envelope: l.bytes,
+    ...(l.annotations[CERTIFICATE_ANNOTATION] !== undefined
+      ? { certificate: l.annotations[CERTIFICATE_ANNOTATION] }
+      : {}),
+    ...(l.annotations[REKOR_BUNDLE_ANNOTATION] !== undefined
+      ? { rekorBundle: l.annotations[REKOR_BUNDLE_ANNOTATION] }
+      : {}),
+    ...(l.annotations[TIMESTAMP_ANNOTATION] !== undefined ? { timestamp: l.annotations[TIMESTAMP_ANNOTATION] } : {}),
+  }));
+  return { attestations, problems };
+}
+
+/** The evidence a rule asks for (formatsFor): nothing else is fetched. `manifest` is what is being decided. */
 export async function gatherFormats(
   upstream: Upstream,
   repository: string,
   digest: Digest,
   limits: EvidenceLimits,
-  formats: ReadonlySet<'cosign' | 'gpg'>,
+  formats: ReadonlySet<EvidenceFormat>,
+  manifest?: Uint8Array,
 ): Promise<Evidence> {
   const cosign = formats.has('cosign')
     ? await gatherEvidence(upstream, repository, digest, limits)
     : { cosign: [], problems: [] };
   const gpg = formats.has('gpg') ? await gatherGpgEvidence(upstream, repository, digest, limits) : undefined;
-  return { ...cosign, gpg: gpg?.gpg, problems: [...cosign.problems, ...(gpg?.problems ?? [])] };
+  const bundles = formats.has('bundles') ? await gatherBundles(upstream, repository, digest, limits) : undefined;
+  const att = formats.has('attestations') ? await gatherAttestations(upstream, repository, digest, limits) : undefined;
+  return {
+    ...cosign,
+    gpg: gpg?.gpg,
+    ...(bundles ? { bundles: bundles.bundles } : {}),
+    ...(att ? { attestations: att.attestations } : {}),
+    ...(manifest ? { manifest } : {}),
+    problems: [...cosign.problems, ...(gpg?.problems ?? []), ...(bundles?.problems ?? []), ...(att?.problems ?? [])],
+  };
 }

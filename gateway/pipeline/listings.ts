@@ -66,7 +66,7 @@ export function parsePageSize(value: string | undefined): number | undefined {
  * answer. Filtering by artifactType is applied here and announced.
  */
 export async function listReferrers(
-  addr: Address,
+  addr: Pick<Address, 'upstream' | 'repository'>,
   subject: Digest,
   artifactType: string | undefined,
 ): Promise<{ manifests: Descriptor[]; filtered: boolean }> {

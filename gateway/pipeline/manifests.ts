@@ -335,7 +335,7 @@ export class ManifestService {
     tag?: string,
   ): Promise<ServedManifest> {
     const compiled = this.deps.policy();
-    const { decision, evidence } = await this.#decide(addr, digest, manifest, compiled, tag);
+    const { decision, evidence } = await this.#decide(addr, digest, bytes, manifest, compiled, tag);
     if (!decision.allowed) throw new DeniedError(decision, `${addr.name}@${digest.text}`);
     // Attested only when the admission rests on verified signatures (not accept-anything, warn or audit).
     if (decision.attestable) {
@@ -378,6 +378,7 @@ export class ManifestService {
   async #decide(
     addr: Address,
     digest: Digest,
+    bytes: Buffer,
     manifest: Manifest,
     compiled: CompiledPolicy,
     tag?: string,
@@ -389,6 +390,7 @@ export class ManifestService {
       digest,
       limits,
       formatsFor(compiled, { name: addr.name, digest, tag }),
+      bytes,
     );
     // Only an index admitted with verified signatures, under the rule that applies to this manifest, covers it.
     const coveringIndex =
@@ -735,6 +737,25 @@ function inputsOf(addr: Address, subject: Digest, decision: Decision, evidence: 
       uri: g.uri ?? `${addr.name}@${subject.text} ${g.source}`,
       digest: { sha256: digestOf(Buffer.from(g.blob)).hex },
       ...signer(g.source),
+    });
+  }
+  // Bundles (`referrer sha256:… layer N`) and `.att` envelopes, with the predicate type they attest.
+  const statements = [
+    ...(evidence.bundles ?? []).map((b) => ({ source: b.source, bytes: b.bundle })),
+    ...(evidence.attestations ?? []).map((a) => ({ source: a.source, bytes: a.envelope })),
+  ];
+  for (const s of statements.filter((x) => used.has(x.source))) {
+    const reason = verified.find((r) => r.evidence === s.source);
+    const referrer = /^referrer (sha256:[0-9a-f]{64}) /.exec(s.source)?.[1];
+    signatures.push({
+      uri: referrer
+        ? `docker://${addr.name}@${referrer}`
+        : `docker://${addr.name}:${subject.algorithm}-${subject.hex}.att`,
+      digest: { sha256: digestOf(Buffer.from(s.bytes)).hex },
+      annotations: {
+        ...(reason?.key !== undefined ? { 'dev.portcullis.signer': reason.key } : {}),
+        ...(reason?.predicateType !== undefined ? { 'dev.portcullis.predicateType': reason.predicateType } : {}),
+      },
     });
   }
   const index = decision.reasons.find((r) => r.code === 'signature.covered_by_index')

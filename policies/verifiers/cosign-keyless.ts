@@ -3,8 +3,9 @@ import { bundleFromJSON } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toSignedEntity, toTrustMaterial, Verifier } from '@sigstore/verify';
 import { isObject, parseStrictJson } from '../../oci/strict-json.js';
-import type { CosignSignatureEvidence, KeylessTrust, ReasonCode } from '../model.js';
+import type { CosignSignatureEvidence, DsseEvidence, KeylessTrust, ReasonCode } from '../model.js';
 import { parseSimpleSigningPayload, type CosignClaims } from './cosign.js';
+import { PUBLIC_GOOD_TRUSTED_ROOT } from '../sigstore/public-good-root.js';
 import { keylessIdentity } from './fulcio-identity.js';
 import { keyedVerifier } from './sigstore-bundle.js';
 
@@ -148,8 +149,65 @@ function bundleOf(e: CosignSignatureEvidence): Record<string, unknown> | string 
   };
 }
 
+/**
+ * A cosign `.att` layer (a DSSE envelope, with the Fulcio certificate and Rekor entry
+ * in its annotations) as the Sigstore bundle v0.1 JSON it amounts to.
+ */
+export function dsseBundleOf(e: DsseEvidence): Record<string, unknown> | string {
+  if (e.certificate === undefined) return 'the attestation carries no Fulcio certificate';
+  if (e.rekorBundle === undefined) return 'no transparency log entry (dev.sigstore.cosign/bundle)';
+  const leaf = pemToDer(e.certificate);
+  if (typeof leaf === 'string') return `the certificate annotation: ${leaf}`;
+  const entry = rekorEntry(e.rekorBundle, leaf, ['intoto/0.0.2', 'dsse/0.0.1']);
+  if (typeof entry === 'string') return `the Rekor bundle annotation: ${entry}`;
+  let envelope: unknown;
+  try {
+    envelope = parseStrictJson(e.envelope, { maxDepth: 8 });
+  } catch (err) {
+    return `the DSSE envelope is not valid JSON: ${(err as Error).message}`;
+  }
+  if (!isObject(envelope)) return 'the DSSE envelope is not a JSON object';
+  let timestampVerificationData: Record<string, unknown> | undefined;
+  if (e.timestamp !== undefined) {
+    const ts = parseBounded(e.timestamp);
+    const signed = isObject(ts) ? ts.SignedRFC3161Timestamp : undefined;
+    if (typeof signed !== 'string' || !BASE64.test(signed))
+      return 'the RFC 3161 timestamp annotation has no SignedRFC3161Timestamp';
+    timestampVerificationData = { rfc3161Timestamps: [{ signedTimestamp: signed }] };
+  }
+  return {
+    mediaType: 'application/vnd.dev.sigstore.bundle+json;version=0.1',
+    verificationMaterial: {
+      x509CertificateChain: { certificates: [{ rawBytes: leaf.toString('base64') }] },
+      tlogEntries: [entry],
+      ...(timestampVerificationData ? { timestampVerificationData } : {}),
+    },
+    dsseEnvelope: envelope,
+  };
+}
+
+/** The certificate (PEM, base64) a Rekor entry body names as the signer's, by kind. */
+function loggedCertificate(entry: Record<string, unknown>): unknown {
+  const spec = isObject(entry.spec) ? entry.spec : {};
+  if (entry.kind === 'hashedrekord')
+    return isObject(spec.signature) && isObject(spec.signature.publicKey)
+      ? spec.signature.publicKey.content
+      : undefined;
+  if (entry.kind === 'intoto') {
+    const env = isObject(spec.content) && isObject(spec.content.envelope) ? spec.content.envelope : {};
+    const sigs = Array.isArray(env.signatures) ? env.signatures : [];
+    return sigs.length === 1 && isObject(sigs[0]) ? sigs[0].publicKey : undefined;
+  }
+  const sigs = Array.isArray(spec.signatures) ? spec.signatures : [];
+  return sigs.length === 1 && isObject(sigs[0]) ? sigs[0].verifier : undefined;
+}
+
 /** `{SignedEntryTimestamp, Payload: {body, integratedTime, logIndex, logID}}` as a bundle's tlog entry. */
-function rekorEntry(text: string, leaf: Buffer): Record<string, unknown> | string {
+function rekorEntry(
+  text: string,
+  leaf: Buffer,
+  kinds: readonly string[] = ['hashedrekord/0.0.1'],
+): Record<string, unknown> | string {
   const doc = parseBounded(text);
   if (!isObject(doc) || !isObject(doc.Payload)) return 'not a Rekor bundle';
   const { SignedEntryTimestamp: set } = doc;
@@ -159,13 +217,10 @@ function rekorEntry(text: string, leaf: Buffer): Record<string, unknown> | strin
   if (!Number.isSafeInteger(integratedTime) || !Number.isSafeInteger(logIndex)) return 'bad integratedTime or logIndex';
   if (typeof logID !== 'string' || !/^[0-9a-f]{64}$/.test(logID)) return 'bad logID';
   const entry = parseBounded(Buffer.from(body, 'base64').toString('utf8'));
-  // A hashedrekord 0.0.1 entry (what cosign logs for a .sig signature) of this very certificate.
-  if (!isObject(entry) || entry.kind !== 'hashedrekord' || entry.apiVersion !== '0.0.1')
-    return 'the log entry is not a hashedrekord 0.0.1 entry';
-  const logged =
-    isObject(entry.spec) && isObject(entry.spec.signature) && isObject(entry.spec.signature.publicKey)
-      ? entry.spec.signature.publicKey.content
-      : undefined;
+  // An entry of the kind cosign logs (hashedrekord 0.0.1 for a .sig signature; intoto or dsse for an attestation) of this very certificate.
+  if (!isObject(entry) || !kinds.includes(`${String(entry.kind)}/${String(entry.apiVersion)}`))
+    return `the log entry is not a ${kinds.join(' or ')} entry`;
+  const logged = loggedCertificate(entry);
   const loggedCert = typeof logged === 'string' ? pemToDer(Buffer.from(logged, 'base64').toString('utf8')) : undefined;
   if (!Buffer.isBuffer(loggedCert) || !loggedCert.equals(leaf))
     return "the log entry is for another certificate than the signature's";
@@ -260,4 +315,16 @@ export function loadTrustedRoot(json: unknown, source: string): KeylessTrust | s
   } catch (err) {
     return `not a usable trusted root: ${(err as Error).message}`;
   }
+}
+
+let publicGood: KeylessTrust | undefined;
+
+/** The shipped Sigstore public-good root, checked and loaded once. */
+export function publicGoodTrust(): KeylessTrust {
+  if (publicGood === undefined) {
+    const loaded = loadTrustedRoot(PUBLIC_GOOD_TRUSTED_ROOT, 'the Sigstore public-good root');
+    if (typeof loaded === 'string') throw new Error(`the shipped Sigstore public-good root is unusable: ${loaded}`);
+    publicGood = loaded;
+  }
+  return publicGood;
 }

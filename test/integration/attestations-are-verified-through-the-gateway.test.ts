@@ -1,0 +1,260 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { cosignEnv, cosignKeyPair, type CosignKey } from '../helpers/cosign.js';
+import { decisionLogs, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { run } from '../helpers/peers.js';
+import { plantManifest, pushBlob, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { tempDir } from '../helpers/tmp.js';
+
+/**
+ * In-toto attestations with conditions, through the gateway, with docker-registry as
+ * the upstream and skopeo as the client:
+ * - a real Sigstore bundle v0.3 (public-good Fulcio and Rekor, from cosign's tests)
+ *   attached to go-containerregistry's empty image as a referrer (distribution 2.8 has
+ *   no referrers API: the `sha256-<hex>` fallback tag lists it);
+ * - attestations the real cosign 2.5 makes with a key, as a bundle (`attest
+ *   --new-bundle-format`) and as the `.att` tag (`attest`), and cosign
+ *   verify-attestation agreeing with the gateway.
+ */
+const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/sigstore/cosign-oci-attestation/', import.meta.url));
+const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
+const COSIGN_ATTESTATION = 'https://cosign.sigstore.dev/attestation/v1';
+const SIGNER = 'keyless: { issuer: https://github.com/login/oauth, subject: cody@soyland.com }';
+
+async function putManifest(reg: TestRegistry, repo: string, ref: string, type: string, body: string): Promise<void> {
+  const res = await fetch(`${reg.url}/v2/${repo}/manifests/${ref}`, {
+    method: 'PUT',
+    headers: { 'content-type': type },
+    body,
+  });
+  assert.equal(res.status, 201, await res.text());
+}
+
+/** The empty image, in `repo`, tagged `1`; its digest. */
+async function emptyImage(reg: TestRegistry, repo: string): Promise<string> {
+  await pushBlob(reg, repo, readFileSync(join(FIXTURE, 'config.json')));
+  const manifest = readFileSync(join(FIXTURE, 'manifest.json'));
+  await putManifest(reg, repo, '1', DOCKER_MANIFEST, manifest.toString('utf8'));
+  return plantManifest(reg, repo, manifest);
+}
+
+describe('attestations are verified through the gateway', () => {
+  let registry: TestRegistry;
+  const gateways: TestGateway[] = [];
+  const dir = tempDir('portcullis-attestations-');
+  let digest: string;
+  let key: CosignKey;
+
+  const gateway = async (requirement: string, files: Record<string, Buffer> = {}) => {
+    const gw = await startTestGateway({
+      upstreamsYaml: `  - { name: "${registry.host}", url: "${registry.url}", prefix: up }`,
+      policy: [
+        'version: 1',
+        'default: reject',
+        'rules:',
+        `  - scope: ${registry.host}`,
+        '    require:',
+        `      - ${requirement}`,
+        '',
+      ].join('\n'),
+      files: { 'cosign.pub': readFileSync(key.pub), ...files },
+    });
+    gateways.push(gw);
+    return gw;
+  };
+  const inspect = (gw: TestGateway, repo: string) =>
+    run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${gw.host}/up/${repo}:1`], { allowFail: true });
+  const decision = (gw: TestGateway) => decisionLogs(gw).find((l) => l.digest === digest);
+
+  before(async () => {
+    registry = await startRegistry();
+    key = await cosignKeyPair(dir.path, 'ci');
+    // The real bundle, as a referrer of the empty image in `keyless/app`.
+    digest = await emptyImage(registry, 'keyless/app');
+    const bundle = readFileSync(join(FIXTURE, 'bundle.sigstore.json'));
+    const layer = await pushBlob(registry, 'keyless/app', bundle);
+    const empty = await pushBlob(registry, 'keyless/app', Buffer.from('{}'));
+    const referrer = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: BUNDLE,
+      config: { mediaType: 'application/vnd.oci.empty.v1+json', size: 2, digest: empty },
+      layers: [{ mediaType: BUNDLE, size: bundle.length, digest: layer }],
+      subject: { mediaType: DOCKER_MANIFEST, size: 264, digest },
+    });
+    const referrerDigest = plantManifest(registry, 'keyless/app', Buffer.from(referrer));
+    await putManifest(
+      registry,
+      'keyless/app',
+      digest.replace(':', '-'),
+      OCI_INDEX,
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_INDEX,
+        manifests: [{ mediaType: OCI_MANIFEST, size: referrer.length, digest: referrerDigest, artifactType: BUNDLE }],
+      }),
+    );
+    // cosign's own attestations, made with a key, in `keyed/app`.
+    await emptyImage(registry, 'keyed/app');
+    const predicate = join(dir.path, 'provenance.json');
+    writeFileSync(
+      predicate,
+      JSON.stringify({
+        buildDefinition: { buildType: 'https://ci.example.com/build/v1', externalParameters: { ref: 'refs/tags/v1' } },
+        runDetails: { builder: { id: 'https://ci.example.com/builder' } },
+      }),
+    );
+    const ref = `${registry.host}/keyed/app@${digest}`;
+    for (const format of [['--new-bundle-format'], []]) {
+      const r = await run(
+        'cosign',
+        [
+          'attest',
+          ...format,
+          '--key',
+          key.key,
+          '--tlog-upload=false',
+          '-y',
+          '--type',
+          'slsaprovenance1',
+          '--predicate',
+          predicate,
+          '--allow-http-registry',
+          '--allow-insecure-registry',
+          ref,
+        ],
+        { env: cosignEnv(key.home, key.password), allowFail: true },
+      );
+      assert.equal(r.code, 0, r.stderr);
+    }
+  });
+  after(async () => {
+    for (const gw of gateways) await gw.stop();
+    await registry?.stop();
+    dir.cleanup();
+  });
+
+  test('a real keyless v0.3 bundle among the referrers admits the image when its condition holds', async () => {
+    const gw = await gateway(
+      `attestation: { predicateType: ${COSIGN_ATTESTATION}, ${SIGNER}, conditions: ['predicate.Data.contains("foo")'], identity: { exact: "127.0.0.1:60943/repo" } }`,
+    );
+    const r = await inspect(gw, 'keyless/app');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(decision(gw)?.allowed, true);
+  });
+
+  test('the same bundle: a failing condition, another type, another signer, another repository are denied, each with its reason', async () => {
+    const cases: [string, string][] = [
+      [
+        `attestation: { predicateType: ${COSIGN_ATTESTATION}, ${SIGNER}, conditions: ['predicate.Data.contains("baz")'], identity: any }`,
+        'attestation.condition_failed',
+      ],
+      [
+        `attestation: { predicateType: https://slsa.dev/provenance/v1, ${SIGNER}, identity: any }`,
+        'attestation.missing',
+      ],
+      [
+        `attestation: { predicateType: ${COSIGN_ATTESTATION}, keyless: { issuer: https://github.com/login/oauth, subject: someone@example.com }, identity: any }`,
+        'signature.signer_untrusted',
+      ],
+      [`attestation: { predicateType: ${COSIGN_ATTESTATION}, ${SIGNER} }`, 'signature.identity_mismatch'],
+      // An attestation is not an image signature: a cosign requirement does not count it.
+      [`cosign: { ${SIGNER}, identity: any }`, 'signature.missing'],
+    ];
+    for (const [requirement, reason] of cases) {
+      const gw = await gateway(requirement);
+      const r = await inspect(gw, 'keyless/app');
+      assert.notEqual(r.code, 0, requirement);
+      assert.equal(decision(gw)?.reason, reason, requirement);
+    }
+  });
+
+  test("cosign's own attestations, as a bundle and as the .att tag, admit by their conditions", async () => {
+    const condition = `'predicate.buildDefinition.buildType == "https://ci.example.com/build/v1" && predicate.runDetails.builder.id.startsWith("https://ci.example.com/")'`;
+    const gw = await gateway(
+      `attestation: { predicateType: https://slsa.dev/provenance/v1, keys: [cosign.pub], conditions: [${condition}], identity: { exact: "${registry.host}/keyed/app" } }`,
+    );
+    const r = await inspect(gw, 'keyed/app');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(decision(gw)?.allowed, true);
+    // The gateway's own attestation lists the statement it rested on: where, who signed, what type.
+    const res = await fetch(`${gw.url}/v2/up/keyed/app/_portcullis/attestation/${digest}`);
+    assert.equal(res.status, 200);
+    const envelope = (await res.json()) as { payload: string };
+    const inputs = (
+      JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')) as {
+        predicate: { inputAttestations: { uri: string; annotations?: Record<string, string> }[] };
+      }
+    ).predicate.inputAttestations;
+    assert.equal(inputs.length, 1, JSON.stringify(inputs));
+    assert.match(inputs[0]?.uri ?? '', /keyed\/app(@sha256:[0-9a-f]{64}|:sha256-[0-9a-f]{64}\.att)$/);
+    assert.equal(inputs[0]?.annotations?.['dev.portcullis.predicateType'], 'https://slsa.dev/provenance/v1');
+    assert.equal(inputs[0]?.annotations?.['dev.portcullis.signer'], 'cosign.pub');
+
+    // A condition neither form meets: each is judged, and named in the denial.
+    const denied = await gateway(
+      `attestation: { predicateType: https://slsa.dev/provenance/v1, keys: [cosign.pub], conditions: ['predicate.buildDefinition.externalParameters.ref == "refs/heads/main"'], identity: any }`,
+    );
+    const refused = await fetch(`${denied.url}/v2/up/keyed/app/manifests/1`, {
+      headers: { accept: DOCKER_MANIFEST },
+    });
+    assert.equal(refused.status, 403);
+    const body = (await refused.json()) as {
+      errors: { detail: { reason: string; reasons: { code: string; evidence?: string }[] } }[];
+    };
+    const detail = body.errors[0]?.detail;
+    assert.equal(detail?.reason, 'attestation.condition_failed');
+    const failed = (detail?.reasons ?? [])
+      .filter((x) => x.code === 'attestation.condition_failed')
+      .map((x) => x.evidence ?? '');
+    assert.ok(
+      failed.some((e) => e.startsWith('referrer ')),
+      `the bundle was judged: ${JSON.stringify(detail?.reasons)}`,
+    );
+    assert.ok(
+      failed.some((e) => e.includes('.att')),
+      `the .att envelope was judged: ${JSON.stringify(detail?.reasons)}`,
+    );
+  });
+
+  test('cosign verify-attestation agrees with the gateway on the key and the predicate type', async () => {
+    const gw = await gateway(
+      `attestation: { predicateType: https://slsa.dev/provenance/v1, keys: [cosign.pub], identity: any }`,
+    );
+    const ref = `${gw.host}/up/keyed/app@${digest}`;
+    const verify = (type: string, pub: string) =>
+      run(
+        'cosign',
+        [
+          'verify-attestation',
+          '--key',
+          pub,
+          '--insecure-ignore-tlog',
+          '--type',
+          type,
+          '--allow-http-registry',
+          '--allow-insecure-registry',
+          ref,
+        ],
+        { env: cosignEnv(key.home, key.password), allowFail: true },
+      );
+    const ok = await verify('slsaprovenance1', key.pub);
+    assert.equal(ok.code, 0, ok.stderr);
+    const other = await cosignKeyPair(dir.path, 'other');
+    const wrongKey = await verify('slsaprovenance1', other.pub);
+    assert.notEqual(wrongKey.code, 0);
+    // The gateway, trusting another key, denies what cosign denies.
+    const gwOther = await gateway(
+      'attestation: { predicateType: https://slsa.dev/provenance/v1, keys: [other.pub], identity: any }',
+      { 'other.pub': readFileSync(other.pub) },
+    );
+    assert.notEqual((await inspect(gwOther, 'keyed/app')).code, 0);
+    assert.equal(decision(gwOther)?.reason, 'signature.untrusted_key');
+  });
+});
