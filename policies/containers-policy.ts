@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import type { Node } from 'yaml';
 import { parseDigest } from '../oci/digest.js';
 import { isRepositoryComponent, isValidHost, normalizeHost } from '../oci/reference.js';
@@ -20,6 +20,7 @@ import type {
   TrustedKey,
 } from './model.js';
 import { isIdentityPrefix } from './scope.js';
+import { readCertificates } from './verifiers/sigstore-signed.js';
 import { YamlSource } from './yaml-source.js';
 
 /**
@@ -27,14 +28,15 @@ import { YamlSource } from './yaml-source.js';
  * and compiled to the same policy the gateway evaluates:
  *
  *   insecureAcceptAnything → accept anything      reject → reject
- *   signedBy (GPGKeys)     → a GPG requirement    sigstoreSigned (keys) → a cosign requirement
+ *   signedBy (GPGKeys)     → a GPG requirement    sigstoreSigned → a cosign requirement
+ *                                                  (keys, fulcio or pki; Rekor keys)
  *
  * with containers/image's signedIdentity rules and its scope order for the `docker`
  * transport (reference with tag or digest, repository, namespaces, host, `*.domain`
  * wildcards, then the transport's "" scope, then `default`). Every requirement in a
  * list must hold. Parsing is strict: unknown or duplicate fields, and everything
- * the gateway does not implement (keyless `fulcio`, `pki`, Rekor keys, `keyType`s
- * other than GPGKeys, `signedBaseLayer`), are load errors with line and column.
+ * the gateway does not implement (`keyType`s other than GPGKeys, `signedBaseLayer`),
+ * are load errors with line and column.
  * Transports other than `docker` do not apply to a registry and are listed in
  * `notes` (and by `policy lint`), not silently dropped.
  */
@@ -59,9 +61,12 @@ export async function compileContainersPolicy(
     node: Node,
     where: string,
     allowed: readonly string[],
+    optional = false,
   ): { where: string; node: Node | null | undefined; bytes: Buffer | undefined }[] | undefined => {
     const present = allowed.filter((k) => m.has(k));
-    if (present.length !== 1) return src.report(node, `${where} needs exactly one of ${allowed.join(', ')}`);
+    if (optional && present.length === 0) return [];
+    if (present.length !== 1)
+      return src.report(node, `${where} needs ${optional ? 'at most' : 'exactly'} one of ${allowed.join(', ')}`);
     const key = present[0] as string;
     const v = m.get(key);
     const one = (n: Node | null | undefined, w: string, isData: boolean) => {
@@ -76,13 +81,13 @@ export async function compileContainersPolicy(
       hash.update('\0data\0').update(bytes);
       return { where: w, node: n, bytes };
     };
-    if (key === 'keyPaths' || key === 'keyDatas') {
+    if (key.endsWith('Paths') || key.endsWith('Datas')) {
       const list = src.seq(v, `${where}.${key}`);
       if (!list) return undefined;
       if (list.length === 0) return src.report(v, `${where}.${key} is empty`);
-      return list.map((n, i) => one(n, `${where}.${key}[${i}]`, key === 'keyDatas'));
+      return list.map((n, i) => one(n, `${where}.${key}[${i}]`, key.endsWith('Datas')));
     }
-    return [one(v, `${where}.${key}`, key === 'keyData')];
+    return [one(v, `${where}.${key}`, key.endsWith('Data'))];
   };
 
   const signedIdentity = (node: Node | null | undefined, where: string): GpgIdentityRule | undefined => {
@@ -222,21 +227,6 @@ export async function compileContainersPolicy(
         return { requirement: { kind: 'gpg', keys, identity: id } };
       }
       case 'sigstoreSigned': {
-        for (const k of [
-          'fulcio',
-          'pki',
-          'rekorPublicKeyPath',
-          'rekorPublicKeyPaths',
-          'rekorPublicKeyData',
-          'rekorPublicKeyDatas',
-        ]) {
-          if (m.has(k))
-            src.report(
-              m.get(k),
-              `${where}.${k} is not supported by this gateway`,
-              'use sigstoreSigned with keyPath/keyPaths/keyData (signatures verified offline, without Rekor)',
-            );
-        }
         only([
           'type',
           'keyPath',
@@ -251,8 +241,104 @@ export async function compileContainersPolicy(
           'rekorPublicKeyData',
           'rekorPublicKeyDatas',
         ]);
-        const sources = keySources(m, node, where, ['keyPath', 'keyPaths', 'keyData', 'keyDatas']);
+        const keyFields = ['keyPath', 'keyPaths', 'keyData', 'keyDatas'];
+        const roots = ['keys', 'fulcio', 'pki'].filter((k) =>
+          k === 'keys' ? keyFields.some((f) => m.has(f)) : m.has(k),
+        );
+        if (roots.length !== 1)
+          return src.report(
+            node,
+            `${where} needs exactly one of a public key (keyPath, keyPaths, keyData, keyDatas), fulcio or pki`,
+          );
         const id = signedIdentity(m.get('signedIdentity'), `${where}.signedIdentity`);
+        const rekorSources = keySources(
+          m,
+          node,
+          where,
+          ['rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas'],
+          true,
+        );
+        const rekorKeys: KeyObject[] = [];
+        for (const r of rekorSources ?? []) {
+          if (!r.bytes) continue;
+          const key = parsePublicKey(r.bytes.toString('utf8'), r.where);
+          if (typeof key === 'string') src.report(r.node, `${r.where}: ${key}`);
+          else if (!key.algorithm.startsWith('ecdsa')) src.report(r.node, `${r.where}: a Rekor public key is ECDSA`);
+          else rekorKeys.push(key.key);
+        }
+        if (!rekorSources || rekorKeys.length !== rekorSources.length) return undefined;
+        const rekor = rekorKeys.length > 0 ? { rekorKeys } : {};
+        const now = () => new Date();
+        if (m.has('fulcio')) {
+          if (rekorKeys.length === 0)
+            return src.report(m.get('fulcio'), `${where}: fulcio needs a Rekor public key (rekorPublicKeyPath…)`);
+          const f = src.map(
+            m.get('fulcio'),
+            `${where}.fulcio`,
+            ['caPath', 'caData', 'oidcIssuer', 'subjectEmail'],
+            ['oidcIssuer', 'subjectEmail'],
+          );
+          if (!f) return undefined;
+          const ca = keySources(f, m.get('fulcio') as Node, `${where}.fulcio`, ['caPath', 'caData']);
+          const certs = ca?.[0]?.bytes ? readCertificates(ca[0].bytes.toString('utf8')) : undefined;
+          if (ca?.[0]?.bytes && certs === undefined) src.report(ca[0].node, `${ca[0].where} holds no PEM certificates`);
+          const oidcIssuer = src.string(f.get('oidcIssuer'), `${where}.fulcio.oidcIssuer`);
+          const subjectEmail = src.string(f.get('subjectEmail'), `${where}.fulcio.subjectEmail`);
+          if (!certs || oidcIssuer === undefined || subjectEmail === undefined || id === undefined) return undefined;
+          return {
+            requirement: {
+              kind: 'cosign',
+              keys: [],
+              identity: { kind: 'repository' },
+              signedIdentity: id,
+              sigstoreSigned: { ...rekor, fulcio: { roots: certs, oidcIssuer, subjectEmail }, now },
+            },
+          };
+        }
+        if (m.has('pki')) {
+          if (rekorKeys.length > 0) return src.report(node, `${where}: pki cannot be combined with Rekor public keys`);
+          const p = src.map(m.get('pki'), `${where}.pki`, [
+            'caRootsPath',
+            'caRootsData',
+            'caIntermediatesPath',
+            'caIntermediatesData',
+            'subjectEmail',
+            'subjectHostname',
+          ]);
+          if (!p) return undefined;
+          const pkiNode = m.get('pki') as Node;
+          const rootSrc = keySources(p, pkiNode, `${where}.pki`, ['caRootsPath', 'caRootsData']);
+          const midSrc = keySources(p, pkiNode, `${where}.pki`, ['caIntermediatesPath', 'caIntermediatesData'], true);
+          const certsOf = (
+            x: { where: string; node: Node | null | undefined; bytes: Buffer | undefined } | undefined,
+          ) => {
+            if (!x?.bytes) return undefined;
+            const c = readCertificates(x.bytes.toString('utf8'));
+            if (c === undefined) src.report(x.node, `${x.where} holds no PEM certificates`);
+            return c;
+          };
+          const rootCerts = certsOf(rootSrc?.[0]);
+          const mids = midSrc && midSrc.length > 0 ? certsOf(midSrc[0]) : [];
+          const subjectEmail = p.has('subjectEmail')
+            ? src.string(p.get('subjectEmail'), `${where}.pki.subjectEmail`)
+            : undefined;
+          const subjectHostname = p.has('subjectHostname')
+            ? src.string(p.get('subjectHostname'), `${where}.pki.subjectHostname`)
+            : undefined;
+          if (subjectEmail === undefined && subjectHostname === undefined)
+            return src.report(pkiNode, `${where}.pki needs subjectEmail or subjectHostname`);
+          if (!rootCerts || !mids || id === undefined) return undefined;
+          return {
+            requirement: {
+              kind: 'cosign',
+              keys: [],
+              identity: { kind: 'repository' },
+              signedIdentity: id,
+              sigstoreSigned: { pki: { roots: rootCerts, intermediates: mids, subjectEmail, subjectHostname }, now },
+            },
+          };
+        }
+        const sources = keySources(m, node, where, keyFields);
         if (!sources) return undefined;
         const keys: TrustedKey[] = [];
         for (const s of sources) {
@@ -262,7 +348,15 @@ export async function compileContainersPolicy(
           else keys.push(key);
         }
         if (id === undefined || keys.length !== sources.length) return undefined;
-        return { requirement: { kind: 'cosign', keys, identity: { kind: 'repository' }, signedIdentity: id } };
+        return {
+          requirement: {
+            kind: 'cosign',
+            keys,
+            identity: { kind: 'repository' },
+            signedIdentity: id,
+            ...(rekorKeys.length > 0 ? { sigstoreSigned: { rekorKeys, now } } : {}),
+          },
+        };
       }
     }
   };

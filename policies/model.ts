@@ -75,6 +75,31 @@ export interface CosignRequirement {
   readonly identity: IdentityRule;
   /** From a containers-policy.json `sigstoreSigned`: containers/image's rule, used instead of `identity`. */
   readonly signedIdentity?: GpgIdentityRule | undefined;
+  /** From a containers-policy.json `sigstoreSigned`: Rekor keys, Fulcio or PKI roots (verifiers/sigstore-signed.ts). */
+  readonly sigstoreSigned?: SigstoreSignedTrust | undefined;
+}
+
+/** containers-policy.json `sigstoreSigned` trust beyond keys, parsed. */
+export interface SigstoreSignedTrust {
+  /** `rekorPublicKeyPath(s)`/`Data(s)`: a Rekor SET by one of them is required. */
+  readonly rekorKeys?: readonly KeyObject[] | undefined;
+  readonly fulcio?:
+    | {
+        readonly roots: readonly import('node:crypto').X509Certificate[];
+        readonly oidcIssuer: string;
+        readonly subjectEmail: string;
+      }
+    | undefined;
+  readonly pki?:
+    | {
+        readonly roots: readonly import('node:crypto').X509Certificate[];
+        readonly intermediates: readonly import('node:crypto').X509Certificate[];
+        readonly subjectEmail?: string | undefined;
+        readonly subjectHostname?: string | undefined;
+      }
+    | undefined;
+  /** The clock PKI certificates are checked against. */
+  now(): Date;
 }
 
 /**
@@ -208,6 +233,8 @@ export interface CosignSignatureEvidence {
   readonly rekorBundle?: string | undefined;
   /** Keyless: `dev.sigstore.cosign/rfc3161timestamp` (JSON). */
   readonly timestamp?: string | undefined;
+  /** `dev.sigstore.cosign/chain`: the certificate's chain (PEM), its last certificate the root. */
+  readonly chain?: string | undefined;
 }
 
 /** A Sigstore bundle found through the referrers API (or its fallback tag). */

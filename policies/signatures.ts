@@ -9,10 +9,13 @@ import type {
   IdentityRule,
   KeylessRule,
   Reason,
+  SigstoreSignedTrust,
+  TrustedKey,
   ReasonCode,
   Subject,
 } from './model.js';
-import { verifyCosignSignature, type CosignClaims } from './verifiers/cosign.js';
+import { parseSimpleSigningPayload, tryVerify, verifyCosignSignature, type CosignClaims } from './verifiers/cosign.js';
+import { signingKeyFor } from './verifiers/sigstore-signed.js';
 import { verifyKeylessSignature } from './verifiers/cosign-keyless.js';
 import type { KeylessIdentity } from './verifiers/fulcio-identity.js';
 import { verifyGpgSignature } from './verifiers/gpg.js';
@@ -145,6 +148,7 @@ function verifyCosign(
 ):
   | { ok: true; signer: string; source: string; label: string; claims: CosignClaims }
   | { ok: false; code: ReasonCode; message: string } {
+  if (req.sigstoreSigned !== undefined) return verifySigstoreSigned(req, req.sigstoreSigned, sig);
   if (req.keyless === undefined) {
     const v = verifyCosignSignature(sig, req.keys);
     if (!v.ok) return v;
@@ -169,6 +173,48 @@ function verifyCosign(
     label: `keyless cosign signature by ${v.subject}, issuer ${v.issuer}, certificate verified against ${rule.trust.source}`,
     claims: v.claims,
   };
+}
+
+/** containers-policy.json `sigstoreSigned` with Rekor keys, Fulcio or PKI, as containers/image verifies it. */
+function verifySigstoreSigned(
+  req: CosignRequirement,
+  trust: SigstoreSignedTrust,
+  sig: Evidence['cosign'][number],
+):
+  | { ok: true; signer: string; source: string; label: string; claims: CosignClaims }
+  | { ok: false; code: ReasonCode; message: string } {
+  const candidates = signingKeyFor(sig, trust, req.keys);
+  const usable = candidates.filter((c) => c.ok);
+  if (usable.length === 0) {
+    const why = candidates.map((c) => (c.ok ? '' : c.message)).join('; ');
+    return {
+      ok: false,
+      code: trust.fulcio || trust.pki ? 'signature.certificate_untrusted' : 'signature.untrusted_key',
+      message: why,
+    };
+  }
+  const signature = Buffer.from(sig.signature, 'base64');
+  for (const c of usable) {
+    const asKey = { source: c.label, fingerprint: '', algorithm: algorithmOf(c.key), key: c.key } as const;
+    if (tryVerify(asKey, sig.payload, signature) !== 'valid') continue;
+    const claims = parseSimpleSigningPayload(sig.payload);
+    if (typeof claims === 'string') return { ok: false, code: 'signature.payload_invalid', message: claims };
+    return { ok: true, signer: c.signer, source: c.label, label: c.label, claims };
+  }
+  return {
+    ok: false,
+    code: trust.fulcio || trust.pki ? 'signature.invalid' : 'signature.untrusted_key',
+    message:
+      trust.fulcio || trust.pki
+        ? "the signature does not verify with its certificate's key"
+        : 'no trusted key verifies this signature',
+  };
+}
+
+function algorithmOf(key: import('node:crypto').KeyObject): TrustedKey['algorithm'] {
+  if (key.asymmetricKeyType === 'ed25519') return 'ed25519';
+  if (key.asymmetricKeyType === 'rsa') return 'rsa';
+  return key.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? 'ecdsa-p384' : 'ecdsa-p256';
 }
 
 /** Why a verified keyless signer is not the one the rule names (issuer, subject, claims), or undefined. */

@@ -26,6 +26,7 @@ const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
 const CERTIFICATE_ANNOTATION = 'dev.sigstore.cosign/certificate';
 const REKOR_BUNDLE_ANNOTATION = 'dev.sigstore.cosign/bundle';
 const TIMESTAMP_ANNOTATION = 'dev.sigstore.cosign/rfc3161timestamp';
+const CHAIN_ANNOTATION = 'dev.sigstore.cosign/chain';
 
 export async function gatherEvidence(
   upstream: Upstream,
@@ -76,6 +77,7 @@ export async function gatherEvidence(
         ...(a[CERTIFICATE_ANNOTATION] !== undefined ? { certificate: a[CERTIFICATE_ANNOTATION] } : {}),
         ...(a[REKOR_BUNDLE_ANNOTATION] !== undefined ? { rekorBundle: a[REKOR_BUNDLE_ANNOTATION] } : {}),
         ...(a[TIMESTAMP_ANNOTATION] !== undefined ? { timestamp: a[TIMESTAMP_ANNOTATION] } : {}),
+        ...(a[CHAIN_ANNOTATION] !== undefined ? { chain: a[CHAIN_ANNOTATION] } : {}),
       });
     } catch (err) {
       problems.push({ source, message: `signature payload unusable: ${(err as Error).message}` });
