@@ -60,7 +60,16 @@ export interface GatewayConfig {
   readonly tls: { readonly cert: string; readonly key: string } | undefined;
   /** A registries.d directory (containers-registries.d(5)) naming GPG lookasides for upstreams without their own. */
   readonly registriesD?: string | undefined;
+  /**
+   * The Sigstore trusted root refreshed from a TUF repository (gateway/sigstore-root.ts):
+   * the mirror, its initial TUF root (a file; the public-good mirror's ships with
+   * @sigstore/tuf), and how often to look for a new trusted_root.json.
+   */
+  readonly sigstoreTuf?:
+    { readonly mirror: string; readonly root?: string | undefined; readonly refreshSeconds: number } | undefined;
 }
+
+export const PUBLIC_GOOD_TUF_MIRROR = 'https://tuf-repo-cdn.sigstore.dev';
 
 /** Seven days: well inside secure-run's default --max-age of 30 days. */
 export const DEFAULT_RENEW_AFTER_SECONDS = 7 * 86_400;
@@ -128,6 +137,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
           'attestation',
           'tls',
           'registriesD',
+          'sigstore',
         ]);
   const defaults = defaultConfig(resolve(base, 'data'));
   if (!top)
@@ -203,6 +213,30 @@ export function parseConfig(file: string, text: string): GatewayConfig {
         DEFAULT_RENEW_AFTER_SECONDS;
     if (a?.has('verifierId')) verifierId = src.string(a.get('verifierId'), 'attestation.verifierId');
   }
+  let sigstoreTuf: GatewayConfig['sigstoreTuf'];
+  if (top.has('sigstore')) {
+    const sg = src.map(top.get('sigstore'), 'sigstore', ['tuf'], ['tuf']);
+    const t = sg ? src.map(sg.get('tuf'), 'sigstore.tuf', ['mirror', 'root', 'refreshSeconds'], ['mirror']) : undefined;
+    const mirror = t ? src.string(t.get('mirror'), 'sigstore.tuf.mirror') : undefined;
+    if (mirror !== undefined && !/^https?:\/\/[^/\s]+(\/\S*)?$/.test(mirror))
+      src.report(t?.get('mirror'), `sigstore.tuf.mirror ${JSON.stringify(mirror)} is not an http(s) URL`);
+    const root = t?.has('root') ? src.string(t.get('root'), 'sigstore.tuf.root') : undefined;
+    if (t && mirror !== undefined && root === undefined && mirror.replace(/\/$/, '') !== PUBLIC_GOOD_TUF_MIRROR)
+      src.report(
+        t.get('mirror'),
+        'sigstore.tuf.root names the TUF root.json to start from',
+        `only ${PUBLIC_GOOD_TUF_MIRROR} comes with one`,
+      );
+    const refreshSeconds = t?.has('refreshSeconds')
+      ? (src.integer(t.get('refreshSeconds'), 'sigstore.tuf.refreshSeconds', 1, 30 * 86_400) ?? 86_400)
+      : 86_400;
+    if (mirror !== undefined)
+      sigstoreTuf = {
+        mirror: mirror.replace(/\/$/, ''),
+        ...(root !== undefined ? { root: resolve(base, root) } : {}),
+        refreshSeconds,
+      };
+  }
   let tls: GatewayConfig['tls'];
   if (top.has('tls')) {
     const t = src.map(top.get('tls'), 'tls', ['cert', 'key'], ['cert', 'key']);
@@ -240,6 +274,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
     verifierId,
     tls,
     registriesD,
+    ...(sigstoreTuf ? { sigstoreTuf } : {}),
   });
 }
 

@@ -14,6 +14,7 @@ import { createMetrics } from './metrics.js';
 import { SqliteMetadataStore } from './metadata/sqlite-metadata-store.js';
 import { FsBlobStore } from './store/fs-blob-store.js';
 import { watchPolicy } from './policy-watch.js';
+import { SigstoreRoot } from './sigstore-root.js';
 import { loadRegistriesD } from './registries-d.js';
 import { openUpstream, Upstreams, type Upstream } from './upstreams.js';
 
@@ -59,7 +60,20 @@ export async function startGateway(
 ): Promise<RunningGateway> {
   const env = options.env ?? process.env;
   const logger = options.logger ?? createLogger(config.logLevel);
-  let policy: CompiledPolicy = config.policy ? await loadPolicyFile(config.policy) : await rejectEverythingPolicy();
+  // A Sigstore trusted root kept fresh over TUF, when configured: keyless rules without their own root use it.
+  let onRootChange = (): void => undefined;
+  const sigstoreRoot = config.sigstoreTuf
+    ? await SigstoreRoot.start({
+        ...config.sigstoreTuf,
+        dataDir: config.dataDir,
+        logger,
+        onChange: () => onRootChange(),
+      })
+    : undefined;
+  const compileOptions = () => ({ defaultRoot: sigstoreRoot?.current() });
+  let policy: CompiledPolicy = config.policy
+    ? await loadPolicyFile(config.policy, compileOptions())
+    : await rejectEverythingPolicy();
   for (const note of policy.notes ?? []) logger.info({ event: 'policy.note', policy: policy.source }, note);
   for (const w of policy.warnings ?? [])
     logger.warn({ event: 'policy.warning', policy: policy.source }, formatDiagnostic(w));
@@ -70,7 +84,7 @@ export async function startGateway(
     if (policyFile === undefined) return Promise.resolve(false);
     reloading = reloading.then(async () => {
       try {
-        const next = await loadPolicyFile(policyFile);
+        const next = await loadPolicyFile(policyFile, compileOptions());
         if (next.digest.text === policy.digest.text) {
           metrics.policyReloads.inc({ result: 'unchanged' });
           return false;
@@ -99,6 +113,7 @@ export async function startGateway(
     });
     return reloading;
   };
+  onRootChange = () => void reloadPolicy('sigstore trusted root updated');
   const policyPath = config.policy;
   const watcher =
     policyPath === undefined
@@ -182,6 +197,7 @@ export async function startGateway(
     reloadPolicy,
     async close() {
       watcher?.close();
+      sigstoreRoot?.close();
       await reloading;
       // Fills are stopped while the server closes (it waits for the responses that
       // follow them), and once more for any a request past routing started meanwhile.

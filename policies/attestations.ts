@@ -5,6 +5,7 @@ import type {
   DsseEvidence,
   Evidence,
   KeylessRule,
+  KeylessTrust,
   Reason,
   ReasonCode,
   Subject,
@@ -30,6 +31,7 @@ export const COSIGN_SIGN_PREDICATE = 'https://sigstore.dev/cosign/sign/v1';
 interface SignerSpec {
   readonly keys: readonly TrustedKey[];
   readonly keyless?: KeylessRule | undefined;
+  readonly logTrust?: KeylessTrust | undefined;
 }
 
 type Verified =
@@ -48,7 +50,7 @@ function verifyBundleEvidence(spec: SignerSpec, b: BundleEvidence, manifest: Uin
   if (typeof json === 'string') return { ok: false, code: 'signature.invalid', message: json };
   const v = spec.keyless
     ? verifySigstoreBundle(json, manifest, spec.keyless.trust)
-    : verifySigstoreBundle(json, manifest, publicGoodTrust(), spec.keys);
+    : verifySigstoreBundle(json, manifest, spec.logTrust ?? publicGoodTrust(), spec.keys);
   if (!v.ok) return v;
   if (v.signer.kind === 'key')
     return {

@@ -61,7 +61,17 @@ export const MAX_RULES = 1000;
 export { publicGoodTrust } from './verifiers/cosign-keyless.js';
 
 const MAX_KEYS = 64;
-export async function loadPolicyFile(path: string): Promise<CompiledPolicy> {
+/** What a policy is compiled with besides its files. */
+export interface CompileOptions {
+  /**
+   * The Sigstore trusted root for keyless rules that name none (and for log entries in
+   * key-based bundles), e.g. one refreshed over TUF; default: the shipped public-good
+   * root. Its digest becomes part of the policy digest, so a new root re-decides.
+   */
+  readonly defaultRoot?: { readonly trust: KeylessTrust; readonly digest: string } | undefined;
+}
+
+export async function loadPolicyFile(path: string, options: CompileOptions = {}): Promise<CompiledPolicy> {
   let text: Buffer;
   try {
     text = readFileSync(path);
@@ -76,7 +86,7 @@ export async function loadPolicyFile(path: string): Promise<CompiledPolicy> {
   const body = text.toString('utf8');
   // containers-policy.json (podman's /etc/containers/policy.json) is taken as it is.
   if (path.endsWith('.json') || body.trimStart().startsWith('{')) return compileContainersPolicy(path, body, readKey);
-  return compilePolicy(path, body, readKey);
+  return compilePolicy(path, body, readKey, options);
 }
 
 /** Compiles policy text; `readKey` resolves a key path named in the file. */
@@ -84,8 +94,14 @@ export async function compilePolicy(
   file: string,
   text: string,
   readKey: (path: string) => Buffer,
+  options: CompileOptions = {},
 ): Promise<CompiledPolicy> {
   const src = new YamlSource(file, text);
+  let usesDefaultRoot = false;
+  const defaultRoot = (): KeylessTrust => {
+    usesDefaultRoot = true;
+    return options.defaultRoot?.trust ?? publicGoodTrust();
+  };
   const hash = createHash('sha256').update(text);
   const files = new KeyFiles(src, hash, readKey);
   const keyCache = new Map<string, TrustedKey | undefined>();
@@ -277,7 +293,7 @@ export async function compilePolicy(
       }
       if (trust === undefined) return undefined;
     } else {
-      trust = publicGoodTrust();
+      trust = defaultRoot();
     }
     return issuer && subject ? { issuer, subject, ...(claims ? { claims } : {}), trust } : undefined;
   };
@@ -345,7 +361,7 @@ export async function compilePolicy(
     c: Map<string, Node | null>,
     node: Node | null | undefined,
     where: string,
-  ): { keys: TrustedKey[]; keyless?: KeylessRule } | undefined => {
+  ): { keys: TrustedKey[]; keyless?: KeylessRule; logTrust?: KeylessTrust } | undefined => {
     if (c.has('keys') === c.has('keyless'))
       return src.report(
         node,
@@ -355,12 +371,13 @@ export async function compilePolicy(
       const keyless = keylessRule(c.get('keyless'), `${where}.keyless`);
       return keyless ? { keys: [], keyless } : undefined;
     }
+    const logTrust = defaultRoot();
     const keyNodes = src.seq(c.get('keys'), `${where}.keys`);
     if (!keyNodes) return undefined;
     if (keyNodes.length === 0 || keyNodes.length > MAX_KEYS)
       return src.report(c.get('keys'), `${where}.keys must list 1 to ${MAX_KEYS} keys`);
     const keys = keyNodes.map((k, i) => loadKey(k, `${where}.keys[${i}]`));
-    return keys.every((k) => k !== undefined) ? { keys: keys as TrustedKey[] } : undefined;
+    return keys.every((k) => k !== undefined) ? { keys: keys as TrustedKey[], logTrust } : undefined;
   };
 
   /** `attestation: { predicateType: T | [T…], keys | keyless, conditions: [CEL…], identity }`. */
@@ -581,6 +598,7 @@ export async function compilePolicy(
     src.report(null, 'the policy file is empty');
   }
   if (src.diagnostics.length > 0) throw new LoadError('POLICY_INVALID', src.diagnostics);
+  if (usesDefaultRoot && options.defaultRoot) hash.update(`\0sigstore trusted root\0${options.defaultRoot.digest}`);
   return Object.freeze({
     source: file,
     format: 'portcullis' as const,

@@ -72,6 +72,8 @@ export interface CosignRequirement {
   readonly keys: readonly TrustedKey[];
   /** Keyless signatures (Fulcio certificate, Rekor entry): this signer. */
   readonly keyless?: KeylessRule | undefined;
+  /** Key-based: the root a bundle's log entries and timestamps are checked against (default: public-good). */
+  readonly logTrust?: KeylessTrust | undefined;
   readonly identity: IdentityRule;
   /** From a containers-policy.json `sigstoreSigned`: containers/image's rule, used instead of `identity`. */
   readonly signedIdentity?: GpgIdentityRule | undefined;
@@ -113,6 +115,7 @@ export interface AttestationRequirement {
   readonly predicateTypes: readonly string[];
   readonly keys: readonly TrustedKey[];
   readonly keyless?: KeylessRule | undefined;
+  readonly logTrust?: KeylessTrust | undefined;
   readonly conditions: readonly import('./conditions.js').Condition[];
   readonly identity: IdentityRule;
 }

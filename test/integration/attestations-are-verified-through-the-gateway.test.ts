@@ -2,11 +2,17 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { cosignEnv, cosignKeyPair, type CosignKey } from '../helpers/cosign.js';
 import { decisionLogs, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { run } from '../helpers/peers.js';
-import { plantManifest, pushBlob, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import {
+  attestedEmptyImage,
+  BUNDLE_PREDICATE_TYPE,
+  BUNDLE_SIGNER,
+  DOCKER_MANIFEST,
+  emptyImage,
+} from '../helpers/sigstore-images.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /**
@@ -19,30 +25,8 @@ import { tempDir } from '../helpers/tmp.js';
  *   --new-bundle-format`) and as the `.att` tag (`attest`), and cosign
  *   verify-attestation agreeing with the gateway.
  */
-const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/sigstore/cosign-oci-attestation/', import.meta.url));
-const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
-const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
-const COSIGN_ATTESTATION = 'https://cosign.sigstore.dev/attestation/v1';
-const SIGNER = 'keyless: { issuer: https://github.com/login/oauth, subject: cody@soyland.com }';
-
-async function putManifest(reg: TestRegistry, repo: string, ref: string, type: string, body: string): Promise<void> {
-  const res = await fetch(`${reg.url}/v2/${repo}/manifests/${ref}`, {
-    method: 'PUT',
-    headers: { 'content-type': type },
-    body,
-  });
-  assert.equal(res.status, 201, await res.text());
-}
-
-/** The empty image, in `repo`, tagged `1`; its digest. */
-async function emptyImage(reg: TestRegistry, repo: string): Promise<string> {
-  await pushBlob(reg, repo, readFileSync(join(FIXTURE, 'config.json')));
-  const manifest = readFileSync(join(FIXTURE, 'manifest.json'));
-  await putManifest(reg, repo, '1', DOCKER_MANIFEST, manifest.toString('utf8'));
-  return plantManifest(reg, repo, manifest);
-}
+const COSIGN_ATTESTATION = BUNDLE_PREDICATE_TYPE;
+const SIGNER = BUNDLE_SIGNER;
 
 describe('attestations are verified through the gateway', () => {
   let registry: TestRegistry;
@@ -76,30 +60,7 @@ describe('attestations are verified through the gateway', () => {
     registry = await startRegistry();
     key = await cosignKeyPair(dir.path, 'ci');
     // The real bundle, as a referrer of the empty image in `keyless/app`.
-    digest = await emptyImage(registry, 'keyless/app');
-    const bundle = readFileSync(join(FIXTURE, 'bundle.sigstore.json'));
-    const layer = await pushBlob(registry, 'keyless/app', bundle);
-    const empty = await pushBlob(registry, 'keyless/app', Buffer.from('{}'));
-    const referrer = JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      artifactType: BUNDLE,
-      config: { mediaType: 'application/vnd.oci.empty.v1+json', size: 2, digest: empty },
-      layers: [{ mediaType: BUNDLE, size: bundle.length, digest: layer }],
-      subject: { mediaType: DOCKER_MANIFEST, size: 264, digest },
-    });
-    const referrerDigest = plantManifest(registry, 'keyless/app', Buffer.from(referrer));
-    await putManifest(
-      registry,
-      'keyless/app',
-      digest.replace(':', '-'),
-      OCI_INDEX,
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI_INDEX,
-        manifests: [{ mediaType: OCI_MANIFEST, size: referrer.length, digest: referrerDigest, artifactType: BUNDLE }],
-      }),
-    );
+    digest = await attestedEmptyImage(registry, 'keyless/app');
     // cosign's own attestations, made with a key, in `keyed/app`.
     await emptyImage(registry, 'keyed/app');
     const predicate = join(dir.path, 'provenance.json');

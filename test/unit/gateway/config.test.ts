@@ -62,3 +62,28 @@ test('every problem is reported with its line; unknown keys, ports as prefixes a
     );
   }
 });
+
+test('sigstore.tuf: a mirror URL, the TUF root to start from (but for the public-good mirror), a refresh period', () => {
+  const parse = (lines: string[]) =>
+    parseConfig('/etc/portcullis/config.yaml', ['sigstore:', '  tuf:', ...lines].join('\n'));
+  assert.deepEqual(parse(['    mirror: https://tuf.example.com/', '    root: tuf/root.json']).sigstoreTuf, {
+    mirror: 'https://tuf.example.com',
+    root: '/etc/portcullis/tuf/root.json',
+    refreshSeconds: 86_400,
+  });
+  assert.deepEqual(parse(['    mirror: https://tuf-repo-cdn.sigstore.dev', '    refreshSeconds: 600']).sigstoreTuf, {
+    mirror: 'https://tuf-repo-cdn.sigstore.dev',
+    refreshSeconds: 600,
+  });
+  for (const bad of [
+    ['    mirror: https://tuf.example.com'],
+    ['    mirror: ftp://tuf.example.com', '    root: r.json'],
+    ['    mirror: https://tuf-repo-cdn.sigstore.dev', '    refreshSeconds: 0'],
+    ['    mirror: https://tuf-repo-cdn.sigstore.dev', '    extra: 1'],
+  ])
+    assert.throws(
+      () => parse(bad),
+      (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
+      bad.join(' '),
+    );
+});
