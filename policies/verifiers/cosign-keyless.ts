@@ -129,14 +129,8 @@ function bundleOf(e: CosignSignatureEvidence): Record<string, unknown> | string 
     if (typeof entry === 'string') return `the Rekor bundle annotation: ${entry}`;
     tlogEntries.push(entry);
   }
-  let timestampVerificationData: Record<string, unknown> | undefined;
-  if (e.timestamp !== undefined) {
-    const ts = parseBounded(e.timestamp);
-    const signed = isObject(ts) ? ts.SignedRFC3161Timestamp : undefined;
-    if (typeof signed !== 'string' || !BASE64.test(signed))
-      return 'the RFC 3161 timestamp annotation has no SignedRFC3161Timestamp';
-    timestampVerificationData = { rfc3161Timestamps: [{ signedTimestamp: signed }] };
-  }
+  const timestampVerificationData = timestampData(e.timestamp);
+  if (typeof timestampVerificationData === 'string') return timestampVerificationData;
   const digest = createHashBase64(e.payload);
   return {
     mediaType: 'application/vnd.dev.sigstore.bundle+json;version=0.1',
@@ -167,14 +161,8 @@ export function dsseBundleOf(e: DsseEvidence): Record<string, unknown> | string 
     return `the DSSE envelope is not valid JSON: ${(err as Error).message}`;
   }
   if (!isObject(envelope)) return 'the DSSE envelope is not a JSON object';
-  let timestampVerificationData: Record<string, unknown> | undefined;
-  if (e.timestamp !== undefined) {
-    const ts = parseBounded(e.timestamp);
-    const signed = isObject(ts) ? ts.SignedRFC3161Timestamp : undefined;
-    if (typeof signed !== 'string' || !BASE64.test(signed))
-      return 'the RFC 3161 timestamp annotation has no SignedRFC3161Timestamp';
-    timestampVerificationData = { rfc3161Timestamps: [{ signedTimestamp: signed }] };
-  }
+  const timestampVerificationData = timestampData(e.timestamp);
+  if (typeof timestampVerificationData === 'string') return timestampVerificationData;
   return {
     mediaType: 'application/vnd.dev.sigstore.bundle+json;version=0.1',
     verificationMaterial: {
@@ -233,6 +221,16 @@ function rekorEntry(
     // Exactly Rekor's bytes: the SET signs them.
     canonicalizedBody: body,
   };
+}
+
+/** `dev.sigstore.cosign/rfc3161timestamp` as a bundle's timestampVerificationData (undefined when absent). */
+function timestampData(text: string | undefined): Record<string, unknown> | undefined | string {
+  if (text === undefined) return undefined;
+  const ts = parseBounded(text);
+  const signed = isObject(ts) ? ts.SignedRFC3161Timestamp : undefined;
+  if (typeof signed !== 'string' || !BASE64.test(signed))
+    return 'the RFC 3161 timestamp annotation has no SignedRFC3161Timestamp';
+  return { rfc3161Timestamps: [{ signedTimestamp: signed }] };
 }
 
 function parseBounded(text: string): unknown {
