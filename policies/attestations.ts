@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type {
   AttestationRequirement,
   BundleEvidence,
@@ -225,6 +226,8 @@ export function checkAttestation(
     ...(evidence.bundles ?? []).map((b) => ({ source: b.source, v: verifyBundleEvidence(req, b, evidence.manifest) })),
   ];
   let ofType = 0;
+  // One statement by one signer is judged once, however many times it was served.
+  const judged = new Set<string>();
   for (const { source, v } of found) {
     const at = { requirement: index, evidence: source };
     if (!v.ok) {
@@ -240,6 +243,9 @@ export function checkAttestation(
     }
     if (!req.predicateTypes.includes(statement.predicateType)) continue;
     ofType++;
+    const once = `${v.signer}\0${createHash('sha256').update(v.content.payload).digest('hex')}`;
+    if (judged.has(once)) continue;
+    judged.add(once);
     const entry = entryFor(statement, subject, req.identity);
     if ('code' in entry) {
       reasons.push({ code: entry.code, message: entry.message, ...at, key: v.key });

@@ -9,10 +9,10 @@ import { compileIdentityPattern } from './patterns.js';
  * Variables: `predicateType` (string), `predicate` (the statement's predicate, as
  * JSON), `subject` (the statement's subject entry for this image: `name`, `digest`).
  *
- * Bounded cost: an expression has at most 256 nodes and nests 32 deep, and a
- * comprehension (all, exists, exists_one, map, filter) inside another ranges over a
- * field of the enclosing one's element, so evaluating it costs at most its size times
- * the predicate's size. It only ever sees statements whose signature has verified. CEL's own
+ * Bounded cost: an expression has at most 256 nodes and nests 32 deep, and the shape
+ * rules below (shapeProblem) keep every comprehension to its own element, so
+ * evaluating it costs at most its size times the predicate's size. It only ever sees
+ * statements whose signature has verified. CEL's own
  * `matches()` runs a backtracking regular expression over attacker-supplied text and
  * is refused; `matchesRE2(value, pattern)` matches in linear time (RE2 syntax, whole
  * value).
@@ -73,23 +73,39 @@ function pathRoot(node: unknown): string | undefined {
   return undefined;
 }
 
+type Problem = { message: string; at: number } | undefined;
+
 /**
  * Why the expression is refused beyond CEL's own checks, and where (a character
- * offset). `loopVar` is the iteration variable of the innermost enclosing
- * comprehension: a comprehension inside another must range over a field path of that
- * variable (`r.Vulnerabilities.all(v, …)` inside `Results.all(r, …)`), so each level
- * walks a part of the element above it and the whole evaluation stays linear in the
- * predicate's size.
+ * offset). The rules keep an evaluation linear in the predicate's size whatever the
+ * predicate holds:
+ * - a comprehension ranges over a field path (of `predicate` or `subject`, or at the
+ *   top a list literal), and inside another, over a field path of that one's variable;
+ * - a comprehension's body looks only at its own variables (and `predicateType`): it
+ *   cannot pair each element with the whole predicate (`p in predicate.denied`,
+ *   `predicate.a + predicate.a` per element);
+ * - `cel.bind` (which could rebind a loop variable to the whole predicate) and
+ *   `matches()` (a backtracking RegExp) are refused; `matchesRE2` takes a literal pattern.
  */
-function shapeProblem(node: unknown, loopVar: string | undefined): { message: string; at: number } | undefined {
+function shapeProblem(node: unknown, vars: ReadonlySet<string> | undefined): Problem {
   if (Array.isArray(node)) {
     for (const n of node) {
-      const p = shapeProblem(n, loopVar);
+      const p = shapeProblem(n, vars);
       if (p) return p;
     }
     return undefined;
   }
   if (!isAst(node)) return undefined;
+  const at = node.pos ?? 0;
+  if (node.op === 'id' && vars !== undefined) {
+    const name = node.args;
+    if (typeof name === 'string' && !vars.has(name) && name !== 'predicateType')
+      return {
+        message: `inside a comprehension only its variables (${[...vars].join(', ')}) may be used, not ${name}: pairing each element with the whole of ${name} would cost the square of its size`,
+        at,
+      };
+    return undefined;
+  }
   const args = Array.isArray(node.args) ? (node.args as unknown[]) : [];
   if (node.op === 'rcall' || node.op === 'call') {
     const name = args[0];
@@ -97,22 +113,38 @@ function shapeProblem(node: unknown, loopVar: string | undefined): { message: st
       return {
         message:
           "matches() runs a backtracking regular expression over the attestation's text; use matchesRE2(value, pattern), which matches the whole value in linear time",
-        at: node.pos ?? 0,
+        at,
       };
+    if (name === 'bind') return { message: 'cel.bind is not supported in conditions', at };
+    if (name === 'matchesRE2') {
+      const params = Array.isArray(args[1]) ? (args[1] as unknown[]) : [];
+      const pattern = params[1];
+      if (!isAst(pattern) || pattern.op !== 'value' || typeof pattern.args !== 'string')
+        return { message: 'matchesRE2 takes its pattern as a string literal', at };
+      const compiled = compileIdentityPattern(pattern.args);
+      if (typeof compiled === 'string') return { message: `matchesRE2: ${compiled}`, at: pattern.pos ?? at };
+    }
     if (node.op === 'rcall' && typeof name === 'string' && COMPREHENSIONS.has(name)) {
       const [, range, rest] = args;
-      if (loopVar !== undefined && pathRoot(range) !== loopVar)
+      const root = pathRoot(range);
+      const literal = isAst(range) && range.op === 'list';
+      if (vars !== undefined ? root === undefined || !vars.has(root) : root === undefined && !literal)
         return {
-          message: `${name}() inside another comprehension must range over a field of that comprehension's variable ${loopVar}; otherwise its cost grows with the square of the predicate's size`,
-          at: node.pos ?? 0,
+          message:
+            vars !== undefined
+              ? `${name}() inside another comprehension must range over a field of that comprehension's variable (${[...vars].join(', ')})`
+              : `${name}() must range over a field of predicate or subject (or a list literal), not a computed list`,
+          at,
         };
       const inner = Array.isArray(rest) ? (rest as unknown[]) : [];
-      const variable =
-        isAst(inner[0]) && inner[0].op === 'id' && typeof inner[0].args === 'string' ? inner[0].args : undefined;
-      return shapeProblem(range, loopVar) ?? shapeProblem(inner.slice(1), variable ?? loopVar);
+      const declared = inner
+        .slice(0, -1)
+        .flatMap((n) => (isAst(n) && n.op === 'id' && typeof n.args === 'string' ? [n.args] : []));
+      const rangeProblem = literal ? undefined : shapeProblem(range, vars);
+      return rangeProblem ?? shapeProblem(inner.at(-1), new Set(declared));
     }
   }
-  return shapeProblem(node.args, loopVar);
+  return shapeProblem(node.args, vars);
 }
 
 /** A condition ready to evaluate, or the problem and its character offset in `text`. */
@@ -124,7 +156,9 @@ export function compileCondition(text: string): Condition | { readonly message: 
   } catch (err) {
     return celProblem(err);
   }
-  const shape = shapeProblem((program as unknown as { ast: unknown }).ast, undefined);
+  const ast = (program as unknown as { ast?: unknown }).ast;
+  if (!isAst(ast)) return { message: 'the expression could not be inspected for its cost', at: 0 };
+  const shape = shapeProblem(ast, undefined);
   if (shape) return shape;
   const checked = env.check(text);
   if (!checked.valid) return celProblem(checked.error);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Digest } from '../../oci/digest.js';
 import { assertDigest, parseDigest as parseDigestText } from '../../oci/digest.js';
 import { MediaType } from '../../oci/media-types.js';
@@ -90,6 +91,8 @@ export async function gatherEvidence(
 const BUNDLE_TYPES: ReadonlySet<string> = new Set([
   'application/vnd.dev.sigstore.bundle.v0.3+json',
   'application/vnd.dev.sigstore.bundle+json;version=0.3',
+  'application/vnd.dev.sigstore.bundle+json;version=0.2',
+  'application/vnd.dev.sigstore.bundle+json;version=0.1',
 ]);
 const DSSE_LAYER = 'application/vnd.dsse.envelope.v1+json';
 const EMPTY_TYPE = 'application/vnd.oci.empty.v1+json';
@@ -172,8 +175,17 @@ export async function gatherBundles(
       source: `referrers of ${digest.text}`,
       message: `${entries.length} bundles; only the first ${limits.maxSignatures} were considered`,
     });
+  // At most maxSignatures bundles in all (not per referrer), each once: a bundle served many times is one bundle.
   const bundles: BundleEvidence[] = [];
+  const seen = new Set<string>();
   for (const d of entries.slice(0, limits.maxSignatures)) {
+    if (bundles.length >= limits.maxSignatures) {
+      problems.push({
+        source: `referrers of ${digest.text}`,
+        message: `more than ${limits.maxSignatures} bundles; only the first ${limits.maxSignatures} were considered`,
+      });
+      break;
+    }
     const layers = await signatureLayers(
       upstream,
       repository,
@@ -183,7 +195,12 @@ export async function gatherBundles(
       limits,
       problems,
     );
-    for (const l of layers) bundles.push({ source: l.source, bundle: l.bytes });
+    for (const l of layers) {
+      const id = createHash('sha256').update(l.bytes).digest('hex');
+      if (seen.has(id) || bundles.length >= limits.maxSignatures) continue;
+      seen.add(id);
+      bundles.push({ source: l.source, bundle: l.bytes });
+    }
   }
   return { bundles, problems };
 }

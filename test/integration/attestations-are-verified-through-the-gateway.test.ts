@@ -63,14 +63,22 @@ describe('attestations are verified through the gateway', () => {
     digest = await attestedEmptyImage(registry, 'keyless/app');
     // cosign's own attestations, made with a key, in `keyed/app`.
     await emptyImage(registry, 'keyed/app');
-    const predicate = join(dir.path, 'provenance.json');
-    writeFileSync(
-      predicate,
-      JSON.stringify({
-        buildDefinition: { buildType: 'https://ci.example.com/build/v1', externalParameters: { ref: 'refs/tags/v1' } },
-        runDetails: { builder: { id: 'https://ci.example.com/builder' } },
-      }),
-    );
+    // Two statements (the .att one and the bundle one differ in a field no condition below reads),
+    // so each form is judged on its own: one statement by one signer is judged once.
+    const predicate = (form: string) => {
+      const path = join(dir.path, `provenance-${form}.json`);
+      writeFileSync(
+        path,
+        JSON.stringify({
+          buildDefinition: {
+            buildType: 'https://ci.example.com/build/v1',
+            externalParameters: { ref: 'refs/tags/v1', form },
+          },
+          runDetails: { builder: { id: 'https://ci.example.com/builder' } },
+        }),
+      );
+      return path;
+    };
     const ref = `${registry.host}/keyed/app@${digest}`;
     for (const format of [['--new-bundle-format'], []]) {
       const r = await run(
@@ -85,7 +93,7 @@ describe('attestations are verified through the gateway', () => {
           '--type',
           'slsaprovenance1',
           '--predicate',
-          predicate,
+          predicate(format.length > 0 ? 'bundle' : 'att'),
           '--allow-http-registry',
           '--allow-insecure-registry',
           ref,

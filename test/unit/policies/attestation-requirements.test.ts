@@ -147,7 +147,19 @@ test('conditions whose cost is not linear in the predicate, or that backtrack, a
   );
   assert.equal(huge.code, 'POLICY_INVALID');
   const grandparent = await loadError(attestation(`'predicate.l.all(a, a.m.all(b, a.m.exists(c, b == c)))'`));
-  assert.match(grandparent.diagnostics[0]?.message ?? '', /field of that comprehension's variable b/);
+  assert.match(grandparent.diagnostics[0]?.message ?? '', /field of that comprehension's variable \(b\)/);
+  // Shapes that would cost the square (or more) of the predicate, or exhaust memory, whatever the predicate holds.
+  for (const costly of [
+    'predicate.a.map(x, predicate.a).map(l, l.map(y, predicate.a)).all(m, m.all(k, k.all(z, z >= 0)))',
+    'predicate.a.all(x, cel.bind(x, predicate.a, x.all(y, y >= 0)))',
+    'predicate.packages.all(p, !(p in predicate.denied))',
+    'predicate.a.map(x, predicate.a + predicate.a).size() > 0',
+    'predicate.a.filter(x, x > 0).all(y, y > 1)',
+    'predicate.items.all(x, matchesRE2(x.v, x.p))',
+  ]) {
+    const e = await loadError(attestation(`'${costly}'`));
+    assert.equal(e.code, 'POLICY_INVALID', costly);
+  }
   // A comprehension over the enclosing element's fields is linear, and fine.
   assert.equal((await decide(attestation(`'[1, 2].all(x, x > 0)'`))).allowed, true);
   assert.equal(
