@@ -17,6 +17,7 @@ import type {
   Requirement,
   Rule,
   RuleAction,
+  SigstoreSignedTrust,
   TrustedKey,
 } from './model.js';
 import { isIdentityPrefix } from './scope.js';
@@ -269,6 +270,29 @@ export async function compileContainersPolicy(
         if (!rekorSources || rekorKeys.length !== rekorSources.length) return undefined;
         const rekor = rekorKeys.length > 0 ? { rekorKeys } : {};
         const now = () => new Date();
+        /** The PEM certificates of a CA source (a file or data), or undefined (reported). */
+        const certsOf = (
+          x: { where: string; node: Node | null | undefined; bytes: Buffer | undefined } | undefined,
+        ) => {
+          if (!x?.bytes) return undefined;
+          const c = readCertificates(x.bytes.toString('utf8'));
+          if (c === undefined) src.report(x.node, `${x.where} holds no PEM certificates`);
+          return c;
+        };
+        /** A cosign requirement with containers/image's identity rule and this trust. */
+        const sigstoreSigned = (
+          signedIdentity: GpgIdentityRule,
+          trust: SigstoreSignedTrust | undefined,
+          keys: TrustedKey[] = [],
+        ) => ({
+          requirement: {
+            kind: 'cosign' as const,
+            keys,
+            identity: { kind: 'repository' as const },
+            signedIdentity,
+            ...(trust ? { sigstoreSigned: trust } : {}),
+          },
+        });
         if (m.has('fulcio')) {
           if (rekorKeys.length === 0)
             return src.report(m.get('fulcio'), `${where}: fulcio needs a Rekor public key (rekorPublicKeyPath…)`);
@@ -280,20 +304,11 @@ export async function compileContainersPolicy(
           );
           if (!f) return undefined;
           const ca = keySources(f, m.get('fulcio') as Node, `${where}.fulcio`, ['caPath', 'caData']);
-          const certs = ca?.[0]?.bytes ? readCertificates(ca[0].bytes.toString('utf8')) : undefined;
-          if (ca?.[0]?.bytes && certs === undefined) src.report(ca[0].node, `${ca[0].where} holds no PEM certificates`);
+          const certs = certsOf(ca?.[0]);
           const oidcIssuer = src.string(f.get('oidcIssuer'), `${where}.fulcio.oidcIssuer`);
           const subjectEmail = src.string(f.get('subjectEmail'), `${where}.fulcio.subjectEmail`);
           if (!certs || oidcIssuer === undefined || subjectEmail === undefined || id === undefined) return undefined;
-          return {
-            requirement: {
-              kind: 'cosign',
-              keys: [],
-              identity: { kind: 'repository' },
-              signedIdentity: id,
-              sigstoreSigned: { ...rekor, fulcio: { roots: certs, oidcIssuer, subjectEmail }, now },
-            },
-          };
+          return sigstoreSigned(id, { ...rekor, fulcio: { roots: certs, oidcIssuer, subjectEmail }, now });
         }
         if (m.has('pki')) {
           if (rekorKeys.length > 0) return src.report(node, `${where}: pki cannot be combined with Rekor public keys`);
@@ -309,14 +324,6 @@ export async function compileContainersPolicy(
           const pkiNode = m.get('pki') as Node;
           const rootSrc = keySources(p, pkiNode, `${where}.pki`, ['caRootsPath', 'caRootsData']);
           const midSrc = keySources(p, pkiNode, `${where}.pki`, ['caIntermediatesPath', 'caIntermediatesData'], true);
-          const certsOf = (
-            x: { where: string; node: Node | null | undefined; bytes: Buffer | undefined } | undefined,
-          ) => {
-            if (!x?.bytes) return undefined;
-            const c = readCertificates(x.bytes.toString('utf8'));
-            if (c === undefined) src.report(x.node, `${x.where} holds no PEM certificates`);
-            return c;
-          };
           const rootCerts = certsOf(rootSrc?.[0]);
           const mids = midSrc && midSrc.length > 0 ? certsOf(midSrc[0]) : [];
           const subjectEmail = p.has('subjectEmail')
@@ -328,15 +335,10 @@ export async function compileContainersPolicy(
           if (subjectEmail === undefined && subjectHostname === undefined)
             return src.report(pkiNode, `${where}.pki needs subjectEmail or subjectHostname`);
           if (!rootCerts || !mids || id === undefined) return undefined;
-          return {
-            requirement: {
-              kind: 'cosign',
-              keys: [],
-              identity: { kind: 'repository' },
-              signedIdentity: id,
-              sigstoreSigned: { pki: { roots: rootCerts, intermediates: mids, subjectEmail, subjectHostname }, now },
-            },
-          };
+          return sigstoreSigned(id, {
+            pki: { roots: rootCerts, intermediates: mids, subjectEmail, subjectHostname },
+            now,
+          });
         }
         const sources = keySources(m, node, where, keyFields);
         if (!sources) return undefined;
@@ -348,15 +350,7 @@ export async function compileContainersPolicy(
           else keys.push(key);
         }
         if (id === undefined || keys.length !== sources.length) return undefined;
-        return {
-          requirement: {
-            kind: 'cosign',
-            keys,
-            identity: { kind: 'repository' },
-            signedIdentity: id,
-            ...(rekorKeys.length > 0 ? { sigstoreSigned: { rekorKeys, now } } : {}),
-          },
-        };
+        return sigstoreSigned(id, rekorKeys.length > 0 ? { rekorKeys, now } : undefined, keys);
       }
     }
   };
