@@ -457,7 +457,7 @@ function dockerScope(text: string): Pick<Rule, 'scope' | 'match'> | undefined {
 }
 
 /** The first way `text` is not strict JSON (RFC 8259, no duplicate keys), with its line and column. */
-function strictJsonProblem(file: string, text: string): Diagnostic | undefined {
+export function strictJsonProblem(file: string, text: string): Diagnostic | undefined {
   try {
     parseStrictJson(text, { maxDepth: 64 });
     return undefined;

@@ -113,7 +113,7 @@ export function comparesTag(
       ? tagged(r.identity)
       : r.kind === 'cosign'
         ? tagged(r.signedIdentity)
-        : r.kind === 'attestation'
+        : r.kind === 'attestation' || r.kind === 'notation'
           ? false
           : r.of.some(walk);
   return action.kind === 'require' && action.requirements.some(walk);
@@ -203,7 +203,7 @@ export function ruleFor(
 }
 
 /** What the gateway fetches for a decision: only what the rule's requirements can use. */
-export type EvidenceFormat = 'cosign' | 'gpg' | 'bundles' | 'attestations';
+export type EvidenceFormat = 'cosign' | 'gpg' | 'bundles' | 'attestations' | 'notation';
 
 /**
  * The evidence formats the rule for a subject asks for: `.sig` signatures and
@@ -221,6 +221,7 @@ export function formatsFor(policy: CompiledPolicy, subject: Subject): Set<Eviden
       if (r.signedIdentity === undefined) out.add('bundles');
     } else if (r.kind === 'gpg') out.add('gpg');
     else if (r.kind === 'attestation') out.add('attestations').add('bundles');
+    else if (r.kind === 'notation') out.add('notation');
     else r.of.forEach(walk);
   };
   if (action.kind === 'require') action.requirements.forEach(walk);

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import type { Node } from 'yaml';
@@ -6,7 +6,13 @@ import { parseDigest } from '../oci/digest.js';
 import { isRepositoryComponent, isValidHost } from '../oci/reference.js';
 import { LoadError } from './errors.js';
 import { KeyFiles } from './key-files.js';
-import { compileContainersPolicy } from './containers-policy.js';
+import { compileContainersPolicy, strictJsonProblem } from './containers-policy.js';
+import {
+  compileNotationTrustPolicy,
+  compileVerification,
+  readStoreCertificates,
+  TRUST_STORE_TYPES,
+} from './notation-policy.js';
 import { parseGpgKeyring } from './gpg-keys.js';
 import { parseRef } from './gpg-identity.js';
 import { parsePublicKey } from './keys.js';
@@ -16,6 +22,7 @@ import type {
   IdentityMatcher,
   KeylessRule,
   KeylessTrust,
+  NotationTrustStore,
   CompiledPolicy,
   GpgIdentityRule,
   GpgTrustedKey,
@@ -84,9 +91,40 @@ export async function loadPolicyFile(path: string, options: CompileOptions = {})
   }
   const readKey = (keyPath: string) => readFileSync(resolve(dirname(path), keyPath));
   const body = text.toString('utf8');
+  // Notation's trustpolicy.oci.json, with its truststore/ directory beside it, is taken as it is.
+  if (isNotationTrustPolicy(path, body)) {
+    const strict = strictJsonProblem(path, body);
+    if (strict) throw new LoadError('POLICY_INVALID', [strict]);
+    return compileNotationTrustPolicy(path, body, readKey, (dir) => listStoreDir(resolve(dirname(path), dir)));
+  }
   // containers-policy.json (podman's /etc/containers/policy.json) is taken as it is.
   if (path.endsWith('.json') || body.trimStart().startsWith('{')) return compileContainersPolicy(path, body, readKey);
   return compilePolicy(path, body, readKey, options);
+}
+
+function isNotationTrustPolicy(path: string, body: string): boolean {
+  if (/(^|\/)trustpolicy(\.oci)?\.json$/.test(path)) return true;
+  try {
+    const doc = JSON.parse(body) as unknown;
+    return typeof doc === 'object' && doc !== null && 'trustPolicies' in doc;
+  } catch {
+    return false;
+  }
+}
+
+function listStoreDir(dir: string): { files: string[]; subdirectories: number } | string {
+  try {
+    const entries = readdirSync(dir, { withFileTypes: true });
+    return {
+      files: entries
+        .filter((e) => e.isFile())
+        .map((e) => e.name)
+        .sort(),
+      subdirectories: entries.filter((e) => e.isDirectory()).length,
+    };
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  }
 }
 
 /** Compiles policy text; `readKey` resolves a key path named in the file. */
@@ -326,6 +364,8 @@ export async function compilePolicy(
               : r.keys.map((k) => [`att:${t}\ncosign:${k.fingerprint}`, `${k.source} (${t})`]),
           ) as [string, string][],
         );
+      // A Notation signer is a signing certificate, known only from the signature.
+      if (r.kind === 'notation') return new Map();
       return new Map(r.of.flatMap((c) => [...keysOf(c)]));
     };
     const sets = members.map(keysOf);
@@ -434,8 +474,47 @@ export async function compilePolicy(
     return { kind: 'attestation', predicateTypes, ...who, conditions, identity: id };
   };
 
+  /** `notation: { trustStores: { ca: [files…] }, trustedIdentities, level, override }` (notation-policy.ts). */
+  const notationRequirement = (node: Node | null | undefined, where: string): Requirement | undefined => {
+    const n = src.map(
+      node,
+      where,
+      ['trustStores', 'trustedIdentities', 'level', 'override', 'verifyTimestamp'],
+      ['trustStores', 'trustedIdentities'],
+    );
+    if (!n || !node) return undefined;
+    const storeMap = src.map(n.get('trustStores'), `${where}.trustStores`, TRUST_STORE_TYPES);
+    const trustStores: NotationTrustStore[] = [];
+    let ok = storeMap !== undefined;
+    for (const [type, list] of storeMap ?? []) {
+      const items = src.seq(list, `${where}.trustStores.${type}`) ?? [];
+      if (items.length === 0) ok = !!src.report(list, `${where}.trustStores.${type} must list certificate files`);
+      for (const [i, item] of items.entries()) {
+        const path = src.string(item, `${where}.trustStores.${type}[${i}]`);
+        const bytes = path === undefined ? undefined : files.read(item, path);
+        const certs = bytes === undefined ? undefined : readStoreCertificates(bytes);
+        if (typeof certs === 'string') src.report(item, `${where}.trustStores.${type}[${i}]: ${path} ${certs}`);
+        if (certs === undefined || typeof certs === 'string') ok = false;
+        else trustStores.push({ type: type as NotationTrustStore['type'], name: path as string, certificates: certs });
+      }
+    }
+    const r = compileVerification(
+      src,
+      n,
+      node,
+      where,
+      n.get('level'),
+      n.get('override'),
+      n.get('verifyTimestamp'),
+      ok ? trustStores : undefined,
+      'notation',
+      false,
+    );
+    return r === 'skip' ? undefined : r;
+  };
+
   const requirement = async (node: Node, where: string, depth = 0): Promise<Requirement | undefined> => {
-    const m = src.map(node, where, ['cosign', 'gpg', 'attestation', 'allOf', 'anyOf', 'atLeast', 'of']);
+    const m = src.map(node, where, ['cosign', 'gpg', 'attestation', 'notation', 'allOf', 'anyOf', 'atLeast', 'of']);
     if (!m) return undefined;
     if (depth > 4) return src.report(node, `${where}: requirements nest deeper than 4 levels`);
     if (m.has('atLeast') || m.has('of')) {
@@ -455,7 +534,7 @@ export async function compilePolicy(
       return src.report(
         node,
         `${where} must name exactly one signature type or combinator`,
-        'cosign, gpg, attestation, allOf, anyOf, or atLeast with of',
+        'cosign, gpg, attestation, notation, allOf, anyOf, or atLeast with of',
       );
     for (const k of ['allOf', 'anyOf'] as const) {
       if (!m.has(k)) continue;
@@ -477,6 +556,7 @@ export async function compilePolicy(
       return { kind: 'gpg', keys: (rings as GpgTrustedKey[][]).flat(), identity: id };
     }
     if (m.has('attestation')) return attestationRequirement(m.get('attestation'), `${where}.attestation`);
+    if (m.has('notation')) return notationRequirement(m.get('notation'), `${where}.notation`);
     const c = src.map(m.get('cosign'), `${where}.cosign`, ['keys', 'keyless', 'identity']);
     if (!c) return undefined;
     const who = signers(c, m.get('cosign'), `${where}.cosign`);

@@ -120,6 +120,45 @@ export interface AttestationRequirement {
   readonly identity: IdentityRule;
 }
 
+/** A named Notation trust store (`ca:acme`): the certificates a chain must reach. */
+export interface NotationTrustStore {
+  readonly type: 'ca' | 'signingAuthority' | 'tsa';
+  readonly name: string;
+  readonly certificates: readonly import('node:crypto').X509Certificate[];
+}
+
+/** A trusted identity: `x509.subject: C=US, ST=WA, O=acme` — these attributes of the signing certificate's subject. */
+export interface NotationIdentity {
+  readonly text: string;
+  readonly attributes: ReadonlyMap<string, string>;
+}
+
+/** What a Notation validation does when it fails: fail the signature, or note it and go on (see notation.ts). */
+export type NotationAction = 'enforce' | 'log' | 'skip';
+
+/**
+ * A Notary Project signature (JWS or COSE envelope, attached through the referrers
+ * API): its chain reaches a certificate of one of the trust stores, its signing
+ * certificate's subject is a trusted identity, and each validation is enforced or
+ * logged as the verification level (and its overrides) says.
+ */
+export interface NotationRequirement {
+  readonly kind: 'notation';
+  /** The trust policy's name (trustpolicy.oci.json), or `notation` for a portcullis rule. */
+  readonly name: string;
+  readonly trustStores: readonly NotationTrustStore[];
+  /** undefined: any identity the trust stores vouch for (`*`). */
+  readonly identities?: readonly NotationIdentity[] | undefined;
+  readonly level: 'strict' | 'permissive' | 'audit';
+  readonly checks: {
+    readonly authenticity: NotationAction;
+    readonly authenticTimestamp: NotationAction;
+    readonly expiry: NotationAction;
+    readonly revocation: NotationAction;
+  };
+  readonly verifyTimestamp: 'always' | 'afterCertExpiry';
+}
+
 /** An OpenPGP public key trusted for GPG simple signing (one entry per key of a keyring file). */
 export interface GpgTrustedKey {
   /** The keyring file it came from: `keys/release.gpg`. */
@@ -158,7 +197,8 @@ export interface CombinedRequirement {
   readonly of: readonly Requirement[];
 }
 
-export type Requirement = CosignRequirement | GpgRequirement | AttestationRequirement | CombinedRequirement;
+export type Requirement =
+  CosignRequirement | GpgRequirement | AttestationRequirement | NotationRequirement | CombinedRequirement;
 
 /** enforce: deny what fails; warn: admit and log a warning decision; audit: admit and record what enforce would decide. */
 export type RuleMode = 'enforce' | 'warn' | 'audit';
@@ -179,7 +219,7 @@ export interface Rule {
    * (one reference), `*.example.com` (hosts under a domain) and `` (every registry).
    */
   readonly scope: string;
-  readonly match?: 'prefix' | 'reference' | 'wildcard' | 'transport-default' | undefined;
+  readonly match?: 'prefix' | 'reference' | 'repository' | 'wildcard' | 'transport-default' | undefined;
   readonly action: RuleAction;
   readonly mode?: RuleMode | undefined;
   readonly tags?: TagMode | undefined;
@@ -189,7 +229,7 @@ export interface Rule {
 export interface CompiledPolicy {
   readonly source: string;
   /** What the file was written as. */
-  readonly format?: 'portcullis' | 'containers-policy.json' | undefined;
+  readonly format?: 'portcullis' | 'containers-policy.json' | 'trustpolicy.oci.json' | undefined;
   /** Things a person should know that are not errors (parts of the file that do not apply to a gateway). */
   readonly notes?: readonly string[] | undefined;
   /** Findings with a place in the file that do not stop it from loading (overlapping key lists). */
@@ -258,12 +298,23 @@ export interface DsseEvidence {
   readonly timestamp?: string | undefined;
 }
 
+/** A Notary Project signature: the envelope layer of a signature manifest attached to the digest. */
+export interface NotationEvidence {
+  /** Where it was found, e.g. `referrer sha256:… layer 0`. */
+  readonly source: string;
+  /** `application/jose+json` or `application/cose`. */
+  readonly mediaType: string;
+  readonly envelope: Uint8Array;
+}
+
 export interface Evidence {
   readonly cosign: readonly CosignSignatureEvidence[];
   /** Sigstore bundles attached to the digest (image signatures and attestations). */
   readonly bundles?: readonly BundleEvidence[] | undefined;
   /** cosign `.att` attestations (DSSE envelopes). */
   readonly attestations?: readonly DsseEvidence[] | undefined;
+  /** Notary Project signatures attached to the digest. */
+  readonly notation?: readonly NotationEvidence[] | undefined;
   /** The manifest bytes being decided: what a message-signature bundle signs. */
   readonly manifest?: Uint8Array | undefined;
   readonly gpg?: readonly GpgSignatureEvidence[] | undefined;
@@ -295,6 +346,9 @@ export type ReasonCode =
   | 'signature.digest_mismatch'
   | 'signature.identity_mismatch'
   | 'signature.payload_invalid'
+  | 'signature.certificate_expired'
+  | 'signature.expired'
+  | 'signature.revocation_unavailable'
   | 'attestation.missing'
   | 'attestation.condition_failed'
   | 'evidence.unavailable';

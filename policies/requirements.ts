@@ -1,5 +1,6 @@
 import type { Evidence, Reason, ReasonCode, Requirement, Subject } from './model.js';
 import { checkAttestation } from './attestations.js';
+import { checkNotation } from './notation-check.js';
 import { checkCosign, checkGpg, type LeafCheck } from './signatures.js';
 
 /**
@@ -47,13 +48,15 @@ export async function checkRequirements(
   const leaves: LeafCheck[] = [];
   const build = async (r: Requirement, path: number[]): Promise<Node> => {
     const top = path[0] ?? 0;
-    if (r.kind === 'cosign' || r.kind === 'gpg' || r.kind === 'attestation') {
+    if (r.kind === 'cosign' || r.kind === 'gpg' || r.kind === 'attestation' || r.kind === 'notation') {
       leaves.push(
         r.kind === 'cosign'
           ? checkCosign(r, top, subject, evidence)
           : r.kind === 'attestation'
             ? checkAttestation(r, top, subject, evidence)
-            : await checkGpg(r, top, subject, evidence, now),
+            : r.kind === 'notation'
+              ? checkNotation(r, top, subject, evidence, now)
+              : await checkGpg(r, top, subject, evidence, now),
       );
       return { kind: 'leaf', leaf: leaves.length - 1, path };
     }

@@ -85,6 +85,12 @@ export const POLICY_SCHEMA = {
           required: ['attestation'],
           properties: { attestation: { $ref: '#/$defs/attestation' } },
         },
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['notation'],
+          properties: { notation: { $ref: '#/$defs/notation' } },
+        },
         { type: 'object', additionalProperties: false, required: ['allOf'], properties: { allOf: requirements } },
         { type: 'object', additionalProperties: false, required: ['anyOf'], properties: { anyOf: requirements } },
         {
@@ -94,6 +100,42 @@ export const POLICY_SCHEMA = {
           properties: { atLeast: { type: 'integer', minimum: 1, maximum: 64 }, of: requirements },
         },
       ],
+    },
+    notation: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'a Notary Project signature (JWS or COSE) whose chain reaches a trust store certificate',
+      required: ['trustStores', 'trustedIdentities'],
+      properties: {
+        trustStores: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          properties: {
+            ca: keyFiles('PEM or DER certificates: roots (or intermediates) signing certificates chain to'),
+            signingAuthority: keyFiles('PEM or DER certificates of signing authorities (notary.x509.signingAuthority)'),
+          },
+        },
+        trustedIdentities: {
+          type: 'array',
+          minItems: 1,
+          maxItems: 64,
+          items: text,
+          description: '["*"], or "x509.subject: C=…, ST=…, O=…[, …]" names the signing certificate must carry',
+        },
+        level: { enum: ['strict', 'permissive', 'audit'], description: 'Notation verification level (default strict)' },
+        override: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            authenticity: { enum: ['enforce', 'log'] },
+            authenticTimestamp: { enum: ['enforce', 'log'] },
+            expiry: { enum: ['enforce', 'log'] },
+            revocation: { enum: ['enforce', 'log', 'skip'] },
+          },
+        },
+        verifyTimestamp: { enum: ['always', 'afterCertExpiry'] },
+      },
     },
     attestation: {
       type: 'object',

@@ -26,7 +26,8 @@ export function mostSpecific<T extends { scope: string }>(rules: readonly T[], n
 
 /**
  * The rule for a subject, in containers/image's order of specificity: a rule for this
- * exact reference (tag, or digest when asked for by digest), then the longest
+ * exact reference (tag, or digest when asked for by digest) or exactly this repository (Notation's
+ * registryScopes), then the longest
  * matching host/namespace/repository scope, then the longest matching `*.domain`
  * wildcard (host without port), then the transport default (``).
  */
@@ -36,7 +37,9 @@ export function selectRule<T extends { scope: string; match?: string | undefined
 ): T | undefined {
   const ref =
     subject.tag !== undefined ? `${subject.name}:${subject.tag}` : `${subject.name}@${subject.digest?.text ?? ''}`;
-  const exact = rules.find((r) => r.match === 'reference' && r.scope === ref);
+  const exact =
+    rules.find((r) => r.match === 'reference' && r.scope === ref) ??
+    rules.find((r) => r.match === 'repository' && r.scope === subject.name);
   if (exact) return exact;
   const prefix = mostSpecific(
     rules.filter((r) => r.match === undefined || r.match === 'prefix'),

@@ -5,7 +5,14 @@ import { MediaType } from '../../oci/media-types.js';
 import { MAX_MANIFEST_BYTES, parseManifest } from '../../oci/manifest.js';
 import { header } from '../../oci/registry-client/client.js';
 import type { EvidenceFormat } from '../../policies/evaluator.js';
-import type { BundleEvidence, CosignSignatureEvidence, DsseEvidence, Evidence } from '../../policies/model.js';
+import type {
+  BundleEvidence,
+  CosignSignatureEvidence,
+  DsseEvidence,
+  Evidence,
+  NotationEvidence,
+} from '../../policies/model.js';
+import { COSE_MEDIA_TYPE, JWS_MEDIA_TYPE } from '../../policies/verifiers/notation-envelope.js';
 import { listReferrers } from './listings.js';
 import type { Upstream } from '../upstreams.js';
 import { gatherGpgEvidence } from './gpg-evidence.js';
@@ -109,7 +116,7 @@ async function signatureLayers(
   types: ReadonlySet<string>,
   limits: EvidenceLimits,
   problems: { source: string; message: string }[],
-): Promise<{ source: string; bytes: Buffer; annotations: Readonly<Record<string, string>> }[]> {
+): Promise<{ source: string; bytes: Buffer; mediaType: string; annotations: Readonly<Record<string, string>> }[]> {
   const res = await upstream.client.manifest(repository, reference, 'GET', SIG_ACCEPT, MAX_MANIFEST_BYTES);
   if (!res) return [];
   let layers;
@@ -138,7 +145,7 @@ async function signatureLayers(
       const bytes = await upstream.client.smallBlob(repository, layer.digest.text, layer.size);
       assertDigest(bytes, layer.digest);
       if (bytes.length !== layer.size) throw new Error(`${bytes.length} bytes, the descriptor says ${layer.size}`);
-      out.push({ source, bytes, annotations: layer.annotations ?? {} });
+      out.push({ source, bytes, mediaType: layer.mediaType, annotations: layer.annotations ?? {} });
     } catch (err) {
       problems.push({ source, message: `unusable layer: ${(err as Error).message}` });
     }
@@ -153,56 +160,91 @@ export async function gatherBundles(
   digest: Digest,
   limits: EvidenceLimits,
 ): Promise<{ bundles: BundleEvidence[]; problems: { source: string; message: string }[] }> {
+  // cosign 2.5 lists its bundles in the fallback tag under the config's type (the empty
+  // type), not the manifest's artifactType: those are looked into too (bounded as below).
+  const found = await referrerLayers(
+    upstream,
+    repository,
+    digest,
+    limits,
+    'bundles',
+    (t) => t === undefined || t === EMPTY_TYPE || BUNDLE_TYPES.has(t),
+    BUNDLE_TYPES,
+  );
+  return { bundles: found.layers.map((l) => ({ source: l.source, bundle: l.bytes })), problems: found.problems };
+}
+
+const NOTATION_TYPE = 'application/vnd.cncf.notary.signature';
+const NOTATION_ENVELOPES: ReadonlySet<string> = new Set([JWS_MEDIA_TYPE, COSE_MEDIA_TYPE]);
+
+/** Notary Project signatures attached to `digest`: the envelope layers of its `application/vnd.cncf.notary.signature` referrers. */
+export async function gatherNotation(
+  upstream: Upstream,
+  repository: string,
+  digest: Digest,
+  limits: EvidenceLimits,
+): Promise<{ notation: NotationEvidence[]; problems: { source: string; message: string }[] }> {
+  const found = await referrerLayers(
+    upstream,
+    repository,
+    digest,
+    limits,
+    'Notation signatures',
+    (t) => t === NOTATION_TYPE,
+    NOTATION_ENVELOPES,
+  );
+  return {
+    notation: found.layers.map((l) => ({ source: l.source, mediaType: l.mediaType, envelope: l.bytes })),
+    problems: found.problems,
+  };
+}
+
+/**
+ * The layers of `layerTypes` in the referrers of `digest` whose artifact type `wanted`
+ * accepts: at most maxSignatures in all (not per referrer), each once — a layer served
+ * many times is one.
+ */
+async function referrerLayers(
+  upstream: Upstream,
+  repository: string,
+  digest: Digest,
+  limits: EvidenceLimits,
+  what: string,
+  wanted: (artifactType: string | undefined) => boolean,
+  layerTypes: ReadonlySet<string>,
+): Promise<{
+  layers: { source: string; bytes: Buffer; mediaType: string }[];
+  problems: { source: string; message: string }[];
+}> {
   const problems: { source: string; message: string }[] = [];
+  const source = `referrers of ${digest.text}`;
   let entries;
   try {
-    // cosign 2.5 lists its bundles in the fallback tag under the config's type (the empty
-    // type), not the manifest's artifactType: those are looked into too (bounded as below).
     entries = (await listReferrers({ upstream, repository }, digest, undefined)).manifests.filter(
-      (d) =>
-        d.mediaType === MediaType.ociManifest &&
-        (d.artifactType === undefined || d.artifactType === EMPTY_TYPE || BUNDLE_TYPES.has(d.artifactType)),
+      (d) => d.mediaType === MediaType.ociManifest && wanted(d.artifactType),
     );
   } catch (err) {
-    problems.push({
-      source: `referrers of ${digest.text}`,
-      message: `unusable referrers list: ${(err as Error).message}`,
-    });
-    return { bundles: [], problems };
+    problems.push({ source, message: `unusable referrers list: ${(err as Error).message}` });
+    return { layers: [], problems };
   }
-  if (entries.length > limits.maxSignatures)
-    problems.push({
-      source: `referrers of ${digest.text}`,
-      message: `${entries.length} bundles; only the first ${limits.maxSignatures} were considered`,
-    });
-  // At most maxSignatures bundles in all (not per referrer), each once: a bundle served many times is one bundle.
-  const bundles: BundleEvidence[] = [];
+  const tooMany = `more than ${limits.maxSignatures} ${what}; only the first ${limits.maxSignatures} were considered`;
+  if (entries.length > limits.maxSignatures) problems.push({ source, message: tooMany });
+  const layers: { source: string; bytes: Buffer; mediaType: string }[] = [];
   const seen = new Set<string>();
   for (const d of entries.slice(0, limits.maxSignatures)) {
-    if (bundles.length >= limits.maxSignatures) {
-      problems.push({
-        source: `referrers of ${digest.text}`,
-        message: `more than ${limits.maxSignatures} bundles; only the first ${limits.maxSignatures} were considered`,
-      });
+    if (layers.length >= limits.maxSignatures) {
+      problems.push({ source, message: tooMany });
       break;
     }
-    const layers = await signatureLayers(
-      upstream,
-      repository,
-      d.digest.text,
-      `referrer ${d.digest.text}`,
-      BUNDLE_TYPES,
-      limits,
-      problems,
-    );
-    for (const l of layers) {
+    const label = `referrer ${d.digest.text}`;
+    for (const l of await signatureLayers(upstream, repository, d.digest.text, label, layerTypes, limits, problems)) {
       const id = createHash('sha256').update(l.bytes).digest('hex');
-      if (seen.has(id) || bundles.length >= limits.maxSignatures) continue;
+      if (seen.has(id) || layers.length >= limits.maxSignatures) continue;
       seen.add(id);
-      bundles.push({ source: l.source, bundle: l.bytes });
+      layers.push({ source: l.source, bytes: l.bytes, mediaType: l.mediaType });
     }
   }
-  return { bundles, problems };
+  return { layers, problems };
 }
 
 /** cosign's attestations of `digest`: the DSSE layers of the `sha256-<hex>.att` tag. */
@@ -252,12 +294,20 @@ export async function gatherFormats(
   const gpg = formats.has('gpg') ? await gatherGpgEvidence(upstream, repository, digest, limits) : undefined;
   const bundles = formats.has('bundles') ? await gatherBundles(upstream, repository, digest, limits) : undefined;
   const att = formats.has('attestations') ? await gatherAttestations(upstream, repository, digest, limits) : undefined;
+  const notation = formats.has('notation') ? await gatherNotation(upstream, repository, digest, limits) : undefined;
   return {
     ...cosign,
     gpg: gpg?.gpg,
     ...(bundles ? { bundles: bundles.bundles } : {}),
     ...(att ? { attestations: att.attestations } : {}),
+    ...(notation ? { notation: notation.notation } : {}),
     ...(manifest ? { manifest } : {}),
-    problems: [...cosign.problems, ...(gpg?.problems ?? []), ...(bundles?.problems ?? []), ...(att?.problems ?? [])],
+    problems: [
+      ...cosign.problems,
+      ...(gpg?.problems ?? []),
+      ...(bundles?.problems ?? []),
+      ...(att?.problems ?? []),
+      ...(notation?.problems ?? []),
+    ],
   };
 }

@@ -739,10 +739,11 @@ function inputsOf(addr: Address, subject: Digest, decision: Decision, evidence: 
       ...signer(g.source),
     });
   }
-  // Bundles (`referrer sha256:… layer N`) and `.att` envelopes, with the predicate type they attest.
+  // Bundles and Notation envelopes (`referrer sha256:… layer N`) and `.att` envelopes, with what they attest.
   const statements = [
     ...(evidence.bundles ?? []).map((b) => ({ source: b.source, bytes: b.bundle })),
     ...(evidence.attestations ?? []).map((a) => ({ source: a.source, bytes: a.envelope })),
+    ...(evidence.notation ?? []).map((n) => ({ source: n.source, bytes: n.envelope })),
   ];
   for (const s of statements.filter((x) => used.has(x.source))) {
     const reason = verified.find((r) => r.evidence === s.source);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { loadConfigFile } from '../../gateway/config.js';
@@ -30,7 +30,7 @@ export interface TestGatewayOptions {
   readonly policy: string;
   /** Its file name (default policy.yaml; a .json name is read as containers-policy.json). */
   readonly policyFile?: string;
-  /** Files to write next to the policy (keys), by name. */
+  /** Files to write next to the policy (keys), by name (a relative path: `truststore/x509/ca/acme/root.crt`). */
   readonly files?: Record<string, string | Buffer>;
   readonly extraConfig?: string;
   readonly env?: NodeJS.ProcessEnv;
@@ -42,7 +42,10 @@ export interface TestGatewayOptions {
 
 export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
   const dir = tempDir('portcullis-gw-');
-  for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir.path, name), content);
+  for (const [name, content] of Object.entries(opts.files ?? {})) {
+    mkdirSync(dirname(join(dir.path, name)), { recursive: true });
+    writeFileSync(join(dir.path, name), content);
+  }
   const policyFile = opts.policyFile ?? 'policy.yaml';
   writeFileSync(join(dir.path, policyFile), opts.policy);
   const config = [
