@@ -12,7 +12,7 @@ import type {
   Subject,
   TrustedKey,
 } from './model.js';
-import { identityProblem, rank, signerProblem, type Candidate, type LeafCheck } from './signatures.js';
+import { identityProblem, problemReasons, rank, signerProblem, type Candidate, type LeafCheck } from './signatures.js';
 import { tryVerify } from './verifiers/cosign.js';
 import { dsseBundleOf, publicGoodTrust } from './verifiers/cosign-keyless.js';
 import { parseStatement, subjectFor, type Statement } from './verifiers/in-toto.js';
@@ -212,15 +212,8 @@ export function checkAttestation(
   subject: Subject,
   evidence: Evidence,
 ): LeafCheck {
-  const reasons: Reason[] = [];
+  const reasons: Reason[] = problemReasons(evidence, index);
   const candidates: Candidate[] = [];
-  for (const problem of evidence.problems)
-    reasons.push({
-      code: 'evidence.unavailable',
-      message: problem.message,
-      requirement: index,
-      evidence: problem.source,
-    });
   const found: { source: string; v: Verified }[] = [
     ...(evidence.attestations ?? []).map((d) => ({ source: d.source, v: verifyAttEvidence(req, d) })),
     ...(evidence.bundles ?? []).map((b) => ({ source: b.source, v: verifyBundleEvidence(req, b, evidence.manifest) })),

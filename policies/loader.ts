@@ -7,12 +7,7 @@ import { isRepositoryComponent, isValidHost } from '../oci/reference.js';
 import { LoadError } from './errors.js';
 import { KeyFiles } from './key-files.js';
 import { compileContainersPolicy, strictJsonProblem } from './containers-policy.js';
-import {
-  compileNotationTrustPolicy,
-  compileVerification,
-  readStoreCertificates,
-  TRUST_STORE_TYPES,
-} from './notation-policy.js';
+import { compileNotationRequirement, compileNotationTrustPolicy } from './notation-policy.js';
 import { parseGpgKeyring } from './gpg-keys.js';
 import { parseRef } from './gpg-identity.js';
 import { parsePublicKey } from './keys.js';
@@ -22,7 +17,6 @@ import type {
   IdentityMatcher,
   KeylessRule,
   KeylessTrust,
-  NotationTrustStore,
   CompiledPolicy,
   GpgIdentityRule,
   GpgTrustedKey,
@@ -474,45 +468,6 @@ export async function compilePolicy(
     return { kind: 'attestation', predicateTypes, ...who, conditions, identity: id };
   };
 
-  /** `notation: { trustStores: { ca: [files…] }, trustedIdentities, level, override }` (notation-policy.ts). */
-  const notationRequirement = (node: Node | null | undefined, where: string): Requirement | undefined => {
-    const n = src.map(
-      node,
-      where,
-      ['trustStores', 'trustedIdentities', 'level', 'override', 'verifyTimestamp'],
-      ['trustStores', 'trustedIdentities'],
-    );
-    if (!n || !node) return undefined;
-    const storeMap = src.map(n.get('trustStores'), `${where}.trustStores`, TRUST_STORE_TYPES);
-    const trustStores: NotationTrustStore[] = [];
-    let ok = storeMap !== undefined;
-    for (const [type, list] of storeMap ?? []) {
-      const items = src.seq(list, `${where}.trustStores.${type}`) ?? [];
-      if (items.length === 0) ok = !!src.report(list, `${where}.trustStores.${type} must list certificate files`);
-      for (const [i, item] of items.entries()) {
-        const path = src.string(item, `${where}.trustStores.${type}[${i}]`);
-        const bytes = path === undefined ? undefined : files.read(item, path);
-        const certs = bytes === undefined ? undefined : readStoreCertificates(bytes);
-        if (typeof certs === 'string') src.report(item, `${where}.trustStores.${type}[${i}]: ${path} ${certs}`);
-        if (certs === undefined || typeof certs === 'string') ok = false;
-        else trustStores.push({ type: type as NotationTrustStore['type'], name: path as string, certificates: certs });
-      }
-    }
-    const r = compileVerification(
-      src,
-      n,
-      node,
-      where,
-      n.get('level'),
-      n.get('override'),
-      n.get('verifyTimestamp'),
-      ok ? trustStores : undefined,
-      'notation',
-      false,
-    );
-    return r === 'skip' ? undefined : r;
-  };
-
   const requirement = async (node: Node, where: string, depth = 0): Promise<Requirement | undefined> => {
     const m = src.map(node, where, ['cosign', 'gpg', 'attestation', 'notation', 'allOf', 'anyOf', 'atLeast', 'of']);
     if (!m) return undefined;
@@ -556,7 +511,7 @@ export async function compilePolicy(
       return { kind: 'gpg', keys: (rings as GpgTrustedKey[][]).flat(), identity: id };
     }
     if (m.has('attestation')) return attestationRequirement(m.get('attestation'), `${where}.attestation`);
-    if (m.has('notation')) return notationRequirement(m.get('notation'), `${where}.notation`);
+    if (m.has('notation')) return compileNotationRequirement(src, files, m.get('notation'), `${where}.notation`);
     const c = src.map(m.get('cosign'), `${where}.cosign`, ['keys', 'keyless', 'identity']);
     if (!c) return undefined;
     const who = signers(c, m.get('cosign'), `${where}.cosign`);

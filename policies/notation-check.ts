@@ -1,5 +1,5 @@
 import type { Evidence, NotationRequirement, Reason, Subject } from './model.js';
-import { rank, type Candidate, type LeafCheck } from './signatures.js';
+import { problemReasons, rank, type Candidate, type LeafCheck } from './signatures.js';
 import { verifyNotation } from './verifiers/notation.js';
 
 /**
@@ -14,15 +14,8 @@ export function checkNotation(
   evidence: Evidence,
   now: Date,
 ): LeafCheck {
-  const reasons: Reason[] = [];
+  const reasons: Reason[] = problemReasons(evidence, index);
   const candidates: Candidate[] = [];
-  for (const problem of evidence.problems)
-    reasons.push({
-      code: 'evidence.unavailable',
-      message: problem.message,
-      requirement: index,
-      evidence: problem.source,
-    });
   const signatures = evidence.notation ?? [];
   for (const sig of signatures) {
     const v = verifyNotation(req, sig, subject, evidence.manifest, now);

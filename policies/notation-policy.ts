@@ -124,6 +124,54 @@ export function compileVerification(
   };
 }
 
+/** `notation: { trustStores: { ca: [files…] }, trustedIdentities, level, override }` in a portcullis policy. */
+export function compileNotationRequirement(
+  src: YamlSource,
+  files: KeyFiles,
+  node: Node | null | undefined,
+  where: string,
+): NotationRequirement | undefined {
+  const n = src.map(
+    node,
+    where,
+    ['trustStores', 'trustedIdentities', 'level', 'override', 'verifyTimestamp'],
+    ['trustStores', 'trustedIdentities'],
+  );
+  if (!n || !node) return undefined;
+  const storeMap = src.map(n.get('trustStores'), `${where}.trustStores`, TRUST_STORE_TYPES);
+  const trustStores: NotationTrustStore[] = [];
+  let ok = storeMap !== undefined;
+  for (const [type, list] of storeMap ?? []) {
+    const at = `${where}.trustStores.${type}`;
+    const items = src.seq(list, at) ?? [];
+    if (items.length === 0) {
+      src.report(list, `${at} must list certificate files`);
+      ok = false;
+    }
+    for (const [i, item] of items.entries()) {
+      const path = src.string(item, `${at}[${i}]`);
+      const bytes = path === undefined ? undefined : files.read(item, path);
+      const certs = bytes === undefined ? undefined : readStoreCertificates(bytes);
+      if (typeof certs === 'string') src.report(item, `${at}[${i}]: ${path} ${certs}`);
+      if (certs === undefined || typeof certs === 'string') ok = false;
+      else trustStores.push({ type: type as NotationTrustStore['type'], name: path as string, certificates: certs });
+    }
+  }
+  const r = compileVerification(
+    src,
+    n,
+    node,
+    where,
+    n.get('level'),
+    n.get('override'),
+    n.get('verifyTimestamp'),
+    ok ? trustStores : undefined,
+    'notation',
+    false,
+  );
+  return r === 'skip' ? undefined : r;
+}
+
 /** `["*"]`, or `x509.subject: …` names with at least C, ST and O, none overlapping another. */
 function compileIdentities(
   src: YamlSource,
@@ -251,8 +299,8 @@ export function compileNotationTrustPolicy(
     return result;
   };
   if (top) {
-    if (src.string(top.get('version'), 'version') !== undefined && src.string(top.get('version'), 'version') !== '1.0')
-      src.report(top.get('version'), 'version must be "1.0"');
+    const version = src.string(top.get('version'), 'version');
+    if (version !== undefined && version !== '1.0') src.report(top.get('version'), 'version must be "1.0"');
     const statements = src.seq(top.get('trustPolicies'), 'trustPolicies') ?? [];
     if (statements.length === 0 || statements.length > 1000)
       src.report(top.get('trustPolicies') ?? null, 'trustPolicies must list 1 to 1000 statements');

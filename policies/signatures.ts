@@ -63,16 +63,8 @@ export const FAILURE_RANK: readonly ReasonCode[] = [
 ];
 
 export function checkCosign(req: CosignRequirement, index: number, subject: Subject, evidence: Evidence): LeafCheck {
-  const reasons: Reason[] = [];
+  const reasons: Reason[] = problemReasons(evidence, index);
   const candidates: Candidate[] = [];
-  for (const problem of evidence.problems) {
-    reasons.push({
-      code: 'evidence.unavailable',
-      message: problem.message,
-      requirement: index,
-      evidence: problem.source,
-    });
-  }
   for (const sig of evidence.cosign) {
     const v = verifyCosign(req, sig);
     if (!v.ok) {
@@ -241,6 +233,16 @@ function matches(m: IdentityMatcher, value: string): boolean {
   return m.exact !== undefined ? m.exact === value : m.pattern !== undefined && m.pattern.test(value);
 }
 
+/** What went wrong gathering the evidence, as reasons of requirement `index` (every requirement reports them). */
+export function problemReasons(evidence: Evidence, index: number): Reason[] {
+  return evidence.problems.map((p) => ({
+    code: 'evidence.unavailable',
+    message: p.message,
+    requirement: index,
+    evidence: p.source,
+  }));
+}
+
 export function rank(reasons: readonly Reason[]): ReasonCode {
   return FAILURE_RANK.find((code) => reasons.some((r) => r.code === code)) ?? 'signature.missing';
 }
@@ -256,16 +258,8 @@ export async function checkGpg(
   evidence: Evidence,
   now: Date,
 ): Promise<LeafCheck> {
-  const reasons: Reason[] = [];
+  const reasons: Reason[] = problemReasons(evidence, index);
   const candidates: Candidate[] = [];
-  for (const problem of evidence.problems) {
-    reasons.push({
-      code: 'evidence.unavailable',
-      message: problem.message,
-      requirement: index,
-      evidence: problem.source,
-    });
-  }
   const signatures = evidence.gpg ?? [];
   // containers/image gives up on the whole image when a blob is not an OpenPGP message at all; so do we.
   const unrecognized = signatures.filter((s) => !looksLikeOpenPgp(s.blob));
