@@ -14,7 +14,7 @@ import type {
 } from './model.js';
 import { identityProblem, problemReasons, rank, signerProblem, type Candidate, type LeafCheck } from './signatures.js';
 import { tryVerify } from './verifiers/cosign.js';
-import { dsseBundleOf, publicGoodTrust } from './verifiers/cosign-keyless.js';
+import { dsseBundleOf, isRefusal, publicGoodTrust } from './verifiers/cosign-keyless.js';
 import { parseStatement, subjectFor, type Statement } from './verifiers/in-toto.js';
 import { pae, readBundle, verifySigstoreBundle, type BundleContent } from './verifiers/sigstore-bundle.js';
 import { isObject, parseStrictJson } from '../oci/strict-json.js';
@@ -78,6 +78,7 @@ function verifyAttEvidence(spec: SignerSpec, d: DsseEvidence): Verified {
   if (spec.keyless) {
     const json = dsseBundleOf(d);
     if (typeof json === 'string') return { ok: false, code: 'signature.certificate_untrusted', message: json };
+    if (isRefusal(json)) return { ok: false, ...json };
     return verifyBundleEvidence(spec, { source: d.source, bundle: Buffer.from(JSON.stringify(json)) }, undefined);
   }
   let env: unknown;

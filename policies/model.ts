@@ -349,6 +349,9 @@ export type ReasonCode =
   | 'signature.certificate_expired'
   | 'signature.expired'
   | 'signature.revocation_unavailable'
+  | 'signature.sct_invalid'
+  | 'signature.log_entry_invalid'
+  | 'signature.timestamp_invalid'
   | 'attestation.missing'
   | 'attestation.condition_failed'
   | 'evidence.unavailable';

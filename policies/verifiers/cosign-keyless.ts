@@ -8,6 +8,7 @@ import { parseSimpleSigningPayload, type CosignClaims } from './cosign.js';
 import { PUBLIC_GOOD_TRUSTED_ROOT } from '../sigstore/public-good-root.js';
 import { keylessIdentity } from './fulcio-identity.js';
 import { keyedVerifier } from './sigstore-bundle.js';
+import { sigstoreFailureCode, sigstoreFailureMessage } from './sigstore-failure.js';
 
 /**
  * Verifies one keyless cosign signature in the `.sig` layer format (FORMATS §4.4):
@@ -48,11 +49,12 @@ export function verifyKeylessSignature(evidence: CosignSignatureEvidence, trust:
   if (evidence.rekorBundle === undefined)
     return {
       ok: false,
-      code: 'signature.certificate_untrusted',
+      code: 'signature.log_entry_invalid',
       message: 'no transparency log entry (dev.sigstore.cosign/bundle): a keyless signature must be logged in Rekor',
     };
   const bundle = bundleOf(evidence);
   if (typeof bundle === 'string') return { ok: false, code: 'signature.invalid', message: bundle };
+  if (isRefusal(bundle)) return { ok: false, ...bundle };
   // The cheap check first: the signature must verify with its own certificate's key
   // (a forged or replayed candidate stops here, before the chain and the log are checked).
   let ownKey: boolean;
@@ -104,11 +106,10 @@ function verifyBundle(
     const entity = toSignedEntity(bundleFromJSON(bundle), Buffer.from(evidence.payload));
     signer = trust.verifier.verify(entity);
   } catch (err) {
-    const e = err as { code?: string; message?: string };
     return {
       ok: false,
-      code: 'signature.certificate_untrusted',
-      message: `the keyless signature does not verify against ${trust.source}${e.code ? ` (${e.code})` : ''}: ${e.message ?? String(err)}`,
+      code: sigstoreFailureCode(err),
+      message: `the keyless signature does not verify against ${trust.source}${sigstoreFailureMessage(err)}`,
     };
   }
   const identity = keylessIdentity(signer, evidence.certificate as string);
@@ -116,8 +117,20 @@ function verifyBundle(
   return { ok: true, ...identity, claims: parseSimpleSigningPayload(evidence.payload) };
 }
 
+/** A log entry that is not this signature's: refused with its own reason, before any verification. */
+export interface LogEntryRefusal {
+  readonly code: 'signature.log_entry_invalid';
+  readonly message: string;
+}
+const logEntryRefusal = (problem: string): LogEntryRefusal => ({
+  code: 'signature.log_entry_invalid',
+  message: `the Rekor bundle annotation: ${problem}`,
+});
+export const isRefusal = (v: object): v is LogEntryRefusal =>
+  (v as { code?: unknown }).code === 'signature.log_entry_invalid';
+
 /** cosign's `.sig` layer annotations as the Sigstore bundle v0.1 JSON they amount to. */
-function bundleOf(e: CosignSignatureEvidence): Record<string, unknown> | string {
+function bundleOf(e: CosignSignatureEvidence): Record<string, unknown> | LogEntryRefusal | string {
   const sig = e.signature;
   if (sig.length === 0 || sig.length > MAX_ANNOTATION_CHARS || sig.length % 4 !== 0 || !BASE64.test(sig))
     return 'the signature annotation is not valid base64';
@@ -126,7 +139,7 @@ function bundleOf(e: CosignSignatureEvidence): Record<string, unknown> | string 
   const tlogEntries: Record<string, unknown>[] = [];
   if (e.rekorBundle !== undefined) {
     const entry = rekorEntry(e.rekorBundle, leaf);
-    if (typeof entry === 'string') return `the Rekor bundle annotation: ${entry}`;
+    if (typeof entry === 'string') return logEntryRefusal(entry);
     tlogEntries.push(entry);
   }
   const timestampVerificationData = timestampData(e.timestamp);
@@ -147,13 +160,17 @@ function bundleOf(e: CosignSignatureEvidence): Record<string, unknown> | string 
  * A cosign `.att` layer (a DSSE envelope, with the Fulcio certificate and Rekor entry
  * in its annotations) as the Sigstore bundle v0.1 JSON it amounts to.
  */
-export function dsseBundleOf(e: DsseEvidence): Record<string, unknown> | string {
+export function dsseBundleOf(e: DsseEvidence): Record<string, unknown> | LogEntryRefusal | string {
   if (e.certificate === undefined) return 'the attestation carries no Fulcio certificate';
-  if (e.rekorBundle === undefined) return 'no transparency log entry (dev.sigstore.cosign/bundle)';
+  if (e.rekorBundle === undefined)
+    return {
+      code: 'signature.log_entry_invalid',
+      message: 'no transparency log entry (dev.sigstore.cosign/bundle): a keyless attestation must be logged in Rekor',
+    };
   const leaf = pemToDer(e.certificate);
   if (typeof leaf === 'string') return `the certificate annotation: ${leaf}`;
   const entry = rekorEntry(e.rekorBundle, leaf, ['intoto/0.0.2', 'dsse/0.0.1']);
-  if (typeof entry === 'string') return `the Rekor bundle annotation: ${entry}`;
+  if (typeof entry === 'string') return logEntryRefusal(entry);
   let envelope: unknown;
   try {
     envelope = parseStrictJson(e.envelope, { maxDepth: 8 });

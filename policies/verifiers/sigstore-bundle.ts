@@ -5,6 +5,7 @@ import { isObject, parseStrictJson } from '../../oci/strict-json.js';
 import type { KeylessTrust, ReasonCode, TrustedKey } from '../model.js';
 import { tryVerify } from './cosign.js';
 import { keylessIdentity, type KeylessIdentity } from './fulcio-identity.js';
+import { sigstoreFailureCode, sigstoreFailureMessage } from './sigstore-failure.js';
 
 /**
  * Verifies one Sigstore bundle (v0.1, v0.2, v0.3: a message signature or a DSSE
@@ -251,7 +252,9 @@ function verifyKeyed(
   try {
     trust.keyedVerifier(key.key).verify(entityOf(signed));
   } catch (err) {
-    return untrusted(err, trust, 'signature.invalid');
+    // A key-based bundle's own key is trusted: what fails is its log entry or timestamp, or the bundle itself.
+    const code = sigstoreFailureCode(err);
+    return untrusted(err, trust, code === 'signature.certificate_untrusted' ? 'signature.invalid' : code);
   }
   return { ok: true, signer: { kind: 'key', key }, content: signed.content };
 }
@@ -260,12 +263,11 @@ function entityOf(signed: Signed): unknown {
   return toSignedEntity(bundleFromJSON(signed.json), signed.artifact);
 }
 
-function untrusted(err: unknown, trust: KeylessTrust, code: ReasonCode = 'signature.certificate_untrusted') {
-  const e = err as { code?: string; message?: string };
+function untrusted(err: unknown, trust: KeylessTrust, code: ReasonCode = sigstoreFailureCode(err)) {
   return {
     ok: false as const,
     code,
-    message: `the bundle does not verify against ${trust.source}${e.code ? ` (${e.code})` : ''}: ${e.message ?? String(err)}`,
+    message: `the bundle does not verify against ${trust.source}${sigstoreFailureMessage(err)}`,
   };
 }
 

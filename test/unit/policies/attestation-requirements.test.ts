@@ -224,8 +224,8 @@ test("a keyless attestation in cosign's .att layer form is verified like the bun
     .annotations['dev.sigstore.cosign/certificate'];
   const swapped = await evaluate(await policy, subject, evidence([{ ...att, certificate: otherCert }]), new Date());
   assert.equal(swapped.allowed, false);
-  assert.equal(swapped.denial, 'signature.certificate_untrusted');
+  assert.equal(swapped.denial, 'signature.log_entry_invalid');
   // No log entry: a keyless attestation must be logged.
   const unlogged = await evaluate(await policy, subject, evidence([{ ...att, rekorBundle: undefined }]), new Date());
-  assert.equal(unlogged.denial, 'signature.certificate_untrusted');
+  assert.equal(unlogged.denial, 'signature.log_entry_invalid');
 });

@@ -92,9 +92,9 @@ test('a forged log promise, a changed signature or another digest is refused', a
   const forgedSig = { ...real, signature: sig.toString('base64') };
   const noLog = { ...real, rekorBundle: undefined };
   for (const [what, ev, code] of [
-    ['forged SET', forgedSet, 'signature.certificate_untrusted'],
+    ['forged SET', forgedSet, 'signature.log_entry_invalid'],
     ['altered signature', forgedSig, 'signature.invalid'],
-    ['no log entry, no timestamp', noLog, 'signature.certificate_untrusted'],
+    ['no log entry, no timestamp', noLog, 'signature.log_entry_invalid'],
   ] as const) {
     const d = await decide(keyless(MITR), { cosign: [ev], problems: [] });
     assert.equal(d.allowed, false, what);
@@ -125,7 +125,7 @@ function highS(derBase64: string): string {
 test('the log entry must be for this signature and this certificate', async () => {
   // Valid for the certificate's key, but not the signature Rekor logged.
   const d = await decide(keyless(MITR), { cosign: [{ ...real, signature: highS(real.signature) }], problems: [] });
-  assert.equal(d.denial, 'signature.certificate_untrusted');
+  assert.equal(d.denial, 'signature.log_entry_invalid');
   // A log entry naming another certificate.
   const set = JSON.parse(real.rekorBundle as string) as { Payload: { body: string } };
   const body = JSON.parse(Buffer.from(set.Payload.body, 'base64').toString('utf8')) as {
@@ -141,7 +141,7 @@ test('the log entry must be for this signature and this certificate', async () =
       Payload: { ...set.Payload, body: Buffer.from(JSON.stringify(body)).toString('base64') },
     }),
   };
-  assert.equal((await decide(keyless(MITR), { cosign: [other], problems: [] })).denial, 'signature.invalid');
+  assert.equal((await decide(keyless(MITR), { cosign: [other], problems: [] })).denial, 'signature.log_entry_invalid');
 });
 
 test('patterns are RE2, matched in linear time against the whole value', async () => {
