@@ -7,9 +7,10 @@ import sigstoreMock from '@sigstore/mock';
 
 /**
  * A private Sigstore of the test's own on 127.0.0.1: Fulcio (its v1 `signingCert` API,
- * which cosign 2.5 calls), a CT log, Rekor (v1 `log/entries`) and a timestamp authority,
- * built from @sigstore/mock's CA, CT log, transparency log and TSA behind a small HTTP
- * server. The real cosign signs keylessly against it with an identity token the test
+ * which cosign 2.5 calls), a CT log and Rekor (v1 `log/entries`), built from
+ * @sigstore/mock's CA, CT log and transparency log behind a small HTTP server. (Its TSA
+ * is in the trusted root but not served: the mock encodes only nonces below 2^53, and
+ * cosign's are larger.) The real cosign signs keylessly against it with an identity token the test
  * mints (`identityToken`), and trusts it through the files `env` names; the gateway
  * trusts it through `trustedRootFile`.
  *
@@ -54,7 +55,7 @@ const spki = (k: KeyObject): Buffer => k.export({ format: 'der', type: 'spki' })
 
 const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 
-function readBody(req: import('node:http').IncomingMessage): Promise<string> {
+function readBody(req: import('node:http').IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -67,7 +68,7 @@ function readBody(req: import('node:http').IncomingMessage): Promise<string> {
       }
       chunks.push(c);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
 }
@@ -117,8 +118,7 @@ function canonicalEntry(body: string): string {
 }
 
 export async function startSigstoreStandin(dir: string): Promise<SigstoreStandin> {
-  const { initializeCA, initializeCTLog, initializeTLog, initializeTSA, fulcioHandler, rekorHandler, tsaHandler } =
-    sigstoreMock;
+  const { initializeCA, initializeCTLog, initializeTLog, initializeTSA, fulcioHandler, rekorHandler } = sigstoreMock;
   const hourAgo = new Date(Date.now() - 3_600_000);
   const ctKeys = ecKeys();
   const ctLog = await initializeCTLog(ctKeys);
@@ -139,9 +139,8 @@ export async function startSigstoreStandin(dir: string): Promise<SigstoreStandin
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const tlog = await initializeTLog(url, rekorKeys);
-  const handlers = new Map<string, Handler>([
-    ['/api/v1/log/entries', (body) => (rekorHandler(tlog).fn as Handler)(canonicalEntry(body))],
-    ['/api/v1/timestamp', tsaHandler(tsa).fn as Handler],
+  const handlers = new Map<string, (body: Buffer) => Promise<HandlerResult>>([
+    ['/api/v1/log/entries', (body) => (rekorHandler(tlog).fn as Handler)(canonicalEntry(body.toString('utf8')))],
   ]);
 
   server.on('request', (req, res) => {
@@ -152,7 +151,7 @@ export async function startSigstoreStandin(dir: string): Promise<SigstoreStandin
         const ca = /^\/ca\/([a-z-]+)\/api\/v1\/signingCert$/.exec(path)?.[1] as StandinCA | undefined;
         if (req.method === 'POST' && ca !== undefined && Object.hasOwn(cas, ca)) {
           const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-          const out = await fulcioHandler(cas[ca]).fn(v1ToV2(body, token));
+          const out = await fulcioHandler(cas[ca]).fn(v1ToV2(body.toString('utf8'), token));
           if (out.statusCode !== 201) {
             res.writeHead(out.statusCode, { 'content-type': 'text/plain' }).end(String(out.response));
             return;

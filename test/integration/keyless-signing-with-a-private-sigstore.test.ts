@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decisionLogs, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { buildImage, pushImage } from '../helpers/images.js';
-import { run } from '../helpers/peers.js';
+import { peer, run } from '../helpers/peers.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { gatewayFingerprint, secureRunHome } from '../helpers/secure-run.js';
 import { startSigstoreStandin, type SigstoreStandin, type StandinCA } from '../helpers/sigstore-standin.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -15,7 +16,8 @@ import { tempDir } from '../helpers/tmp.js';
  * @sigstore/mock, on 127.0.0.1) with identity tokens the test mints; docker-registry is
  * the upstream; the gateway trusts that Sigstore through a trusted_root.json named in
  * the policy. Each fault is a real signature whose one part is wrong, and is denied with
- * its own reason; `cosign verify` with the same trust material agrees on each.
+ * its own reason; `cosign verify` with the same trust material agrees on each, and
+ * secure-run launches the keyless admission and nothing else.
  */
 const ISSUER = 'https://token.actions.githubusercontent.com';
 const WORKFLOW = 'https://github.com/team/app/.github/workflows/release.yml@refs/tags/v1';
@@ -67,7 +69,7 @@ describe('keyless signing with a private Sigstore, through the gateway', () => {
   const cosignEnv = () => ({ PATH: process.env.PATH, HOME: home, TUF_ROOT: join(home, 'tuf'), ...sigstore.env });
   const cosign = (args: string[], allowFail = false) => run('cosign', args, { env: cosignEnv(), allowFail });
   const ref = (repo: string) => `${registry.host}/keyless/${repo}@${digests[repo]}`;
-  const sign = (repo: string, ca: StandinCA = 'good', claims: typeof CLAIMS = CLAIMS) =>
+  const sign = (repo: string, ca: StandinCA = 'good') =>
     cosign([
       'sign',
       '-y',
@@ -75,7 +77,7 @@ describe('keyless signing with a private Sigstore, through the gateway', () => {
       // cosign checks the SCT of its own certificate; the faulty CAs are there to be caught by the verifier.
       ...(ca === 'no-sct' || ca === 'foreign-sct' ? ['--insecure-skip-verify'] : []),
       '--identity-token',
-      sigstore.identityToken(claims),
+      sigstore.identityToken(CLAIMS),
       '--allow-http-registry',
       '--allow-insecure-registry',
       ref(repo),
@@ -252,6 +254,27 @@ describe('keyless signing with a private Sigstore, through the gateway', () => {
 
   test('a bundle about another digest does not attest this one', async () => {
     await denied('borrowed-bundle', 'signature.digest_mismatch');
+  });
+
+  test('secure-run launches the keyless admission, offline-verified, and refuses the expired one', async () => {
+    for (const p of ['crun', 'tini-static', 'unshare', 'nsenter', 'setpriv']) peer(p);
+    const { home: srHome, sr } = secureRunHome();
+    try {
+      // The container's root (an unprivileged host id) must be able to reach its bundle.
+      chmodSync(srHome.path, 0o711);
+      const t = await sr('trust', gw.url, '--fingerprint', await gatewayFingerprint(gw.url));
+      assert.equal(t.status, 0, t.stderr);
+      const r = await sr('--runtime', 'crun', `${registry.host}/keyless/good:1`);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, 'image a\n');
+      const again = await sr('--runtime', 'crun', '--pull', 'never', `${registry.host}/keyless/good:1`);
+      assert.equal(again.status, 0, again.stderr);
+      const expired = await sr('--runtime', 'crun', `${registry.host}/keyless/expired:1`);
+      assert.equal(expired.status, 125);
+      assert.match(expired.stderr, /\[IMAGE_DENIED signature\.certificate_expired\]/);
+    } finally {
+      srHome.cleanup();
+    }
   });
 
   test('cosign verify, offline with the same trust material, agrees with every verdict', async () => {
