@@ -15,7 +15,8 @@ import { median } from './measure.js';
 /**
  * Policy decision latency, in process: 1, 10 and 100 candidate signatures for one
  * digest, only the last of them valid (the worst case: every other one is tried
- * first), for GPG (real gpg signatures) and cosign; and the decision for a digest
+ * first), for GPG (real gpg signatures) and cosign, keyless cosign, Sigstore bundles and
+ * Notation (real signatures of public projects); and the decision for a digest
  * the gateway already admitted under the current policy (its metadata lookup, the
  * policy digest comparison and the revocation check), which is what a repeated
  * pull costs.
@@ -177,6 +178,55 @@ export async function benchDecisions(work: string, log: (m: string) => void): Pr
     }
     out[`v0.3 bundle attestation with a CEL condition, ${n} bundle${n === 1 ? '' : 's'}`] = median(times);
     if (n === 1) out['v0.3 bundle attestation, decided again (remembered)'] = median(again);
+  }
+
+  log('decisions: real Notation signatures (notation-go JWS and COSE vectors), verified offline');
+  const notationFixture = fileURLToPath(new URL('../../test/fixtures/notation/notation-go/', import.meta.url));
+  const notationManifest = readFileSync(
+    `${notationFixture}oci-layout/blobs/sha256/19dbd2e48e921426ee8ace4dc892edfb2ecdc1d1a72d5416c83670c30acecef0`,
+  );
+  const jws = readFileSync(`${notationFixture}jws_signature.sig`);
+  const jwsDoc = JSON.parse(jws.toString('utf8')) as { header: { x5c: string[] }; signature: string };
+  const leaf = Buffer.from(jwsDoc.header.x5c[0] as string, 'base64');
+  const alteredSig = Buffer.from(jwsDoc.signature, 'base64url');
+  alteredSig[alteredSig.length - 3] = (alteredSig[alteredSig.length - 3] ?? 0) ^ 1;
+  const alteredJws = Buffer.from(JSON.stringify({ ...jwsDoc, signature: alteredSig.toString('base64url') }));
+  const notationPolicy = await compilePolicy(
+    'bench.yaml',
+    'rules:\n  - scope: reg.example/team\n    require:\n      - notation: { trustStores: { ca: [alpine.crt] }, trustedIdentities: ["x509.subject: C=US, ST=WA, L=Seattle, O=Notary, CN=alpine"] }\n',
+    () => leaf,
+  );
+  const envelopes = {
+    JWS: { mediaType: 'application/jose+json', envelope: jws },
+    COSE: { mediaType: 'application/cose', envelope: readFileSync(`${notationFixture}cose_signature.sig`) },
+  };
+  for (const [label, good, n] of [
+    ['JWS', envelopes.JWS, 1],
+    ['COSE', envelopes.COSE, 1],
+    ['JWS', envelopes.JWS, 100],
+  ] as const) {
+    const evidence: Evidence = {
+      problems: [],
+      cosign: [],
+      manifest: notationManifest,
+      notation: [
+        ...Array.from({ length: n - 1 }, (_, i) => ({
+          source: `bad ${i}`,
+          mediaType: envelopes.JWS.mediaType,
+          envelope: alteredJws,
+        })),
+        { source: 'good', ...good },
+      ],
+    };
+    const runs = n === 100 ? 10 : 60;
+    const times: number[] = [];
+    for (let i = 0; i < runs + 3; i++) {
+      const t0 = process.hrtime.bigint();
+      const d = await evaluate(notationPolicy, { name, digest: digestOf(notationManifest) }, evidence);
+      if (i >= 3) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (!d.allowed) throw new Error(`the bench Notation signature did not verify: ${JSON.stringify(d.reasons)}`);
+    }
+    out[`Notation ${label}, ${n} signature${n === 1 ? '' : 's'}`] = median(times);
   }
 
   log('decisions: a digest already admitted under the current policy');

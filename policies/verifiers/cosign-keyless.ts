@@ -1,13 +1,13 @@
 import { createHash, verify, X509Certificate, type KeyObject } from 'node:crypto';
-import { bundleFromJSON } from '@sigstore/bundle';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
-import { toSignedEntity, toTrustMaterial, Verifier } from '@sigstore/verify';
+import { toTrustMaterial, Verifier } from '@sigstore/verify';
 import { isObject, parseStrictJson } from '../../oci/strict-json.js';
 import type { CosignSignatureEvidence, DsseEvidence, KeylessTrust, ReasonCode } from '../model.js';
 import { parseSimpleSigningPayload, type CosignClaims } from './cosign.js';
 import { PUBLIC_GOOD_TRUSTED_ROOT } from '../sigstore/public-good-root.js';
 import { keylessIdentity } from './fulcio-identity.js';
 import { keyedVerifier } from './sigstore-bundle.js';
+import { signedEntity, withKeptEncodings } from './sigstore-entity.js';
 import { sigstoreFailureCode, sigstoreFailureMessage } from './sigstore-failure.js';
 
 /**
@@ -52,6 +52,16 @@ export function verifyKeylessSignature(evidence: CosignSignatureEvidence, trust:
       code: 'signature.log_entry_invalid',
       message: 'no transparency log entry (dev.sigstore.cosign/bundle): a keyless signature must be logged in Rekor',
     };
+  // The same bytes under the same root were decided before (a renewal, another tag): that answer stands.
+  const memoKey = createHash('sha256')
+    .update(
+      `${trust.source}\0${evidence.signature}\0${evidence.certificate}\0${evidence.rekorBundle ?? ''}\0${evidence.timestamp ?? ''}\0`,
+    )
+    .update(evidence.payload)
+    .digest('hex');
+  const memo = MEMO.get(trust);
+  const known = memo?.get(memoKey);
+  if (known) return known;
   const bundle = bundleOf(evidence);
   if (typeof bundle === 'string') return { ok: false, code: 'signature.invalid', message: bundle };
   if (isRefusal(bundle)) return { ok: false, ...bundle };
@@ -75,15 +85,6 @@ export function verifyKeylessSignature(evidence: CosignSignatureEvidence, trust:
       code: 'signature.invalid',
       message: "the signature does not verify with its certificate's key (altered, or not this payload's)",
     };
-  const memoKey = createHash('sha256')
-    .update(
-      `${trust.source}\0${evidence.signature}\0${evidence.certificate}\0${evidence.rekorBundle ?? ''}\0${evidence.timestamp ?? ''}\0`,
-    )
-    .update(evidence.payload)
-    .digest('hex');
-  const memo = MEMO.get(trust);
-  const known = memo?.get(memoKey);
-  if (known) return known;
   const result = verifyBundle(evidence, bundle, trust);
   const cache = memo ?? new Map<string, KeylessVerification>();
   if (cache.size >= MEMO_SIZE) cache.delete(cache.keys().next().value as string);
@@ -103,7 +104,7 @@ function verifyBundle(
 ): KeylessVerification {
   let signer;
   try {
-    const entity = toSignedEntity(bundleFromJSON(bundle), Buffer.from(evidence.payload));
+    const entity = signedEntity(bundle, evidence.payload);
     signer = trust.verifier.verify(entity);
   } catch (err) {
     return {
@@ -316,11 +317,13 @@ export function loadTrustedRoot(json: unknown, source: string): KeylessTrust | s
     if (problem) return problem;
   }
   try {
-    const material = toTrustMaterial(TrustedRoot.fromJSON(json));
+    const material = withKeptEncodings(toTrustMaterial(TrustedRoot.fromJSON(json)));
     const keyed = new WeakMap<KeyObject, ReturnType<typeof keyedVerifier>>();
+    const options = { tlogThreshold: 1, ctlogThreshold: 1, timestampThreshold: 1 };
+    const verifier = new Verifier(material, options);
     return {
       source,
-      verifier: new Verifier(material, { tlogThreshold: 1, ctlogThreshold: 1, timestampThreshold: 1 }),
+      verifier,
       keyedVerifier(key) {
         let v = keyed.get(key);
         if (v === undefined) keyed.set(key, (v = keyedVerifier(material, key)));

@@ -1,6 +1,6 @@
 import { createHash, verify, X509Certificate, type KeyObject } from 'node:crypto';
-import { bundleFromJSON } from '@sigstore/bundle';
-import { toSignedEntity, Verifier } from '@sigstore/verify';
+import { Verifier } from '@sigstore/verify';
+import { signedEntity } from './sigstore-entity.js';
 import { isObject, parseStrictJson } from '../../oci/strict-json.js';
 import type { KeylessTrust, ReasonCode, TrustedKey } from '../model.js';
 import { tryVerify } from './cosign.js';
@@ -260,7 +260,7 @@ function verifyKeyed(
 }
 
 function entityOf(signed: Signed): unknown {
-  return toSignedEntity(bundleFromJSON(signed.json), signed.artifact);
+  return signedEntity(signed.json, signed.artifact);
 }
 
 function untrusted(err: unknown, trust: KeylessTrust, code: ReasonCode = sigstoreFailureCode(err)) {
