@@ -13,6 +13,7 @@ const INSTALL: Record<string, string> = {
   umoci: 'apt-get install umoci',
   busybox: 'apt-get install busybox-static',
   cosign: 'bash .ci/install-peers (cosign 2.5 from Debian 13, see README "Tests")',
+  'sigstore-go-verification': 'bash .ci/install-peers (sigstore-go 0.7.1 from Debian 13, see README "Tests")',
   htpasswd: 'apt-get install apache2-utils',
   gpg: 'apt-get install gnupg',
   curl: 'apt-get install curl',
