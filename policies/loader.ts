@@ -17,6 +17,7 @@ import type {
   IdentityMatcher,
   KeylessRule,
   KeylessTrust,
+  SigstoreThresholds,
   CompiledPolicy,
   GpgIdentityRule,
   GpgTrustedKey,
@@ -27,7 +28,7 @@ import type {
   TrustedKey,
 } from './model.js';
 import { isIdentityPrefix, normalizeScope } from './scope.js';
-import { loadTrustedRoot, publicGoodTrust } from './verifiers/cosign-keyless.js';
+import { DEFAULT_THRESHOLDS, loadTrustedRoot, publicGoodTrust } from './verifiers/cosign-keyless.js';
 import { FULCIO_CLAIMS } from './verifiers/fulcio-identity.js';
 import { YamlSource } from './yaml-source.js';
 
@@ -262,9 +263,35 @@ export async function compilePolicy(
     return { kind: 'remap', prefix: normalizeScope(prefix), signedPrefix: normalizeScope(signedPrefix) };
   };
 
-  /** `keyless: { issuer | issuerRegExp, subject | subjectRegExp, trustedRoot? }`. */
+  /**
+   * `thresholds: { tlog, sct, timestamps }`, each 0 to 8 (timestamps at least 1: a keyless
+   * certificate is judged at a verified time, never at the time of the decision).
+   */
+  const thresholds = (node: Node | null | undefined, where: string): SigstoreThresholds | undefined => {
+    const t = src.map(node, where, ['tlog', 'sct', 'timestamps']);
+    if (!t) return undefined;
+    const out: Record<string, number> = { ...DEFAULT_THRESHOLDS };
+    for (const [name, value] of t) {
+      const n = src.isScalarValue(value) ? (value as { value: unknown }).value : undefined;
+      const least = name === 'timestamps' ? 1 : 0;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < least || n > 8)
+        return src.report(value, `${where}.${name} must be a whole number from ${least} to 8`);
+      out[name] = n;
+    }
+    return out as unknown as SigstoreThresholds;
+  };
+
+  /** `keyless: { issuer | issuerRegExp, subject | subjectRegExp, claims?, trustedRoot?, thresholds? }`. */
   const keylessRule = (node: Node | null | undefined, where: string): KeylessRule | undefined => {
-    const k = src.map(node, where, ['issuer', 'issuerRegExp', 'subject', 'subjectRegExp', 'claims', 'trustedRoot']);
+    const k = src.map(node, where, [
+      'issuer',
+      'issuerRegExp',
+      'subject',
+      'subjectRegExp',
+      'claims',
+      'trustedRoot',
+      'thresholds',
+    ]);
     if (!k) return undefined;
     const matcher = (field: 'issuer' | 'subject'): IdentityMatcher | undefined => {
       const re = `${field}RegExp`;
@@ -326,6 +353,11 @@ export async function compilePolicy(
       if (trust === undefined) return undefined;
     } else {
       trust = defaultRoot();
+    }
+    if (k.has('thresholds')) {
+      const t = thresholds(k.get('thresholds'), `${where}.thresholds`);
+      if (t === undefined) return undefined;
+      trust = trust.withThresholds(t);
     }
     return issuer && subject ? { issuer, subject, ...(claims ? { claims } : {}), trust } : undefined;
   };

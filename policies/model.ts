@@ -48,9 +48,23 @@ export interface VerifiedSigner {
 }
 
 /** A Sigstore trusted root, ready to verify with (see verifiers/cosign-keyless.ts). */
+/**
+ * How many of each a keyless verification needs: verified transparency log entries,
+ * SCTs from trusted CT logs, and verified times (log entry times and RFC 3161
+ * timestamps) at which the certificate was valid. Default 1 each.
+ */
+export interface SigstoreThresholds {
+  readonly tlog: number;
+  readonly sct: number;
+  readonly timestamps: number;
+}
+
 export interface KeylessTrust {
   /** `the Sigstore public-good root`, or the file it came from. */
   readonly source: string;
+  readonly thresholds: SigstoreThresholds;
+  /** The same root, verifying with other thresholds. */
+  withThresholds(thresholds: SigstoreThresholds): KeylessTrust;
   /** Verifies keyless entities: certificate chain, SCTs, log entries and timestamps, signature. */
   readonly verifier: { verify(entity: unknown): VerifiedSigner };
   /** Verifies an entity signed by `key`, with the root's logs and timestamp authorities for what it carries. */

@@ -204,6 +204,16 @@ export const POLICY_SCHEMA = {
               ...text,
               description: 'a Sigstore trusted_root.json (default: the shipped public-good root)',
             },
+            thresholds: {
+              type: 'object',
+              additionalProperties: false,
+              description: 'how many verified log entries, SCTs and verified times a signature needs (default 1 each)',
+              properties: {
+                tlog: { type: 'integer', minimum: 0, maximum: 8 },
+                sct: { type: 'integer', minimum: 0, maximum: 8 },
+                timestamps: { type: 'integer', minimum: 1, maximum: 8 },
+              },
+            },
           },
         },
         identity: {

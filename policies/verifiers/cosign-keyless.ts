@@ -2,7 +2,7 @@ import { createHash, verify, X509Certificate, type KeyObject } from 'node:crypto
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toTrustMaterial, Verifier } from '@sigstore/verify';
 import { isObject, parseStrictJson } from '../../oci/strict-json.js';
-import type { CosignSignatureEvidence, DsseEvidence, KeylessTrust, ReasonCode } from '../model.js';
+import type { CosignSignatureEvidence, DsseEvidence, KeylessTrust, ReasonCode, SigstoreThresholds } from '../model.js';
 import { parseSimpleSigningPayload, type CosignClaims } from './cosign.js';
 import { PUBLIC_GOOD_TRUSTED_ROOT } from '../sigstore/public-good-root.js';
 import { keylessIdentity } from './fulcio-identity.js';
@@ -319,21 +319,37 @@ export function loadTrustedRoot(json: unknown, source: string): KeylessTrust | s
   try {
     const material = withKeptEncodings(toTrustMaterial(TrustedRoot.fromJSON(json)));
     const keyed = new WeakMap<KeyObject, ReturnType<typeof keyedVerifier>>();
-    const options = { tlogThreshold: 1, ctlogThreshold: 1, timestampThreshold: 1 };
-    const verifier = new Verifier(material, options);
-    return {
-      source,
-      verifier,
-      keyedVerifier(key) {
-        let v = keyed.get(key);
-        if (v === undefined) keyed.set(key, (v = keyedVerifier(material, key)));
-        return v;
-      },
+    const variants = new Map<string, KeylessTrust>();
+    const trust = (thresholds: SigstoreThresholds): KeylessTrust => {
+      const id = `${thresholds.tlog}/${thresholds.sct}/${thresholds.timestamps}`;
+      const known = variants.get(id);
+      if (known) return known;
+      const made: KeylessTrust = {
+        source,
+        thresholds,
+        withThresholds: trust,
+        verifier: new Verifier(material, {
+          tlogThreshold: thresholds.tlog,
+          ctlogThreshold: thresholds.sct,
+          timestampThreshold: thresholds.timestamps,
+        }),
+        keyedVerifier(key) {
+          let v = keyed.get(key);
+          if (v === undefined) keyed.set(key, (v = keyedVerifier(material, key)));
+          return v;
+        },
+      };
+      variants.set(id, made);
+      return made;
     };
+    return trust(DEFAULT_THRESHOLDS);
   } catch (err) {
     return `not a usable trusted root: ${(err as Error).message}`;
   }
 }
+
+/** One of each: a log entry, an SCT, a verified time (as cosign and sigstore-go require by default). */
+export const DEFAULT_THRESHOLDS: SigstoreThresholds = { tlog: 1, sct: 1, timestamps: 1 };
 
 let publicGood: KeylessTrust | undefined;
 

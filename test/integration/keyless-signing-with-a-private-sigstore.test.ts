@@ -51,6 +51,7 @@ const RULES: Record<string, string> = {
   expired: `cosign: { ${signer()}, identity: repository }`,
   'no-sct': `cosign: { ${signer()}, identity: repository }`,
   'foreign-sct': `cosign: { ${signer()}, identity: repository }`,
+  'no-ct-needed': `cosign: { ${signer(', thresholds: { sct: 0 }')}, identity: repository }`,
   'swapped-entry': `cosign: { ${signer()}, identity: repository }`,
   attested: `attestation: { predicateType: ${SLSA}, ${signer()}, conditions: ['predicate.buildDefinition.buildType == "${BUILD_TYPE}"'], identity: repository }`,
   'attested-strict': `attestation: { predicateType: ${SLSA}, ${signer()}, conditions: ['predicate.runDetails.builder.id == "https://github.com/other/builder"'], identity: repository }`,
@@ -166,6 +167,7 @@ describe('keyless signing with a private Sigstore, through the gateway', () => {
       sign('expired', 'clock-behind'),
       sign('no-sct', 'no-sct'),
       sign('foreign-sct', 'foreign-sct'),
+      sign('no-ct-needed', 'no-sct'),
       attest('attested', false),
       attest('attested-strict', false),
       attest('bundled', true),
@@ -242,6 +244,10 @@ describe('keyless signing with a private Sigstore, through the gateway', () => {
     await denied('foreign-sct', 'signature.sct_invalid');
   });
 
+  test('a rule for a Sigstore without a CT log asks for no SCT', async () => {
+    assert.equal((await pull('no-ct-needed')).status, 200);
+  });
+
   test('a Rekor entry for another signature is refused', async () => {
     await denied('swapped-entry', 'signature.log_entry_invalid');
   });
@@ -307,6 +313,22 @@ describe('keyless signing with a private Sigstore, through the gateway', () => {
       const r = await verify(repo, identity, issuer);
       assert.notEqual(r.code, 0, `cosign verify admitted ${repo}`);
     }
+    const noCt = await cosign(
+      [
+        'verify',
+        '--offline',
+        '--insecure-ignore-sct',
+        '--certificate-identity',
+        WORKFLOW,
+        '--certificate-oidc-issuer',
+        ISSUER,
+        '--allow-http-registry',
+        '--allow-insecure-registry',
+        ref('no-ct-needed'),
+      ],
+      true,
+    );
+    assert.equal(noCt.code, 0, noCt.stderr);
     const attestation = await cosign(
       [
         'verify-attestation',

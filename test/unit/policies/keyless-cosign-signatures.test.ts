@@ -277,3 +277,33 @@ test("Fulcio's extension claims (source repository, ref, trigger, runner) are ma
   );
   assert.equal(code, 'POLICY_INVALID', 'an unknown claim name is refused');
 });
+
+test('thresholds: how many log entries, SCTs and verified times a keyless signature needs', async () => {
+  // The real signature has one Rekor entry and one SCT.
+  const ok = await decide(keyless(MITR, ', thresholds: { tlog: 1, sct: 1, timestamps: 1 }'), {
+    cosign: [real],
+    problems: [],
+  });
+  assert.equal(ok.allowed, true, JSON.stringify(ok.reasons));
+  const twoLogs = await decide(keyless(MITR, ', thresholds: { tlog: 2 }'), { cosign: [real], problems: [] });
+  assert.equal(twoLogs.denial, 'signature.log_entry_invalid');
+  const twoScts = await decide(keyless(MITR, ', thresholds: { sct: 2 }'), { cosign: [real], problems: [] });
+  assert.equal(twoScts.denial, 'signature.sct_invalid');
+  const twoTimes = await decide(keyless(MITR, ', thresholds: { timestamps: 2 }'), { cosign: [real], problems: [] });
+  assert.equal(twoTimes.denial, 'signature.timestamp_invalid');
+  // No time at all would judge the certificate now: refused at load, as are other numbers out of range.
+  const code = async (p: Promise<unknown>) =>
+    p.then(
+      () => 'loaded',
+      (e: unknown) => (e instanceof LoadError ? e.code : String(e)),
+    );
+  for (const bad of [
+    '{ timestamps: 0 }',
+    '{ tlog: -1 }',
+    '{ sct: 9 }',
+    '{ tlog: 1.5 }',
+    '{ tlog: "1" }',
+    '{ logs: 1 }',
+  ])
+    assert.equal(await code(keyless(MITR, `, thresholds: ${bad}`)), 'POLICY_INVALID', bad);
+});
