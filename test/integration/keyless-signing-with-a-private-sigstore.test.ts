@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { decisionLogs, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { buildImage, pushImage } from '../helpers/images.js';
 import { peer, run } from '../helpers/peers.js';
+import { testPodman } from '../helpers/podman.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { gatewayFingerprint, secureRunHome } from '../helpers/secure-run.js';
 import { startSigstoreStandin, type SigstoreStandin, type StandinCA } from '../helpers/sigstore-standin.js';
@@ -16,8 +17,8 @@ import { tempDir } from '../helpers/tmp.js';
  * @sigstore/mock, on 127.0.0.1) with identity tokens the test mints; docker-registry is
  * the upstream; the gateway trusts that Sigstore through a trusted_root.json named in
  * the policy. Each fault is a real signature whose one part is wrong, and is denied with
- * its own reason; `cosign verify` with the same trust material agrees on each, and
- * secure-run launches the keyless admission and nothing else.
+ * its own reason; `cosign verify` with the same trust material agrees on each;
+ * skopeo, podman and secure-run get the keyless admission and nothing else.
  */
 const ISSUER = 'https://token.actions.githubusercontent.com';
 const WORKFLOW = 'https://github.com/team/app/.github/workflows/release.yml@refs/tags/v1';
@@ -227,6 +228,22 @@ describe('keyless signing with a private Sigstore, through the gateway', () => {
       statement.predicate.inputAttestations[0]?.annotations?.['dev.portcullis.signer'],
       `${WORKFLOW} (${ISSUER})`,
     );
+  });
+
+  test('podman pulls the keyless admission through the gateway, and is refused the one with a swapped log entry', async () => {
+    const podman = testPodman(
+      ['[[registry]]', `prefix = "${registry.host}"`, `location = "${gw.host}/up"`, 'insecure = true', ''].join('\n'),
+    );
+    try {
+      const r = await podman.pull(`${registry.host}/keyless/good:1`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await podman.digestOf(`${registry.host}/keyless/good:1`), digests.good);
+      const swapped = await podman.pull(`${registry.host}/keyless/swapped-entry:1`);
+      assert.notEqual(swapped.code, 0);
+      assert.match(swapped.stderr, /denied/i);
+    } finally {
+      podman.cleanup();
+    }
   });
 
   test('another identity, another issuer or another claim is not the signer the rule names', async () => {
