@@ -277,6 +277,12 @@ export async function compilePolicy(
       if (typeof n !== 'number' || !Number.isInteger(n) || n < least || n > 8)
         return src.report(value, `${where}.${name} must be a whole number from ${least} to 8`);
       out[name] = n;
+      if (n === 0)
+        src.warn(
+          value,
+          `${where}.${name}: 0 accepts signatures ${name === 'sct' ? 'whose certificate no CT log has seen' : 'that no transparency log holds (a bundle may rest on timestamps alone)'}`,
+          'leave it at the default of 1 unless the Sigstore instance has no such log',
+        );
     }
     return out as unknown as SigstoreThresholds;
   };

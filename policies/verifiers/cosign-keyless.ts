@@ -53,10 +53,18 @@ export function verifyKeylessSignature(evidence: CosignSignatureEvidence, trust:
       message: 'no transparency log entry (dev.sigstore.cosign/bundle): a keyless signature must be logged in Rekor',
     };
   // The same bytes under the same root were decided before (a renewal, another tag): that answer stands.
+  // Each field is JSON-encoded (so no field can run into the next) and the payload follows.
   const memoKey = createHash('sha256')
     .update(
-      `${trust.source}\0${evidence.signature}\0${evidence.certificate}\0${evidence.rekorBundle ?? ''}\0${evidence.timestamp ?? ''}\0`,
+      JSON.stringify([
+        trust.source,
+        evidence.signature,
+        evidence.certificate,
+        evidence.rekorBundle ?? null,
+        evidence.timestamp ?? null,
+      ]),
     )
+    .update('\n')
     .update(evidence.payload)
     .digest('hex');
   const memo = MEMO.get(trust);

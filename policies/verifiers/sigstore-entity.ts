@@ -6,16 +6,18 @@ import { toSignedEntity, type SignedEntity, type TrustMaterial } from '@sigstore
  * @sigstore/core encodes a certificate's DER again from its parsed tree each time it is
  * compared or its signature checked, and @sigstore/verify does both for every pair of
  * certificates while it builds a path: most of a keyless verification's time. The
- * trees are never changed after parsing, so each node's encoding is kept once it is
- * made (a copy is handed out, so no caller can alter the kept bytes).
+ * trees are never changed after parsing (the SCT check alters a re-parsed clone), so
+ * the encodings compared and verified — the certificate's, and those of its parts
+ * (TBS, key, signature) and of theirs (names, validity, extensions) — are kept once
+ * made: compact copies, no more of them than those two levels hold, however the
+ * certificate nests; a copy is handed out, so no caller can alter the kept bytes.
  */
 function keepEncodings(root: ASN1Obj): void {
-  const stack: ASN1Obj[] = [root];
-  for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
+  const nodes = [root, ...root.subs, ...(root.subs[0]?.subs ?? [])];
+  for (const node of nodes) {
     const encode = node.toDER.bind(node);
     let der: Buffer | undefined;
-    Object.defineProperty(node, 'toDER', { value: () => Buffer.from((der ??= encode())) });
-    stack.push(...node.subs);
+    Object.defineProperty(node, 'toDER', { value: () => Buffer.from((der ??= Buffer.from(encode()))) });
   }
 }
 

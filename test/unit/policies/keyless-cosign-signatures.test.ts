@@ -291,6 +291,10 @@ test('thresholds: how many log entries, SCTs and verified times a keyless signat
   assert.equal(twoScts.denial, 'signature.sct_invalid');
   const twoTimes = await decide(keyless(MITR, ', thresholds: { timestamps: 2 }'), { cosign: [real], problems: [] });
   assert.equal(twoTimes.denial, 'signature.timestamp_invalid');
+  // A threshold of 0 loads, and says what it gives up.
+  const lax = await keyless(MITR, ', thresholds: { sct: 0 }');
+  assert.equal(lax.warnings?.length, 1);
+  assert.equal((await keyless(MITR, ', thresholds: { sct: 1 }')).warnings?.length ?? 0, 0);
   // No time at all would judge the certificate now: refused at load, as are other numbers out of range.
   const code = async (p: Promise<unknown>) =>
     p.then(
