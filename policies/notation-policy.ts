@@ -104,13 +104,17 @@ export function compileVerification(
   if (identities === undefined || trustStores === undefined) return undefined;
   if (identities === 'none') return undefined;
   if (trustStores.length === 0) return src.report(node, `${where} needs at least one trust store`);
-  const tsa = trustStores.find((s) => s.type === 'tsa');
-  if (tsa)
-    return src.report(
-      m.get('trustStores') ?? node,
-      `${where}: trust store tsa:${tsa.name} — timestamp countersignatures are not verified by this gateway yet`,
-      'without a tsa store, certificates are checked against the current time, as Notation does',
-    );
+  // A tsa store holds the roots timestamp authorities chain to: self-signed CA certificates,
+  // as Notation requires of it.
+  for (const store of trustStores.filter((s) => s.type === 'tsa')) {
+    const bad = store.certificates.find((c) => !c.ca || !c.checkIssued(c) || !c.verify(c.publicKey));
+    if (bad)
+      return src.report(
+        m.get('trustStores') ?? node,
+        `${where}: trust store tsa:${store.name} holds ${bad.subject.replace(/\n/g, ', ')}, which is not a self-signed CA certificate`,
+        'a tsa store holds the root certificates of timestamp authorities',
+      );
+  }
   if (!trustStores.some((s) => s.type !== 'tsa'))
     return src.report(node, `${where} needs a trust store of type ca or signingAuthority`);
   return {

@@ -114,6 +114,7 @@ export const POLICY_SCHEMA = {
           properties: {
             ca: keyFiles('PEM or DER certificates: roots (or intermediates) signing certificates chain to'),
             signingAuthority: keyFiles('PEM or DER certificates of signing authorities (notary.x509.signingAuthority)'),
+            tsa: keyFiles('PEM or DER root certificates of timestamp authorities whose countersignatures are trusted'),
           },
         },
         trustedIdentities: {

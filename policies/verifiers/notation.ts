@@ -3,6 +3,7 @@ import { X509Certificate as Asn1Certificate } from '@sigstore/core';
 import { parseStrictJson } from '../../oci/strict-json.js';
 import type { NotationAction, NotationEvidence, NotationRequirement, ReasonCode, Subject } from '../model.js';
 import { EnvelopeError, readEnvelope, type NotationAlg, type NotationEnvelope } from './notation-envelope.js';
+import { TimestampError, verifyTimestampToken, type VerifiedTimestamp } from './timestamp-token.js';
 import { certificateSubject } from './x509-names.js';
 
 /**
@@ -115,7 +116,7 @@ export function verifyNotation(
     check(req.checks.authenticity, 'signature.certificate_untrusted', trustProblem(req, env, chain)) ??
     check(req.checks.authenticity, 'signature.signer_untrusted', identityProblem(req, dn)) ??
     check(req.checks.expiry, 'signature.expired', expiryProblem(env, now)) ??
-    check(req.checks.authenticTimestamp, 'signature.certificate_expired', timestampProblem(env, chain, now)) ??
+    check(req.checks.authenticTimestamp, ...timestampProblem(req, env, chain, now)) ??
     check(
       req.checks.revocation,
       'signature.revocation_unavailable',
@@ -303,16 +304,60 @@ function expiryProblem(env: NotationEnvelope, now: Date): string | undefined {
 }
 
 /**
- * The authentic timestamp: under notary.x509.signingAuthority the chain must be valid
- * at the authentic signing time; under notary.x509 (no timestamp authority is
- * configured: such policies are refused at load) at the time of verification.
+ * The authentic timestamp. Under notary.x509.signingAuthority the chain must be valid at
+ * the authentic signing time the signature states. Under notary.x509 the time comes from
+ * a timestamp countersignature when the policy has a `tsa` trust store: it must be
+ * present and verify against that store, and the chain must be valid for the whole of
+ * the interval it states, so a signature made while its certificate was valid stays
+ * valid after that certificate expires. Without a tsa store, or with `verifyTimestamp:
+ * afterCertExpiry` while no certificate of the chain has expired yet, the chain must be
+ * valid now, as Notation decides.
  */
-function timestampProblem(env: NotationEnvelope, chain: readonly X509Certificate[], now: Date): string | undefined {
-  const at = env.scheme === 'notary.x509.signingAuthority' ? (env.authenticSigningTime as Date) : now;
-  const what = env.scheme === 'notary.x509.signingAuthority' ? 'at the authentic signing time' : 'now';
+function timestampProblem(
+  req: NotationRequirement,
+  env: NotationEnvelope,
+  chain: readonly X509Certificate[],
+  now: Date,
+): [ReasonCode, string | undefined] {
+  const expired = 'signature.certificate_expired';
+  if (env.scheme === 'notary.x509.signingAuthority')
+    return [
+      expired,
+      validityProblem(
+        chain,
+        env.authenticSigningTime as Date,
+        env.authenticSigningTime as Date,
+        'at the authentic signing time',
+      ),
+    ];
+  const tsa = req.trustStores.filter((s) => s.type === 'tsa');
+  const anyExpired = chain.some((c) => now.getTime() > Date.parse(c.validTo));
+  if (tsa.length === 0 || (req.verifyTimestamp === 'afterCertExpiry' && !anyExpired))
+    return [expired, validityProblem(chain, now, now, 'now')];
+  const invalid = 'signature.timestamp_invalid';
+  const stores = tsa.map((s) => `tsa:${s.name}`).join(', ');
+  if (env.timestamp === undefined)
+    return [invalid, `the signature has no timestamp countersignature, which trust store ${stores} calls for`];
+  let ts: VerifiedTimestamp;
+  try {
+    ts = verifyTimestampToken(
+      env.timestamp,
+      env.signature,
+      tsa.flatMap((s) => s.certificates),
+    );
+  } catch (err) {
+    if (err instanceof TimestampError) return [invalid, `timestamp countersignature: ${err.message}`];
+    throw err;
+  }
+  return [expired, validityProblem(chain, ts.earliest, ts.latest, `at the time ${ts.authority} vouches for`)];
+}
+
+/** The first certificate not valid for the whole of [from, to]. */
+function validityProblem(chain: readonly X509Certificate[], from: Date, to: Date, what: string): string | undefined {
+  const when = from.getTime() === to.getTime() ? from.toISOString() : `${from.toISOString()} to ${to.toISOString()}`;
   for (const c of chain) {
-    if (Date.parse(c.validFrom) > at.getTime() || at.getTime() > Date.parse(c.validTo))
-      return `certificate ${c.subject.replace(/\n/g, ', ')} is not valid ${what} (${at.toISOString()}; valid ${new Date(c.validFrom).toISOString()} to ${new Date(c.validTo).toISOString()})`;
+    if (Date.parse(c.validFrom) > from.getTime() || to.getTime() > Date.parse(c.validTo))
+      return `certificate ${c.subject.replace(/\n/g, ', ')} is not valid ${what} (${when}; valid ${new Date(c.validFrom).toISOString()} to ${new Date(c.validTo).toISOString()})`;
   }
   return undefined;
 }

@@ -19,7 +19,9 @@ export interface CertOptions {
   readonly issuer?: TestCert | undefined;
   readonly ca?: boolean;
   readonly days?: readonly [number, number];
-  readonly eku?: 'codeSigning' | 'serverAuth';
+  readonly eku?: 'codeSigning' | 'serverAuth' | 'timeStamping';
+  /** Whether the extended key usage is critical (default: only for timeStamping, as RFC 3161 asks). */
+  readonly ekuCritical?: boolean;
   readonly crl?: boolean;
   readonly criticalKeyUsage?: boolean;
 }
@@ -60,7 +62,7 @@ export function testCert(o: CertOptions): TestCert {
         { name: 'keyUsage', keyCertSign: true, critical: true },
       ]
     : [{ name: 'keyUsage', digitalSignature: true, critical: o.criticalKeyUsage ?? true }];
-  if (o.eku) exts.push({ name: 'extKeyUsage', [o.eku]: true });
+  if (o.eku) exts.push({ name: 'extKeyUsage', [o.eku]: true, critical: o.ekuCritical ?? o.eku === 'timeStamping' });
   if (o.crl) exts.push({ name: 'cRLDistributionPoints', altNames: [{ type: 6, value: 'http://127.0.0.1:9/ca.crl' }] });
   cert.setExtensions(exts);
   cert.sign(o.issuer ? o.issuer.forgeKey : k.forgeKey, forge.md.sha256.create());
@@ -75,6 +77,8 @@ export interface SignOptions {
   readonly extra?: Readonly<Record<string, string>>;
   readonly critical?: readonly string[];
   readonly alg?: string;
+  /** A timestamp authority's countersignature over the signature bytes (timestamp-authority.ts). */
+  readonly countersign?: (signature: Buffer) => Buffer;
 }
 
 /** The Notary Project payload for a manifest. */
@@ -114,7 +118,11 @@ export function signJws(chain: readonly TestCert[], payload: Buffer, o: SignOpti
     JSON.stringify({
       payload: payloadText,
       protected: protectedText,
-      header: { x5c: chain.map((c) => c.der.toString('base64')), 'io.cncf.notary.signingAgent': 'portcullis-test' },
+      header: {
+        x5c: chain.map((c) => c.der.toString('base64')),
+        'io.cncf.notary.signingAgent': 'portcullis-test',
+        ...(o.countersign ? { 'io.cncf.notary.timestampSignature': o.countersign(signature).toString('base64') } : {}),
+      },
       signature: signature.toString('base64url'),
     }),
   );
@@ -144,6 +152,7 @@ export function signCose(chain: readonly TestCert[], payload: Buffer, o: SignOpt
   const toSign = encode(['Signature1', protectedBytes, Buffer.alloc(0), payload]);
   const signature = pss((chain[0] as TestCert).key, toSign);
   const unprotected = new Map<number | string, Cbor>([[33, chain.map((c) => c.der)]]);
+  if (o.countersign) unprotected.set('io.cncf.notary.timestampSignature', o.countersign(signature));
   return encode({ tag: 18, value: [protectedBytes, unprotected, payload, signature] });
 }
 

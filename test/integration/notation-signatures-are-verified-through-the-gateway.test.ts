@@ -5,9 +5,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decisionLogs, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { payloadFor, signJws, testCert } from '../helpers/notation-signer.js';
 import { run } from '../helpers/peers.js';
 import { pushBlob, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { putManifest } from '../helpers/sigstore-images.js';
+import { timestampToken } from '../helpers/timestamp-authority.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /**
@@ -30,7 +32,7 @@ const signingCert = Buffer.from(
   'base64',
 );
 
-const trustPolicy = (identity: string, level = 'strict') =>
+const trustPolicy = (identity: string, level = 'strict', trustStores = ['ca:notary']) =>
   JSON.stringify({
     version: '1.0',
     trustPolicies: [
@@ -38,11 +40,18 @@ const trustPolicy = (identity: string, level = 'strict') =>
         name: 'alpine',
         registryScopes: ['*'],
         signatureVerification: { level },
-        trustStores: ['ca:notary'],
+        trustStores,
         trustedIdentities: [identity],
       },
     ],
   });
+
+// A signing certificate that expired five days ago, and a timestamp authority that saw it sign seven days ago.
+const subject = (cn: string) => ({ C: 'US', ST: 'WA', O: 'Portcullis Test', CN: cn });
+const codeRoot = testCert({ subject: subject('code root'), ca: true, days: [-60, 60] });
+const expiredSigner = testCert({ subject: subject('builder'), issuer: codeRoot, days: [-10, -5], eku: 'codeSigning' });
+const tsaRoot = testCert({ subject: subject('tsa root'), ca: true, days: [-60, 60] });
+const tsa = testCert({ subject: subject('tsa'), issuer: tsaRoot, days: [-30, 30], eku: 'timeStamping' });
 
 describe('Notation signatures are verified through the gateway', () => {
   let registry: TestRegistry;
@@ -88,12 +97,15 @@ describe('Notation signatures are verified through the gateway', () => {
     );
   };
 
-  const gateway = async (policy: string) => {
+  const gateway = async (
+    policy: string,
+    files: Record<string, Buffer | string> = { 'truststore/x509/ca/notary/alpine.crt': signingCert },
+  ) => {
     const gw = await startTestGateway({
       upstreamsYaml: `  - { name: "${registry.host}", url: "${registry.url}", prefix: up }`,
       policy,
       policyFile: 'trustpolicy.oci.json',
-      files: { 'truststore/x509/ca/notary/alpine.crt': signingCert },
+      files,
     });
     gateways.push(gw);
     return gw;
@@ -120,6 +132,15 @@ describe('Notation signatures are verified through the gateway', () => {
       bytes: readFileSync(join(FIXTURE, 'cose_signature.sig')),
     });
     await signedImage('unsigned/alpine');
+    const payload = payloadFor(DIGEST, 481);
+    const stamped = signJws([expiredSigner, codeRoot], payload, {
+      countersign: (sig) => timestampToken(tsa, sig, { at: new Date(Date.now() - 7 * 86_400_000) }),
+    });
+    await signedImage('stamped/alpine', { mediaType: 'application/jose+json', bytes: stamped });
+    await signedImage('unstamped/alpine', {
+      mediaType: 'application/jose+json',
+      bytes: signJws([expiredSigner, codeRoot], payload),
+    });
   });
   after(async () => {
     for (const gw of gateways) await gw.stop();
@@ -150,5 +171,27 @@ describe('Notation signatures are verified through the gateway', () => {
     // audit logs an untrusted identity and admits.
     const audit = await gateway(trustPolicy('x509.subject: C=US, ST=WA, O=Someone Else', 'audit'));
     assert.equal((await copy(audit, 'cose/alpine')).code, 0);
+  });
+
+  test('a signature timestamped while its certificate was valid is admitted under a tsa trust store', async () => {
+    const gw = await gateway(
+      trustPolicy('x509.subject: C=US, ST=WA, O=Portcullis Test', 'strict', ['ca:test', 'tsa:test']),
+      {
+        'truststore/x509/ca/test/root.pem': codeRoot.pem,
+        'truststore/x509/tsa/test/root.pem': tsaRoot.pem,
+      },
+    );
+    const r = await copy(gw, 'stamped/alpine');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(decision(gw)?.allowed, true);
+    const bare = await gateway(
+      trustPolicy('x509.subject: C=US, ST=WA, O=Portcullis Test', 'strict', ['ca:test', 'tsa:test']),
+      {
+        'truststore/x509/ca/test/root.pem': codeRoot.pem,
+        'truststore/x509/tsa/test/root.pem': tsaRoot.pem,
+      },
+    );
+    assert.notEqual((await copy(bare, 'unstamped/alpine')).code, 0);
+    assert.equal(decision(bare)?.reason, 'signature.timestamp_invalid');
   });
 });
