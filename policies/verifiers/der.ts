@@ -102,16 +102,29 @@ export function smallInteger(d: Der | undefined, what: string, tag = INTEGER): n
   return c.readUIntBE(0, c.length);
 }
 
-/** GeneralizedTime as RFC 5280 and RFC 3161 write it: `YYYYMMDDHHMMSS[.f]Z`. */
-export function generalizedTime(d: Der | undefined, what: string): Date {
+/**
+ * GeneralizedTime as RFC 5280 and RFC 3161 write it: `YYYYMMDDHHMMSS[.f]Z`, a real
+ * calendar instant; fractions below the millisecond are cut off and said so.
+ */
+export function generalizedTime(d: Der | undefined, what: string): { at: Date; subMillisecond: boolean } {
   const text = expect(d, GENERALIZED_TIME, what).content.toString('latin1');
   const m = /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(?:\.(\d*[1-9]))?Z$/.exec(text);
   if (!m) throw new DerError(`${what} ${JSON.stringify(text)} is not a GeneralizedTime in UTC`);
-  const [, y, mo, da, h, mi, s, frac] = m;
-  const ms = frac === undefined ? 0 : Math.floor(Number(`0.${frac}`) * 1000);
-  const t = Date.UTC(Number(y), Number(mo) - 1, Number(da), Number(h), Number(mi), Number(s), ms);
-  const back = new Date(t);
-  if (back.getUTCDate() !== Number(da) || back.getUTCHours() !== Number(h) || Number(s) > 59)
+  const [y, mo, da, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const frac = m[7] ?? '';
+  const at = new Date(0);
+  at.setUTCFullYear(y, mo - 1, da);
+  at.setUTCHours(h, mi, s, Number(frac.slice(0, 3).padEnd(3, '0')));
+  if (
+    mo < 1 ||
+    mo > 12 ||
+    at.getUTCFullYear() !== y ||
+    at.getUTCMonth() !== mo - 1 ||
+    at.getUTCDate() !== da ||
+    h > 23 ||
+    mi > 59 ||
+    s > 59
+  )
     throw new DerError(`${what} ${JSON.stringify(text)} is not a calendar time`);
-  return back;
+  return { at, subMillisecond: frac.length > 3 };
 }

@@ -112,15 +112,29 @@ export function verifyNotation(
   };
   const dn = certificateSubject(parsed[0] as Asn1Certificate);
   const dnText = typeof dn === 'string' ? leaf.subject.replace(/\n/g, ', ') : dn.text;
+  const timestamp = timestampProblem(req, env, chain, now);
+  const tsaChain = timestamp[2];
   const failed =
     check(req.checks.authenticity, 'signature.certificate_untrusted', trustProblem(req, env, chain)) ??
     check(req.checks.authenticity, 'signature.signer_untrusted', identityProblem(req, dn)) ??
     check(req.checks.expiry, 'signature.expired', expiryProblem(env, now)) ??
-    check(req.checks.authenticTimestamp, ...timestampProblem(req, env, chain, now)) ??
+    check(req.checks.authenticTimestamp, timestamp[0], timestamp[1]) ??
     check(
       req.checks.revocation,
       'signature.revocation_unavailable',
       safely(() => revocationProblem(chain, parsed)),
+    ) ??
+    // The timestamp authority's chain is revocable too, and judged by the same offline rule.
+    check(
+      req.checks.revocation,
+      'signature.revocation_unavailable',
+      tsaChain &&
+        safely(() =>
+          revocationProblem(
+            tsaChain,
+            tsaChain.map((c) => Asn1Certificate.parse(c.raw)),
+          ),
+        ),
     );
   if (failed) return failed;
   return {
@@ -318,7 +332,7 @@ function timestampProblem(
   env: NotationEnvelope,
   chain: readonly X509Certificate[],
   now: Date,
-): [ReasonCode, string | undefined] {
+): [ReasonCode, string | undefined, (readonly X509Certificate[])?] {
   const expired = 'signature.certificate_expired';
   if (env.scheme === 'notary.x509.signingAuthority')
     return [
@@ -349,7 +363,7 @@ function timestampProblem(
     if (err instanceof TimestampError) return [invalid, `timestamp countersignature: ${err.message}`];
     throw err;
   }
-  return [expired, validityProblem(chain, ts.earliest, ts.latest, `at the time ${ts.authority} vouches for`)];
+  return [expired, validityProblem(chain, ts.earliest, ts.latest, `at the time ${ts.authority} vouches for`), ts.chain];
 }
 
 /** The first certificate not valid for the whole of [from, to]. */

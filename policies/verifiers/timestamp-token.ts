@@ -36,11 +36,14 @@ export interface VerifiedTimestamp {
   readonly genTime: Date;
   /** The timestamp authority's certificate subject, for messages. */
   readonly authority: string;
+  /** The timestamp authority's chain, its certificate first, the tsa store's root last. */
+  readonly chain: readonly X509Certificate[];
 }
 
 const MAX_TOKEN = 64 * 1024;
 const MAX_CERTIFICATES = 16;
 const MAX_CHAIN = 8;
+const MAX_ACCURACY_MS = 86_400_000;
 const OID_SIGNED_DATA = '1.2.840.113549.1.7.2';
 const OID_TST_INFO = '1.2.840.113549.1.9.16.1.4';
 const OID_CONTENT_TYPE = '1.2.840.113549.1.9.3';
@@ -76,8 +79,11 @@ export function verifyTimestampToken(
   try {
     return verifyToken(token, signature, roots);
   } catch (err) {
+    if (err instanceof TimestampError) throw err;
     if (err instanceof DerError) throw new TimestampError(`the timestamp token is malformed: ${err.message}`);
-    throw err;
+    // Anything else the token's bytes provoke (a key OpenSSL cannot decode, say) refuses this
+    // signature only, never the whole decision.
+    throw new TimestampError(`the timestamp token cannot be verified: ${(err as Error).message}`);
   }
 }
 
@@ -165,12 +171,13 @@ function verifyToken(token: Buffer, signature: Buffer, roots: readonly X509Certi
   if (!createHash(imprintHash).update(signature).digest().equals(info.imprint))
     throw new TimestampError('the timestamp is for other bytes than this signature');
 
-  const authority = chainToRoot(signer, certificates, roots, info.genTime);
+  const chain = chainToRoot(signer, certificates, roots, info.genTime);
   return {
     earliest: new Date(info.genTime.getTime() - info.accuracyMs),
-    latest: new Date(info.genTime.getTime() + info.accuracyMs),
+    latest: new Date(info.genTime.getTime() + info.accuracyMs + (info.subMillisecond ? 1 : 0)),
     genTime: info.genTime,
-    authority,
+    authority: nameOf(signer),
+    chain,
   };
 }
 
@@ -180,7 +187,8 @@ function algorithm(d: Der | undefined, what: string): string {
 
 /** Whether a SignerIdentifier (issuerAndSerialNumber, or [0] subjectKeyIdentifier) names `c`. */
 function identifies(sid: Der, c: X509Certificate): boolean {
-  const tbs = children(children(readOne(c.raw), 3)[0] as Der, 12);
+  const tbsDer = children(readOne(c.raw), 3)[0] as Der;
+  const tbs = children(tbsDer, 12);
   const hasVersion = tbs[0]?.tag === ctx(0);
   const serial = tbs[hasVersion ? 1 : 0] as Der;
   const issuer = tbs[hasVersion ? 3 : 2] as Der;
@@ -189,22 +197,15 @@ function identifies(sid: Der, c: X509Certificate): boolean {
     return name !== undefined && number !== undefined && name.raw.equals(issuer.raw) && number.raw.equals(serial.raw);
   }
   if (sid.tag === ctxPrimitive(0)) {
-    const ski = subjectKeyIdentifier(tbs);
+    const ski = subjectKeyIdentifier(tbsDer);
     return ski !== undefined && ski.equals(sid.content);
   }
   throw new DerError('the signer identifier is neither issuer and serial nor a key identifier');
 }
 
-function subjectKeyIdentifier(tbs: readonly Der[]): Buffer | undefined {
-  const exts = tbs.find((d) => d.tag === ctx(3));
-  if (exts === undefined) return undefined;
-  for (const e of children(expect(children(exts, 1)[0], SEQUENCE, 'extensions'), 64)) {
-    const parts = children(e, 3);
-    if (oid(parts[0], 'an extension') !== '2.5.29.14') continue;
-    return expect(readOne(expect(parts.at(-1), OCTET_STRING, 'the key identifier').content), OCTET_STRING, 'SKI')
-      .content;
-  }
-  return undefined;
+function subjectKeyIdentifier(tbs: Der): Buffer | undefined {
+  const ski = extensionsOf(tbs).get('2.5.29.14');
+  return ski === undefined ? undefined : expect(readOne(ski.value), OCTET_STRING, 'the key identifier').content;
 }
 
 /**
@@ -241,7 +242,16 @@ interface TstInfo {
   readonly imprintAlg: string;
   readonly imprint: Buffer;
   readonly genTime: Date;
+  /** genTime had digits below the millisecond (cut off, so the latest instant moves up by one). */
+  readonly subMillisecond: boolean;
   readonly accuracyMs: number;
+}
+
+/** millis and micros of an Accuracy: 1 to 999 (RFC 3161 §2.4.2). */
+function subSecond(d: Der, what: string): number {
+  const v = smallInteger(d, what, d.tag);
+  if (v < 1 || v > 999) throw new DerError(`${what} ${v} is not 1 to 999`);
+  return v;
 }
 
 /** TSTInfo { version 1, policy, messageImprint, serialNumber, genTime, accuracy?, ordering?, nonce?, tsa?, extensions? } */
@@ -257,52 +267,115 @@ function tstInfo(bytes: Buffer): TstInfo {
     accuracyMs = 0;
     for (const a of children(t[5], 3)) {
       if (a.tag === INTEGER) accuracyMs += smallInteger(a, 'accuracy seconds') * 1000;
-      else if (a.tag === ctxPrimitive(0)) accuracyMs += smallInteger(a, 'accuracy millis', a.tag);
-      else if (a.tag === ctxPrimitive(1)) accuracyMs += smallInteger(a, 'accuracy micros', a.tag) / 1000;
+      else if (a.tag === ctxPrimitive(0)) accuracyMs += subSecond(a, 'accuracy millis');
+      else if (a.tag === ctxPrimitive(1)) accuracyMs += subSecond(a, 'accuracy micros') / 1000;
       else throw new DerError('the accuracy has an unknown field');
     }
+    // A timestamp vouching for a window wider than a day vouches for nothing a policy can use.
+    if (accuracyMs > MAX_ACCURACY_MS)
+      throw new TimestampError(`the timestamp's accuracy of ${accuracyMs} ms is over a day`);
   }
   return {
     imprintAlg: algorithm(imprintAlg, 'the message imprint algorithm'),
     imprint: expect(imprint, OCTET_STRING, 'the hashed message').content,
-    genTime,
+    genTime: genTime.at,
+    subMillisecond: genTime.subMillisecond,
     accuracyMs: Math.ceil(accuracyMs),
   };
 }
 
 /**
  * The signer's chain to a certificate of the tsa stores, through the token's own
- * certificates: each signed by the next, each valid at the stated time, every issuer a
- * CA, and the signer a time-stamping certificate (its only extended key usage, critical,
- * as RFC 3161 §2.3 says).
+ * certificates, held to the rules a TLS or code-signing chain is held to (as Go's
+ * x509.Verify and notation-core-go hold a timestamping chain): each certificate signed
+ * by the next and valid at the stated time, no SHA-1 signature, no RSA key under 2048
+ * bits, no critical extension this verifier does not understand; every issuer a CA
+ * (critical basicConstraints) for keyCertSign, within its path length, and, when it
+ * restricts extended key usages, allowing time stamping; the signer not a CA, for
+ * digitalSignature, with timeStamping as its only extended key usage, marked critical
+ * (RFC 3161 §2.3). Returns the chain, signer first, root last.
  */
 function chainToRoot(
   signer: X509Certificate,
   pool: readonly X509Certificate[],
   roots: readonly X509Certificate[],
   at: Date,
-): string {
-  const name = (c: X509Certificate) => c.subject.replace(/\n/g, ', ');
-  timeStampingUsage(signer);
-  let current = signer;
-  for (let depth = 0; depth < MAX_CHAIN; depth++) {
-    if (Date.parse(current.validFrom) > at.getTime() || at.getTime() > Date.parse(current.validTo))
-      throw new TimestampError(
-        `timestamp authority certificate ${name(current)} is not valid at the stated time ${at.toISOString()}`,
-      );
-    if (depth > 0 && !current.ca)
-      throw new TimestampError(`timestamp authority certificate ${name(current)} issues but is not a CA`);
-    if (roots.some((r) => r.raw.equals(current.raw))) return name(signer);
+): X509Certificate[] {
+  const path = [signer];
+  for (;;) {
+    const current = path[path.length - 1] as X509Certificate;
+    if (roots.some((r) => r.raw.equals(current.raw))) break;
+    if (path.length === MAX_CHAIN)
+      throw new TimestampError(`the timestamp authority chain is longer than ${MAX_CHAIN}`);
     const issuer =
       roots.find((r) => issued(current, r)) ??
-      pool.find((c) => c !== current && !c.raw.equals(current.raw) && issued(current, c));
+      pool.find((c) => !path.some((p) => p.raw.equals(c.raw)) && issued(current, c));
     if (issuer === undefined)
       throw new TimestampError(
-        `the timestamp authority certificate ${name(signer)} does not chain to a certificate of the tsa trust stores`,
+        `the timestamp authority certificate ${nameOf(signer)} does not chain to a certificate of the tsa trust stores`,
       );
-    current = issuer;
+    path.push(issuer);
   }
-  throw new TimestampError(`the timestamp authority chain is longer than ${MAX_CHAIN}`);
+  path.forEach((c, i) => certificateRules(c, i, at));
+  return path;
+}
+
+const nameOf = (c: X509Certificate) => c.subject.replace(/\n/g, ', ');
+const OID_KEY_USAGE = '2.5.29.15';
+const OID_BASIC_CONSTRAINTS = '2.5.29.19';
+const OID_ANY_EKU = '2.5.29.37.0';
+/** Extensions whose meaning this verifier applies or which constrain nothing it relies on. */
+const UNDERSTOOD = new Set([
+  OID_KEY_USAGE,
+  OID_BASIC_CONSTRAINTS,
+  OID_EKU,
+  '2.5.29.17',
+  '2.5.29.32',
+  '2.5.29.14',
+  '2.5.29.35',
+]);
+const SHA1_SIGNED = new Set(['1.2.840.113549.1.1.5', '1.2.840.10045.4.1', '1.2.840.10040.4.3']);
+
+function certificateRules(c: X509Certificate, index: number, at: Date): void {
+  const name = `timestamp authority certificate ${nameOf(c)}`;
+  if (Date.parse(c.validFrom) > at.getTime() || at.getTime() > Date.parse(c.validTo))
+    throw new TimestampError(`${name} is not valid at the stated time ${at.toISOString()}`);
+  const outer = children(readOne(c.raw), 3);
+  if (SHA1_SIGNED.has(algorithm(outer[1], 'the certificate signature algorithm')))
+    throw new TimestampError(`${name} is signed with SHA-1`);
+  const key = c.publicKey;
+  if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048)
+    throw new TimestampError(`${name} has an RSA key shorter than 2048 bits`);
+  if (key.asymmetricKeyType !== 'rsa' && key.asymmetricKeyType !== 'ec')
+    throw new TimestampError(`${name} has a ${key.asymmetricKeyType ?? 'unknown'} key`);
+  const exts = extensionsOf(outer[0] as Der);
+  for (const [oidText, e] of exts)
+    if (e.critical && !UNDERSTOOD.has(oidText))
+      throw new TimestampError(`${name} has a critical extension ${oidText} this verifier does not apply`);
+  const usage = exts.get(OID_KEY_USAGE);
+  const bits = usage ? expect(readOne(usage.value), 0x03, 'keyUsage').content : undefined;
+  const bit = (n: number) => bits !== undefined && ((bits[1 + (n >> 3)] ?? 0) & (0x80 >> (n & 7))) !== 0;
+  const basic = exts.get(OID_BASIC_CONSTRAINTS);
+  const bc = basic ? children(expect(readOne(basic.value), SEQUENCE, 'basicConstraints'), 2) : [];
+  const isCA = bc[0]?.tag === 0x01 && bc[0].content[0] === 0xff;
+  const ekus = exts.get(OID_EKU);
+  const purposes = ekus
+    ? children(expect(readOne(ekus.value), SEQUENCE, 'the extended key usage'), 16).map((u) => oid(u, 'a key purpose'))
+    : undefined;
+  if (index === 0) {
+    if (isCA) throw new TimestampError(`${name} is a CA certificate, not a timestamping certificate`);
+    if (!bit(0)) throw new TimestampError(`${name} is not for digitalSignature`);
+    if (purposes?.length !== 1 || purposes[0] !== OID_TIME_STAMPING || !ekus?.critical)
+      throw new TimestampError(`${name} must have timeStamping as its only extended key usage, marked critical`);
+    return;
+  }
+  if (!isCA || !basic?.critical) throw new TimestampError(`${name} issues but lacks critical basicConstraints cA true`);
+  if (!bit(5)) throw new TimestampError(`${name} issues but is not for keyCertSign`);
+  const pathLen = bc[1]?.tag === INTEGER ? smallInteger(bc[1], 'pathLenConstraint') : undefined;
+  if (pathLen !== undefined && index - 1 > pathLen)
+    throw new TimestampError(`${name} allows ${pathLen} CAs below it, the chain has ${index - 1}`);
+  if (purposes !== undefined && !purposes.includes(OID_TIME_STAMPING) && !purposes.includes(OID_ANY_EKU))
+    throw new TimestampError(`${name} restricts extended key usages to ones without timeStamping`);
 }
 
 function issued(child: X509Certificate, parent: X509Certificate): boolean {
@@ -313,25 +386,18 @@ function issued(child: X509Certificate, parent: X509Certificate): boolean {
   }
 }
 
-function timeStampingUsage(c: X509Certificate): void {
-  const tbs = children(children(readOne(c.raw), 3)[0] as Der, 12);
+/** A certificate's extensions by OID: whether critical, and the extnValue contents. */
+function extensionsOf(tbsDer: Der): Map<string, { critical: boolean; value: Buffer }> {
+  const tbs = children(tbsDer, 12);
   const exts = tbs.find((d) => d.tag === ctx(3));
-  const list = exts ? children(expect(children(exts, 1)[0], SEQUENCE, 'extensions'), 64) : [];
-  for (const e of list) {
-    const parts = children(e, 3);
-    if (oid(parts[0], 'an extension') !== OID_EKU) continue;
+  const out = new Map<string, { critical: boolean; value: Buffer }>();
+  if (exts === undefined) return out;
+  for (const e of children(expect(children(exts, 1)[0], SEQUENCE, 'extensions'), 64)) {
+    const parts = children(expect(e, SEQUENCE, 'an extension'), 3);
+    const id = oid(parts[0], 'an extension');
+    if (out.has(id)) throw new DerError(`extension ${id} appears twice`);
     const critical = parts.length === 3 && parts[1]?.tag === 0x01 && parts[1].content[0] === 0xff;
-    const usages = children(
-      expect(readOne(expect(parts.at(-1), OCTET_STRING, 'the extended key usage').content), SEQUENCE, 'EKU'),
-      16,
-    ).map((u) => oid(u, 'a key purpose'));
-    if (usages.length !== 1 || usages[0] !== OID_TIME_STAMPING || !critical)
-      throw new TimestampError(
-        `timestamp authority certificate ${c.subject.replace(/\n/g, ', ')} must have timeStamping as its only extended key usage, marked critical`,
-      );
-    return;
+    out.set(id, { critical, value: expect(parts.at(-1), OCTET_STRING, `extension ${id}`).content });
   }
-  throw new TimestampError(
-    `timestamp authority certificate ${c.subject.replace(/\n/g, ', ')} has no extended key usage timeStamping`,
-  );
+  return out;
 }

@@ -24,6 +24,10 @@ export interface CertOptions {
   readonly ekuCritical?: boolean;
   readonly crl?: boolean;
   readonly criticalKeyUsage?: boolean;
+  /** A CA's pathLenConstraint. */
+  readonly pathLen?: number;
+  /** A leaf for keyEncipherment instead of digitalSignature. */
+  readonly usage?: 'keyEncipherment';
 }
 
 let serial = 1;
@@ -58,10 +62,19 @@ export function testCert(o: CertOptions): TestCert {
   cert.setIssuer(o.issuer ? o.issuer.forgeCert.subject.attributes : attrs);
   const exts: object[] = o.ca
     ? [
-        { name: 'basicConstraints', cA: true, critical: true },
+        {
+          name: 'basicConstraints',
+          cA: true,
+          critical: true,
+          ...(o.pathLen !== undefined ? { pathLenConstraint: o.pathLen } : {}),
+        },
         { name: 'keyUsage', keyCertSign: true, critical: true },
       ]
-    : [{ name: 'keyUsage', digitalSignature: true, critical: o.criticalKeyUsage ?? true }];
+    : [
+        o.usage === 'keyEncipherment'
+          ? { name: 'keyUsage', keyEncipherment: true, critical: true }
+          : { name: 'keyUsage', digitalSignature: true, critical: o.criticalKeyUsage ?? true },
+      ];
   if (o.eku) exts.push({ name: 'extKeyUsage', [o.eku]: true, critical: o.ekuCritical ?? o.eku === 'timeStamping' });
   if (o.crl) exts.push({ name: 'cRLDistributionPoints', altNames: [{ type: 6, value: 'http://127.0.0.1:9/ca.crl' }] });
   cert.setExtensions(exts);

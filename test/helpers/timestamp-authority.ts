@@ -22,6 +22,8 @@ export interface TokenOptions {
   readonly ess?: 'none' | 'other';
   /** Hash the message imprint is made with (default sha256). */
   readonly imprintHash?: 'sha256' | 'sha1';
+  /** The genTime text as written, instead of `at` (a malformed time). */
+  readonly genTimeText?: string;
   /** Flip a byte of the signature value. */
   readonly badSignature?: boolean;
 }
@@ -96,7 +98,7 @@ export function timestampToken(tsa: TestCert, signature: Buffer, o: TokenOptions
     oid(OIDS.policy),
     seq(algorithm(OIDS[imprintHash]), octets(createHash(imprintHash).update(signature).digest())),
     integer(serial++),
-    generalizedTime(o.at ?? new Date()),
+    o.genTimeText !== undefined ? tlv(0x18, Buffer.from(o.genTimeText, 'latin1')) : generalizedTime(o.at ?? new Date()),
     ...(accuracy === null ? [] : [accuracyField(accuracy)]),
   );
   const certHash = createHash('sha256')

@@ -58,7 +58,9 @@ const outcome = (d: Awaited<ReturnType<typeof decide>>) => (d.allowed ? 'admitte
 
 const globalsign = readFileSync(`${VECTORS}truststore/tsa-globalsign/globalsignRoot.cer`);
 const digicert = readFileSync(`${VECTORS}truststore/tsa-mismatch/DigiCertTSARootSHA384.cer`);
-const policyFor = (leaf: Buffer, tsa: Buffer | undefined, more = '') => {
+/** GlobalSign's TSA chain names OCSP responders and CRLs, which an offline gateway cannot consult: logged here. */
+const REVOCATION_LOGGED = ', override: { revocation: log }';
+const policyFor = (leaf: Buffer, tsa: Buffer | undefined, more = REVOCATION_LOGGED) => {
   files = new Map([['certs/leaf.crt', leaf], ...(tsa ? ([['certs/tsa.crt', tsa]] as const) : [])]);
   return `{ trustStores: { ca: [certs/leaf.crt]${tsa ? ', tsa: [certs/tsa.crt]' : ''} }, trustedIdentities: ["*"]${more} }`;
 };
@@ -71,6 +73,11 @@ test("notation-go's timestamped JWS and COSE envelopes are admitted against Glob
     const env = vector(name);
     const d = await decide(policyFor(leafOf(type, env), globalsign), type, env);
     assert.equal(outcome(d), 'admitted', `${name}: ${JSON.stringify(d.reasons)}`);
+    assert.equal(
+      outcome(await decide(policyFor(leafOf(type, env), globalsign, ''), type, env)),
+      'signature.revocation_unavailable',
+      "strict: the TSA chain's revocation status cannot be determined offline, as for a signing chain",
+    );
   }
 });
 
@@ -83,7 +90,9 @@ test('a certificate that expired after its signature was timestamped still verif
     const leaf = leafOf(type, env);
     assert.equal(outcome(await decide(policyFor(leaf, globalsign), type, env)), 'admitted', name);
     assert.equal(
-      outcome(await decide(policyFor(leaf, globalsign, ', verifyTimestamp: afterCertExpiry'), type, env)),
+      outcome(
+        await decide(policyFor(leaf, globalsign, `${REVOCATION_LOGGED}, verifyTimestamp: afterCertExpiry`), type, env),
+      ),
       'admitted',
       `${name}: the chain has expired, so afterCertExpiry verifies the timestamp too`,
     );
@@ -110,7 +119,9 @@ test('with a tsa store a signature needs a countersignature that verifies agains
   const leaf = leafOf(JWS, bare);
   assert.equal(outcome(await decide(policyFor(leaf, globalsign), JWS, bare)), 'signature.timestamp_invalid');
   assert.equal(
-    outcome(await decide(policyFor(leaf, globalsign, ', verifyTimestamp: afterCertExpiry'), JWS, bare)),
+    outcome(
+      await decide(policyFor(leaf, globalsign, `${REVOCATION_LOGGED}, verifyTimestamp: afterCertExpiry`), JWS, bare),
+    ),
     'admitted',
     'afterCertExpiry: an unexpired chain is checked against the current time instead',
   );
@@ -218,6 +229,44 @@ test('every part of a countersignature that is wrong refuses the signature by th
   ];
   for (const [what, authority, o] of cases)
     assert.equal(await ownCase(authority, o), 'signature.timestamp_invalid', what);
+});
+
+test('the TSA chain is held to the rules of a certificate chain: CA flags, usages and path length', async () => {
+  const at = daysAgo(7);
+  const tsaLeaf = (issuer: TestCert, o: Partial<Parameters<typeof testCert>[0]> = {}) =>
+    testCert({ subject: subject(`tsa ${Math.random()}`), issuer, days: [-30, 30], eku: 'timeStamping', ...o });
+  const noSubCa = testCert({
+    subject: subject('pathlen 0 CA'),
+    issuer: tsaRoot,
+    ca: true,
+    days: [-60, 60],
+    pathLen: 0,
+  });
+  const underIt = testCert({ subject: subject('below pathlen 0'), issuer: noSubCa, ca: true, days: [-60, 60] });
+  const codeSigningCa = testCert({
+    subject: subject('code-signing CA'),
+    issuer: tsaRoot,
+    ca: true,
+    days: [-60, 60],
+    eku: 'codeSigning',
+    ekuCritical: false,
+  });
+  const cases: [string, TestCert, TestCert[]][] = [
+    ['a CA beyond its issuer path length', tsaLeaf(underIt), [underIt, noSubCa]],
+    ['an intermediate restricted to code signing', tsaLeaf(codeSigningCa), [codeSigningCa]],
+    ['a timestamping certificate that is a CA', tsaLeaf(tsaRoot, { ca: true }), []],
+    ['a timestamping certificate for keyEncipherment only', tsaLeaf(tsaRoot, { usage: 'keyEncipherment' }), []],
+  ];
+  for (const [what, authority, extra] of cases)
+    assert.equal(await ownCase(authority, { at, extra }), 'signature.timestamp_invalid', what);
+  assert.equal(await ownCase(tsaLeaf(noSubCa), { at, extra: [noSubCa] }), 'admitted', 'within the path length');
+});
+
+test('a token whose accuracy spans more than a day, or whose time is no calendar time, is refused', async () => {
+  const at = daysAgo(7);
+  assert.equal(await ownCase(tsa, { at, accuracyMs: 86_400_001 }), 'signature.timestamp_invalid');
+  assert.equal(await ownCase(tsa, { at, accuracyMs: 86_400_000 }), 'admitted', 'a day is allowed');
+  assert.equal(await ownCase(tsa, { at, genTimeText: '20261301000000Z' }), 'signature.timestamp_invalid', 'month 13');
 });
 
 test('a TSA certificate chains to the tsa root through intermediates the token carries', async () => {
