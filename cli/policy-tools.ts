@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfigFile, type GatewayConfig, type UpstreamConfig } from '../gateway/config.js';
+import type { MetadataStore } from '../gateway/metadata/metadata-store.js';
+import { openMetadataStore } from '../gateway/metadata/open-metadata-store.js';
 import { SqliteMetadataStore } from '../gateway/metadata/sqlite-metadata-store.js';
 import type { DecisionRecord } from '../gateway/metadata/metadata-store.js';
 import { gatherFormats } from '../gateway/pipeline/evidence.js';
@@ -237,8 +239,9 @@ async function testFromLayout(
  * there is a decision, 1 when there is none.
  */
 /** The gateway's metadata store, which must exist already (these commands read a running gateway's data). */
-function openGatewayStore(configPath: string): SqliteMetadataStore {
+async function openGatewayStore(configPath: string): Promise<MetadataStore> {
   const config = loadConfigFile(configPath);
+  if (config.metadata?.driver === 'postgres') return openMetadataStore(config);
   const path = join(config.dataDir, 'metadata.db');
   if (!existsSync(path))
     throw new Error(
@@ -260,7 +263,7 @@ export async function policyExplain(
   print: Print,
 ): Promise<number> {
   const config = loadConfigFile(opts.config);
-  const store = openGatewayStore(opts.config);
+  const store = await openGatewayStore(opts.config);
   const policy = config.policy
     ? await loadPolicyFile(config.policy).then(
         (p) => p,
@@ -349,7 +352,7 @@ export async function tagsCommand(
   target: string | undefined,
   print: Print,
 ): Promise<number> {
-  const store = openGatewayStore(config);
+  const store = await openGatewayStore(config);
   try {
     if (action === 'list') {
       const pins = await store.pins(target === undefined ? undefined : repositoryName(target).name);

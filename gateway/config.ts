@@ -4,6 +4,7 @@ import type { Node } from 'yaml';
 import { isRepositoryComponent, isValidHost, normalizeHost } from '../oci/reference.js';
 import { LoadError } from '../policies/errors.js';
 import { YamlSource } from '../policies/yaml-source.js';
+import { parseMetadataConfig, type MetadataConfig } from './metadata/metadata-config.js';
 
 /**
  * The gateway's configuration, parsed once and strictly (unknown keys rejected,
@@ -67,6 +68,8 @@ export interface GatewayConfig {
    */
   readonly sigstoreTuf?:
     { readonly mirror: string; readonly root?: string | undefined; readonly refreshSeconds: number } | undefined;
+  /** Where metadata lives (gateway/metadata/metadata-config.ts); undefined: SQLite under dataDir. */
+  readonly metadata?: MetadataConfig | undefined;
 }
 
 export const PUBLIC_GOOD_TUF_MIRROR = 'https://tuf-repo-cdn.sigstore.dev';
@@ -138,6 +141,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
           'tls',
           'registriesD',
           'sigstore',
+          'metadata',
         ]);
   const defaults = defaultConfig(resolve(base, 'data'));
   if (!top)
@@ -258,6 +262,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
       src.report(node, `upstreams[${i}]: only one upstream can mirror docker.io`);
     else upstreams.push(u);
   });
+  const metadata = top.has('metadata') ? parseMetadataConfig(src, top.get('metadata'), base) : undefined;
   if (src.diagnostics.length > 0) throw new LoadError('CONFIG_INVALID', src.diagnostics);
   return deepFreeze({
     source: file,
@@ -275,6 +280,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
     tls,
     registriesD,
     ...(sigstoreTuf ? { sigstoreTuf } : {}),
+    ...(metadata && metadata.driver !== 'sqlite' ? { metadata } : {}),
   });
 }
 

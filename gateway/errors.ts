@@ -11,7 +11,9 @@ export type GatewayErrorCode =
   | 'RANGE_INVALID'
   | 'PAGINATION_INVALID'
   | 'STORE_CORRUPT'
-  | 'STORE_FAILED';
+  | 'STORE_FAILED'
+  /** The metadata database was migrated by a newer program: refused rather than guessed at. */
+  | 'STORE_SCHEMA_NEWER';
 
 export class GatewayError extends Error {
   readonly code: GatewayErrorCode;

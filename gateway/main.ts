@@ -11,7 +11,7 @@ import type { CompiledPolicy } from '../policies/model.js';
 import type { GatewayConfig } from './config.js';
 import { buildApp, type GatewayApp } from './http/app.js';
 import { createMetrics } from './metrics.js';
-import { SqliteMetadataStore } from './metadata/sqlite-metadata-store.js';
+import { openMetadataStore } from './metadata/open-metadata-store.js';
 import { FsBlobStore } from './store/fs-blob-store.js';
 import { watchPolicy } from './policy-watch.js';
 import { SigstoreRoot } from './sigstore-root.js';
@@ -125,7 +125,7 @@ export async function startGateway(
         );
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await FsBlobStore.open(join(config.dataDir, 'store'));
-  const metadata = new SqliteMetadataStore(join(config.dataDir, 'metadata.db'));
+  const metadata = await openMetadataStore(config, env);
   const registriesD = config.registriesD ? loadRegistriesD(config.registriesD) : undefined;
   const upstreamList: Upstream[] = config.upstreams.map((u) =>
     openUpstream(u, env, registriesD, (o) =>

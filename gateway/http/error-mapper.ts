@@ -79,6 +79,7 @@ function statusFor(code: Code): [number, string] {
       return [504, 'UNAVAILABLE'];
     case 'STORE_CORRUPT':
     case 'STORE_FAILED':
+    case 'STORE_SCHEMA_NEWER':
       return [500, 'UNKNOWN'];
   }
 }

@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { GatewayError } from '../errors.js';
 import type {
   Admission,
   AdmittedManifest,
@@ -434,7 +435,8 @@ function migrate(db: Database.Database): void {
   const row = db.prepare<[], { version: number }>('SELECT version FROM schema_version').get();
   const current = row?.version ?? 0;
   if (current > MIGRATIONS.length) {
-    throw new Error(
+    throw new GatewayError(
+      'STORE_SCHEMA_NEWER',
       `metadata database is at schema version ${current}, newer than this program (${MIGRATIONS.length})`,
     );
   }

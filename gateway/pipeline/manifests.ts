@@ -19,7 +19,7 @@ import type { ResourceRef } from '../../policies/attestation.js';
 import type { AttestationService, StoredEnvelope } from '../attestations.js';
 import { DeniedError, GatewayError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { ManifestKind, MetadataStore } from '../metadata/metadata-store.js';
+import type { AdmittedManifest, ManifestKind, MetadataStore } from '../metadata/metadata-store.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { Address } from '../upstreams.js';
 import { attachmentProblem, attachmentSubject } from './attachments.js';
@@ -217,14 +217,19 @@ export class ManifestService {
   async #byDigest(addr: Address, digest: Digest, accept: string | undefined): Promise<ServedManifest> {
     const cached = await this.#cached(addr, digest.text, 'digest');
     if (cached) return cached;
-    const res = await addr.upstream.client.manifest(
-      addr.repository,
-      digest.text,
-      'GET',
-      accept ?? MANIFEST_MEDIA_TYPES.join(', '),
-      MAX_MANIFEST_BYTES,
-    );
+    const res = await this.#upstreamByDigest(addr, digest, accept ?? MANIFEST_MEDIA_TYPES.join(', '));
     if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}@${digest.text} is not known upstream`);
+    return this.#admit(addr, digest, res.bytes, res.contentType, 'digest');
+  }
+
+  /** The upstream's bytes for a digest, checked against it. */
+  async #upstreamByDigest(
+    addr: Address,
+    digest: Digest,
+    accept: string,
+  ): Promise<{ bytes: Buffer; contentType: string | undefined } | undefined> {
+    const res = await addr.upstream.client.manifest(addr.repository, digest.text, 'GET', accept, MAX_MANIFEST_BYTES);
+    if (!res) return undefined;
     const actual = digestOf(res.bytes, digest.algorithm);
     if (actual.hex !== digest.hex) {
       throw new UpstreamError(
@@ -232,7 +237,20 @@ export class ManifestService {
         `upstream sent a manifest hashing to ${actual.text} for ${digest.text}`,
       );
     }
-    return this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'), 'digest');
+    return { bytes: res.bytes, contentType: header(res.headers, 'content-type') };
+  }
+
+  /**
+   * Bytes of a manifest admitted under the policy in force that this replica's own
+   * store lacks (replicas sharing metadata but not blobs): fetched again by digest.
+   * Bytes that hash to the admitted digest are the bytes that were decided.
+   */
+  async #refill(addr: Address, admitted: AdmittedManifest, digest: Digest): Promise<Buffer | undefined> {
+    if (admitted.kind === 'attachment' || admitted.policyDigest !== this.deps.policy().digest.text) return undefined;
+    const res = await this.#upstreamByDigest(addr, digest, admitted.mediaType);
+    if (!res) return undefined;
+    await this.deps.store.putBytes(digest, res.bytes);
+    return res.bytes;
   }
 
   /**
@@ -244,7 +262,8 @@ export class ManifestService {
     const admitted = await this.deps.metadata.admittedManifest(addr.name, digestText);
     if (!admitted) return undefined;
     const digest = parseDigest(admitted.digest);
-    const bytes = await this.deps.store.readBytes(digest, MAX_MANIFEST_BYTES);
+    const bytes =
+      (await this.deps.store.readBytes(digest, MAX_MANIFEST_BYTES)) ?? (await this.#refill(addr, admitted, digest));
     if (!bytes) return undefined;
     if (digestOf(bytes, digest.algorithm).hex !== digest.hex) {
       this.deps.logger.error(

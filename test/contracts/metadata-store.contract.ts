@@ -262,4 +262,76 @@ export function metadataStoreContract(
       await cleanup();
     }
   });
+
+  test(`${name}: a pin keeps its first digest until released, and releasing it forgets the tag`, async () => {
+    const { store, cleanup } = await open();
+    try {
+      await store.setPin('reg/a', 'v1', D('1'), 10);
+      await store.setPin('reg/a', 'v1', D('2'), 20);
+      assert.deepEqual(await store.pin('reg/a', 'v1'), {
+        tag: 'v1',
+        digest: D('1'),
+        pinnedAt: 10,
+        upstreamDigest: undefined,
+      });
+      await store.notePinMove('reg/a', 'v1', D('3'));
+      assert.equal((await store.pin('reg/a', 'v1'))?.upstreamDigest, D('3'));
+      await store.notePinMove('reg/a', 'v1', undefined);
+      assert.equal((await store.pin('reg/a', 'v1'))?.upstreamDigest, undefined);
+      await store.setPin('reg/b', 'v1', D('4'), 30);
+      assert.deepEqual(
+        (await store.pins()).map((p) => [p.repository, p.tag, p.digest]),
+        [
+          ['reg/a', 'v1', D('1')],
+          ['reg/b', 'v1', D('4')],
+        ],
+      );
+      assert.deepEqual(
+        (await store.pins('reg/b')).map((p) => p.digest),
+        [D('4')],
+      );
+      await store.setTag('reg/a', 'v1', D('1'), 10);
+      assert.equal(await store.releasePin('reg/a', 'v1'), true);
+      assert.equal(await store.releasePin('reg/a', 'v1'), false);
+      assert.equal(await store.pin('reg/a', 'v1'), undefined);
+      assert.equal(await store.tag('reg/a', 'v1'), undefined, 'the next pull asks the upstream');
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test(`${name}: decisions filter by repository and tag and keep mode and verdict`, async () => {
+    const { store, cleanup } = await open();
+    try {
+      const base = { digest: D('1'), policyDigest: D('9'), rule: 'reg', reasons: [] };
+      await store.recordDecision({ ...base, time: 1, repository: 'reg/a', allowed: true, tag: 'v1' });
+      await store.recordDecision({
+        ...base,
+        time: 2,
+        repository: 'reg/b',
+        allowed: true,
+        mode: 'audit',
+        verdict: false,
+      });
+      await store.recordDecision({ ...base, time: 3, repository: 'reg/a', allowed: false, tag: 'v2' });
+      assert.deepEqual(
+        (await store.decisions({ repository: 'reg/a', limit: 10 })).map((d) => d.time),
+        [3, 1],
+      );
+      assert.deepEqual(
+        (await store.decisions({ repository: 'reg/a', tag: 'v1', limit: 10 })).map((d) => d.time),
+        [1],
+      );
+      const audit = (await store.decisions({ repository: 'reg/b', limit: 10 }))[0];
+      assert.equal(audit?.mode, 'audit');
+      assert.equal(audit?.verdict, false);
+      assert.equal(audit?.tag, undefined);
+      assert.deepEqual(
+        (await store.decisions({ limit: 2 })).map((d) => d.time),
+        [3, 2],
+      );
+    } finally {
+      await cleanup();
+    }
+  });
 }

@@ -70,6 +70,9 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   const running = await startGateway(loadConfigFile(join(dir.path, 'config.yaml')), {
     logger,
     env: opts.env ?? process.env,
+  }).catch((err: unknown) => {
+    dir.cleanup();
+    throw err;
   });
   return {
     running,

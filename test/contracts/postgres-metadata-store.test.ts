@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { PostgresMetadataStore } from '../../gateway/metadata/postgres-metadata-store.js';
+import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { metadataStoreContract } from './metadata-store.contract.js';
+
+/**
+ * The PostgreSQL MetadataStore on a real PostgreSQL server (Debian's, run as an
+ * unprivileged user by the test): the contract every store passes, then what only a
+ * shared database has — replicas migrating at once, one replica's admission seen by
+ * another, a database newer than the program refused.
+ */
+let server: TestPostgres;
+before(async () => {
+  server = await startPostgres();
+});
+after(async () => {
+  await server?.stop();
+});
+
+const openOn = (database: string, password = server.password) =>
+  PostgresMetadataStore.open({
+    host: server.host,
+    port: server.port,
+    database,
+    user: server.user,
+    password,
+  });
+
+metadataStoreContract('PostgresMetadataStore', async () => {
+  const db = await server.createDatabase();
+  const store = await openOn(db.name);
+  return { store, cleanup: () => store.close() };
+});
+
+const D = (c: string) => `sha256:${c.repeat(64)}`;
+
+test('PostgresMetadataStore: eight replicas opening a new database at once migrate it once', async () => {
+  const db = await server.createDatabase();
+  const stores = await Promise.all(Array.from({ length: 8 }, () => openOn(db.name)));
+  try {
+    const c = new pg.Client({
+      host: server.host,
+      port: server.port,
+      user: server.user,
+      password: server.password,
+      database: db.name,
+    });
+    await c.connect();
+    try {
+      const { rows } = await c.query<{ version: number }>('SELECT version FROM portcullis_schema');
+      assert.deepEqual(rows, [{ version: 1 }]);
+    } finally {
+      await c.end();
+    }
+    // And each works.
+    await Promise.all(stores.map((s, i) => s.setTag('reg/a', `t${i}`, D('1'), i)));
+    assert.equal((await stores[0]?.tag('reg/a', 't7'))?.resolvedAt, 7);
+  } finally {
+    await Promise.all(stores.map((s) => s.close()));
+  }
+});
+
+test('PostgresMetadataStore: what one replica admits, another serves; a withdrawal is seen by both', async () => {
+  const db = await server.createDatabase();
+  const [a, b] = await Promise.all([openOn(db.name), openOn(db.name)]);
+  try {
+    const P = D('p');
+    // Both replicas admit concurrently into a repository neither has seen.
+    await Promise.all(
+      [a, b].map((s, i) =>
+        s.admit(
+          'reg/new',
+          {
+            digest: D(String(i + 1)),
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            size: 10,
+            kind: 'image',
+            blobs: [{ digest: D('b'), size: 5 }],
+            children: [],
+            policyDigest: P,
+          },
+          1,
+        ),
+      ),
+    );
+    assert.equal((await b.admittedManifest('reg/new', D('1')))?.size, 10);
+    assert.equal((await a.admittedManifest('reg/new', D('2')))?.size, 10);
+    assert.deepEqual(await b.admittedBlob('reg/new', D('b'), P), { size: 5, attachmentOnly: false });
+    await a.withdraw('reg/new', D('1'));
+    assert.equal(await b.admittedManifest('reg/new', D('1')), undefined);
+    assert.ok(await b.admittedBlob('reg/new', D('b'), P), 'the other manifest still references the blob');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('PostgresMetadataStore: a database at a newer schema version, or a wrong password, is refused at open', async () => {
+  const db = await server.createDatabase();
+  (await openOn(db.name)).close();
+  const c = new pg.Client({
+    host: server.host,
+    port: server.port,
+    user: server.user,
+    password: server.password,
+    database: db.name,
+  });
+  await c.connect();
+  await c.query('UPDATE portcullis_schema SET version = 99');
+  await c.end();
+  await assert.rejects(openOn(db.name), (err: Error & { code?: string }) => err.code === 'STORE_SCHEMA_NEWER');
+  await assert.rejects(openOn(db.name, 'not the password'), (err: Error & { code?: string }) => err.code === '28P01');
+});
