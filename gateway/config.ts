@@ -5,6 +5,7 @@ import { isRepositoryComponent, isValidHost, normalizeHost } from '../oci/refere
 import { LoadError } from '../policies/errors.js';
 import { YamlSource } from '../policies/yaml-source.js';
 import { parseMetadataConfig, type MetadataConfig } from './metadata/metadata-config.js';
+import { parseStoreConfig, type StoreConfig } from './store/store-config.js';
 
 /**
  * The gateway's configuration, parsed once and strictly (unknown keys rejected,
@@ -70,6 +71,8 @@ export interface GatewayConfig {
     { readonly mirror: string; readonly root?: string | undefined; readonly refreshSeconds: number } | undefined;
   /** Where metadata lives (gateway/metadata/metadata-config.ts); undefined: SQLite under dataDir. */
   readonly metadata?: MetadataConfig | undefined;
+  /** Where blobs live (gateway/store/store-config.ts); undefined: files under dataDir/store. */
+  readonly store?: StoreConfig | undefined;
 }
 
 export const PUBLIC_GOOD_TUF_MIRROR = 'https://tuf-repo-cdn.sigstore.dev';
@@ -142,6 +145,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
           'registriesD',
           'sigstore',
           'metadata',
+          'store',
         ]);
   const defaults = defaultConfig(resolve(base, 'data'));
   if (!top)
@@ -263,6 +267,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
     else upstreams.push(u);
   });
   const metadata = top.has('metadata') ? parseMetadataConfig(src, top.get('metadata'), base) : undefined;
+  const store = top.has('store') ? parseStoreConfig(src, top.get('store'), base) : undefined;
   if (src.diagnostics.length > 0) throw new LoadError('CONFIG_INVALID', src.diagnostics);
   return deepFreeze({
     source: file,
@@ -281,6 +286,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
     registriesD,
     ...(sigstoreTuf ? { sigstoreTuf } : {}),
     ...(metadata && metadata.driver !== 'sqlite' ? { metadata } : {}),
+    ...(store ? { store } : {}),
   });
 }
 

@@ -12,7 +12,7 @@ import type { GatewayConfig } from './config.js';
 import { buildApp, type GatewayApp } from './http/app.js';
 import { createMetrics } from './metrics.js';
 import { openMetadataStore } from './metadata/open-metadata-store.js';
-import { FsBlobStore } from './store/fs-blob-store.js';
+import { openBlobStore } from './store/open-blob-store.js';
 import { watchPolicy } from './policy-watch.js';
 import { SigstoreRoot } from './sigstore-root.js';
 import { loadRegistriesD } from './registries-d.js';
@@ -124,7 +124,7 @@ export async function startGateway(
           logger,
         );
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const store = await FsBlobStore.open(join(config.dataDir, 'store'));
+  const store = await openBlobStore(config, env);
   const metadata = await openMetadataStore(config, env);
   const registriesD = config.registriesD ? loadRegistriesD(config.registriesD) : undefined;
   const upstreamList: Upstream[] = config.upstreams.map((u) =>
@@ -207,6 +207,7 @@ export async function startGateway(
       await gateway.blobs.drain();
       await Promise.all(upstreamList.map((u) => u.client.close()));
       await metadata.close();
+      await store.close?.();
     },
   };
 }

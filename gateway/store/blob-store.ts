@@ -18,6 +18,8 @@ export interface BlobStore {
   stage(): Promise<StagedBlob>;
   delete(digest: Digest): Promise<void>;
   list(): AsyncIterable<Digest>;
+  /** Releases connections (object stores); files need nothing. */
+  close?(): Promise<void> | void;
 }
 
 export interface StagedBlob {
