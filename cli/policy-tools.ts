@@ -241,7 +241,7 @@ async function testFromLayout(
 /** The gateway's metadata store, which must exist already (these commands read a running gateway's data). */
 async function openGatewayStore(configPath: string): Promise<MetadataStore> {
   const config = loadConfigFile(configPath);
-  if (config.metadata?.driver === 'postgres') return openMetadataStore(config);
+  if (config.metadata?.driver === 'postgres') return openMetadataStore(config, process.env, { readOnlyTool: true });
   const path = join(config.dataDir, 'metadata.db');
   if (!existsSync(path))
     throw new Error(

@@ -13,7 +13,9 @@ export type GatewayErrorCode =
   | 'STORE_CORRUPT'
   | 'STORE_FAILED'
   /** The metadata database was migrated by a newer program: refused rather than guessed at. */
-  | 'STORE_SCHEMA_NEWER';
+  | 'STORE_SCHEMA_NEWER'
+  /** The gateway is stopping: a request still waiting (for another replica's fill) is answered 503. */
+  | 'SHUTTING_DOWN';
 
 export class GatewayError extends Error {
   readonly code: GatewayErrorCode;

@@ -1,6 +1,7 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { parseSigningKey, publicKeyPem } from '../policies/attestation.js';
 import { formatDiagnostic } from '../policies/diagnostics.js';
@@ -160,6 +161,10 @@ export async function startGateway(
     metrics,
     attestations,
     signer,
+    // Replicas share fills only where they share the bytes (an object store) and a database with leases.
+    ...(metadata.leases && config.store?.driver === 's3'
+      ? { fleet: { leases: metadata.leases, holder: `${hostname()}:${process.pid}:${randomUUID()}` } }
+      : {}),
     ...(config.tls ? { https: { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } } : {}),
   });
   await gateway.app.listen({ host: config.listen.host, port: config.listen.port });
@@ -187,6 +192,11 @@ export async function startGateway(
       ? 'portcullis is running on embedded defaults: Docker Hub as the only upstream and a reject-everything policy (pass --config FILE)'
       : 'portcullis is running',
   );
+  if (config.metadata?.driver === 'postgres' && config.store?.driver !== 's3')
+    logger.warn(
+      { event: 'fleet.store_not_shared' },
+      'metadata is shared (PostgreSQL) but blobs are local files: several replicas on this database need one store (store.driver: s3), since attestation envelopes and the attachments the gateway makes live in the store',
+    );
   if (config.upstreams.length === 0) logger.warn('no upstreams are configured: every pull will answer NAME_UNKNOWN');
   return {
     url,

@@ -5,7 +5,7 @@ import { UpstreamError } from '../../oci/errors.js';
 import { MediaType } from '../../oci/media-types.js';
 import { impersonatesGateway, type GatewaySigner } from '../attestations.js';
 import { GatewayError } from '../errors.js';
-import { BlobService } from '../pipeline/blobs.js';
+import { BlobService, type FleetFills } from '../pipeline/blobs.js';
 import { descriptorJson, listReferrers, listTags, parsePageSize } from '../pipeline/listings.js';
 import { ManifestService, type ManifestServiceDeps } from '../pipeline/manifests.js';
 import { withDeadline, type Upstreams } from '../upstreams.js';
@@ -22,6 +22,8 @@ export interface AppDeps extends Omit<ManifestServiceDeps, 'now'> {
   readonly signer: GatewaySigner;
   readonly https?: { readonly cert: Buffer; readonly key: Buffer };
   readonly now?: () => number;
+  /** Replicas sharing a blob store: one upstream fetch per cold blob for all of them. */
+  readonly fleet?: FleetFills;
 }
 
 export interface GatewayApp {
@@ -46,7 +48,7 @@ export function buildApp(deps: AppDeps): GatewayApp {
     ...(deps.https ? { https: { cert: deps.https.cert, key: deps.https.key } } : {}),
   }) as unknown as FastifyInstance;
   const manifests = new ManifestService({ ...deps, now });
-  const blobs = new BlobService(deps.store, deps.metadata, deps.metrics, deps.policy);
+  const blobs = new BlobService(deps.store, deps.metadata, deps.metrics, deps.policy, deps.fleet);
 
   app.decorateRequest('routeKind', 'other');
   app.addHook('onSend', async (_req, reply) => {

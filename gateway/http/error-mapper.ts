@@ -81,6 +81,8 @@ function statusFor(code: Code): [number, string] {
     case 'STORE_FAILED':
     case 'STORE_SCHEMA_NEWER':
       return [500, 'UNKNOWN'];
+    case 'SHUTTING_DOWN':
+      return [503, 'UNAVAILABLE'];
   }
 }
 

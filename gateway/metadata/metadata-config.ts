@@ -51,8 +51,16 @@ export function parseMetadataConfig(src: YamlSource, node: Node | null | undefin
     return (src.report(at, `metadata.url is not a postgres:// URL`, hint), DEFAULT_METADATA);
   // Never echo the URL: it may hold the very password this refuses.
   if (url.password !== '') return (src.report(at, 'metadata.url must not carry a password', hint), DEFAULT_METADATA);
-  const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
-  if (url.username === '' || database === '' || database.includes('/'))
+  let database: string;
+  let user: string;
+  try {
+    database = decodeURIComponent(url.pathname.replace(/^\//, ''));
+    user = decodeURIComponent(url.username);
+  } catch {
+    return (src.report(at, 'metadata.url has a malformed %-escape', hint), DEFAULT_METADATA);
+  }
+  if (url.port === '0') return (src.report(at, 'metadata.url: port 0 is not a server port', hint), DEFAULT_METADATA);
+  if (user === '' || database === '' || database.includes('/'))
     return (src.report(at, 'metadata.url must name a user and one database', hint), DEFAULT_METADATA);
   if (url.search !== '' || url.hash !== '')
     return (src.report(at, 'metadata.url takes no query parameters or fragment', hint), DEFAULT_METADATA);
@@ -78,7 +86,7 @@ export function parseMetadataConfig(src: YamlSource, node: Node | null | undefin
     host: url.hostname.replace(/^\[|\]$/g, ''),
     port: url.port === '' ? 5432 : Number(url.port),
     database,
-    user: decodeURIComponent(url.username),
+    user,
     password,
     poolSize,
     tlsCa,

@@ -66,7 +66,23 @@ export interface AttestationRecord {
   readonly createdAt: number;
 }
 
+/**
+ * Leases on blob fills, for replicas that share a blob store: the holder of `fill`
+ * fetches it from upstream; the others wait for it in the store. A lease lapses
+ * `ttlMs` after it was last taken or renewed (a holder that died loses it), by the
+ * shared database's clock.
+ */
+export interface FillLeases {
+  /** True when `holder` now holds the lease: it was free, had lapsed, or was `holder`'s already. */
+  acquire(fill: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** False when the lease was lost (it lapsed and another took it). */
+  renew(fill: string, holder: string, ttlMs: number): Promise<boolean>;
+  release(fill: string, holder: string): Promise<void>;
+}
+
 export interface MetadataStore {
+  /** Present where several gateways share the store (PostgreSQL); SQLite serves one gateway. */
+  readonly leases?: FillLeases;
   recordAttestation(repository: string, record: AttestationRecord): Promise<void>;
   /** The attestation of `subject` in `repository` issued under `policyDigest` by `signingKeys` (one per policy and key set). */
   attestation(

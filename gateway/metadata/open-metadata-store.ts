@@ -11,6 +11,7 @@ import { SqliteMetadataStore } from './sqlite-metadata-store.js';
 export async function openMetadataStore(
   config: { readonly metadata?: MetadataConfig | undefined; readonly dataDir: string },
   env: NodeJS.ProcessEnv = process.env,
+  opts: { readOnlyTool?: boolean } = {},
 ): Promise<MetadataStore> {
   const m = config.metadata;
   if (m === undefined || m.driver === 'sqlite') return new SqliteMetadataStore(join(config.dataDir, 'metadata.db'));
@@ -19,10 +20,28 @@ export async function openMetadataStore(
     port: m.port,
     database: m.database,
     user: m.user,
-    password: m.password === undefined ? undefined : readSecret(m.password, env),
+    password: m.password === undefined ? undefined : password(m.password, env),
     poolSize: m.poolSize,
     tlsCa: m.tlsCa === undefined ? undefined : readCa(m.tlsCa),
+    // policy explain and tags read a running gateway's database: they never migrate it.
+    migrate: opts.readOnlyTool !== true,
   });
+}
+
+function password(ref: { file?: string; env?: string }, env: NodeJS.ProcessEnv): string {
+  try {
+    return readSecret(ref, env);
+  } catch (err) {
+    if (err instanceof LoadError) throw err;
+    throw new LoadError('CONFIG_INVALID', [
+      {
+        file: ref.file ?? '(environment)',
+        line: 1,
+        column: 1,
+        message: `metadata.passwordFile cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      },
+    ]);
+  }
 }
 
 function readCa(file: string): string {

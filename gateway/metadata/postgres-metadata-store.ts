@@ -6,6 +6,7 @@ import type {
   AdmittedManifest,
   AttestationRecord,
   DecisionRecord,
+  FillLeases,
   ManifestKind,
   MetadataStore,
   PinRecord,
@@ -54,7 +55,12 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE pins (
      repository_id BIGINT NOT NULL REFERENCES repositories(id), tag TEXT NOT NULL, digest TEXT NOT NULL,
      pinned_at BIGINT NOT NULL, upstream_digest TEXT, PRIMARY KEY (repository_id, tag));`,
+  // 2: fill leases (one upstream fetch of a blob for the whole fleet).
+  `CREATE TABLE blob_fills (fill TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL);`,
 ];
+
+/** The database's own clock in milliseconds: every replica's leases are timed by one clock. */
+const DB_NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 
 /** An arbitrary constant naming this program's migration lock among the database's advisory locks. */
 const MIGRATION_LOCK = 7_301_999_551;
@@ -68,6 +74,8 @@ export interface PostgresOptions {
   /** Connections per gateway (default 10). */
   readonly poolSize?: number | undefined;
   readonly connectTimeoutMs?: number | undefined;
+  /** Open an existing schema without migrating it (tools that only read): anything but the current version is refused. */
+  readonly migrate?: boolean | undefined;
   /** PEM CA bundle: the connection is TLS, and the server's certificate must chain to it and name `host`. */
   readonly tlsCa?: string | undefined;
 }
@@ -99,6 +107,9 @@ export class PostgresMetadataStore implements MetadataStore {
       password: o.password,
       max: o.poolSize ?? 10,
       connectionTimeoutMillis: o.connectTimeoutMs ?? 10_000,
+      // A held lock or a stuck server fails the request instead of hanging it.
+      statement_timeout: 30_000,
+      query_timeout: 35_000,
       application_name: 'portcullis',
       ...(o.tlsCa !== undefined ? { ssl: { ca: o.tlsCa, rejectUnauthorized: true, servername: sniName(o.host) } } : {}),
       types: { getTypeParser: typeParser } as pg.CustomTypesConfig,
@@ -106,7 +117,8 @@ export class PostgresMetadataStore implements MetadataStore {
     // An idle connection the server drops must not take the process down.
     pool.on('error', () => undefined);
     try {
-      await migrate(pool);
+      if (o.migrate === false) await checkSchema(pool);
+      else await migrate(pool);
     } catch (err) {
       await pool.end().catch(() => undefined);
       throw err;
@@ -145,6 +157,28 @@ export class PostgresMetadataStore implements MetadataStore {
     if (q === this.#pool) this.#repoIds.set(name, id);
     return id;
   }
+
+  readonly leases: FillLeases = {
+    acquire: async (fill, holder, ttlMs) => {
+      const { rowCount } = await this.#pool.query(
+        `INSERT INTO blob_fills (fill, holder, expires_at) VALUES ($1, $2, ${DB_NOW_MS} + $3)
+         ON CONFLICT (fill) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+         WHERE blob_fills.expires_at < ${DB_NOW_MS} OR blob_fills.holder = EXCLUDED.holder`,
+        [fill, holder, ttlMs],
+      );
+      return rowCount === 1;
+    },
+    renew: async (fill, holder, ttlMs) => {
+      const { rowCount } = await this.#pool.query(
+        `UPDATE blob_fills SET expires_at = ${DB_NOW_MS} + $3 WHERE fill = $1 AND holder = $2`,
+        [fill, holder, ttlMs],
+      );
+      return rowCount === 1;
+    },
+    release: async (fill, holder) => {
+      await this.#pool.query('DELETE FROM blob_fills WHERE fill = $1 AND holder = $2', [fill, holder]);
+    },
+  };
 
   async admittedManifest(repository: string, digest: string): Promise<AdmittedManifest | undefined> {
     const { rows } = await this.#pool.query<{
@@ -456,7 +490,7 @@ export class PostgresMetadataStore implements MetadataStore {
       upstream_digest: string | null;
     }>(
       `SELECT r.name, p.tag, p.digest, p.pinned_at, p.upstream_digest FROM pins p JOIN repositories r ON r.id = p.repository_id
-       WHERE $1::text IS NULL OR r.name = $1 ORDER BY r.name, p.tag`,
+       WHERE $1::text IS NULL OR r.name = $1 ORDER BY r.name COLLATE "C", p.tag COLLATE "C"`,
       [repository ?? null],
     );
     return rows.map((r) => ({
@@ -508,6 +542,24 @@ export class PostgresMetadataStore implements MetadataStore {
   async close(): Promise<void> {
     await this.#pool.end();
   }
+}
+
+async function checkSchema(pool: pg.Pool): Promise<void> {
+  const exists = await pool.query<{ t: string | null }>(`SELECT to_regclass('portcullis_schema')::text AS t`);
+  const version =
+    exists.rows[0]?.t === null || exists.rows[0]?.t === undefined
+      ? 0
+      : ((await pool.query<{ version: number }>('SELECT version FROM portcullis_schema')).rows[0]?.version ?? 0);
+  if (version > MIGRATIONS.length)
+    throw new GatewayError(
+      'STORE_SCHEMA_NEWER',
+      `metadata database is at schema version ${version}, newer than this program (${MIGRATIONS.length})`,
+    );
+  if (version < MIGRATIONS.length)
+    throw new GatewayError(
+      'STORE_FAILED',
+      `metadata database is at schema version ${version}, older than this program (${MIGRATIONS.length}): start a gateway of this version to migrate it`,
+    );
 }
 
 async function migrate(pool: pg.Pool): Promise<void> {

@@ -3,7 +3,7 @@ import type { Digest } from '../../oci/digest.js';
 import { UpstreamError } from '../../oci/errors.js';
 import { GatewayError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { MetadataStore } from '../metadata/metadata-store.js';
+import type { FillLeases, MetadataStore } from '../metadata/metadata-store.js';
 import type { CompiledPolicy } from '../../policies/model.js';
 import { OciError } from '../../oci/errors.js';
 import type { BlobStore } from '../store/blob-store.js';
@@ -23,14 +23,41 @@ export interface BlobBody {
   readonly stream: Readable | undefined;
 }
 
+/**
+ * Replicas sharing one blob store: a cold blob is fetched by the replica that holds
+ * its fill lease; the others wait until it is in the store (or the lease lapses —
+ * its holder died — and one of them takes over), and serve it from there.
+ */
+export interface FleetFills {
+  readonly leases: FillLeases;
+  /** This gateway among the replicas. */
+  readonly holder: string;
+  /** A lease lapses this long after it was last renewed (default 10 s); the holder renews it every third of that. */
+  readonly ttlMs?: number;
+  /** How often a waiting replica looks at the store and the lease (default 200 ms). */
+  readonly pollMs?: number;
+  /** After this long waiting for another replica, fetch anyway (default 10 min). */
+  readonly maxWaitMs?: number;
+}
+
+interface Lease {
+  attached: boolean;
+  release(): Promise<void>;
+}
+
+type PeerWait = { readonly stored: true } | { readonly stored: false; readonly lease: Lease | undefined };
+
 export class BlobService {
   readonly #fills = new Map<string, BlobFill>();
+  readonly #waits = new Map<string, Promise<PeerWait>>();
+  #draining = false;
 
   constructor(
     private readonly store: BlobStore,
     private readonly metadata: MetadataStore,
     private readonly metrics: Metrics,
     private readonly policy: () => CompiledPolicy,
+    private readonly fleet?: FleetFills,
   ) {}
 
   /** Size of a servable blob; throws BLOB_UNKNOWN when no admitted manifest here references it. */
@@ -60,6 +87,7 @@ export class BlobService {
     }
     this.metrics.cache.inc({ kind: 'blob', result: 'miss' });
     const fill = await this.#fill(addr, digest, size);
+    if (fill === 'stored') return { size, ...(range ? { range } : {}), stream: await this.store.read(digest, range) };
     try {
       await fill.started;
     } catch (err) {
@@ -76,7 +104,7 @@ export class BlobService {
     return { size, stream: fill.follow() };
   }
 
-  async #fill(addr: Address, digest: Digest, size: number): Promise<BlobFill> {
+  async #fill(addr: Address, digest: Digest, size: number): Promise<BlobFill | 'stored'> {
     // Fills are shared only by requests for one repository of one upstream: another
     // upstream's (or repository's) bytes, or stalls, never stand in for these. What is
     // committed is shared by digest, since the store holds only verified bytes.
@@ -94,7 +122,21 @@ export class BlobService {
     };
     const existing = current(this.#fills.get(key));
     if (existing) return existing;
-    const staged = await this.store.stage();
+    let lease: Lease | undefined;
+    if (this.fleet) {
+      const waited = await this.#peerFill(key, digest, size, this.fleet);
+      if (waited.stored) return 'stored';
+      const local = current(this.#fills.get(key));
+      if (local) return local;
+      lease = waited.lease;
+    }
+    let staged;
+    try {
+      staged = await this.store.stage();
+    } catch (err) {
+      if (lease && !lease.attached) await lease.release();
+      throw err;
+    }
     const again = current(this.#fills.get(key));
     if (again) {
       await staged.abort();
@@ -109,11 +151,69 @@ export class BlobService {
       if (this.#fills.get(key) === fill) this.#fills.delete(key);
     };
     fill.done.then(forget, forget);
+    if (lease && !lease.attached) {
+      lease.attached = true;
+      const release = (): void => void lease.release();
+      fill.done.then(release, release);
+    }
     return fill;
+  }
+
+  /**
+   * Waits while another replica holds the fill lease for `key`: done when the blob is
+   * in the shared store, or when this gateway takes the lease (free, released after a
+   * failure, or lapsed because its holder died). Concurrent local requests share one wait.
+   */
+  #peerFill(key: string, digest: Digest, size: number, fleet: FleetFills): Promise<PeerWait> {
+    const known = this.#waits.get(key);
+    if (known) return known;
+    const ttlMs = fleet.ttlMs ?? 10_000;
+    const wait = (async (): Promise<PeerWait> => {
+      const deadline = Date.now() + (fleet.maxWaitMs ?? 10 * 60_000);
+      for (;;) {
+        if ((await this.store.stat(digest)) === size) return { stored: true };
+        if (await fleet.leases.acquire(key, fleet.holder, ttlMs)) {
+          // The last holder may have committed just before it released the lease.
+          if ((await this.store.stat(digest)) === size) {
+            await fleet.leases.release(key, fleet.holder);
+            return { stored: true };
+          }
+          return { stored: false, lease: this.#hold(key, fleet, ttlMs) };
+        }
+        if (Date.now() > deadline) return { stored: false, lease: undefined };
+        if (this.#draining)
+          throw new GatewayError('SHUTTING_DOWN', `stopped waiting for ${digest.text}: the gateway is stopping`);
+        await new Promise((r) => setTimeout(r, fleet.pollMs ?? 200));
+      }
+    })();
+    this.#waits.set(key, wait);
+    const forget = (): void => {
+      if (this.#waits.get(key) === wait) this.#waits.delete(key);
+    };
+    wait.then(forget, forget);
+    return wait;
+  }
+
+  /** A held lease, renewed until released. */
+  #hold(key: string, fleet: FleetFills, ttlMs: number): Lease {
+    const timer = setInterval(() => void fleet.leases.renew(key, fleet.holder, ttlMs).catch(() => false), ttlMs / 3);
+    timer.unref();
+    let released = false;
+    return {
+      attached: false,
+      async release() {
+        if (released) return;
+        released = true;
+        clearInterval(timer);
+        await fleet.leases.release(key, fleet.holder).catch(() => undefined);
+      },
+    };
   }
 
   /** Shutting down: fills still receiving are stopped (nothing partial is kept), verified ones committed. */
   async drain(): Promise<void> {
+    this.#draining = true;
+    await Promise.allSettled([...this.#waits.values()]);
     const fills = [...this.#fills.values()];
     for (const f of fills) f.cancel();
     await Promise.allSettled(fills.map((f) => f.done));

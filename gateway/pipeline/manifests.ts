@@ -63,6 +63,7 @@ const RENEWAL_RETRY_MS = 60_000;
 
 export class ManifestService {
   readonly #flights = new SingleFlight<ServedManifest>();
+  readonly #refills = new SingleFlight<Buffer | undefined>();
   readonly #renewalFailedAt = new Map<string, number>();
 
   constructor(private readonly deps: ManifestServiceDeps) {}
@@ -247,10 +248,13 @@ export class ManifestService {
    */
   async #refill(addr: Address, admitted: AdmittedManifest, digest: Digest): Promise<Buffer | undefined> {
     if (admitted.kind === 'attachment' || admitted.policyDigest !== this.deps.policy().digest.text) return undefined;
-    const res = await this.#upstreamByDigest(addr, digest, admitted.mediaType);
-    if (!res) return undefined;
-    await this.deps.store.putBytes(digest, res.bytes);
-    return res.bytes;
+    // Concurrent requests share one fetch.
+    return this.#refills.run(`${addr.name}@${digest.text}`, async () => {
+      const res = await this.#upstreamByDigest(addr, digest, admitted.mediaType);
+      if (!res) return undefined;
+      await this.deps.store.putBytes(digest, res.bytes);
+      return res.bytes;
+    });
   }
 
   /**

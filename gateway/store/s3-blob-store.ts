@@ -64,12 +64,15 @@ const MAX_PARTS = 10_000;
 
 export class S3BlobStore implements BlobStore {
   readonly #s3: S3Client;
+  /** For blob bodies only. */
+  readonly #data: S3Client;
   readonly #o: S3StoreOptions;
   readonly #spool: FsBlobStore;
   readonly #partSize: number;
 
-  private constructor(s3: S3Client, o: S3StoreOptions, spool: FsBlobStore) {
+  private constructor(s3: S3Client, data: S3Client, o: S3StoreOptions, spool: FsBlobStore) {
     this.#s3 = s3;
+    this.#data = data;
     this.#o = o;
     this.#spool = spool;
     this.#partSize = Math.max(MIN_PART, o.partSize ?? 16 * 1024 * 1024);
@@ -79,29 +82,35 @@ export class S3BlobStore implements BlobStore {
   static async open(o: S3StoreOptions): Promise<S3BlobStore> {
     if (o.prefix !== '' && !o.prefix.endsWith('/'))
       throw new GatewayError('STORE_FAILED', `S3 key prefix ${o.prefix} must end with /`);
-    const https = o.endpoint.startsWith('https:');
-    const agentOptions = { keepAlive: true, maxSockets: 64 };
-    const s3 = new S3Client({
-      endpoint: o.endpoint,
-      region: o.region,
-      forcePathStyle: o.forcePathStyle ?? true,
-      credentials: { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey },
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: 3,
-      requestHandler: new NodeHttpHandler({
-        ...(https
-          ? { httpsAgent: new Agent({ ...agentOptions, ca: trustedCertificates({ extra: o.ca ?? [] }) }) }
-          : { httpAgent: new HttpAgent(agentOptions) }),
-        connectionTimeout: 10_000,
-        requestTimeout: o.requestTimeoutMs ?? 60_000,
-      }),
-    });
-    const store = new S3BlobStore(s3, o, await FsBlobStore.open(o.spoolDir));
+    const ca = o.endpoint.startsWith('https:') ? trustedCertificates({ extra: o.ca ?? [] }) : undefined;
+    // Two clients, two connection pools: blob bodies streaming to slow clients never
+    // hold up the small requests (HEAD, PUT, listings) every pull makes.
+    const client = (maxSockets: number) =>
+      new S3Client({
+        endpoint: o.endpoint,
+        region: o.region,
+        forcePathStyle: o.forcePathStyle ?? true,
+        credentials: { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey },
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+        maxAttempts: 3,
+        requestHandler: new NodeHttpHandler({
+          ...(ca
+            ? { httpsAgent: new Agent({ keepAlive: true, maxSockets, ca }) }
+            : { httpAgent: new HttpAgent({ keepAlive: true, maxSockets }) }),
+          connectionTimeout: 10_000,
+          // Until the response headers: a server that accepts and then says nothing fails the request.
+          requestTimeout: o.requestTimeoutMs ?? 30_000,
+          throwOnRequestTimeout: true,
+          // Silence on the socket, a body included.
+          socketTimeout: o.requestTimeoutMs ?? 30_000,
+        }),
+      });
+    const store = new S3BlobStore(client(64), client(512), o, await FsBlobStore.open(o.spoolDir));
     try {
       await store.#abortAbandoned();
     } catch (err) {
-      s3.destroy();
+      store.close();
       throw storeError(`the bucket ${o.bucket} at ${o.endpoint} cannot be used`, err);
     }
     return store;
@@ -113,7 +122,7 @@ export class S3BlobStore implements BlobStore {
 
   async #abortAbandoned(): Promise<void> {
     const now = (this.#o.now ?? Date.now)();
-    const limit = this.#o.abandonedAfterMs ?? 60 * 60 * 1000;
+    const limit = this.#o.abandonedAfterMs ?? 24 * 60 * 60 * 1000;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     for (let page = 0; page < 1000; page++) {
@@ -127,7 +136,8 @@ export class S3BlobStore implements BlobStore {
       );
       for (const u of res.Uploads ?? []) {
         if (u.Key === undefined || u.UploadId === undefined) continue;
-        if (u.Initiated !== undefined && now - u.Initiated.getTime() < limit) continue;
+        // Undated, or younger than the limit: perhaps another replica's upload in progress.
+        if (u.Initiated === undefined || now - u.Initiated.getTime() < limit) continue;
         await this.#s3
           .send(new AbortMultipartUploadCommand({ Bucket: this.#o.bucket, Key: u.Key, UploadId: u.UploadId }))
           .catch(() => undefined);
@@ -149,19 +159,33 @@ export class S3BlobStore implements BlobStore {
   }
 
   async read(digest: Digest, range?: { start: number; end: number }): Promise<Readable> {
+    let res;
     try {
-      const res = await this.#s3.send(
+      res = await this.#data.send(
         new GetObjectCommand({
           Bucket: this.#o.bucket,
           Key: this.#key(digest),
           ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
         }),
       );
-      return res.Body as Readable;
     } catch (err) {
       if (notFound(err)) throw new GatewayError('BLOB_UNKNOWN', `blob ${digest.text} is not stored`);
       throw storeError(`GET ${digest.text}`, err);
     }
+    const body = res.Body as Readable;
+    // A server that ignored the range (or sent another) must not pass for the slice asked for.
+    const want = range ? range.end - range.start + 1 : undefined;
+    const rangeOk =
+      !range ||
+      (res.ContentRange?.startsWith(`bytes ${range.start}-${range.end}/`) === true && res.ContentLength === want);
+    if (!rangeOk) {
+      body.destroy();
+      throw new GatewayError(
+        'STORE_FAILED',
+        `object store: GET ${digest.text} answered ${res.ContentRange ?? 'no Content-Range'} for bytes ${range?.start}-${range?.end}`,
+      );
+    }
+    return body;
   }
 
   async readBytes(digest: Digest, maxBytes: number): Promise<Buffer | undefined> {
@@ -180,13 +204,18 @@ export class S3BlobStore implements BlobStore {
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    for await (const c of body) {
-      size += (c as Buffer).length;
-      if (size > maxBytes) {
-        body.destroy();
-        throw new OciError('SIZE_EXCEEDED', `stored blob ${digest.text} is larger than ${maxBytes} bytes`);
+    try {
+      for await (const c of body) {
+        size += (c as Buffer).length;
+        if (size > maxBytes) break;
+        chunks.push(c as Buffer);
       }
-      chunks.push(c as Buffer);
+    } catch (err) {
+      throw storeError(`reading ${digest.text}`, err);
+    }
+    if (size > maxBytes) {
+      body.destroy();
+      throw new OciError('SIZE_EXCEEDED', `stored blob ${digest.text} is larger than ${maxBytes} bytes`);
     }
     return Buffer.concat(chunks);
   }
@@ -257,8 +286,10 @@ export class S3BlobStore implements BlobStore {
   async stage(): Promise<StagedBlob> {
     return new S3StagedBlob(await this.#spool.stage(), async (digest, size, readAt) => {
       if ((await this.stat(digest)) === size) return; // another replica stored it already
-      if (size <= this.#partSize) await this.#put(digest, await readAt(0, size));
-      else await this.#multipart(digest, size, readAt);
+      if (size > this.#partSize) return this.#multipart(digest, size, readAt);
+      const body = await readAt(0, size);
+      if (body.length !== size) throw new GatewayError('STORE_FAILED', 'the spool file is shorter than verified');
+      await this.#put(digest, body);
     });
   }
 
@@ -303,6 +334,7 @@ export class S3BlobStore implements BlobStore {
 
   close(): void {
     this.#s3.destroy();
+    this.#data.destroy();
   }
 }
 

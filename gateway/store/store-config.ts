@@ -87,6 +87,8 @@ export function parseStoreConfig(
   if (tls) {
     const ca = src.string(tls.get('ca'), 'store.tls.ca');
     if (ca !== undefined) tlsCa = resolve(base, ca);
+    if (endpoint?.startsWith('http:'))
+      src.report(m.get('tls'), 'store.tls is for an https endpoint; this one is http://', 'https://…');
   }
   if (endpoint === undefined || bucket === undefined || accessKeyId === undefined || secret === undefined)
     return undefined;

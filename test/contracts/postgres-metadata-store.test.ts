@@ -50,7 +50,7 @@ test('PostgresMetadataStore: eight replicas opening a new database at once migra
     await c.connect();
     try {
       const { rows } = await c.query<{ version: number }>('SELECT version FROM portcullis_schema');
-      assert.deepEqual(rows, [{ version: 1 }]);
+      assert.deepEqual(rows, [{ version: 2 }]);
     } finally {
       await c.end();
     }
@@ -112,4 +112,43 @@ test('PostgresMetadataStore: a database at a newer schema version, or a wrong pa
   await c.end();
   await assert.rejects(openOn(db.name), (err: Error & { code?: string }) => err.code === 'STORE_SCHEMA_NEWER');
   await assert.rejects(openOn(db.name, 'not the password'), (err: Error & { code?: string }) => err.code === '28P01');
+});
+
+test('PostgresMetadataStore: a read-only tool never migrates: a new database is refused, a current one opens', async () => {
+  const db = await server.createDatabase();
+  const readOnly = () =>
+    PostgresMetadataStore.open({
+      host: server.host,
+      port: server.port,
+      database: db.name,
+      user: server.user,
+      password: server.password,
+      migrate: false,
+    });
+  await assert.rejects(readOnly(), (err: Error & { code?: string }) => err.code === 'STORE_FAILED');
+  await (await openOn(db.name)).close();
+  await (await readOnly()).close();
+});
+
+test('PostgresMetadataStore: fill leases: one holder at a time, renewed by it, free again on release or when they lapse', async () => {
+  const db = await server.createDatabase();
+  const [a, b] = await Promise.all([openOn(db.name), openOn(db.name)]);
+  try {
+    const la = a.leases;
+    const lb = b.leases;
+    assert.equal(await la.acquire('up/app@x', 'A', 60_000), true);
+    assert.equal(await lb.acquire('up/app@x', 'B', 60_000), false, 'held by A');
+    assert.equal(await la.acquire('up/app@x', 'A', 60_000), true, 'A again: still its own');
+    assert.equal(await lb.renew('up/app@x', 'B', 60_000), false, 'B cannot renew what it does not hold');
+    assert.equal(await la.renew('up/app@x', 'A', 60_000), true);
+    await lb.release('up/app@x', 'B'); // not B's: nothing happens
+    assert.equal(await lb.acquire('up/app@x', 'B', 60_000), false);
+    await la.release('up/app@x', 'A');
+    assert.equal(await lb.acquire('up/app@x', 'B', 1), true, 'free after release');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await la.acquire('up/app@x', 'A', 60_000), true, 'B let it lapse');
+    assert.equal(await lb.renew('up/app@x', 'B', 60_000), false, 'B lost it');
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
 });

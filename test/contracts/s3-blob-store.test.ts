@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
   CreateMultipartUploadCommand,
@@ -98,10 +99,10 @@ describe('S3BlobStore on Swift s3api', () => {
     const c = swift.client();
     await c.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: `cache/blobs/sha256/${'a'.repeat(64)}` }));
     await c.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: `other/${'b'.repeat(64)}` }));
-    await open({ bucket }); // an hour's grace: both stay
+    await open({ bucket }); // a day's grace: both stay
     assert.equal((await c.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length, 2);
-    // Two hours on (the server gives Initiated to the second, rounded up): the one under the prefix is abandoned.
-    await open({ bucket, now: () => Date.now() + 2 * 60 * 60 * 1000 });
+    // A day and an hour on (the server gives Initiated to the second, rounded up): the one under the prefix is abandoned.
+    await open({ bucket, now: () => Date.now() + 25 * 60 * 60 * 1000 });
     const left = (await c.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? [];
     assert.deepEqual(
       left.map((u) => u.Key),
@@ -128,14 +129,32 @@ describe('S3BlobStore on Swift s3api', () => {
     assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
   });
 
+  test('a server that accepts and never answers fails the open within its time limit', async () => {
+    const sockets: Socket[] = [];
+    const silent = createServer((s) => void sockets.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const { port } = silent.address() as AddressInfo;
+    const t0 = Date.now();
+    try {
+      await assert.rejects(
+        open({ endpoint: `http://127.0.0.1:${port}`, bucket: 'silent', requestTimeoutMs: 500 }),
+        (e: unknown) => e instanceof GatewayError && e.code === 'STORE_FAILED',
+      );
+      assert.ok(Date.now() - t0 < 15_000, 'bounded by the time limit and the SDK retries');
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+
   test('wrong credentials or a missing bucket stop the store at open', async () => {
     await assert.rejects(
       open({ bucket: 'no-such-bucket' }),
       (e: unknown) => e instanceof GatewayError && e.code === 'STORE_FAILED',
     );
     await assert.rejects(
-      open({ secretAccessKey: 'wrong' }),
-      (e: unknown) => e instanceof GatewayError && e.code === 'STORE_FAILED' && !e.message.includes('wrong'),
+      open({ secretAccessKey: 'not-the-key-7f3a9c' }),
+      (e: unknown) => e instanceof GatewayError && e.code === 'STORE_FAILED' && !e.message.includes('7f3a9c'),
     );
   });
 });

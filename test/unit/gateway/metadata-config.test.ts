@@ -48,6 +48,8 @@ test('metadata: a password in the URL, a query, no user or database, both passwo
     [['  driver: postgres', '  url: postgres://u@db/x', '  tls: { ca: 3 }'], 4],
     [['  driver: sqlite', '  url: postgres://u@db/x'], 3],
     [['  driver: mongo'], 2],
+    [['  driver: postgres', '  url: postgres://%zz@db/x'], 3],
+    [['  driver: postgres', '  url: postgres://u@db:0/x'], 3],
   ] as const) {
     try {
       parse([...bad]);

@@ -76,6 +76,17 @@ test('store: an inline secret, credentials in the endpoint, a bad bucket or pref
     [[...s3, '  secretAccessKeyEnv: S', '  secretAccessKeyFile: f'], 6],
     [['  driver: fs', '  bucket: cache'], 3],
     [['  driver: gcs'], 2],
+    [
+      [
+        '  driver: s3',
+        '  endpoint: http://s3.local',
+        '  bucket: cache',
+        '  accessKeyId: AK',
+        '  secretAccessKeyEnv: S',
+        '  tls: { ca: c.crt }',
+      ],
+      7,
+    ],
   ] as const) {
     try {
       parse([...bad]);
