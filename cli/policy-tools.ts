@@ -239,7 +239,7 @@ async function testFromLayout(
  * there is a decision, 1 when there is none.
  */
 /** The gateway's metadata store, which must exist already (these commands read a running gateway's data). */
-async function openGatewayStore(configPath: string): Promise<MetadataStore> {
+export async function openGatewayStore(configPath: string): Promise<MetadataStore> {
   const config = loadConfigFile(configPath);
   if (config.metadata?.driver === 'postgres') return openMetadataStore(config, process.env, { readOnlyTool: true });
   const path = join(config.dataDir, 'metadata.db');

@@ -8,6 +8,7 @@ import { lintPolicyFiles } from './policy-lint.js';
 import { policyExplain, policyTest, tagsCommand } from './policy-tools.js';
 import { POLICY_SCHEMA } from '../policies/schema.js';
 import { runServe } from './serve.js';
+import { fsckCommand } from './fsck.js';
 import { InitError, initGateway, renewCertificate } from '../gateway/init.js';
 
 /** Entry point of `portcullis`. Exit codes: 0 ok, 1 findings or failure, 2 usage. */
@@ -146,6 +147,21 @@ tags
   });
 
 program
+  .command('fsck')
+  .description(
+    'check every stored blob against its digest and the admissions against the store; exit 1 if anything is wrong',
+  )
+  .requiredOption('-c, --config <file>', 'the gateway config')
+  .option(
+    '--repair',
+    'delete blobs that do not hash to their digest, withdraw admitted attachments that are not stored',
+  )
+  .option('--json', 'print the report as JSON')
+  .action(async (opts: { config: string; repair?: boolean; json?: boolean }) => {
+    process.exitCode = await fsckCommand(opts, (line) => process.stdout.write(`${line}\n`));
+  });
+
+program
   .command('version')
   .description('print the version')
   .action(() => {
@@ -163,10 +179,10 @@ try {
     process.stderr.write(`portcullis ${process.argv[2] ?? ''}: ${err.message} [${err.code}]\n`);
     process.exit(1);
   }
-  // The operator commands (explain, tags, test) fail with a sentence, not a stack.
+  // The operator commands (explain, tags, test, fsck) fail with a sentence, not a stack.
   const args = process.argv.slice(2);
-  if (['policy', 'tags'].includes(args[0] ?? '') && err instanceof Error) {
-    process.stderr.write(`portcullis ${args.slice(0, 2).join(' ')}: ${err.message}\n`);
+  if (['policy', 'tags', 'fsck'].includes(args[0] ?? '') && err instanceof Error) {
+    process.stderr.write(`portcullis ${args.slice(0, args[0] === 'fsck' ? 1 : 2).join(' ')}: ${err.message}\n`);
     process.exit(2);
   }
   throw err;

@@ -129,5 +129,13 @@ export interface MetadataStore {
   pins(repository?: string): Promise<(PinRecord & { repository: string })[]>;
   /** Newest first; every filter given must match (`tag`: the tag the client asked for). */
   decisions(filter: { digest?: string; repository?: string; tag?: string; limit: number }): Promise<DecisionRecord[]>;
+  /**
+   * Admitted manifests in (repository, digest) byte order, `limit` at a time, after
+   * `after` (for fsck and GC walking the whole store).
+   */
+  manifestPage(
+    after: { repository: string; digest: string } | undefined,
+    limit: number,
+  ): Promise<{ repository: string; digest: string; kind: ManifestKind; size: number }[]>;
   close(): Promise<void>;
 }

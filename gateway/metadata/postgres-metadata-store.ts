@@ -481,6 +481,19 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
+  async manifestPage(
+    after: { repository: string; digest: string } | undefined,
+    limit: number,
+  ): Promise<{ repository: string; digest: string; kind: ManifestKind; size: number }[]> {
+    const { rows } = await this.#pool.query<{ repository: string; digest: string; kind: ManifestKind; size: number }>(
+      `SELECT r.name AS repository, m.digest, m.kind, m.size FROM manifests m JOIN repositories r ON r.id = m.repository_id
+       WHERE $1::text IS NULL OR (r.name COLLATE "C", m.digest COLLATE "C") > ($1::text COLLATE "C", $2::text COLLATE "C")
+       ORDER BY r.name COLLATE "C", m.digest COLLATE "C" LIMIT $3`,
+      [after?.repository ?? null, after?.digest ?? null, limit],
+    );
+    return rows.map((r) => ({ repository: r.repository, digest: r.digest, kind: r.kind, size: r.size }));
+  }
+
   async pins(repository?: string): Promise<(PinRecord & { repository: string })[]> {
     const { rows } = await this.#pool.query<{
       name: string;

@@ -357,6 +357,25 @@ export class SqliteMetadataStore implements MetadataStore {
     })();
   }
 
+  async manifestPage(
+    after: { repository: string; digest: string } | undefined,
+    limit: number,
+  ): Promise<{ repository: string; digest: string; kind: ManifestKind; size: number }[]> {
+    const rows = this.#db
+      .prepare(
+        `SELECT r.name AS repository, m.digest, m.kind, m.size FROM manifests m JOIN repositories r ON r.id = m.repository_id
+         WHERE (? IS NULL OR r.name > ? OR (r.name = ? AND m.digest > ?)) ORDER BY r.name, m.digest LIMIT ?`,
+      )
+      .all(
+        after?.repository ?? null,
+        after?.repository ?? null,
+        after?.repository ?? null,
+        after?.digest ?? null,
+        limit,
+      ) as { repository: string; digest: string; kind: ManifestKind; size: number }[];
+    return rows.map((r) => ({ repository: r.repository, digest: r.digest, kind: r.kind, size: r.size }));
+  }
+
   async pins(repository?: string): Promise<(PinRecord & { repository: string })[]> {
     const rows = this.#db
       .prepare(

@@ -25,10 +25,13 @@ export class FsBlobStore implements BlobStore {
     this.#tmp = join(root, 'tmp');
   }
 
-  /** Opens the store, removing whatever a crash left in tmp/. */
-  static async open(root: string): Promise<FsBlobStore> {
+  /**
+   * Opens the store, removing whatever a crash left in tmp/ — unless `keepStaged`
+   * (a tool such as fsck looking at the store of a gateway that may be running).
+   */
+  static async open(root: string, opts: { keepStaged?: boolean } = {}): Promise<FsBlobStore> {
     const store = new FsBlobStore(root);
-    await rm(store.#tmp, { recursive: true, force: true });
+    if (opts.keepStaged !== true) await rm(store.#tmp, { recursive: true, force: true });
     await mkdir(store.#tmp, { recursive: true });
     await mkdir(store.#blobs, { recursive: true });
     return store;

@@ -11,9 +11,12 @@ import type { StoreConfig } from './store-config.js';
 export async function openBlobStore(
   config: { readonly store?: StoreConfig | undefined; readonly dataDir: string },
   env: NodeJS.ProcessEnv = process.env,
+  opts: { tool?: boolean } = {},
 ): Promise<BlobStore> {
   const s = config.store;
-  if (s === undefined || s.driver === 'fs') return FsBlobStore.open(join(config.dataDir, 'store'));
+  // A tool (fsck) may run beside the gateway: it leaves the gateway's fills in progress alone.
+  if (s === undefined || s.driver === 'fs')
+    return FsBlobStore.open(join(config.dataDir, 'store'), { keepStaged: opts.tool === true });
   let ca: string[] = [];
   if (s.tlsCa !== undefined) {
     try {
@@ -33,6 +36,7 @@ export async function openBlobStore(
     secretAccessKey: readSecret(s.secretAccessKey, env),
     forcePathStyle: s.pathStyle,
     spoolDir: join(config.dataDir, 'spool'),
+    keepSpool: opts.tool === true,
     ca,
   });
 }

@@ -50,6 +50,8 @@ export interface S3StoreOptions {
   readonly forcePathStyle?: boolean;
   /** Where blobs are spooled while they fill. */
   readonly spoolDir: string;
+  /** Leave what is in the spool (a tool beside a running gateway); by default a crash's leftovers are removed. */
+  readonly keepSpool?: boolean;
   /** Multipart part size (default 16 MiB; at least 5 MiB, as S3 requires). */
   readonly partSize?: number;
   readonly abandonedAfterMs?: number;
@@ -106,7 +108,7 @@ export class S3BlobStore implements BlobStore {
           socketTimeout: o.requestTimeoutMs ?? 30_000,
         }),
       });
-    const store = new S3BlobStore(client(64), client(512), o, await FsBlobStore.open(o.spoolDir));
+    const store = new S3BlobStore(client(64), client(512), o, await FsBlobStore.open(o.spoolDir, { keepStaged: o.keepSpool === true }));
     try {
       await store.#abortAbandoned();
     } catch (err) {

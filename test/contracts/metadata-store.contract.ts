@@ -334,4 +334,56 @@ export function metadataStoreContract(
       await cleanup();
     }
   });
+
+  test(`${name}: manifestPage walks every admission in (repository, digest) order, a page at a time`, async () => {
+    const { store, cleanup } = await open();
+    try {
+      const admitted: string[] = [];
+      for (const [repo, c] of [
+        ['reg/b', '2'],
+        ['reg/a', '3'],
+        ['reg/B', '1'],
+        ['reg/a', '1'],
+        ['reg/b', '1'],
+      ] as const) {
+        await store.admit(
+          repo,
+          {
+            digest: D(c),
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            size: 7,
+            kind: 'image',
+            blobs: [],
+            children: [],
+            policyDigest: D('p'),
+            rule: 'reg',
+            verified: true,
+          },
+          1,
+        );
+        admitted.push(`${repo} ${D(c)}`);
+      }
+      const seen: string[] = [];
+      let after: { repository: string; digest: string } | undefined;
+      for (let page = 0; page < 10; page++) {
+        const rows = await store.manifestPage(after, 2);
+        if (rows.length === 0) break;
+        assert.ok(rows.length <= 2);
+        for (const r of rows) {
+          assert.equal(r.kind, 'image');
+          assert.equal(r.size, 7);
+          seen.push(`${r.repository} ${r.digest}`);
+        }
+        const last = rows[rows.length - 1] as { repository: string; digest: string };
+        after = { repository: last.repository, digest: last.digest };
+      }
+      // Byte order: upper case before lower case.
+      assert.deepEqual(
+        seen,
+        [...admitted].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)),
+      );
+    } finally {
+      await cleanup();
+    }
+  });
 }

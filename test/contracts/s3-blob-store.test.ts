@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   CreateMultipartUploadCommand,
@@ -9,6 +10,8 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
 import { S3BlobStore, type S3StoreOptions } from '../../gateway/store/s3-blob-store.js';
+import { fsck } from '../../gateway/store/fsck.js';
+import { SqliteMetadataStore } from '../../gateway/metadata/sqlite-metadata-store.js';
 import { GatewayError } from '../../gateway/errors.js';
 import { digestOf } from '../../oci/digest.js';
 import { startSwift, type TestSwift } from '../helpers/swift.js';
@@ -127,6 +130,38 @@ describe('S3BlobStore on Swift s3api', () => {
     const res = await fetch(await s.presignedUrl(digestOf(bytes), 60));
     assert.equal(res.status, 200);
     assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
+  });
+
+  test('fsck finds an object that does not hash to its key, and --repair removes only that one', async () => {
+    const bucket = await swift.createBucket();
+    const s = await open({ bucket });
+    const good = Buffer.from('good bytes');
+    await s.putBytes(digestOf(good), good);
+    const forged = digestOf(Buffer.from('what the key promises'));
+    const c = swift.client();
+    await c.send(
+      new PutObjectCommand({ Bucket: bucket, Key: `cache/blobs/sha256/${forged.hex}`, Body: 'other bytes' }),
+    );
+    c.destroy();
+    const metadata = new SqliteMetadataStore(join(spool.path, `fsck-${bucket}.db`));
+    try {
+      const found = await fsck(s, metadata, { repair: false });
+      assert.equal(found.blobs, 2);
+      assert.deepEqual(
+        found.findings.map((f) => [f.kind, f.digest, f.repaired]),
+        [['blob.corrupt', forged.text, false]],
+      );
+      const repaired = await fsck(s, metadata, { repair: true });
+      assert.deepEqual(
+        repaired.findings.map((f) => [f.kind, f.repaired]),
+        [['blob.corrupt', true]],
+      );
+      assert.equal(await s.stat(forged), undefined);
+      assert.equal(await s.stat(digestOf(good)), good.length);
+      assert.deepEqual((await fsck(s, metadata, { repair: false })).findings, []);
+    } finally {
+      await metadata.close();
+    }
   });
 
   test('a server that accepts and never answers fails the open within its time limit', async () => {
