@@ -108,7 +108,12 @@ export class S3BlobStore implements BlobStore {
           socketTimeout: o.requestTimeoutMs ?? 30_000,
         }),
       });
-    const store = new S3BlobStore(client(64), client(512), o, await FsBlobStore.open(o.spoolDir, { keepStaged: o.keepSpool === true }));
+    const store = new S3BlobStore(
+      client(64),
+      client(512),
+      o,
+      await FsBlobStore.open(o.spoolDir, { keepStaged: o.keepSpool === true }),
+    );
     try {
       await store.#abortAbandoned();
     } catch (err) {
