@@ -6,6 +6,7 @@ import { MediaType } from '../../oci/media-types.js';
 import { impersonatesGateway, type GatewaySigner } from '../attestations.js';
 import { GatewayError } from '../errors.js';
 import { BlobService, type FleetFills } from '../pipeline/blobs.js';
+import { readinessCheck } from './readiness.js';
 import { descriptorJson, listReferrers, listTags, parsePageSize } from '../pipeline/listings.js';
 import { ManifestService, type ManifestServiceDeps } from '../pipeline/manifests.js';
 import { withDeadline, type Upstreams } from '../upstreams.js';
@@ -13,8 +14,8 @@ import { errorBody, mapError } from './error-mapper.js';
 import { parseRegistryPath, type RegistryPath } from './registry-path.js';
 
 /**
- * The gateway's HTTP surface: the pull side of the OCI Distribution API, /healthz and
- * /metrics. `buildApp` returns an un-listened instance; tests drive it with inject()
+ * The gateway's HTTP surface: the pull side of the OCI Distribution API, /healthz,
+ * /readyz and /metrics. `buildApp` returns an un-listened instance; tests drive it with inject()
  * or a real port. Push and delete answer 405 UNSUPPORTED.
  */
 export interface AppDeps extends Omit<ManifestServiceDeps, 'now'> {
@@ -91,6 +92,12 @@ export function buildApp(deps: AppDeps): GatewayApp {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  const ready = readinessCheck({ metadata: deps.metadata, store: deps.store, upstreams: deps.upstreams.all });
+  app.get('/readyz', async (_req, reply) => {
+    const r = await ready();
+    void reply.code(r.ready ? 200 : 503);
+    return { status: r.ready ? 'ready' : 'unready', checks: r.checks };
+  });
   app.get('/metrics', async (_req, reply) => {
     void reply.header('content-type', deps.metrics.registry.contentType);
     return deps.metrics.registry.metrics();

@@ -137,5 +137,7 @@ export interface MetadataStore {
     after: { repository: string; digest: string } | undefined,
     limit: number,
   ): Promise<{ repository: string; digest: string; kind: ManifestKind; size: number }[]>;
+  /** Throws unless the database answers (readiness). */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }

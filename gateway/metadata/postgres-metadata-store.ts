@@ -481,6 +481,10 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
+  async ping(): Promise<void> {
+    await this.#pool.query('SELECT 1');
+  }
+
   async manifestPage(
     after: { repository: string; digest: string } | undefined,
     limit: number,

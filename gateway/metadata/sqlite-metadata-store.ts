@@ -357,6 +357,10 @@ export class SqliteMetadataStore implements MetadataStore {
     })();
   }
 
+  async ping(): Promise<void> {
+    this.#db.prepare('SELECT 1').get();
+  }
+
   async manifestPage(
     after: { repository: string; digest: string } | undefined,
     limit: number,
