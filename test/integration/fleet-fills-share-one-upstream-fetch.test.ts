@@ -1,12 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import {
   acceptAnythingPolicy,
   serveImage,
@@ -15,6 +11,7 @@ import {
   type FaultRegistry,
 } from '../helpers/fault-registry.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.js';
 import { waitFor } from '../helpers/ports.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { startSwift, type TestSwift } from '../helpers/swift.js';
@@ -27,7 +24,6 @@ import { tempDir } from '../helpers/tmp.js';
  * the lease lapses, and another replica fetches the blob for its waiting client.
  * The upstream drips the blob (a pace a real registry does not offer on demand).
  */
-const CLI = fileURLToPath(new URL('../../cli/portcullis.js', import.meta.url));
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
 
 describe('a fleet on one database and one bucket fetches a cold blob once', () => {
@@ -35,7 +31,7 @@ describe('a fleet on one database and one bucket fetches a cold blob once', () =
   let pg: TestPostgres;
   let swift: TestSwift;
   const gateways: TestGateway[] = [];
-  let child: ChildProcess | undefined;
+  let victim: GatewayProcess | undefined;
   const dir = tempDir('portcullis-fleet-');
   const blobs: Record<string, Buffer> = {};
   const digests: Record<string, string> = {};
@@ -70,7 +66,7 @@ describe('a fleet on one database and one bucket fetches a cold blob once', () =
     }
   });
   after(async () => {
-    child?.kill('SIGKILL');
+    await victim?.kill();
     for (const g of gateways) await g.stop();
     await Promise.all([up?.stop(), pg?.stop(), swift?.stop()]);
     dir.cleanup();
@@ -140,25 +136,9 @@ describe('a fleet on one database and one bucket fetches a cold blob once', () =
         '',
       ].join('\n'),
     );
-    child = spawn(process.execPath, ['--', CLI, 'serve', '--config', join(dir.path, 'config.yaml')], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const victim = child;
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the gateway did not start within 20 s')), 20_000);
-      victim.once('exit', (code) => reject(new Error(`the gateway exited (${code}) before it started`)));
-      createInterface({ input: victim.stdout as Readable }).on('line', (line) => {
-        try {
-          const entry = JSON.parse(line) as { event?: string; url?: string };
-          if (entry.event === 'started' && entry.url) {
-            clearTimeout(timer);
-            resolve(entry.url);
-          }
-        } catch {
-          // not a log line
-        }
-      });
-    });
+    const victimProcess = await startGatewayProcess(join(dir.path, 'config.yaml'));
+    victim = victimProcess;
+    const url = victimProcess.url;
     const survivor = await startReplica(shared);
     const m = await fetch(`${url}/v2/up/fleet/killed/manifests/v1`, { headers: { accept: OCI } });
     assert.equal(m.status, 200);
@@ -185,9 +165,7 @@ describe('a fleet on one database and one bucket fetches a cold blob once', () =
     const waiting = fetch(`${survivor.url}/v2/up/fleet/killed/blobs/${digests.killed}`);
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(fetches('killed'), 1, 'the survivor does not fetch while the lease is held');
-    const died = new Promise((r) => victim.once('exit', r));
-    victim.kill('SIGKILL');
-    await died;
+    await victimProcess.kill();
     await victimClient;
     assert.ok(got < (blobs.killed?.length ?? 0), 'the victim never sent the whole blob');
     paused.delete('killed');
