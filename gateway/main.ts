@@ -309,14 +309,17 @@ function readPrivateKeyFile(path: string): string | undefined {
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile() || (st.mode & 0o077) !== 0) {
+    // PostgreSQL's rule for its key file: the owner's alone (0600), or root's and readable
+    // by its group only (0640, 0440) — as Kubernetes mounts a Secret for a pod's fsGroup.
+    const privateEnough = (st.mode & 0o077) === 0 || (st.uid === 0 && (st.mode & 0o037) === 0);
+    if (!st.isFile() || !privateEnough) {
       throw new LoadError('CONFIG_INVALID', [
         {
           file: path,
           line: 1,
           column: 1,
           message: `the gateway signing key is readable by others (mode ${(st.mode & 0o777).toString(8)})`,
-          hint: `chmod 600 ${path}`,
+          hint: `chmod 600 ${path} (or, owned by root, 640 for one group)`,
         },
       ]);
     }

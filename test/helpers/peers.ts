@@ -22,6 +22,8 @@ const INSTALL: Record<string, string> = {
   ctr: 'apt-get install containerd',
   dockerd: 'apt-get install docker.io',
   docker: 'apt-get install docker.io',
+  kustomize: 'bash .ci/install-peers (kustomize 5.6 from Debian 13, see README "Tests")',
+  haproxy: 'apt-get install haproxy',
 };
 
 export function peer(name: string): string {

@@ -20,6 +20,28 @@ test('the default signing key is created 0600 on first start and reused after', 
   }
 });
 
+test('a root-owned key readable by its group only is accepted (a Kubernetes Secret with fsGroup)', () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir.path, 'k.pem');
+    writeFileSync(
+      path,
+      generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    );
+    chmodSync(path, 0o440);
+    const owner = statSync(path).uid;
+    if (owner === 0) assert.ok(loadSigner(path, false, undefined).fingerprint);
+    else
+      assert.throws(
+        () => loadSigner(path, false, undefined),
+        (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
+        'group-readable is for root-owned keys only',
+      );
+  } finally {
+    dir.cleanup();
+  }
+});
+
 test('a configured key that is missing, readable by others, or not P-256 is refused', () => {
   const dir = tempDir();
   try {
@@ -37,6 +59,15 @@ test('a configured key that is missing, readable by others, or not P-256 is refu
       () => loadSigner(path, false, undefined),
       (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
     );
+    for (const mode of [0o660, 0o604])
+      if (process.getuid?.() === 0) {
+        chmodSync(path, mode);
+        assert.throws(
+          () => loadSigner(path, false, undefined),
+          (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
+          mode.toString(8),
+        );
+      }
     writeFileSync(path, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
     chmodSync(path, 0o600);
     assert.throws(
