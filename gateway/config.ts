@@ -38,6 +38,13 @@ export interface UpstreamConfig {
   };
   /** Where GPG simple-signing signatures are published (registries.d `lookaside`): http(s):// or file://. */
   readonly lookaside?: string | undefined;
+  /**
+   * When the upstream cannot be reached: `fail` (the default), or `serve-verified` — a pull
+   * by tag gets the digest last verified for that tag, if it is still admitted now.
+   */
+  readonly upstreamDown?: 'fail' | 'serve-verified' | undefined;
+  /** Consecutive connection failures or time-outs that open the circuit (default 5), and for how long (default 30 s). */
+  readonly breaker?: { readonly failures: number; readonly openSeconds: number } | undefined;
 }
 
 export interface GatewayConfig {
@@ -306,6 +313,8 @@ function parseUpstream(src: YamlSource, node: Node, where: string, base: string)
       'redirectOrigins',
       'timeouts',
       'lookaside',
+      'upstreamDown',
+      'breaker',
     ],
     ['name', 'url'],
   );
@@ -423,8 +432,23 @@ function parseUpstream(src: YamlSource, node: Node, where: string, base: string)
         "as registries.d's lookaside: https://lookaside.example.com",
       );
   }
+  const upstreamDown = m.has('upstreamDown')
+    ? src.oneOf(m.get('upstreamDown'), `${where}.upstreamDown`, ['fail', 'serve-verified'] as const)
+    : undefined;
+  let breaker: { failures: number; openSeconds: number } | undefined;
+  if (m.has('breaker')) {
+    const b = src.map(m.get('breaker'), `${where}.breaker`, ['failures', 'openSeconds']);
+    breaker = {
+      failures: b?.has('failures') ? (src.integer(b.get('failures'), `${where}.breaker.failures`, 1, 1000) ?? 5) : 5,
+      openSeconds: b?.has('openSeconds')
+        ? (src.integer(b.get('openSeconds'), `${where}.breaker.openSeconds`, 1, 3600) ?? 30)
+        : 30,
+    };
+  }
   if (name === undefined || url === undefined || prefix === undefined) return undefined;
   return {
+    ...(upstreamDown !== undefined ? { upstreamDown } : {}),
+    ...(breaker !== undefined ? { breaker } : {}),
     name,
     url: url.replace(/\/$/, ''),
     prefix,

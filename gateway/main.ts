@@ -129,8 +129,19 @@ export async function startGateway(
   const metadata = await openMetadataStore(config, env);
   const registriesD = config.registriesD ? loadRegistriesD(config.registriesD) : undefined;
   const upstreamList: Upstream[] = config.upstreams.map((u) =>
-    openUpstream(u, env, registriesD, (o) =>
-      metrics.upstreamLatency.observe({ upstream: u.name, method: o.method, status: String(o.status) }, o.ms / 1000),
+    openUpstream(
+      u,
+      env,
+      registriesD,
+      (o) =>
+        metrics.upstreamLatency.observe({ upstream: u.name, method: o.method, status: String(o.status) }, o.ms / 1000),
+      (state, failures) =>
+        state === 'open'
+          ? logger.warn(
+              { event: 'upstream.circuit_open', upstream: u.name, failures },
+              'the upstream is not answering: calls fail at once until a trial call gets through',
+            )
+          : logger.info({ event: 'upstream.circuit_closed', upstream: u.name }, 'the upstream answers again'),
     ),
   );
   const signer = loadSigner(

@@ -1,3 +1,4 @@
+import { CircuitBreaker, guardedClient } from './upstream-breaker.js';
 import { assertRepositoryName, normalizeHost } from '../oci/reference.js';
 import {
   RegistryClient,
@@ -32,21 +33,32 @@ export function openUpstream(
   env: NodeJS.ProcessEnv,
   registriesD?: RegistriesD,
   observe?: (o: UpstreamObservation) => void,
+  onBreaker?: (state: 'open' | 'closed', failures: number) => void,
 ): Upstream {
+  const breaker = new CircuitBreaker(
+    u.name,
+    u.breaker?.failures ?? 5,
+    (u.breaker?.openSeconds ?? 30) * 1000,
+    Date.now,
+    onBreaker,
+  );
   return {
     config: u,
     lookasideFor: registriesD ? (name: string) => registriesD.lookasideFor(name) : undefined,
-    client: new RegistryClient({
-      baseUrl: u.url,
-      credentials:
-        u.username !== undefined && u.password !== undefined
-          ? { username: u.username, password: readSecret(u.password, env) }
-          : undefined,
-      allowedRealmOrigins: u.authRealms,
-      allowedRedirectOrigins: u.redirectOrigins,
-      timeouts: u.timeouts,
-      observe,
-    }),
+    client: guardedClient(
+      new RegistryClient({
+        baseUrl: u.url,
+        credentials:
+          u.username !== undefined && u.password !== undefined
+            ? { username: u.username, password: readSecret(u.password, env) }
+            : undefined,
+        allowedRealmOrigins: u.authRealms,
+        allowedRedirectOrigins: u.redirectOrigins,
+        timeouts: u.timeouts,
+        observe,
+      }),
+      breaker,
+    ),
   };
 }
 

@@ -180,6 +180,9 @@ export function buildApp(deps: AppDeps): GatewayApp {
         const m = await manifests.get(addr, p.ref, accept);
         const etag = `"${m.digest.text}"`;
         reply.header('content-type', m.mediaType).header('docker-content-digest', m.digest.text).header('etag', etag);
+        // Warning 110 "Response is Stale" (RFC 7234 §5.5.1); the text is ASCII without quotes.
+        if (m.stale !== undefined)
+          reply.header('warning', `110 portcullis "${m.stale.replace(/[^\x20-\x7e]|"/g, '')}"`);
         if (req.headers['if-none-match'] === etag) return reply.status(304).send();
         reply.header('content-length', String(m.bytes.length));
         return req.method === 'HEAD' ? reply.send() : reply.send(m.bytes);

@@ -39,6 +39,8 @@ export interface ServedManifest {
   readonly digest: Digest;
   readonly mediaType: string;
   readonly bytes: Buffer;
+  /** Served while the upstream could not be asked (`upstreamDown: serve-verified`): said in a Warning header. */
+  readonly stale?: string;
 }
 
 export interface ManifestServiceDeps {
@@ -133,6 +135,29 @@ export class ManifestService {
       const cached = await this.#cached(addr, known.digest, 'tag', tag);
       if (cached && acceptable(cached.mediaType, accept)) return cached;
     }
+    try {
+      return await this.#resolveTag(addr, tag, accept);
+    } catch (err) {
+      const unreachable =
+        err instanceof UpstreamError && (err.code === 'UPSTREAM_UNAVAILABLE' || err.code === 'UPSTREAM_TIMEOUT');
+      if (!unreachable || addr.upstream.config.upstreamDown !== 'serve-verified' || !known) throw err;
+      // The digest last verified for this tag, if it is admitted under the policy in
+      // force now (decided again from stored bytes if need be; a withdrawn one is gone).
+      const cached = await this.#cached(addr, known.digest, 'tag', tag).catch(() => undefined);
+      if (!cached || !acceptable(cached.mediaType, accept)) throw err;
+      this.deps.logger.warn(
+        { event: 'tag.served_verified', repository: addr.name, tag, digest: cached.digest.text, why: err.message },
+        'the upstream cannot be reached: the digest last verified for this tag is served',
+      );
+      return {
+        ...cached,
+        stale: `${addr.upstream.config.name} unreachable; ${tag} is served as last verified at ${new Date(known.resolvedAt).toISOString()}`,
+      };
+    }
+  }
+
+  async #resolveTag(addr: Address, tag: string, accept: string | undefined): Promise<ServedManifest> {
+    const { metadata, now } = this.deps;
     const upstreamAccept = accept ?? MANIFEST_MEDIA_TYPES.join(', ');
     const head = await addr.upstream.client.manifest(addr.repository, tag, 'HEAD', upstreamAccept, MAX_MANIFEST_BYTES);
     if (!head) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is not known upstream`);

@@ -87,3 +87,25 @@ test('sigstore.tuf: a mirror URL, the TUF root to start from (but for the public
       bad.join(' '),
     );
 });
+
+test('upstreams[].upstreamDown and breaker: serve-verified or fail, a failure count and an open time', () => {
+  const parse = (extra: string) =>
+    parseConfig('/c.yaml', `upstreams:\n  - { name: ghcr.io, url: "https://ghcr.io", ${extra} }\n`).upstreams[0];
+  assert.equal(parse('prefix: g')?.upstreamDown, undefined);
+  assert.equal(parse('prefix: g')?.breaker, undefined);
+  const u = parse('upstreamDown: serve-verified, breaker: { failures: 3, openSeconds: 10 }');
+  assert.equal(u?.upstreamDown, 'serve-verified');
+  assert.deepEqual(u?.breaker, { failures: 3, openSeconds: 10 });
+  assert.deepEqual(parse('breaker: {}')?.breaker, { failures: 5, openSeconds: 30 });
+  for (const bad of [
+    'upstreamDown: stale',
+    'breaker: { failures: 0 }',
+    'breaker: { openSeconds: 99999 }',
+    'breaker: { x: 1 }',
+  ])
+    assert.throws(
+      () => parse(bad),
+      (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
+      bad,
+    );
+});
