@@ -9,6 +9,7 @@ import { policyExplain, policyTest, tagsCommand } from './policy-tools.js';
 import { POLICY_SCHEMA } from '../policies/schema.js';
 import { runServe } from './serve.js';
 import { fsckCommand } from './fsck.js';
+import { gcCommand } from './gc.js';
 import { InitError, initGateway, renewCertificate } from '../gateway/init.js';
 
 /** Entry point of `portcullis`. Exit codes: 0 ok, 1 findings or failure, 2 usage. */
@@ -162,6 +163,18 @@ program
   });
 
 program
+  .command('gc')
+  .description(
+    'retire admissions by the retention rules and delete blobs nothing uses (online; one replica at a time in a fleet)',
+  )
+  .requiredOption('-c, --config <file>', 'the gateway config')
+  .option('--dry-run', 'list what would be retired and deleted, and change nothing')
+  .option('--json', 'print the report as JSON')
+  .action(async (opts: { config: string; dryRun?: boolean; json?: boolean }) => {
+    process.exitCode = await gcCommand(opts, (line) => process.stdout.write(`${line}\n`));
+  });
+
+program
   .command('version')
   .description('print the version')
   .action(() => {
@@ -181,8 +194,10 @@ try {
   }
   // The operator commands (explain, tags, test, fsck) fail with a sentence, not a stack.
   const args = process.argv.slice(2);
-  if (['policy', 'tags', 'fsck'].includes(args[0] ?? '') && err instanceof Error) {
-    process.stderr.write(`portcullis ${args.slice(0, args[0] === 'fsck' ? 1 : 2).join(' ')}: ${err.message}\n`);
+  if (['policy', 'tags', 'fsck', 'gc'].includes(args[0] ?? '') && err instanceof Error) {
+    process.stderr.write(
+      `portcullis ${args.slice(0, ['fsck', 'gc'].includes(args[0] ?? '') ? 1 : 2).join(' ')}: ${err.message}\n`,
+    );
     process.exit(2);
   }
   throw err;

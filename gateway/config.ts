@@ -6,6 +6,7 @@ import { LoadError } from '../policies/errors.js';
 import { YamlSource } from '../policies/yaml-source.js';
 import { parseMetadataConfig, type MetadataConfig } from './metadata/metadata-config.js';
 import { parseStoreConfig, type StoreConfig } from './store/store-config.js';
+import type { RetentionRule } from './store/gc.js';
 
 /**
  * The gateway's configuration, parsed once and strictly (unknown keys rejected,
@@ -80,6 +81,8 @@ export interface GatewayConfig {
   readonly metadata?: MetadataConfig | undefined;
   /** Where blobs live (gateway/store/store-config.ts); undefined: files under dataDir/store. */
   readonly store?: StoreConfig | undefined;
+  /** What `portcullis gc` retires (gateway/store/gc.ts); undefined: nothing is retired, unused blobs still go. */
+  readonly retention?: { readonly graceMinutes: number; readonly rules: readonly RetentionRule[] } | undefined;
 }
 
 export const PUBLIC_GOOD_TUF_MIRROR = 'https://tuf-repo-cdn.sigstore.dev';
@@ -153,6 +156,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
           'sigstore',
           'metadata',
           'store',
+          'retention',
         ]);
   const defaults = defaultConfig(resolve(base, 'data'));
   if (!top)
@@ -275,6 +279,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
   });
   const metadata = top.has('metadata') ? parseMetadataConfig(src, top.get('metadata'), base) : undefined;
   const store = top.has('store') ? parseStoreConfig(src, top.get('store'), base) : undefined;
+  const retention = top.has('retention') ? parseRetention(src, top.get('retention')) : undefined;
   if (src.diagnostics.length > 0) throw new LoadError('CONFIG_INVALID', src.diagnostics);
   return deepFreeze({
     source: file,
@@ -294,7 +299,36 @@ export function parseConfig(file: string, text: string): GatewayConfig {
     ...(sigstoreTuf ? { sigstoreTuf } : {}),
     ...(metadata && metadata.driver !== 'sqlite' ? { metadata } : {}),
     ...(store ? { store } : {}),
+    ...(retention ? { retention } : {}),
   });
+}
+
+function parseRetention(
+  src: YamlSource,
+  node: Node | null | undefined,
+): { graceMinutes: number; rules: RetentionRule[] } | undefined {
+  const m = src.map(node, 'retention', ['graceMinutes', 'rules']);
+  if (!m) return undefined;
+  const graceMinutes = m.has('graceMinutes')
+    ? (src.integer(m.get('graceMinutes'), 'retention.graceMinutes', 1, 100_000) ?? 60)
+    : 60;
+  const rules: RetentionRule[] = [];
+  for (const [i, r] of (m.has('rules') ? (src.seq(m.get('rules'), 'retention.rules') ?? []) : []).entries()) {
+    const where = `retention.rules[${i}]`;
+    const rm = src.map(r, where, ['scope', 'unpulledDays', 'maxAgeDays']);
+    if (!rm) continue;
+    const scope = rm.has('scope') ? src.string(rm.get('scope'), `${where}.scope`) : undefined;
+    if (scope !== undefined && (scope === '' || scope.endsWith('/') || /\s/.test(scope)))
+      src.report(rm.get('scope'), `${where}.scope is not a registry/repository prefix`, 'ghcr.io/team');
+    const days = (k: 'unpulledDays' | 'maxAgeDays') =>
+      rm.has(k) ? src.integer(rm.get(k), `${where}.${k}`, 1, 100_000) : undefined;
+    const unpulledDays = days('unpulledDays');
+    const maxAgeDays = days('maxAgeDays');
+    if (!rm.has('unpulledDays') && !rm.has('maxAgeDays'))
+      src.report(r, `${where} retires nothing: give unpulledDays or maxAgeDays`);
+    rules.push({ scope, unpulledDays, maxAgeDays });
+  }
+  return { graceMinutes, rules };
 }
 
 function parseUpstream(src: YamlSource, node: Node, where: string, base: string): UpstreamConfig | undefined {

@@ -80,6 +80,15 @@ export interface FillLeases {
   release(fill: string, holder: string): Promise<void>;
 }
 
+export interface ManifestPageRow {
+  readonly repository: string;
+  readonly digest: string;
+  readonly kind: ManifestKind;
+  readonly size: number;
+  readonly admittedAt: number;
+  readonly lastPulledAt: number;
+}
+
 export interface MetadataStore {
   /** Present where several gateways share the store (PostgreSQL); SQLite serves one gateway. */
   readonly leases?: FillLeases;
@@ -133,11 +142,14 @@ export interface MetadataStore {
    * Admitted manifests in (repository, digest) byte order, `limit` at a time, after
    * `after` (for fsck and GC walking the whole store).
    */
-  manifestPage(
-    after: { repository: string; digest: string } | undefined,
-    limit: number,
-  ): Promise<{ repository: string; digest: string; kind: ManifestKind; size: number }[]>;
+  manifestPage(after: { repository: string; digest: string } | undefined, limit: number): Promise<ManifestPageRow[]>;
   /** Throws unless the database answers (readiness). */
   ping(): Promise<void>;
+  /** Notes that `digest` in `repository` was served now (retention by last pull). */
+  touch(repository: string, digest: string, now: number): Promise<void>;
+  /** Whether any admitted manifest (any repository) references `digest`, is it, or an attestation is stored as it. */
+  blobReferenced(digest: string): Promise<boolean>;
+  /** Runs `f` unless another replica holds the GC lock (then undefined at once); one gateway's store needs none. */
+  exclusively?<T>(f: () => Promise<T>): Promise<T | undefined>;
   close(): Promise<void>;
 }

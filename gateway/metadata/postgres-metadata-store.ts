@@ -8,6 +8,7 @@ import type {
   DecisionRecord,
   FillLeases,
   ManifestKind,
+  ManifestPageRow,
   MetadataStore,
   PinRecord,
   TagRecord,
@@ -57,6 +58,12 @@ const MIGRATIONS: readonly string[] = [
      pinned_at BIGINT NOT NULL, upstream_digest TEXT, PRIMARY KEY (repository_id, tag));`,
   // 2: fill leases (one upstream fetch of a blob for the whole fleet).
   `CREATE TABLE blob_fills (fill TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL);`,
+  // 3: retention (when a manifest was last served) and GC's question of a blob.
+  `ALTER TABLE manifests ADD COLUMN last_pulled_at BIGINT NOT NULL DEFAULT 0;
+   UPDATE manifests SET last_pulled_at = admitted_at;
+   CREATE INDEX manifest_blobs_blob ON manifest_blobs (blob_digest);
+   CREATE INDEX manifests_digest ON manifests (digest);
+   CREATE INDEX attestations_envelope ON attestations (envelope_digest);`,
 ];
 
 /** The database's own clock in milliseconds: every replica's leases are timed by one clock. */
@@ -64,6 +71,8 @@ const DB_NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 
 /** An arbitrary constant naming this program's migration lock among the database's advisory locks. */
 const MIGRATION_LOCK = 7_301_999_551;
+/** And the one that lets one replica at a time collect garbage. */
+const GC_LOCK = 7_301_999_552;
 
 export interface PostgresOptions {
   readonly host: string;
@@ -214,11 +223,12 @@ export class PostgresMetadataStore implements MetadataStore {
     await this.#tx(async (c) => {
       const id = await this.#repo(c, repository);
       await c.query(
-        `INSERT INTO manifests (repository_id, digest, media_type, size, kind, admitted_at, policy_digest, rule, verified, subject)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        `INSERT INTO manifests (repository_id, digest, media_type, size, kind, admitted_at, policy_digest, rule, verified, subject, last_pulled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $6)
          ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = EXCLUDED.media_type, size = EXCLUDED.size,
            kind = EXCLUDED.kind, admitted_at = EXCLUDED.admitted_at, policy_digest = EXCLUDED.policy_digest,
-           rule = EXCLUDED.rule, verified = EXCLUDED.verified, subject = EXCLUDED.subject`,
+           rule = EXCLUDED.rule, verified = EXCLUDED.verified, subject = EXCLUDED.subject,
+           last_pulled_at = EXCLUDED.last_pulled_at`,
         [
           id,
           a.digest,
@@ -485,17 +495,55 @@ export class PostgresMetadataStore implements MetadataStore {
     await this.#pool.query('SELECT 1');
   }
 
+  async touch(repository: string, digest: string, now: number): Promise<void> {
+    await this.#pool.query(
+      `UPDATE manifests SET last_pulled_at = GREATEST(last_pulled_at, $1)
+       WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $3)`,
+      [now, digest, repository],
+    );
+  }
+
+  async blobReferenced(digest: string): Promise<boolean> {
+    const { rows } = await this.#pool.query<{ used: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = $1)
+           OR EXISTS (SELECT 1 FROM manifests WHERE digest = $1)
+           OR EXISTS (SELECT 1 FROM attestations WHERE envelope_digest = $1) AS used`,
+      [digest],
+    );
+    return rows[0]?.used === true;
+  }
+
+  /**
+   * Runs `f` holding the fleet's GC lock (a session advisory lock), or returns
+   * undefined at once when another replica holds it.
+   */
+  async exclusively<T>(f: () => Promise<T>): Promise<T | undefined> {
+    const c = await this.#pool.connect();
+    try {
+      const { rows } = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [GC_LOCK]);
+      if (rows[0]?.ok !== true) return undefined;
+      try {
+        return await f();
+      } finally {
+        await c.query('SELECT pg_advisory_unlock($1)', [GC_LOCK]);
+      }
+    } finally {
+      c.release();
+    }
+  }
+
   async manifestPage(
     after: { repository: string; digest: string } | undefined,
     limit: number,
-  ): Promise<{ repository: string; digest: string; kind: ManifestKind; size: number }[]> {
-    const { rows } = await this.#pool.query<{ repository: string; digest: string; kind: ManifestKind; size: number }>(
-      `SELECT r.name AS repository, m.digest, m.kind, m.size FROM manifests m JOIN repositories r ON r.id = m.repository_id
+  ): Promise<ManifestPageRow[]> {
+    const { rows } = await this.#pool.query<ManifestPageRow>(
+      `SELECT r.name AS repository, m.digest, m.kind, m.size, m.admitted_at AS "admittedAt", m.last_pulled_at AS "lastPulledAt"
+       FROM manifests m JOIN repositories r ON r.id = m.repository_id
        WHERE $1::text IS NULL OR (r.name COLLATE "C", m.digest COLLATE "C") > ($1::text COLLATE "C", $2::text COLLATE "C")
        ORDER BY r.name COLLATE "C", m.digest COLLATE "C" LIMIT $3`,
       [after?.repository ?? null, after?.digest ?? null, limit],
     );
-    return rows.map((r) => ({ repository: r.repository, digest: r.digest, kind: r.kind, size: r.size }));
+    return rows.map((r) => ({ ...r }));
   }
 
   async pins(repository?: string): Promise<(PinRecord & { repository: string })[]> {

@@ -6,6 +6,7 @@ import type {
   AttestationRecord,
   DecisionRecord,
   ManifestKind,
+  ManifestPageRow,
   MetadataStore,
   PinRecord,
   TagRecord,
@@ -67,6 +68,12 @@ const MIGRATIONS: readonly string[] = [
      SELECT repository_id, subject_digest, envelope_digest, envelope_size, policy_digest, '', created_at FROM attestations;
    DROP TABLE attestations;
    ALTER TABLE attestations_by_key RENAME TO attestations;`,
+  // Retention: when each manifest was last served, and what GC asks of a blob (is anything still using it).
+  `ALTER TABLE manifests ADD COLUMN last_pulled_at INTEGER NOT NULL DEFAULT 0;
+   UPDATE manifests SET last_pulled_at = admitted_at;
+   CREATE INDEX manifest_blobs_blob ON manifest_blobs (blob_digest);
+   CREATE INDEX manifests_digest ON manifests (digest);
+   CREATE INDEX attestations_envelope ON attestations (envelope_digest);`,
 ];
 
 export class SqliteMetadataStore implements MetadataStore {
@@ -102,8 +109,8 @@ export class SqliteMetadataStore implements MetadataStore {
       ),
       insertManifest: db.prepare(
         `INSERT OR REPLACE INTO manifests
-         (repository_id, digest, media_type, size, kind, admitted_at, policy_digest, rule, verified, subject)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         (repository_id, digest, media_type, size, kind, admitted_at, policy_digest, rule, verified, subject, last_pulled_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       deleteBlobLinks: db.prepare('DELETE FROM manifest_blobs WHERE repository_id = ? AND manifest_digest = ?'),
       deleteChildren: db.prepare('DELETE FROM manifest_children WHERE repository_id = ? AND index_digest = ?'),
@@ -213,6 +220,7 @@ export class SqliteMetadataStore implements MetadataStore {
         a.rule ?? '',
         a.verified ? 1 : 0,
         a.subject ?? null,
+        now,
       );
       this.#stmts.deleteBlobLinks.run(id, a.digest);
       this.#stmts.deleteChildren.run(id, a.digest);
@@ -361,13 +369,33 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#db.prepare('SELECT 1').get();
   }
 
+  async touch(repository: string, digest: string, now: number): Promise<void> {
+    this.#db
+      .prepare(
+        'UPDATE manifests SET last_pulled_at = ? WHERE digest = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)',
+      )
+      .run(now, digest, repository);
+  }
+
+  async blobReferenced(digest: string): Promise<boolean> {
+    const row = this.#db
+      .prepare(
+        `SELECT EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = ?)
+             OR EXISTS (SELECT 1 FROM manifests WHERE digest = ?)
+             OR EXISTS (SELECT 1 FROM attestations WHERE envelope_digest = ?) AS used`,
+      )
+      .get(digest, digest, digest) as { used: number };
+    return row.used === 1;
+  }
+
   async manifestPage(
     after: { repository: string; digest: string } | undefined,
     limit: number,
-  ): Promise<{ repository: string; digest: string; kind: ManifestKind; size: number }[]> {
+  ): Promise<ManifestPageRow[]> {
     const rows = this.#db
       .prepare(
-        `SELECT r.name AS repository, m.digest, m.kind, m.size FROM manifests m JOIN repositories r ON r.id = m.repository_id
+        `SELECT r.name AS repository, m.digest, m.kind, m.size, m.admitted_at AS admittedAt, m.last_pulled_at AS lastPulledAt
+         FROM manifests m JOIN repositories r ON r.id = m.repository_id
          WHERE (? IS NULL OR r.name > ? OR (r.name = ? AND m.digest > ?)) ORDER BY r.name, m.digest LIMIT ?`,
       )
       .all(
@@ -376,8 +404,8 @@ export class SqliteMetadataStore implements MetadataStore {
         after?.repository ?? null,
         after?.digest ?? null,
         limit,
-      ) as { repository: string; digest: string; kind: ManifestKind; size: number }[];
-    return rows.map((r) => ({ repository: r.repository, digest: r.digest, kind: r.kind, size: r.size }));
+      ) as ManifestPageRow[];
+    return rows.map((r) => ({ ...r }));
   }
 
   async pins(repository?: string): Promise<(PinRecord & { repository: string })[]> {

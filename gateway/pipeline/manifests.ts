@@ -66,6 +66,7 @@ const RENEWAL_RETRY_MS = 60_000;
 export class ManifestService {
   readonly #flights = new SingleFlight<ServedManifest>();
   readonly #refills = new SingleFlight<Buffer | undefined>();
+  readonly #touched = new Map<string, number>();
   readonly #renewalFailedAt = new Map<string, number>();
 
   constructor(private readonly deps: ManifestServiceDeps) {}
@@ -329,7 +330,20 @@ export class ManifestService {
         return this.#admit(addr, digest, bytes, admitted.mediaType, route, asked);
     }
     this.deps.metrics.cache.inc({ kind: 'manifest', result: 'hit' });
+    this.#touch(addr.name, digest.text);
     return { digest, mediaType: admitted.mediaType, bytes };
+  }
+
+  /** Retention by last pull: noted at most once a minute per manifest, off the request's path. */
+  #touch(repository: string, digest: string): void {
+    const key = `${repository}@${digest}`;
+    const now = this.deps.now();
+    if (now - (this.#touched.get(key) ?? 0) < 60_000) return;
+    if (this.#touched.size > 100_000) this.#touched.clear();
+    this.#touched.set(key, now);
+    this.deps.metadata.touch(repository, digest, now).catch((err: unknown) =>
+      this.deps.logger.warn({ event: 'metadata.touch_failed', err }, 'the last-pull time was not recorded'),
+    );
   }
 
   /** Verifies and, if allowed, stores. Concurrent requests for the same digest share the work. */

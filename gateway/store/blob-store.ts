@@ -9,6 +9,8 @@ import type { Digest } from '../../oci/digest.js';
 export interface BlobStore {
   /** Size of a stored blob, or undefined. */
   stat(digest: Digest): Promise<number | undefined>;
+  /** When a stored blob was written (ms since the epoch), or undefined (GC's grace period). */
+  modifiedAt(digest: Digest): Promise<number | undefined>;
   /** A stream of a stored blob, optionally of the inclusive byte range [start, end]. */
   read(digest: Digest, range?: { start: number; end: number }): Promise<Readable>;
   /** Small blobs (manifests): stored after the digest is checked. */

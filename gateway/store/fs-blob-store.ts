@@ -50,6 +50,15 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
+  async modifiedAt(digest: Digest): Promise<number | undefined> {
+    try {
+      return (await stat(this.#path(digest))).mtimeMs;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
   async read(digest: Digest, range?: { start: number; end: number }): Promise<Readable> {
     const handle = await open(this.#path(digest), 'r').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') throw new GatewayError('BLOB_UNKNOWN', `blob ${digest.text} is not stored`);

@@ -95,7 +95,8 @@ export class S3BlobStore implements BlobStore {
         credentials: { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey },
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
-        maxAttempts: 3,
+        // SlowDown and 5xx are tried again, with the SDK's backoff.
+        maxAttempts: 5,
         requestHandler: new NodeHttpHandler({
           ...(ca
             ? { httpsAgent: new Agent({ keepAlive: true, maxSockets, ca }) }
@@ -159,6 +160,16 @@ export class S3BlobStore implements BlobStore {
     try {
       const res = await this.#s3.send(new HeadObjectCommand({ Bucket: this.#o.bucket, Key: this.#key(digest) }));
       return res.ContentLength;
+    } catch (err) {
+      if (notFound(err)) return undefined;
+      throw storeError(`HEAD ${digest.text}`, err);
+    }
+  }
+
+  async modifiedAt(digest: Digest): Promise<number | undefined> {
+    try {
+      const res = await this.#s3.send(new HeadObjectCommand({ Bucket: this.#o.bucket, Key: this.#key(digest) }));
+      return res.LastModified?.getTime();
     } catch (err) {
       if (notFound(err)) return undefined;
       throw storeError(`HEAD ${digest.text}`, err);

@@ -386,4 +386,44 @@ export function metadataStoreContract(
       await cleanup();
     }
   });
+
+  test(`${name}: touch records the last pull; blobReferenced sees layers, manifests and envelopes until withdrawn`, async () => {
+    const { store, cleanup } = await open();
+    try {
+      await store.admit(
+        'reg/a',
+        {
+          digest: D('1'),
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          size: 7,
+          kind: 'image',
+          blobs: [{ digest: D('2'), size: 3 }],
+          children: [],
+          policyDigest: D('p'),
+          rule: 'reg',
+          verified: true,
+        },
+        1000,
+      );
+      await store.recordAttestation('reg/a', {
+        subject: D('1'),
+        envelope: D('3'),
+        size: 9,
+        policyDigest: D('p'),
+        signingKeys: 'k',
+        createdAt: 1000,
+      });
+      const row = async () => (await store.manifestPage(undefined, 10))[0];
+      assert.equal((await row())?.lastPulledAt, 1000, 'an admission counts as a pull');
+      await store.touch('reg/a', D('1'), 5000);
+      assert.equal((await row())?.lastPulledAt, 5000);
+      assert.equal((await row())?.admittedAt, 1000);
+      for (const c of ['1', '2', '3']) assert.equal(await store.blobReferenced(D(c)), true, c);
+      assert.equal(await store.blobReferenced(D('4')), false);
+      await store.withdraw('reg/a', D('1'));
+      for (const c of ['1', '2', '3']) assert.equal(await store.blobReferenced(D(c)), false, c);
+    } finally {
+      await cleanup();
+    }
+  });
 }

@@ -154,6 +154,10 @@ export async function startSwift(): Promise<TestSwift> {
         'use = egg:swift#proxy',
         'allow_account_management = true',
         'account_autocreate = true',
+        // A loaded test machine: backends get time to answer before the proxy gives up on them.
+        'node_timeout = 60',
+        'conn_timeout = 5',
+        'recoverable_node_timeout = 60',
         ...filters.flatMap((f) => [`[filter:${f}]`, `use = egg:swift#${eggs[f] ?? f}`, ...(extra[f] ?? [])]),
         '',
       ].join('\n'),
@@ -188,7 +192,17 @@ export async function startSwift(): Promise<TestSwift> {
       async createBucket(name = `b${process.pid}-${++buckets}`) {
         const c = client();
         try {
-          await c.send(new CreateBucketCommand({ Bucket: name }));
+          // A single-process Swift on a loaded 2-core machine may answer 503 SlowDown: tried again.
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await c.send(new CreateBucketCommand({ Bucket: name }));
+              break;
+            } catch (err) {
+              const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+              if (attempt >= 8 || (status !== 503 && status !== 500)) throw err;
+              await new Promise((r) => setTimeout(r, 250 * attempt));
+            }
+          }
         } finally {
           c.destroy();
         }

@@ -30,6 +30,7 @@ async function setup(opts: { drip?: boolean; failCommit?: boolean } = {}) {
   let commits = 0;
   const store: BlobStore = {
     stat: (d) => fs.stat(d),
+    modifiedAt: (d) => fs.modifiedAt(d),
     read: (d, r) => fs.read(d, r),
     putBytes: (d, b) => fs.putBytes(d, b),
     readBytes: (d, m) => fs.readBytes(d, m),

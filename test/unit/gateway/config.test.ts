@@ -109,3 +109,26 @@ test('upstreams[].upstreamDown and breaker: serve-verified or fail, a failure co
       bad,
     );
 });
+
+test('retention: a grace period and rules by scope, each retiring by last pull or age', () => {
+  const parse = (lines: string[]) => parseConfig('/c.yaml', ['retention:', ...lines].join('\n')).retention;
+  assert.deepEqual(parse(['  rules:', '    - { scope: ghcr.io/team, unpulledDays: 30 }', '    - { maxAgeDays: 90 }']), {
+    graceMinutes: 60,
+    rules: [
+      { scope: 'ghcr.io/team', unpulledDays: 30, maxAgeDays: undefined },
+      { scope: undefined, unpulledDays: undefined, maxAgeDays: 90 },
+    ],
+  });
+  for (const bad of [
+    ['  rules:', '    - { scope: ghcr.io/team }'],
+    ['  rules:', '    - { scope: ghcr.io/, unpulledDays: 1 }'],
+    ['  rules:', '    - { unpulledDays: 0 }'],
+    ['  graceMinutes: 0'],
+    ['  keepForever: true'],
+  ])
+    assert.throws(
+      () => parse(bad),
+      (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
+      bad.join(' '),
+    );
+});

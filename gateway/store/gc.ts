@@ -1,0 +1,113 @@
+import type { ManifestPageRow, MetadataStore } from '../metadata/metadata-store.js';
+import type { BlobStore } from './blob-store.js';
+
+/**
+ * Retention and garbage collection (`portcullis gc`). First the admissions that a rule
+ * retires — not pulled for `unpulledDays`, or admitted longer ago than `maxAgeDays`,
+ * under the most specific rule whose scope names the repository — are withdrawn (with
+ * their platform manifests and attachments, as a failed renewal withdraws). Then every
+ * stored blob that no admission of any repository uses any more (not a layer or config
+ * of one, not a manifest, not an attestation envelope) is deleted, unless it was written
+ * within the grace period: a fill in flight or a manifest stored a moment before its
+ * admission is recorded is never taken. A blob still referenced is never deleted (the
+ * check is made for each blob just before it goes). Online: pulls go on; what is
+ * withdrawn is decided and fetched afresh when next asked for. `dryRun` withdraws and
+ * deletes nothing: it lists the admissions a run would retire and the blobs unused now
+ * (the layers only those admissions use are found by the run that retires them).
+ */
+export interface RetentionRule {
+  /** A registry/repository prefix at a path-component boundary; undefined: every repository. */
+  readonly scope?: string | undefined;
+  readonly unpulledDays?: number | undefined;
+  readonly maxAgeDays?: number | undefined;
+}
+
+export interface GcOptions {
+  readonly rules: readonly RetentionRule[];
+  readonly graceMs: number;
+  readonly now: number;
+  readonly dryRun: boolean;
+}
+
+export interface GcReport {
+  readonly dryRun: boolean;
+  readonly manifestsChecked: number;
+  readonly retired: readonly { repository: string; digest: string; why: string }[];
+  readonly blobsChecked: number;
+  readonly deleted: readonly { digest: string; size: number }[];
+  readonly bytesFreed: number;
+  /** Unused blobs left because they are younger than the grace period. */
+  readonly inGrace: number;
+}
+
+const DAY = 24 * 60 * 60 * 1000;
+const PAGE = 500;
+
+/** The most specific rule for `repository` (longest scope), or undefined. */
+export function ruleFor(rules: readonly RetentionRule[], repository: string): RetentionRule | undefined {
+  let best: RetentionRule | undefined;
+  for (const r of rules) {
+    const s = r.scope;
+    if (s !== undefined && repository !== s && !repository.startsWith(`${s}/`)) continue;
+    if (!best || (s?.length ?? -1) > (best.scope?.length ?? -1)) best = r;
+  }
+  return best;
+}
+
+function retiredBecause(rule: RetentionRule | undefined, m: ManifestPageRow, now: number): string | undefined {
+  if (!rule || m.kind === 'attachment') return undefined; // attachments go with their subject
+  if (rule.unpulledDays !== undefined && now - m.lastPulledAt > rule.unpulledDays * DAY)
+    return `not pulled for ${rule.unpulledDays} days`;
+  if (rule.maxAgeDays !== undefined && now - m.admittedAt > rule.maxAgeDays * DAY)
+    return `admitted more than ${rule.maxAgeDays} days ago`;
+  return undefined;
+}
+
+export async function collectGarbage(store: BlobStore, metadata: MetadataStore, o: GcOptions): Promise<GcReport> {
+  const retired: { repository: string; digest: string; why: string }[] = [];
+  let manifestsChecked = 0;
+  let after: { repository: string; digest: string } | undefined;
+  for (;;) {
+    const page = await metadata.manifestPage(after, PAGE);
+    if (page.length === 0) break;
+    for (const m of page) {
+      manifestsChecked++;
+      const why = retiredBecause(ruleFor(o.rules, m.repository), m, o.now);
+      if (why) retired.push({ repository: m.repository, digest: m.digest, why });
+    }
+    const last = page[page.length - 1] as ManifestPageRow;
+    after = { repository: last.repository, digest: last.digest };
+  }
+  if (!o.dryRun) for (const r of retired) await metadata.withdraw(r.repository, r.digest);
+
+  const deleted: { digest: string; size: number }[] = [];
+  let blobsChecked = 0;
+  let inGrace = 0;
+  for await (const d of store.list()) {
+    blobsChecked++;
+    // (A dry run withdraws nothing, so what only the admissions it would retire use still counts as used.)
+    if (await metadata.blobReferenced(d.text)) continue;
+    const modified = await store.modifiedAt(d);
+    if (modified === undefined) continue; // gone meanwhile
+    if (o.now - modified < o.graceMs) {
+      inGrace++;
+      continue;
+    }
+    const size = (await store.stat(d)) ?? 0;
+    if (!o.dryRun) {
+      // Asked again just before it goes: an admission made meanwhile keeps it.
+      if (await metadata.blobReferenced(d.text)) continue;
+      await store.delete(d);
+    }
+    deleted.push({ digest: d.text, size });
+  }
+  return {
+    dryRun: o.dryRun,
+    manifestsChecked,
+    retired,
+    blobsChecked,
+    deleted,
+    bytesFreed: deleted.reduce((n, b) => n + b.size, 0),
+    inGrace,
+  };
+}
