@@ -341,9 +341,11 @@ export class ManifestService {
     if (now - (this.#touched.get(key) ?? 0) < 60_000) return;
     if (this.#touched.size > 100_000) this.#touched.clear();
     this.#touched.set(key, now);
-    this.deps.metadata.touch(repository, digest, now).catch((err: unknown) =>
-      this.deps.logger.warn({ event: 'metadata.touch_failed', err }, 'the last-pull time was not recorded'),
-    );
+    this.deps.metadata
+      .touch(repository, digest, now)
+      .catch((err: unknown) =>
+        this.deps.logger.warn({ event: 'metadata.touch_failed', err }, 'the last-pull time was not recorded'),
+      );
   }
 
   /** Verifies and, if allowed, stores. Concurrent requests for the same digest share the work. */
