@@ -20,6 +20,7 @@ export async function fsckCommand(opts: { config: string; repair?: boolean; json
         `${f.kind}  ${f.repository ? `${f.repository}@` : ''}${f.digest}  ${f.detail}${f.repaired ? '  (repaired: removed)' : ''}`;
       const report = await fsck(store, metadata, {
         repair: opts.repair === true,
+        storeIsShared: !(config.metadata?.driver === 'postgres' && config.store?.driver !== 's3'),
         ...(opts.json ? {} : { onFinding: (f: FsckFinding) => print(line(f)) }),
       });
       if (opts.json) print(JSON.stringify(report, null, 2));

@@ -7,6 +7,7 @@ import { YamlSource } from '../policies/yaml-source.js';
 import { parseMetadataConfig, type MetadataConfig } from './metadata/metadata-config.js';
 import { parseStoreConfig, type StoreConfig } from './store/store-config.js';
 import type { RetentionRule } from './store/gc.js';
+import { secretRef } from './secret-ref.js';
 
 /**
  * The gateway's configuration, parsed once and strictly (unknown keys rejected,
@@ -392,16 +393,7 @@ function parseUpstream(src: YamlSource, node: Node, where: string, base: string)
     ? (src.boolean(m.get('dockerHubMirror'), `${where}.dockerHubMirror`) ?? false)
     : false;
   const username = m.has('username') ? src.string(m.get('username'), `${where}.username`) : undefined;
-  let password: SecretRef | undefined;
-  if (m.has('passwordFile') && m.has('passwordEnv'))
-    src.report(m.get('passwordEnv'), `${where}: set passwordFile or passwordEnv, not both`);
-  else if (m.has('passwordFile')) {
-    const f = src.string(m.get('passwordFile'), `${where}.passwordFile`);
-    if (f !== undefined) password = { file: resolve(base, f) };
-  } else if (m.has('passwordEnv')) {
-    const e = src.string(m.get('passwordEnv'), `${where}.passwordEnv`);
-    if (e !== undefined) password = { env: e };
-  }
+  const password: SecretRef | undefined = secretRef(src, m, where, 'password', base);
   if ((username === undefined) !== (password === undefined))
     src.report(node, `${where}: username and a password reference go together`);
   const origins = (key: 'authRealms' | 'redirectOrigins'): string[] | undefined => {

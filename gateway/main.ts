@@ -321,8 +321,11 @@ function readPrivateKeyFile(path: string): string | undefined {
   try {
     const st = fstatSync(fd);
     // PostgreSQL's rule for its key file: the owner's alone (0600), or root's and readable
-    // by its group only (0640, 0440) — as Kubernetes mounts a Secret for a pod's fsGroup.
-    const privateEnough = (st.mode & 0o077) === 0 || (st.uid === 0 && (st.mode & 0o037) === 0);
+    // by its group only (0640, 0440) — as Kubernetes mounts a Secret for a pod's fsGroup —
+    // where that group is this process's own and not root's.
+    const gid = process.getgid?.();
+    const privateEnough =
+      (st.mode & 0o077) === 0 || (st.uid === 0 && (st.mode & 0o037) === 0 && st.gid !== 0 && st.gid === gid);
     if (!st.isFile() || !privateEnough) {
       throw new LoadError('CONFIG_INVALID', [
         {
@@ -330,7 +333,7 @@ function readPrivateKeyFile(path: string): string | undefined {
           line: 1,
           column: 1,
           message: `the gateway signing key is readable by others (mode ${(st.mode & 0o777).toString(8)})`,
-          hint: `chmod 600 ${path} (or, owned by root, 640 for one group)`,
+          hint: `chmod 600 ${path} (or, owned by root, 640 for this process's own group, not root's)`,
         },
       ]);
     }

@@ -19,13 +19,17 @@ export class CircuitBreaker {
     private readonly openMs: number,
     private readonly now: () => number = Date.now,
     private readonly onChange?: (state: 'open' | 'closed', failures: number) => void,
+    /** A call the caller ended counts only if the upstream had been silent this long (its headers time-out). */
+    private readonly silentMs = 30_000,
   ) {}
 
   get open(): boolean {
     return this.#failures >= this.threshold && this.now() < this.#openUntil;
   }
 
-  async call<T>(f: () => Promise<T>): Promise<T> {
+  /** `signal`: the caller's own; a call it ends early (a client gone, a request's deadline) says nothing of the upstream. */
+  async call<T>(f: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    let trial = false;
     if (this.#failures >= this.threshold) {
       const now = this.now();
       if (now < this.#openUntil || this.#trial)
@@ -34,19 +38,23 @@ export class CircuitBreaker {
           `${this.host} is not answering (${this.#failures} failures in a row); not tried again for ${Math.max(1, Math.ceil((this.#openUntil - now) / 1000))} s`,
           { upstream: this.host },
         );
-      this.#trial = true;
+      this.#trial = trial = true;
     }
+    const started = this.now();
     try {
       const out = await f();
       this.#succeeded();
       return out;
     } catch (err) {
-      if (err instanceof UpstreamError && (err.code === 'UPSTREAM_UNAVAILABLE' || err.code === 'UPSTREAM_TIMEOUT'))
-        this.#failed();
+      const down =
+        err instanceof UpstreamError && (err.code === 'UPSTREAM_UNAVAILABLE' || err.code === 'UPSTREAM_TIMEOUT');
+      if (signal?.aborted === true && this.now() - started < this.silentMs) {
+        // ended by the caller before the upstream could be blamed: neither a failure nor an answer
+      } else if (down) this.#failed(trial);
       else this.#succeeded(); // an answer, even an error, means the upstream is there
       throw err;
     } finally {
-      this.#trial = false;
+      if (trial) this.#trial = false;
     }
   }
 
@@ -55,11 +63,11 @@ export class CircuitBreaker {
     this.#failures = 0;
   }
 
-  #failed(): void {
+  #failed(trial: boolean): void {
     this.#failures++;
     if (this.#failures >= this.threshold) {
       this.#openUntil = this.now() + this.openMs;
-      if (this.#failures === this.threshold || this.#trial) this.onChange?.('open', this.#failures);
+      if (this.#failures === this.threshold || trial) this.onChange?.('open', this.#failures);
     }
   }
 }
@@ -69,11 +77,11 @@ export function guardedClient(client: UpstreamClient, breaker: CircuitBreaker): 
   return {
     baseUrl: client.baseUrl,
     host: client.host,
-    ping: (o) => breaker.call(() => client.ping(o)),
-    manifest: (r, ref, m, a, max, o) => breaker.call(() => client.manifest(r, ref, m, a, max, o)),
-    small: (r, path, a, max, o) => breaker.call(() => client.small(r, path, a, max, o)),
-    smallBlob: (r, d, max, o) => breaker.call(() => client.smallBlob(r, d, max, o)),
-    blob: (r, d, s) => breaker.call(() => client.blob(r, d, s)),
+    ping: (o) => breaker.call(() => client.ping(o), o?.signal),
+    manifest: (r, ref, m, a, max, o) => breaker.call(() => client.manifest(r, ref, m, a, max, o), o?.signal),
+    small: (r, path, a, max, o) => breaker.call(() => client.small(r, path, a, max, o), o?.signal),
+    smallBlob: (r, d, max, o) => breaker.call(() => client.smallBlob(r, d, max, o), o?.signal),
+    blob: (r, d, s) => breaker.call(() => client.blob(r, d, s), s),
     close: () => client.close(),
   };
 }

@@ -41,6 +41,7 @@ export function openUpstream(
     (u.breaker?.openSeconds ?? 30) * 1000,
     Date.now,
     onBreaker,
+    u.timeouts.headersMs,
   );
   return {
     config: u,

@@ -47,14 +47,21 @@ export function readinessCheck(
     );
     return Object.fromEntries(entries);
   };
+  // Probes of the database and the store are shared by concurrent callers and reused for a second:
+  // a flood of /readyz costs them at most one query and one HEAD a second.
+  let local: { at: number; result: Promise<[CheckResult, CheckResult]> } | undefined;
   return async () => {
     const now = Date.now();
     if (!upstreams || now - upstreams.at > ttl) upstreams = { at: now, result: probeUpstreams() };
-    const [database, storage, ups] = await Promise.all([
-      timed(() => deps.metadata.ping(), timeoutMs),
-      timed(() => deps.store.stat(PROBE), timeoutMs),
-      upstreams.result,
-    ]);
+    if (!local || now - local.at > 1000)
+      local = {
+        at: now,
+        result: Promise.all([
+          timed(() => deps.metadata.ping(), timeoutMs),
+          timed(() => deps.store.stat(PROBE), timeoutMs),
+        ]),
+      };
+    const [[database, storage], ups] = await Promise.all([local.result, upstreams.result]);
     return { ready: database.ok && storage.ok, checks: { database, storage, upstreams: ups } };
   };
 }
@@ -71,9 +78,10 @@ async function timed(f: () => Promise<unknown>, timeoutMs: number): Promise<Chec
     ]);
     return { ok: true, ms: Math.round(performance.now() - t0) };
   } catch (err) {
-    // The cause's class and message only: never a URL with credentials, never a stack.
-    const e = err as Error;
-    return { ok: false, ms: Math.round(performance.now() - t0), error: `${e.name}: ${e.message}`.slice(0, 300) };
+    // A code only (this endpoint answers anyone): no addresses, bucket names or stacks; the log has the rest.
+    const e = err as Error & { code?: unknown };
+    const code = typeof e.code === 'string' && /^[A-Z0-9_.]{1,40}$/i.test(e.code) ? e.code : e.name;
+    return { ok: false, ms: Math.round(performance.now() - t0), error: code.slice(0, 40) };
   } finally {
     clearTimeout(timer);
   }

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type { Node } from 'yaml';
 import type { YamlSource } from '../../policies/yaml-source.js';
+import { secretRef } from '../secret-ref.js';
 
 /**
  * Where the gateway keeps its metadata: the embedded SQLite file under the data
@@ -64,16 +65,7 @@ export function parseMetadataConfig(src: YamlSource, node: Node | null | undefin
     return (src.report(at, 'metadata.url must name a user and one database', hint), DEFAULT_METADATA);
   if (url.search !== '' || url.hash !== '')
     return (src.report(at, 'metadata.url takes no query parameters or fragment', hint), DEFAULT_METADATA);
-  let password: { file?: string; env?: string } | undefined;
-  if (m.has('passwordFile') && m.has('passwordEnv'))
-    src.report(m.get('passwordEnv'), 'metadata: set passwordFile or passwordEnv, not both');
-  else if (m.has('passwordFile')) {
-    const f = src.string(m.get('passwordFile'), 'metadata.passwordFile');
-    if (f !== undefined) password = { file: resolve(base, f) };
-  } else if (m.has('passwordEnv')) {
-    const e = src.string(m.get('passwordEnv'), 'metadata.passwordEnv');
-    if (e !== undefined) password = { env: e };
-  }
+  const password = secretRef(src, m, 'metadata', 'password', base);
   const poolSize = m.has('poolSize') ? (src.integer(m.get('poolSize'), 'metadata.poolSize', 1, 100) ?? 10) : 10;
   let tlsCa: string | undefined;
   const tls = m.has('tls') ? src.map(m.get('tls'), 'metadata.tls', ['ca'], ['ca']) : undefined;

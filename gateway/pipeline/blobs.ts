@@ -50,6 +50,7 @@ type PeerWait = { readonly stored: true } | { readonly stored: false; readonly l
 export class BlobService {
   readonly #fills = new Map<string, BlobFill>();
   readonly #waits = new Map<string, Promise<PeerWait>>();
+  readonly #leases = new Map<string, Lease>();
   #draining = false;
 
   constructor(
@@ -126,9 +127,12 @@ export class BlobService {
     if (this.fleet) {
       const waited = await this.#peerFill(key, digest, size, this.fleet);
       if (waited.stored) return 'stored';
-      const local = current(this.#fills.get(key));
-      if (local) return local;
       lease = waited.lease;
+      const local = current(this.#fills.get(key));
+      if (local) {
+        if (lease && !lease.attached) await lease.release();
+        return local;
+      }
     }
     let staged;
     try {
@@ -194,20 +198,35 @@ export class BlobService {
     return wait;
   }
 
-  /** A held lease, renewed until released. */
+  /** The held lease of `key` (one per key), renewed until released or lost. */
   #hold(key: string, fleet: FleetFills, ttlMs: number): Lease {
-    const timer = setInterval(() => void fleet.leases.renew(key, fleet.holder, ttlMs).catch(() => false), ttlMs / 3);
-    timer.unref();
+    const known = this.#leases.get(key);
+    if (known) return known;
     let released = false;
-    return {
+    const stop = () => {
+      clearInterval(timer);
+      if (this.#leases.get(key) === lease) this.#leases.delete(key);
+    };
+    const timer = setInterval(() => {
+      void fleet.leases
+        .renew(key, fleet.holder, ttlMs)
+        .catch(() => true) // the database may be back at the next tick
+        .then((held) => {
+          if (!held) stop(); // lapsed and taken by another replica: nothing left to renew
+        });
+    }, ttlMs / 3);
+    timer.unref();
+    const lease: Lease = {
       attached: false,
       async release() {
         if (released) return;
         released = true;
-        clearInterval(timer);
+        stop();
         await fleet.leases.release(key, fleet.holder).catch(() => undefined);
       },
     };
+    this.#leases.set(key, lease);
+    return lease;
   }
 
   /** Shutting down: fills still receiving are stopped (nothing partial is kept), verified ones committed. */

@@ -136,12 +136,16 @@ export class ManifestService {
       const cached = await this.#cached(addr, known.digest, 'tag', tag);
       if (cached && acceptable(cached.mediaType, accept)) return cached;
     }
+    const progress = { tagAnswered: false };
     try {
-      return await this.#resolveTag(addr, tag, accept);
+      return await this.#resolveTag(addr, tag, accept, progress);
     } catch (err) {
       const unreachable =
         err instanceof UpstreamError && (err.code === 'UPSTREAM_UNAVAILABLE' || err.code === 'UPSTREAM_TIMEOUT');
-      if (!unreachable || addr.upstream.config.upstreamDown !== 'serve-verified' || !known) throw err;
+      // Only when the tag itself could not be asked for: an upstream that answered it and
+      // then failed to give a new digest's signatures does not keep the tag on its old one.
+      if (!unreachable || progress.tagAnswered || addr.upstream.config.upstreamDown !== 'serve-verified' || !known)
+        throw err;
       // The digest last verified for this tag, if it is admitted under the policy in
       // force now (decided again from stored bytes if need be; a withdrawn one is gone).
       const cached = await this.#cached(addr, known.digest, 'tag', tag).catch(() => undefined);
@@ -157,13 +161,20 @@ export class ManifestService {
     }
   }
 
-  async #resolveTag(addr: Address, tag: string, accept: string | undefined): Promise<ServedManifest> {
+  async #resolveTag(
+    addr: Address,
+    tag: string,
+    accept: string | undefined,
+    progress: { tagAnswered: boolean },
+  ): Promise<ServedManifest> {
     const { metadata, now } = this.deps;
     const upstreamAccept = accept ?? MANIFEST_MEDIA_TYPES.join(', ');
     const head = await addr.upstream.client.manifest(addr.repository, tag, 'HEAD', upstreamAccept, MAX_MANIFEST_BYTES);
     if (!head) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is not known upstream`);
     const claimed = header(head.headers, 'docker-content-digest');
     if (claimed !== undefined) {
+      // The upstream said where the tag points now: whatever fails after that is not an outage of the tag.
+      progress.tagAnswered = true;
       // The claim only selects which verified content to serve: what we serve for a
       // digest was hashed and admitted by us, under the current policy.
       const cached = await this.#cached(addr, claimed, 'tag', tag);
@@ -174,6 +185,7 @@ export class ManifestService {
     }
     const res = await addr.upstream.client.manifest(addr.repository, tag, 'GET', upstreamAccept, MAX_MANIFEST_BYTES);
     if (!res) throw new GatewayError('MANIFEST_UNKNOWN', `${addr.name}:${tag} is not known upstream`);
+    progress.tagAnswered = true;
     const digest = digestOf(res.bytes);
     const served = await this.#admit(addr, digest, res.bytes, header(res.headers, 'content-type'), 'tag', tag);
     await metadata.setTag(addr.name, tag, digest.text, now());
@@ -190,6 +202,8 @@ export class ManifestService {
     const pin = await metadata.pin(addr.name, tag);
     if (!pin) {
       const served = await this.#followTag(addr, tag, accept);
+      // A digest served only because the upstream is down is not pinned: the pin waits for a real answer.
+      if (served.stale !== undefined) return served;
       await metadata.setPin(addr.name, tag, served.digest.text, now());
       logger.info(
         { event: 'tag.pinned', repository: addr.name, tag, digest: served.digest.text },

@@ -1,6 +1,6 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { OciError } from '../../oci/errors.js';
@@ -92,7 +92,12 @@ export class FsBlobStore implements BlobStore {
   }
 
   async putBytes(digest: Digest, bytes: Uint8Array): Promise<void> {
-    if ((await this.stat(digest)) === bytes.length) return;
+    if ((await this.stat(digest)) === bytes.length) {
+      // Written again, as far as GC's grace period is concerned.
+      const now = new Date();
+      await utimes(this.#path(digest), now, now).catch(() => undefined);
+      return;
+    }
     const staged = await this.stage();
     try {
       await staged.write(bytes);

@@ -37,7 +37,12 @@ const PAGE = 500;
 export async function fsck(
   store: BlobStore,
   metadata: MetadataStore,
-  opts: { repair: boolean; onFinding?: (f: FsckFinding) => void },
+  opts: {
+    repair: boolean;
+    onFinding?: (f: FsckFinding) => void;
+    /** False where the metadata is shared but this store is not: other replicas hold those bytes. */
+    storeIsShared?: boolean;
+  },
 ): Promise<FsckReport> {
   const findings: FsckFinding[] = [];
   const note = (f: FsckFinding) => {
@@ -87,13 +92,14 @@ export async function fsck(
         manifestsNotStored++;
         continue;
       }
-      if (opts.repair) await metadata.withdraw(m.repository, m.digest);
+      const repaired = opts.repair && opts.storeIsShared !== false;
+      if (repaired) await metadata.withdraw(m.repository, m.digest);
       note({
         kind: 'attachment.missing',
         digest: m.digest,
         repository: m.repository,
         detail: 'an admitted attachment whose bytes are not stored',
-        repaired: opts.repair,
+        repaired,
       });
     }
     const last = page[page.length - 1] as { repository: string; digest: string };

@@ -5,7 +5,10 @@ import type { BlobStore } from './blob-store.js';
  * Retention and garbage collection (`portcullis gc`). First the admissions that a rule
  * retires — not pulled for `unpulledDays`, or admitted longer ago than `maxAgeDays`,
  * under the most specific rule whose scope names the repository — are withdrawn (with
- * their platform manifests and attachments, as a failed renewal withdraws). Then every
+ * their platform manifests and attachments, as a failed renewal withdraws). Pinned
+ * digests are never retired, and a platform manifest only with its index (a platform
+ * that another, kept index also lists is withdrawn with the first and decided again
+ * when next pulled through the second). Then every
  * stored blob that no admission of any repository uses any more (not a layer or config
  * of one, not a manifest, not an attestation envelope) is deleted, unless it was written
  * within the grace period: a fill in flight or a manifest stored a moment before its
@@ -56,7 +59,9 @@ export function ruleFor(rules: readonly RetentionRule[], repository: string): Re
 
 function retiredBecause(rule: RetentionRule | undefined, m: ManifestPageRow, now: number): string | undefined {
   if (!rule || m.kind === 'attachment') return undefined; // attachments go with their subject
-  if (rule.unpulledDays !== undefined && now - m.lastPulledAt > rule.unpulledDays * DAY)
+  // An admission counts as a pull (a row written by an older version may lack the pull time).
+  const lastPull = Math.max(m.lastPulledAt, m.admittedAt);
+  if (rule.unpulledDays !== undefined && now - lastPull > rule.unpulledDays * DAY)
     return `not pulled for ${rule.unpulledDays} days`;
   if (rule.maxAgeDays !== undefined && now - m.admittedAt > rule.maxAgeDays * DAY)
     return `admitted more than ${rule.maxAgeDays} days ago`;
@@ -65,6 +70,8 @@ function retiredBecause(rule: RetentionRule | undefined, m: ManifestPageRow, now
 
 export async function collectGarbage(store: BlobStore, metadata: MetadataStore, o: GcOptions): Promise<GcReport> {
   const retired: { repository: string; digest: string; why: string }[] = [];
+  // A pinned digest is served for its tag until released: never retired.
+  const pinned = new Set((await metadata.pins()).map((p) => `${p.repository}@${p.digest}`));
   let manifestsChecked = 0;
   let after: { repository: string; digest: string } | undefined;
   for (;;) {
@@ -73,7 +80,10 @@ export async function collectGarbage(store: BlobStore, metadata: MetadataStore, 
     for (const m of page) {
       manifestsChecked++;
       const why = retiredBecause(ruleFor(o.rules, m.repository), m, o.now);
-      if (why) retired.push({ repository: m.repository, digest: m.digest, why });
+      if (!why || pinned.has(`${m.repository}@${m.digest}`)) continue;
+      // A platform manifest goes with the index that lists it, never on its own.
+      if (m.kind === 'image' && (await metadata.listedByIndex(m.repository, m.digest))) continue;
+      retired.push({ repository: m.repository, digest: m.digest, why });
     }
     const last = page[page.length - 1] as ManifestPageRow;
     after = { repository: last.repository, digest: last.digest };

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type { Node } from 'yaml';
 import type { YamlSource } from '../../policies/yaml-source.js';
+import { secretRef } from '../secret-ref.js';
 
 /**
  * Where the gateway keeps blobs: files under the data directory (the default), or an
@@ -70,16 +71,9 @@ export function parseStoreConfig(
   if (prefix !== '' && (!prefix.endsWith('/') || prefix.startsWith('/') || prefix.includes('//')))
     src.report(m.get('prefix'), 'store.prefix must end with / (and not start with one): cache/');
   const accessKeyId = src.string(m.get('accessKeyId'), 'store.accessKeyId');
-  let secret: { file?: string; env?: string } | undefined;
-  if (m.has('secretAccessKeyFile') && m.has('secretAccessKeyEnv'))
-    src.report(m.get('secretAccessKeyEnv'), 'store: set secretAccessKeyFile or secretAccessKeyEnv, not both');
-  else if (m.has('secretAccessKeyFile')) {
-    const f = src.string(m.get('secretAccessKeyFile'), 'store.secretAccessKeyFile');
-    if (f !== undefined) secret = { file: resolve(base, f) };
-  } else if (m.has('secretAccessKeyEnv')) {
-    const e = src.string(m.get('secretAccessKeyEnv'), 'store.secretAccessKeyEnv');
-    if (e !== undefined) secret = { env: e };
-  } else src.report(node, 'store: driver s3 needs secretAccessKeyFile or secretAccessKeyEnv');
+  const secret = secretRef(src, m, 'store', 'secretAccessKey', base);
+  if (!m.has('secretAccessKeyFile') && !m.has('secretAccessKeyEnv'))
+    src.report(node, 'store: driver s3 needs secretAccessKeyFile or secretAccessKeyEnv');
   const region = m.has('region') ? (src.string(m.get('region'), 'store.region') ?? 'us-east-1') : 'us-east-1';
   const pathStyle = m.has('pathStyle') ? (src.boolean(m.get('pathStyle'), 'store.pathStyle') ?? true) : true;
   let tlsCa: string | undefined;

@@ -14,6 +14,7 @@ import { freePort } from '../helpers/ports.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { pushFileImage } from '../helpers/registry-push.js';
+import { sharedState } from '../helpers/shared-state.js';
 import { startSwift, type TestSwift } from '../helpers/swift.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -54,10 +55,9 @@ describe('three replicas behind HAProxy: one killed mid-pull', () => {
       name: 'data.bin',
       bytes: randomBytes(96 << 20),
     });
-    const [db, bucket] = await Promise.all([pg.createDatabase(), swift.createBucket()]);
+    const shared = await sharedState(pg, swift);
     writeFileSync(join(dir.path, 'policy.yaml'), acceptAnythingPolicy());
-    writeFileSync(join(dir.path, 'pg-password'), `${pg.password}\n`);
-    writeFileSync(join(dir.path, 's3-secret'), `${swift.secretAccessKey}\n`);
+    for (const [name, content] of Object.entries(shared.files)) writeFileSync(join(dir.path, name), content);
     const ports = [await freePort(), await freePort(), await freePort()];
     const configs = ports.map((port, i) => {
       const file = join(dir.path, `replica-${i + 1}.yaml`);
@@ -68,16 +68,7 @@ describe('three replicas behind HAProxy: one killed mid-pull', () => {
           `dataDir: data-${i + 1}`,
           'policy: policy.yaml',
           'logLevel: info',
-          'metadata:',
-          '  driver: postgres',
-          `  url: ${db.url}`,
-          '  passwordFile: pg-password',
-          'store:',
-          '  driver: s3',
-          `  endpoint: ${swift.endpoint}`,
-          `  bucket: ${bucket}`,
-          `  accessKeyId: "${swift.accessKeyId}"`,
-          '  secretAccessKeyFile: s3-secret',
+          shared.extraConfig,
           'upstreams:',
           `  - { name: "${registry.host}", url: "${registry.url}", prefix: up }`,
           '',

@@ -14,6 +14,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.js';
 import { waitFor } from '../helpers/ports.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { sharedState } from '../helpers/shared-state.js';
 import { startSwift, type TestSwift } from '../helpers/swift.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -72,29 +73,13 @@ describe('a fleet on one database and one bucket fetches a cold blob once', () =
     dir.cleanup();
   });
 
-  const configFor = async () => {
-    const [db, bucket] = await Promise.all([pg.createDatabase(), swift.createBucket()]);
-    return {
-      files: { 'pg-password': `${pg.password}\n`, 's3-secret': `${swift.secretAccessKey}\n` },
-      extraConfig: [
-        'metadata:',
-        '  driver: postgres',
-        `  url: ${db.url}`,
-        '  passwordFile: pg-password',
-        'store:',
-        '  driver: s3',
-        `  endpoint: ${swift.endpoint}`,
-        `  bucket: ${bucket}`,
-        `  accessKeyId: "${swift.accessKeyId}"`,
-        '  secretAccessKeyFile: s3-secret',
-      ].join('\n'),
-    };
-  };
+  const configFor = () => sharedState(pg, swift);
   const startReplica = async (shared: Awaited<ReturnType<typeof configFor>>) => {
     const gw = await startTestGateway({
       upstreamsYaml: `  - { name: "${up.host}", url: "${up.url}", prefix: up }`,
       policy: acceptAnythingPolicy(),
-      ...shared,
+      files: shared.files,
+      extraConfig: shared.extraConfig,
     });
     gateways.push(gw);
     return gw;

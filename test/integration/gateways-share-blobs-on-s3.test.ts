@@ -8,6 +8,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { run } from '../helpers/peers.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+import { sharedState } from '../helpers/shared-state.js';
 import { startSwift, type TestSwift } from '../helpers/swift.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -34,30 +35,14 @@ describe('gateways share blobs in an S3-compatible bucket', () => {
   });
 
   test('an image pulled through one gateway is served by the other from the bucket; a denied one stores nothing', async () => {
-    const [db, bucket] = await Promise.all([pg.createDatabase(), swift.createBucket()]);
+    const shared = await sharedState(pg, swift, { prefix: 'portcullis/' });
+    const bucket = shared.bucket;
     const start = async () => {
       const gw = await startTestGateway({
         upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
         policy: worldPolicy(world.registry.host),
-        files: {
-          'trusted.pub': readFileSync(world.trusted.pub),
-          'pg-password': `${pg.password}\n`,
-          's3-secret': `${swift.secretAccessKey}\n`,
-        },
-        extraConfig: [
-          'metadata:',
-          '  driver: postgres',
-          `  url: ${db.url}`,
-          '  passwordFile: pg-password',
-          'store:',
-          '  driver: s3',
-          `  endpoint: ${swift.endpoint}`,
-          `  region: ${swift.region}`,
-          `  bucket: ${bucket}`,
-          '  prefix: portcullis/',
-          `  accessKeyId: "${swift.accessKeyId}"`,
-          '  secretAccessKeyFile: s3-secret',
-        ].join('\n'),
+        files: { 'trusted.pub': readFileSync(world.trusted.pub), ...shared.files },
+        extraConfig: shared.extraConfig,
       });
       gateways.push(gw);
       return gw;

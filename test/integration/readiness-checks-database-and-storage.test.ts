@@ -56,6 +56,7 @@ describe('readiness', () => {
     ]);
 
     await pg.stop();
+    await new Promise((r) => setTimeout(r, 1100)); // past the second a probe is reused for
     const down = await readyz();
     assert.equal(down.status, 503);
     assert.equal(down.body.status, 'unready');

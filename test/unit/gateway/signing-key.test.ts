@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, statSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { run } from '../../helpers/peers.js';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadSigner } from '../../../gateway/main.js';
@@ -20,7 +22,7 @@ test('the default signing key is created 0600 on first start and reused after', 
   }
 });
 
-test('a root-owned key readable by its group only is accepted (a Kubernetes Secret with fsGroup)', () => {
+test("a root-owned key readable only by the process's own (non-root) group is accepted: a Kubernetes Secret with fsGroup", async () => {
   const dir = tempDir();
   try {
     const path = join(dir.path, 'k.pem');
@@ -28,15 +30,32 @@ test('a root-owned key readable by its group only is accepted (a Kubernetes Secr
       path,
       generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
     );
-    chmodSync(path, 0o440);
-    const owner = statSync(path).uid;
-    if (owner === 0) assert.ok(loadSigner(path, false, undefined).fingerprint);
-    else
-      assert.throws(
-        () => loadSigner(path, false, undefined),
-        (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
-        'group-readable is for root-owned keys only',
-      );
+    chmodSync(dir.path, 0o755);
+    // The key loaded by a process of uid 0 and gid 10001 (setpriv), as a pod's fsGroup mount is read.
+    const MAIN = fileURLToPath(new URL('../../../gateway/main.js', import.meta.url));
+    const load = (fileGid: number) => {
+      chownSync(path, 0, fileGid);
+      chmodSync(path, 0o440);
+      const script = `import(${JSON.stringify(MAIN)}).then((m) => { try { m.loadSigner(${JSON.stringify(path)}, false, undefined); console.log('ok'); } catch (e) { console.log(e.code); } })`;
+      return run('setpriv', [
+        '--regid',
+        '10001',
+        '--clear-groups',
+        '--',
+        process.execPath,
+        '--input-type=module',
+        '-e',
+        script,
+      ]);
+    };
+    assert.equal(
+      process.getuid?.(),
+      0,
+      'this test makes a root-owned file of another group: run it as root, as CI does',
+    );
+    assert.equal((await load(10001)).stdout.trim(), 'ok');
+    assert.equal((await load(0)).stdout.trim(), 'CONFIG_INVALID', "root's group is never enough");
+    assert.equal((await load(10002)).stdout.trim(), 'CONFIG_INVALID', 'another group is not');
   } finally {
     dir.cleanup();
   }
