@@ -173,6 +173,9 @@ export async function startGateway(
     attestations,
     signer,
     // Replicas share fills only where they share the bytes (an object store) and a database with leases.
+    ...(config.store?.driver === 's3' && config.store.redirectSeconds !== undefined
+      ? { blobRedirectSeconds: config.store.redirectSeconds }
+      : {}),
     ...(metadata.leases && config.store?.driver === 's3'
       ? { fleet: { leases: metadata.leases, holder: `${hostname()}:${process.pid}:${randomUUID()}` } }
       : {}),

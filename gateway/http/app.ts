@@ -25,6 +25,8 @@ export interface AppDeps extends Omit<ManifestServiceDeps, 'now'> {
   readonly now?: () => number;
   /** Replicas sharing a blob store: one upstream fetch per cold blob for all of them. */
   readonly fleet?: FleetFills;
+  /** Stored blobs are answered with a redirect to a pre-signed URL valid this long (store.redirect). */
+  readonly blobRedirectSeconds?: number | undefined;
 }
 
 export interface GatewayApp {
@@ -195,6 +197,10 @@ export function buildApp(deps: AppDeps): GatewayApp {
         if (req.method === 'HEAD') {
           const size = await blobs.size(addr, p.digest);
           return reply.header('content-length', String(size)).send();
+        }
+        if (deps.blobRedirectSeconds !== undefined) {
+          const location = await blobs.redirect(addr, p.digest, deps.blobRedirectSeconds);
+          if (location !== undefined) return reply.status(307).header('location', location).send();
         }
         const body = await blobs.open(addr, p.digest, req.headers.range);
         const length = body.range ? body.range.end - body.range.start + 1 : body.size;

@@ -74,6 +74,19 @@ export class BlobService {
     return blob;
   }
 
+  /**
+   * With `redirectSeconds`, a servable blob that is in the (object) store is answered
+   * with a pre-signed URL instead of its bytes; undefined when it must be served here
+   * (not stored yet: the fill verifies it first).
+   */
+  async redirect(addr: Address, digest: Digest, redirectSeconds: number): Promise<string | undefined> {
+    if (!this.store.presignedUrl) return undefined;
+    const { size } = await this.#servable(addr, digest);
+    if ((await this.store.stat(digest)) !== size) return undefined;
+    this.metrics.cache.inc({ kind: 'blob', result: 'hit' });
+    return this.store.presignedUrl(digest, redirectSeconds);
+  }
+
   async open(addr: Address, digest: Digest, rangeHeader: string | undefined): Promise<BlobBody> {
     const { size, attachmentOnly } = await this.#servable(addr, digest);
     const range = parseRange(rangeHeader, size);

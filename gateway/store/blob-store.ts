@@ -20,6 +20,8 @@ export interface BlobStore {
   stage(): Promise<StagedBlob>;
   delete(digest: Digest): Promise<void>;
   list(): AsyncIterable<Digest>;
+  /** A time-limited URL a client may GET the stored blob from directly (object stores only). */
+  presignedUrl?(digest: Digest, expiresInSeconds: number): Promise<string>;
   /** Releases connections (object stores); files need nothing. */
   close?(): Promise<void> | void;
 }

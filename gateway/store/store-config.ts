@@ -20,6 +20,8 @@ export type StoreConfig =
       readonly secretAccessKey: { readonly file?: string; readonly env?: string };
       readonly pathStyle: boolean;
       readonly tlsCa: string | undefined;
+      /** Blob GETs of stored blobs answered with a redirect to a pre-signed URL valid this long; undefined: served by the gateway. */
+      readonly redirectSeconds?: number | undefined;
     };
 
 const S3_KEYS = [
@@ -32,6 +34,7 @@ const S3_KEYS = [
   'secretAccessKeyEnv',
   'pathStyle',
   'tls',
+  'redirect',
 ] as const;
 
 /** `store: { driver: fs | s3, … }` of the gateway config; undefined for the default. */
@@ -84,6 +87,14 @@ export function parseStoreConfig(
     if (endpoint?.startsWith('http:'))
       src.report(m.get('tls'), 'store.tls is for an https endpoint; this one is http://', 'https://…');
   }
+  let redirectSeconds: number | undefined;
+  if (m.has('redirect')) {
+    const r = src.map(m.get('redirect'), 'store.redirect', ['expiresSeconds']);
+    if (r)
+      redirectSeconds = r.has('expiresSeconds')
+        ? src.integer(r.get('expiresSeconds'), 'store.redirect.expiresSeconds', 10, 3600)
+        : 300;
+  }
   if (endpoint === undefined || bucket === undefined || accessKeyId === undefined || secret === undefined)
     return undefined;
   return {
@@ -96,5 +107,6 @@ export function parseStoreConfig(
     secretAccessKey: secret,
     pathStyle,
     tlsCa,
+    ...(redirectSeconds !== undefined ? { redirectSeconds } : {}),
   };
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { waitFor } from '../helpers/ports.js';
 import { run } from '../helpers/peers.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
@@ -95,5 +96,46 @@ describe('gateways share blobs in an S3-compatible bucket', () => {
     c.destroy();
     for (const gw of [a, b])
       assert.ok(!JSON.stringify(gw.logs).includes(swift.secretAccessKey), 'the secret key is never logged');
+  });
+
+  test('with store.redirect, a stored blob is a 307 to a pre-signed URL; a blob not stored yet is filled and served here', async () => {
+    const shared = await sharedState(pg, swift);
+    const gw = await startTestGateway({
+      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
+      policy: worldPolicy(world.registry.host),
+      files: { 'trusted.pub': readFileSync(world.trusted.pub), ...shared.files },
+      extraConfig: `${shared.extraConfig}\n  redirect: { expiresSeconds: 60 }`,
+    });
+    gateways.push(gw);
+    const m = await fetch(`${gw.url}/v2/up/test/signed/manifests/1`, {
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
+    assert.equal(m.status, 200);
+    const layer = ((await m.json()) as { layers: { digest: string }[] }).layers[0]?.digest as string;
+    const cold = await fetch(`${gw.url}/v2/up/test/signed/blobs/${layer}`, { redirect: 'manual' });
+    assert.equal(cold.status, 200, 'not in the bucket yet: filled, verified and served by the gateway');
+    const bytes = Buffer.from(await cold.arrayBuffer());
+    assert.equal(`sha256:${createHash('sha256').update(bytes).digest('hex')}`, layer);
+    await waitFor(async () => gw.running.gateway.blobs.fillsInFlight === 0, 'the fill to commit');
+    const warm = await fetch(`${gw.url}/v2/up/test/signed/blobs/${layer}`, { redirect: 'manual' });
+    assert.equal(warm.status, 307);
+    await warm.arrayBuffer();
+    const location = warm.headers.get('location') ?? '';
+    assert.ok(location.startsWith(`${swift.endpoint}/`), location);
+    assert.match(location, /X-Amz-Signature=/);
+    const direct = await fetch(location);
+    assert.equal(direct.status, 200);
+    assert.deepEqual(Buffer.from(await direct.arrayBuffer()), bytes);
+    const unknown = await fetch(`${gw.url}/v2/up/test/signed/blobs/sha256:${'0'.repeat(64)}`, { redirect: 'manual' });
+    assert.equal(unknown.status, 404, 'no redirect for what no admitted image references');
+    await unknown.arrayBuffer();
+    const copy = await run('skopeo', [
+      '--insecure-policy',
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${gw.host}/up/test/signed:1`,
+      `dir:${join(out.path, 'redirected')}`,
+    ]);
+    assert.equal(copy.code, 0, copy.stderr);
   });
 });

@@ -101,3 +101,18 @@ test('store: an inline secret, credentials in the endpoint, a bad bucket or pref
     }
   }
 });
+
+test('store.redirect: stored blobs by pre-signed URL, valid 10 s to an hour (default 300 s)', () => {
+  const with_ = (extra: string[]) => parse([...s3, '  secretAccessKeyEnv: S', ...extra]).store;
+  assert.equal(with_([]) && 'redirectSeconds' in (with_([]) ?? {}), false);
+  const d = with_(['  redirect: {}']);
+  assert.equal(d?.driver === 's3' && d.redirectSeconds, 300);
+  const e = with_(['  redirect: { expiresSeconds: 60 }']);
+  assert.equal(e?.driver === 's3' && e.redirectSeconds, 60);
+  for (const bad of [['  redirect: { expiresSeconds: 5 }'], ['  redirect: { ttl: 60 }']])
+    assert.throws(
+      () => with_(bad),
+      (err: unknown) => err instanceof LoadError && err.code === 'CONFIG_INVALID',
+      bad.join(' '),
+    );
+});
