@@ -8,6 +8,8 @@ import { parseMetadataConfig, type MetadataConfig } from './metadata/metadata-co
 import { parseStoreConfig, type StoreConfig } from './store/store-config.js';
 import type { RetentionRule } from './store/gc.js';
 import { secretRef } from './secret-ref.js';
+import { parseClientAuth } from './auth/client-auth-config.js';
+import type { ClientAuthConfig } from './auth/client-auth.js';
 
 /**
  * The gateway's configuration, parsed once and strictly (unknown keys rejected,
@@ -84,6 +86,8 @@ export interface GatewayConfig {
   readonly store?: StoreConfig | undefined;
   /** What `portcullis gc` retires (gateway/store/gc.ts); undefined: nothing is retired, unused blobs still go. */
   readonly retention?: { readonly graceMinutes: number; readonly rules: readonly RetentionRule[] } | undefined;
+  /** Who may pull (gateway/auth/client-auth.ts); undefined: anyone (the default). */
+  readonly clientAuth?: ClientAuthConfig | undefined;
 }
 
 export const PUBLIC_GOOD_TUF_MIRROR = 'https://tuf-repo-cdn.sigstore.dev';
@@ -158,6 +162,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
           'metadata',
           'store',
           'retention',
+          'clientAuth',
         ]);
   const defaults = defaultConfig(resolve(base, 'data'));
   if (!top)
@@ -281,6 +286,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
   const metadata = top.has('metadata') ? parseMetadataConfig(src, top.get('metadata'), base) : undefined;
   const store = top.has('store') ? parseStoreConfig(src, top.get('store'), base) : undefined;
   const retention = top.has('retention') ? parseRetention(src, top.get('retention')) : undefined;
+  const clientAuth = top.has('clientAuth') ? parseClientAuth(src, top.get('clientAuth'), base) : undefined;
   if (src.diagnostics.length > 0) throw new LoadError('CONFIG_INVALID', src.diagnostics);
   return deepFreeze({
     source: file,
@@ -301,6 +307,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
     ...(metadata && metadata.driver !== 'sqlite' ? { metadata } : {}),
     ...(store ? { store } : {}),
     ...(retention ? { retention } : {}),
+    ...(clientAuth ? { clientAuth } : {}),
   });
 }
 

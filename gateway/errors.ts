@@ -15,7 +15,9 @@ export type GatewayErrorCode =
   /** The metadata database was migrated by a newer program: refused rather than guessed at. */
   | 'STORE_SCHEMA_NEWER'
   /** The gateway is stopping: a request still waiting (for another replica's fill) is answered 503. */
-  | 'SHUTTING_DOWN';
+  | 'SHUTTING_DOWN'
+  /** clientAuth: this user may not pull from this repository (said alike whether it exists or not). */
+  | 'ACCESS_DENIED';
 
 export class GatewayError extends Error {
   readonly code: GatewayErrorCode;

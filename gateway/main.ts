@@ -14,6 +14,7 @@ import { buildApp, type GatewayApp } from './http/app.js';
 import { createMetrics } from './metrics.js';
 import { openMetadataStore } from './metadata/open-metadata-store.js';
 import { openBlobStore } from './store/open-blob-store.js';
+import { ClientAuth } from './auth/client-auth.js';
 import { watchPolicy } from './policy-watch.js';
 import { SigstoreRoot } from './sigstore-root.js';
 import { loadRegistriesD } from './registries-d.js';
@@ -173,6 +174,7 @@ export async function startGateway(
     attestations,
     signer,
     // Replicas share fills only where they share the bytes (an object store) and a database with leases.
+    ...(config.clientAuth ? { clientAuth: ClientAuth.load(config.clientAuth) } : {}),
     ...(config.store?.driver === 's3' && config.store.redirectSeconds !== undefined
       ? { blobRedirectSeconds: config.store.redirectSeconds }
       : {}),

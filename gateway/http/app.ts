@@ -7,6 +7,7 @@ import { impersonatesGateway, type GatewaySigner } from '../attestations.js';
 import { GatewayError } from '../errors.js';
 import { BlobService, type FleetFills } from '../pipeline/blobs.js';
 import { readinessCheck } from './readiness.js';
+import type { ClientAuth } from '../auth/client-auth.js';
 import { descriptorJson, listReferrers, listTags, parsePageSize } from '../pipeline/listings.js';
 import { ManifestService, type ManifestServiceDeps } from '../pipeline/manifests.js';
 import { withDeadline, type Upstreams } from '../upstreams.js';
@@ -27,6 +28,8 @@ export interface AppDeps extends Omit<ManifestServiceDeps, 'now'> {
   readonly fleet?: FleetFills;
   /** Stored blobs are answered with a redirect to a pre-signed URL valid this long (store.redirect). */
   readonly blobRedirectSeconds?: number | undefined;
+  /** Who may pull; undefined: anyone. */
+  readonly clientAuth?: ClientAuth | undefined;
 }
 
 export interface GatewayApp {
@@ -35,6 +38,8 @@ export interface GatewayApp {
 }
 
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
+/** One answer for every repository a user may not pull, whether it exists or not. */
+const accessDenied = () => new GatewayError('ACCESS_DENIED', 'requested access to the resource is denied');
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 export function buildApp(deps: AppDeps): GatewayApp {
@@ -54,6 +59,27 @@ export function buildApp(deps: AppDeps): GatewayApp {
   const blobs = new BlobService(deps.store, deps.metadata, deps.metrics, deps.policy, deps.fleet);
 
   app.decorateRequest('routeKind', 'other');
+  app.decorateRequest('clientUser', '');
+  const clientAuth = deps.clientAuth;
+  if (clientAuth) {
+    // Every registry endpoint wants a user who signed in (the gateway's public key excepted: clients pin it).
+    app.addHook('onRequest', async (req, reply) => {
+      const path = req.url.split('?', 1)[0] ?? '';
+      if (!path.startsWith('/v2') || path.startsWith('/v2/_portcullis/')) return;
+      const user = await clientAuth.authenticate(req.headers.authorization);
+      if (user !== undefined) {
+        req.clientUser = user;
+        return;
+      }
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Basic realm="portcullis"')
+        .header('docker-distribution-api-version', 'registry/2.0')
+        .send({
+          errors: [{ code: 'UNAUTHORIZED', message: 'authentication required', detail: { reason: 'auth.required' } }],
+        });
+    });
+  }
   app.addHook('onSend', async (_req, reply) => {
     reply.header('docker-distribution-api-version', API_VERSION['docker-distribution-api-version']);
     reply.header('x-request-id', _req.id);
@@ -149,10 +175,19 @@ export function buildApp(deps: AppDeps): GatewayApp {
       req.routeKind = parsed.kind;
       const params = new URLSearchParams(query);
       const ns = params.getAll('ns');
+      const resolve = () =>
+        deps.upstreams.resolve(parsed.name, ns.length === 0 ? undefined : ns.length === 1 ? ns[0] : ns);
+      let resolved: ReturnType<typeof resolve>;
+      try {
+        resolved = resolve();
+      } catch (err) {
+        // With client auth, a name that is not configured reads as one this user may not pull.
+        if (clientAuth) throw accessDenied();
+        throw err;
+      }
+      if (clientAuth && !clientAuth.mayPull(req.clientUser, resolved.name)) throw accessDenied();
       // One deadline for the whole request, every upstream call and retry included.
-      const addr = withDeadline(
-        deps.upstreams.resolve(parsed.name, ns.length === 0 ? undefined : ns.length === 1 ? ns[0] : ns),
-      );
+      const addr = withDeadline(resolved);
       if (addr.namespace !== undefined) reply.header('oci-namespace', addr.namespace);
       return handle(parsed, addr, params, req, reply);
     },
@@ -250,5 +285,7 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Which endpoint family served the request, for metrics. */
     routeKind: string;
+    /** The user who signed in (clientAuth), or ''. */
+    clientUser: string;
   }
 }

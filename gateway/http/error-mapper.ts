@@ -83,6 +83,8 @@ function statusFor(code: Code): [number, string] {
       return [500, 'UNKNOWN'];
     case 'SHUTTING_DOWN':
       return [503, 'UNAVAILABLE'];
+    case 'ACCESS_DENIED':
+      return [403, 'DENIED'];
   }
 }
 

@@ -132,3 +132,36 @@ test('retention: a grace period and rules by scope, each retiring by last pull o
       bad.join(' '),
     );
 });
+
+test('clientAuth: an htpasswd file, groups, and access by scope for users or groups', () => {
+  const parse = (lines: string[]) => parseConfig('/etc/p/c.yaml', ['clientAuth:', ...lines].join('\n')).clientAuth;
+  assert.deepEqual(
+    parse([
+      '  htpasswd: htpasswd',
+      '  groups: { ci: [bot] }',
+      '  access:',
+      '    - { scope: ghcr.io/team, groups: [ci] }',
+      '    - { scope: docker.io, users: ["*"] }',
+    ]),
+    {
+      htpasswd: '/etc/p/htpasswd',
+      groups: { ci: ['bot'] },
+      access: [
+        { scope: 'ghcr.io/team', users: [], groups: ['ci'] },
+        { scope: 'docker.io', users: ['*'], groups: [] },
+      ],
+    },
+  );
+  for (const bad of [
+    ['  access: []'],
+    ['  htpasswd: h', '  access:', '    - { scope: ghcr.io }'],
+    ['  htpasswd: h', '  access:', '    - { scope: ghcr.io, groups: [nobody] }'],
+    ['  htpasswd: h', '  access:', '    - { scope: ghcr.io/, users: [a] }'],
+    ['  htpasswd: h', '  access: []', '  anonymous: true'],
+  ])
+    assert.throws(
+      () => parse(bad),
+      (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
+      bad.join(' '),
+    );
+});

@@ -1,0 +1,106 @@
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import bcrypt from 'bcryptjs';
+import { LoadError } from '../../policies/errors.js';
+
+/**
+ * Who may pull: HTTP basic authentication against an htpasswd file (bcrypt entries
+ * only, as `htpasswd -B` writes them), and pull rights per scope. The most specific
+ * `access` scope that names a repository decides; a scope's `users` and `groups` (and
+ * `'*'`: any user who signed in) may pull from it; a repository no scope names is
+ * refused. Verified credentials are remembered for five minutes (bcrypt is slow on
+ * purpose); a refusal reads the same for a repository that exists and one that does
+ * not, so a client learns nothing of what it may not pull.
+ */
+export interface ClientAuthConfig {
+  readonly htpasswd: string;
+  readonly groups: Readonly<Record<string, readonly string[]>>;
+  readonly access: readonly {
+    readonly scope: string;
+    readonly users: readonly string[];
+    readonly groups: readonly string[];
+  }[];
+}
+
+const MAX_HTPASSWD_BYTES = 1024 * 1024;
+const REMEMBER_MS = 5 * 60 * 1000;
+const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+
+export class ClientAuth {
+  readonly #users: Map<string, string>;
+  readonly #remembered = new Map<string, { user: string | undefined; until: number }>();
+
+  private constructor(
+    users: Map<string, string>,
+    private readonly config: ClientAuthConfig,
+    private readonly now: () => number,
+  ) {
+    this.#users = users;
+  }
+
+  static load(config: ClientAuthConfig, now: () => number = Date.now): ClientAuth {
+    const file = config.htpasswd;
+    const fail = (line: number, message: string): never => {
+      throw new LoadError('CONFIG_INVALID', [{ file, line, column: 1, message }]);
+    };
+    let text = '';
+    try {
+      if (statSync(file).size > MAX_HTPASSWD_BYTES) fail(1, 'the htpasswd file is larger than 1 MiB');
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      if (err instanceof LoadError) throw err;
+      fail(1, `the htpasswd file cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    const users = new Map<string, string>();
+    for (const [i, raw] of text.split('\n').entries()) {
+      const line = raw.replace(/\r$/, '');
+      if (line.trim() === '' || line.startsWith('#')) continue;
+      const colon = line.indexOf(':');
+      const user = line.slice(0, colon);
+      const hash = line.slice(colon + 1);
+      if (colon <= 0 || !/^[A-Za-z0-9._@-]{1,128}$/.test(user)) fail(i + 1, 'not a user:hash line');
+      // Never the hash in a message: a weak one (MD5, SHA-1, crypt) is refused by kind.
+      if (!BCRYPT.test(hash)) fail(i + 1, `${user}: only bcrypt entries are accepted (htpasswd -B)`);
+      if (users.has(user)) fail(i + 1, `${user} is listed twice`);
+      users.set(user, hash);
+    }
+    for (const [group, members] of Object.entries(config.groups))
+      for (const m of members) if (!users.has(m)) fail(1, `group ${group} names ${m}, who is not in the htpasswd file`);
+    return new ClientAuth(users, config, now);
+  }
+
+  /** The user an `Authorization: Basic …` header proves, or undefined. */
+  async authenticate(header: string | undefined): Promise<string | undefined> {
+    if (header === undefined || !/^basic /i.test(header) || header.length > 4096) return undefined;
+    const key = createHash('sha256').update(header).digest('hex');
+    const now = this.now();
+    const known = this.#remembered.get(key);
+    if (known && known.until > now) return known.user;
+    let decoded: string;
+    try {
+      decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+    } catch {
+      return undefined;
+    }
+    const colon = decoded.indexOf(':');
+    const user = colon > 0 ? decoded.slice(0, colon) : '';
+    const hash = this.#users.get(user);
+    const ok = hash !== undefined && (await bcrypt.compare(decoded.slice(colon + 1), hash));
+    if (this.#remembered.size > 10_000) this.#remembered.clear();
+    // Failures are remembered for less long: a password just fixed works soon.
+    this.#remembered.set(key, { user: ok ? user : undefined, until: now + (ok ? REMEMBER_MS : 10_000) });
+    return ok ? user : undefined;
+  }
+
+  /** Whether `user` may pull from `name` (`<upstream>/<repository>`). */
+  mayPull(user: string, name: string): boolean {
+    let best: ClientAuthConfig['access'][number] | undefined;
+    for (const a of this.config.access) {
+      if (name !== a.scope && !name.startsWith(`${a.scope}/`)) continue;
+      if (!best || a.scope.length > best.scope.length) best = a;
+    }
+    if (!best) return false;
+    if (best.users.includes('*') || best.users.includes(user)) return true;
+    return best.groups.some((g) => this.config.groups[g]?.includes(user) === true);
+  }
+}
