@@ -167,14 +167,37 @@ export async function startSwift(): Promise<TestSwift> {
       start({ account, container, object }[s], [join(dir, `${s}-server.conf`)]);
     start(proxy, [join(dir, 'proxy-server.conf')]);
     const endpoint = `http://127.0.0.1:${ports.proxy}`;
-    await waitFor(async () => {
-      const dead = children.findIndex((c) => c.exitCode !== null);
-      if (dead >= 0) throw new Error(`a Swift process exited: ${stderr[dead]}`);
-      return fetch(`${endpoint}/healthcheck`)
-        .then((r) => r.ok)
-        .catch(() => false);
-    }, `Swift on ${endpoint}`);
     const creds = { accessKeyId: 'test:tester', secretAccessKey: 'testing' };
+    // Ready when a bucket can be made: the proxy answers its healthcheck long before the
+    // account, container and object servers (Python, slow to start on a loaded machine) do.
+    const probe = new S3Client({
+      endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: creds,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: 1,
+    });
+    try {
+      await waitFor(
+        async () => {
+          const dead = children.findIndex((c) => c.exitCode !== null);
+          if (dead >= 0) throw new Error(`a Swift process exited: ${stderr[dead]}`);
+          return (
+            probe
+              .send(new CreateBucketCommand({ Bucket: `ready-${process.pid}` }))
+              .then(() => true)
+              // made by an earlier try whose answer was lost: ready all the same
+              .catch((err: { $metadata?: { httpStatusCode?: number } }) => err.$metadata?.httpStatusCode === 409)
+          );
+        },
+        `Swift on ${endpoint}`,
+        90_000,
+      );
+    } finally {
+      probe.destroy();
+    }
     const client = () =>
       new S3Client({
         endpoint,
