@@ -170,15 +170,17 @@ export async function startSwift(): Promise<TestSwift> {
     const creds = { accessKeyId: 'test:tester', secretAccessKey: 'testing' };
     // Ready when a bucket can be made: the proxy answers its healthcheck long before the
     // account, container and object servers (Python, slow to start on a loaded machine) do.
-    const probe = new S3Client({
-      endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: creds,
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: 1,
-    });
+    const client = (maxAttempts?: number) =>
+      new S3Client({
+        endpoint,
+        region: 'us-east-1',
+        forcePathStyle: true,
+        credentials: creds,
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+        ...(maxAttempts !== undefined ? { maxAttempts } : {}),
+      });
+    const probe = client(1);
     try {
       await waitFor(
         async () => {
@@ -198,20 +200,11 @@ export async function startSwift(): Promise<TestSwift> {
     } finally {
       probe.destroy();
     }
-    const client = () =>
-      new S3Client({
-        endpoint,
-        region: 'us-east-1',
-        forcePathStyle: true,
-        credentials: creds,
-        requestChecksumCalculation: 'WHEN_REQUIRED',
-        responseChecksumValidation: 'WHEN_REQUIRED',
-      });
     return {
       endpoint,
       region: 'us-east-1',
       ...creds,
-      client,
+      client: () => client(),
       async createBucket(name = `b${process.pid}-${++buckets}`) {
         const c = client();
         try {
