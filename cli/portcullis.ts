@@ -10,7 +10,7 @@ import { POLICY_SCHEMA } from '../policies/schema.js';
 import { runServe } from './serve.js';
 import { fsckCommand } from './fsck.js';
 import { gcCommand } from './gc.js';
-import { InitError, initGateway, renewCertificate } from '../gateway/init.js';
+import { InitError, initGateway, issueClientCertificate, renewCertificate } from '../gateway/init.js';
 
 /** Entry point of `portcullis`. Exit codes: 0 ok, 1 findings or failure, 2 usage. */
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -67,6 +67,24 @@ program
         ? `the CA key was not kept, so a new CA signed it: clients must now trust the new ${r.caCert}; restart the gateway\n`
         : `signed by the kept CA: clients that trust ${r.caCert} trust it; restart the gateway\n`,
     );
+  });
+
+program
+  .command('client-cert')
+  .description(
+    'issue a TLS client certificate for one user (tls.clientCa), signed by the CA key kept with init --keep-ca-key',
+  )
+  .argument('[dir]', 'the directory init wrote', '.')
+  .requiredOption('--user <name>', 'the user the certificate signs in (its CN), as clientAuth.access names users')
+  .option('--out <dir>', 'where to write USER.key and USER.crt (default: DIR/clients)')
+  .option('--days <n>', 'how long it is valid (1-825)', '365')
+  .action((dir: string, opts: { user: string; out?: string; days: string }) => {
+    const r = issueClientCertificate(dir, {
+      user: opts.user,
+      days: /^\d{1,4}$/.test(opts.days) ? Number(opts.days) : Number.NaN,
+      ...(opts.out !== undefined ? { out: opts.out } : {}),
+    });
+    process.stdout.write(`wrote\n  ${r.key}\n  ${r.cert}\nvalid until ${r.notAfter.toISOString()}\n`);
   });
 
 const policy = program.command('policy').description('work with policy files');

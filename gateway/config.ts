@@ -9,6 +9,7 @@ import { parseStoreConfig, type StoreConfig } from './store/store-config.js';
 import type { RetentionRule } from './store/gc.js';
 import { secretRef } from './secret-ref.js';
 import { parseClientAuth } from './auth/client-auth-config.js';
+import type { RateLimitConfig } from './auth/rate-limit.js';
 import type { ClientAuthConfig } from './auth/client-auth.js';
 
 /**
@@ -70,7 +71,21 @@ export interface GatewayConfig {
   /** An attestation older than this is verified again and re-signed when it is next asked for. */
   readonly renewAfterSeconds: number;
   readonly verifierId: string | undefined;
-  readonly tls: { readonly cert: string; readonly key: string } | undefined;
+  /**
+   * HTTPS. `clientCa`: clients may sign in with a certificate this CA issued (`portcullis
+   * client-cert`), the subject's CN being the user; `clientCerts: required` refuses a
+   * TLS connection without one.
+   */
+  readonly tls:
+    | {
+        readonly cert: string;
+        readonly key: string;
+        readonly clientCa?: string | undefined;
+        readonly clientCerts?: 'optional' | 'required' | undefined;
+      }
+    | undefined;
+  /** Requests per client (user, else address), per replica (gateway/auth/rate-limit.ts); undefined: no limit. */
+  readonly rateLimit?: RateLimitConfig | undefined;
   /** A registries.d directory (containers-registries.d(5)) naming GPG lookasides for upstreams without their own. */
   readonly registriesD?: string | undefined;
   /**
@@ -163,6 +178,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
           'store',
           'retention',
           'clientAuth',
+          'rateLimit',
         ]);
   const defaults = defaultConfig(resolve(base, 'data'));
   if (!top)
@@ -264,10 +280,32 @@ export function parseConfig(file: string, text: string): GatewayConfig {
   }
   let tls: GatewayConfig['tls'];
   if (top.has('tls')) {
-    const t = src.map(top.get('tls'), 'tls', ['cert', 'key'], ['cert', 'key']);
+    const t = src.map(top.get('tls'), 'tls', ['cert', 'key', 'clientCa', 'clientCerts'], ['cert', 'key']);
     const cert = t ? src.string(t.get('cert'), 'tls.cert') : undefined;
     const key = t ? src.string(t.get('key'), 'tls.key') : undefined;
-    if (cert !== undefined && key !== undefined) tls = { cert: resolve(base, cert), key: resolve(base, key) };
+    const clientCa = t?.has('clientCa') ? src.string(t.get('clientCa'), 'tls.clientCa') : undefined;
+    let clientCerts: 'optional' | 'required' | undefined;
+    if (t?.has('clientCerts')) {
+      const v = src.string(t.get('clientCerts'), 'tls.clientCerts');
+      if (v === 'optional' || v === 'required') clientCerts = v;
+      else if (v !== undefined) src.report(t.get('clientCerts'), 'tls.clientCerts is optional or required', 'optional');
+      if (clientCa === undefined) src.report(t.get('clientCerts'), 'tls.clientCerts needs tls.clientCa');
+    }
+    if (cert !== undefined && key !== undefined)
+      tls = {
+        cert: resolve(base, cert),
+        key: resolve(base, key),
+        ...(clientCa !== undefined
+          ? { clientCa: resolve(base, clientCa), clientCerts: clientCerts ?? 'optional' }
+          : {}),
+      };
+  }
+  let rateLimit: RateLimitConfig | undefined;
+  if (top.has('rateLimit')) {
+    const r = src.map(top.get('rateLimit'), 'rateLimit', ['perSecond', 'burst'], ['perSecond']);
+    const perSecond = r ? src.integer(r.get('perSecond'), 'rateLimit.perSecond', 1, 1_000_000) : undefined;
+    const burst = r?.has('burst') ? src.integer(r.get('burst'), 'rateLimit.burst', 1, 10_000_000) : undefined;
+    if (perSecond !== undefined) rateLimit = { perSecond, burst: burst ?? perSecond * 10 };
   }
 
   const upstreams: UpstreamConfig[] = [];
@@ -286,7 +324,11 @@ export function parseConfig(file: string, text: string): GatewayConfig {
   const metadata = top.has('metadata') ? parseMetadataConfig(src, top.get('metadata'), base) : undefined;
   const store = top.has('store') ? parseStoreConfig(src, top.get('store'), base) : undefined;
   const retention = top.has('retention') ? parseRetention(src, top.get('retention')) : undefined;
-  const clientAuth = top.has('clientAuth') ? parseClientAuth(src, top.get('clientAuth'), base) : undefined;
+  const clientAuth = top.has('clientAuth')
+    ? parseClientAuth(src, top.get('clientAuth'), base, tls?.clientCa !== undefined)
+    : undefined;
+  if (tls?.clientCa !== undefined && !clientAuth)
+    src.report(top.get('tls'), 'tls.clientCa signs users in: it needs clientAuth to say what they may pull');
   if (src.diagnostics.length > 0) throw new LoadError('CONFIG_INVALID', src.diagnostics);
   return deepFreeze({
     source: file,
@@ -308,6 +350,7 @@ export function parseConfig(file: string, text: string): GatewayConfig {
     ...(store ? { store } : {}),
     ...(retention ? { retention } : {}),
     ...(clientAuth ? { clientAuth } : {}),
+    ...(rateLimit ? { rateLimit } : {}),
   });
 }
 

@@ -22,7 +22,7 @@ const DAY = 24 * 60 * 60 * 1000;
 /** A refusal of `init` or `cert`, said in a sentence (the CLI prints it without a stack). */
 export class InitError extends Error {
   constructor(
-    readonly code: 'INIT_EXISTS' | 'NOT_INITIALISED' | 'CA_KEY_INVALID',
+    readonly code: 'INIT_EXISTS' | 'NOT_INITIALISED' | 'CA_KEY_INVALID' | 'USER_INVALID',
     message: string,
   ) {
     super(message);
@@ -96,25 +96,7 @@ export function renewCertificate(
   const files = filesOf(dir);
   if (!existsSync(join(dir, 'tls')))
     throw new InitError('NOT_INITIALISED', `${dir} has no tls/ directory: run portcullis init ${dirArg} first`);
-  let ca: { key: forge.pki.rsa.PrivateKey; cert: forge.pki.Certificate } | undefined;
-  if (existsSync(files.caKey)) {
-    if ((statSync(files.caKey).mode & 0o077) !== 0)
-      throw new InitError('CA_KEY_INVALID', `${files.caKey} is readable by others: chmod 600 it first`);
-    try {
-      ca = {
-        key: forge.pki.privateKeyFromPem(readFileSync(files.caKey, 'utf8')) as forge.pki.rsa.PrivateKey,
-        cert: forge.pki.certificateFromPem(readFileSync(files.caCert, 'utf8')),
-      };
-    } catch (err) {
-      throw new InitError(
-        'CA_KEY_INVALID',
-        `${files.caKey} or ${files.caCert} cannot be read as a CA key and certificate: ${(err as Error).message}`,
-      );
-    }
-    const pub = ca.cert.publicKey as forge.pki.rsa.PublicKey;
-    if (pub.n?.compareTo(ca.key.n) !== 0 || pub.e?.compareTo(ca.key.e) !== 0)
-      throw new InitError('CA_KEY_INVALID', `${files.caKey} is not the key of ${files.caCert}`);
-  }
+  const ca = existsSync(files.caKey) ? keptCa(files) : undefined;
   const hosts = hostsOf(opts.hosts);
   writeTls(files, hosts, opts.now ?? new Date(), { keepCaKey: opts.keepCaKey === true, ca, replace: true });
   const written = [
@@ -124,6 +106,87 @@ export function renewCertificate(
     ...(!ca && opts.keepCaKey ? [files.caKey] : []),
   ];
   return { dir, files: written, caCert: files.caCert, newCa: ca === undefined, hosts };
+}
+
+type Ca = { key: forge.pki.rsa.PrivateKey; cert: forge.pki.Certificate };
+
+/** The CA key kept by `init --keep-ca-key`, checked to be private and to be ca.crt's. */
+function keptCa(files: ReturnType<typeof filesOf>): Ca {
+  if ((statSync(files.caKey).mode & 0o077) !== 0)
+    throw new InitError('CA_KEY_INVALID', `${files.caKey} is readable by others: chmod 600 it first`);
+  let ca: Ca;
+  try {
+    ca = {
+      key: forge.pki.privateKeyFromPem(readFileSync(files.caKey, 'utf8')) as forge.pki.rsa.PrivateKey,
+      cert: forge.pki.certificateFromPem(readFileSync(files.caCert, 'utf8')),
+    };
+  } catch (err) {
+    throw new InitError(
+      'CA_KEY_INVALID',
+      `${files.caKey} or ${files.caCert} cannot be read as a CA key and certificate: ${(err as Error).message}`,
+    );
+  }
+  const pub = ca.cert.publicKey as forge.pki.rsa.PublicKey;
+  if (pub.n?.compareTo(ca.key.n) !== 0 || pub.e?.compareTo(ca.key.e) !== 0)
+    throw new InitError('CA_KEY_INVALID', `${files.caKey} is not the key of ${files.caCert}`);
+  return ca;
+}
+
+/**
+ * `portcullis client-cert [DIR] --user NAME`: a TLS client certificate for one user
+ * (the subject's CN), signed by the CA kept with `init --keep-ca-key`, for a gateway
+ * whose `tls.clientCa` is that CA's tls/ca.crt. Writes `<out>/<user>.key` (0600) and
+ * `<user>.crt`; never overwrites.
+ */
+export function issueClientCertificate(
+  dirArg: string,
+  opts: { user: string; out?: string; days?: number; now?: Date },
+): { key: string; cert: string; notAfter: Date } {
+  const dir = resolve(dirArg);
+  const files = filesOf(dir);
+  if (!/^[A-Za-z0-9._@-]{1,128}$/.test(opts.user))
+    throw new InitError('USER_INVALID', `${opts.user.slice(0, 40)} is not a user name (letters, digits, . _ @ -)`);
+  if (!existsSync(files.caCert))
+    throw new InitError(
+      'NOT_INITIALISED',
+      `${dir} has no tls/ca.crt: run portcullis init ${dirArg} --keep-ca-key first`,
+    );
+  if (!existsSync(files.caKey))
+    throw new InitError(
+      'CA_KEY_INVALID',
+      `${files.caKey} is not there: client certificates need the CA key kept (portcullis init --keep-ca-key, or portcullis cert --keep-ca-key for a new CA)`,
+    );
+  const ca = keptCa(files);
+  const days = opts.days ?? 365;
+  if (!Number.isInteger(days) || days < 1 || days > 825)
+    throw new InitError('USER_INVALID', `--days ${days}: between 1 and 825`);
+  const out = resolve(opts.out ?? join(dir, 'clients'));
+  const key = join(out, `${opts.user}.key`);
+  const cert = join(out, `${opts.user}.crt`);
+  const existing = [key, cert].filter((f) => existsSync(f));
+  if (existing.length > 0)
+    throw new InitError('INIT_EXISTS', `${existing.join(', ')} already there: nothing was written`);
+  mkdirSync(out, { recursive: true, mode: 0o700 });
+  const now = opts.now ?? new Date();
+  const pair = rsaKeyPair();
+  const c = certificate({
+    subject: [{ name: 'commonName', value: opts.user }],
+    publicKey: pair.publicKey,
+    signer: ca.key,
+    issuer: ca.cert,
+    now,
+    days,
+    extensions: [
+      { name: 'basicConstraints', cA: false, critical: true },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: 'extKeyUsage', clientAuth: true },
+      { name: 'subjectKeyIdentifier' },
+      { name: 'authorityKeyIdentifier', keyIdentifier: ca.cert.generateSubjectKeyIdentifier().getBytes() },
+    ],
+  });
+  writeFileSync(key, forge.pki.privateKeyToPem(pair.privateKey), { mode: 0o600, flag: 'wx' });
+  writeFileSync(cert, forge.pki.certificateToPem(c), { mode: 0o644, flag: 'wx' });
+  return { key, cert, notAfter: c.validity.notAfter };
 }
 
 function hostsOf(extra: readonly string[] | undefined): string[] {

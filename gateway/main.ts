@@ -14,6 +14,8 @@ import { buildApp, type GatewayApp } from './http/app.js';
 import { createMetrics } from './metrics.js';
 import { openMetadataStore } from './metadata/open-metadata-store.js';
 import { openBlobStore } from './store/open-blob-store.js';
+import { RateLimiter } from './auth/rate-limit.js';
+import { TokenIssuer } from './auth/tokens.js';
 import { ClientAuth } from './auth/client-auth.js';
 import { watchPolicy } from './policy-watch.js';
 import { SigstoreRoot } from './sigstore-root.js';
@@ -175,13 +177,37 @@ export async function startGateway(
     signer,
     // Replicas share fills only where they share the bytes (an object store) and a database with leases.
     ...(config.clientAuth ? { clientAuth: ClientAuth.load(config.clientAuth) } : {}),
+    ...(config.clientAuth?.tokens
+      ? {
+          tokens: new TokenIssuer(
+            signer.key,
+            config.clientAuth.tokens.service,
+            config.clientAuth.tokens.expiresSeconds,
+          ),
+          tokenRealm: config.clientAuth.tokens.realm,
+        }
+      : {}),
+    ...(config.rateLimit ? { rateLimiter: new RateLimiter(config.rateLimit) } : {}),
     ...(config.store?.driver === 's3' && config.store.redirectSeconds !== undefined
       ? { blobRedirectSeconds: config.store.redirectSeconds }
       : {}),
     ...(metadata.leases && config.store?.driver === 's3'
       ? { fleet: { leases: metadata.leases, holder: `${hostname()}:${process.pid}:${randomUUID()}` } }
       : {}),
-    ...(config.tls ? { https: { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } } : {}),
+    ...(config.tls
+      ? {
+          https: {
+            cert: readFileSync(config.tls.cert),
+            key: readFileSync(config.tls.key),
+            ...(config.tls.clientCa
+              ? {
+                  clientCa: readFileSync(config.tls.clientCa),
+                  requireClientCert: config.tls.clientCerts === 'required',
+                }
+              : {}),
+          },
+        }
+      : {}),
   });
   await gateway.app.listen({ host: config.listen.host, port: config.listen.port });
   const address = gateway.app.server.address();

@@ -13,7 +13,12 @@ import { LoadError } from '../../policies/errors.js';
  * not, so a client learns nothing of what it may not pull.
  */
 export interface ClientAuthConfig {
-  readonly htpasswd: string;
+  /** Users and their bcrypt hashes; undefined: users sign in by certificate only (tls.clientCa). */
+  readonly htpasswd: string | undefined;
+  /** The token flow; undefined: basic authentication only (`tokens: false`). */
+  readonly tokens: { readonly service: string; readonly expiresSeconds: number; readonly realm?: string } | undefined;
+  /** Users may also sign in with a certificate from tls.clientCa (its subject's CN is the user). */
+  readonly certificates: boolean;
   readonly groups: Readonly<Record<string, readonly string[]>>;
   readonly access: readonly {
     readonly scope: string;
@@ -40,6 +45,7 @@ export class ClientAuth {
 
   static load(config: ClientAuthConfig, now: () => number = Date.now): ClientAuth {
     const file = config.htpasswd;
+    if (file === undefined) return new ClientAuth(new Map(), config, now);
     const fail = (line: number, message: string): never => {
       throw new LoadError('CONFIG_INVALID', [{ file, line, column: 1, message }]);
     };
@@ -64,8 +70,11 @@ export class ClientAuth {
       if (users.has(user)) fail(i + 1, `${user} is listed twice`);
       users.set(user, hash);
     }
-    for (const [group, members] of Object.entries(config.groups))
-      for (const m of members) if (!users.has(m)) fail(1, `group ${group} names ${m}, who is not in the htpasswd file`);
+    // Certificate users are not listed anywhere: a group may name them.
+    if (!config.certificates)
+      for (const [group, members] of Object.entries(config.groups))
+        for (const m of members)
+          if (!users.has(m)) fail(1, `group ${group} names ${m}, who is not in the htpasswd file`);
     return new ClientAuth(users, config, now);
   }
 

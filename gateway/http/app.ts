@@ -8,6 +8,9 @@ import { GatewayError } from '../errors.js';
 import { BlobService, type FleetFills } from '../pipeline/blobs.js';
 import { readinessCheck } from './readiness.js';
 import type { ClientAuth } from '../auth/client-auth.js';
+import type { RateLimiter } from '../auth/rate-limit.js';
+import type { TokenIssuer } from '../auth/tokens.js';
+import { installClientAccess } from './client-access.js';
 import { descriptorJson, listReferrers, listTags, parsePageSize } from '../pipeline/listings.js';
 import { ManifestService, type ManifestServiceDeps } from '../pipeline/manifests.js';
 import { withDeadline, type Upstreams } from '../upstreams.js';
@@ -22,7 +25,13 @@ import { parseRegistryPath, type RegistryPath } from './registry-path.js';
 export interface AppDeps extends Omit<ManifestServiceDeps, 'now'> {
   readonly upstreams: Upstreams;
   readonly signer: GatewaySigner;
-  readonly https?: { readonly cert: Buffer; readonly key: Buffer };
+  /** HTTPS; `clientCa`: client certificates it issued sign users in (`requireClientCert`: no connection without one). */
+  readonly https?: {
+    readonly cert: Buffer;
+    readonly key: Buffer;
+    readonly clientCa?: Buffer | undefined;
+    readonly requireClientCert?: boolean;
+  };
   readonly now?: () => number;
   /** Replicas sharing a blob store: one upstream fetch per cold blob for all of them. */
   readonly fleet?: FleetFills;
@@ -30,6 +39,10 @@ export interface AppDeps extends Omit<ManifestServiceDeps, 'now'> {
   readonly blobRedirectSeconds?: number | undefined;
   /** Who may pull; undefined: anyone. */
   readonly clientAuth?: ClientAuth | undefined;
+  /** Bearer tokens for clientAuth's users (the Docker token flow); undefined: basic authentication. */
+  readonly tokens?: TokenIssuer | undefined;
+  readonly tokenRealm?: string | undefined;
+  readonly rateLimiter?: RateLimiter | undefined;
 }
 
 export interface GatewayApp {
@@ -53,33 +66,37 @@ export function buildApp(deps: AppDeps): GatewayApp {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     return503OnClosing: true,
-    ...(deps.https ? { https: { cert: deps.https.cert, key: deps.https.key } } : {}),
+    ...(deps.https
+      ? {
+          https: {
+            cert: deps.https.cert,
+            key: deps.https.key,
+            ...(deps.https.clientCa
+              ? {
+                  ca: deps.https.clientCa,
+                  requestCert: true,
+                  rejectUnauthorized: deps.https.requireClientCert === true,
+                }
+              : {}),
+          },
+        }
+      : {}),
   }) as unknown as FastifyInstance;
   const manifests = new ManifestService({ ...deps, now });
   const blobs = new BlobService(deps.store, deps.metadata, deps.metrics, deps.policy, deps.fleet);
 
   app.decorateRequest('routeKind', 'other');
   app.decorateRequest('clientUser', '');
+  app.decorateRequest('clientToken', undefined);
   const clientAuth = deps.clientAuth;
-  if (clientAuth) {
-    // Every registry endpoint wants a user who signed in (the gateway's public key excepted: clients pin it).
-    app.addHook('onRequest', async (req, reply) => {
-      const path = req.url.split('?', 1)[0] ?? '';
-      if (!path.startsWith('/v2') || path.startsWith('/v2/_portcullis/')) return;
-      const user = await clientAuth.authenticate(req.headers.authorization);
-      if (user !== undefined) {
-        req.clientUser = user;
-        return;
-      }
-      return reply
-        .code(401)
-        .header('www-authenticate', 'Basic realm="portcullis"')
-        .header('docker-distribution-api-version', 'registry/2.0')
-        .send({
-          errors: [{ code: 'UNAUTHORIZED', message: 'authentication required', detail: { reason: 'auth.required' } }],
-        });
-    });
-  }
+  const access = installClientAccess(app, {
+    auth: clientAuth,
+    tokens: deps.tokens,
+    realm: deps.tokenRealm,
+    limiter: deps.rateLimiter,
+    certificates: deps.https?.clientCa !== undefined,
+    https: deps.https !== undefined,
+  });
   app.addHook('onSend', async (_req, reply) => {
     reply.header('docker-distribution-api-version', API_VERSION['docker-distribution-api-version']);
     reply.header('x-request-id', _req.id);
@@ -186,6 +203,9 @@ export function buildApp(deps: AppDeps): GatewayApp {
         throw err;
       }
       if (clientAuth && !clientAuth.mayPull(req.clientUser, resolved.name)) throw accessDenied();
+      // A token is good for the repositories it names (and the rights the config still gives).
+      if (req.clientToken && !req.clientToken.pull.has(parsed.name))
+        return access.insufficientScope(req, reply, parsed.name);
       // One deadline for the whole request, every upstream call and retry included.
       const addr = withDeadline(resolved);
       if (addr.namespace !== undefined) reply.header('oci-namespace', addr.namespace);

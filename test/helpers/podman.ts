@@ -9,6 +9,8 @@ import { tempDir } from './tmp.js';
  */
 export interface TestPodman {
   pull(ref: string): Promise<RunResult>;
+  /** `podman login` to a plain-HTTP registry, the password on stdin; credentials kept in this podman's auth file. */
+  login(host: string, user: string, password: string): Promise<RunResult>;
   /** `podman image inspect` of a pulled image: its digest. */
   digestOf(ref: string): Promise<string>;
   cleanup(): void;
@@ -34,6 +36,8 @@ export function testPodman(registriesConf: string, opts: { policy?: string; regi
     CONTAINERS_REGISTRIES_CONF: p('registries.conf'),
     HOME: p('home'),
     TMPDIR: p('vartmp'),
+    // podman login writes here, not to the machine's /run/containers.
+    REGISTRY_AUTH_FILE: p('auth.json'),
   };
   const base = [
     '--root',
@@ -52,6 +56,12 @@ export function testPodman(registriesConf: string, opts: { policy?: string; regi
   return {
     pull: (ref) =>
       run('podman', [...base, 'pull', '--signature-policy', p('policy.json'), ref], { env, allowFail: true }),
+    login: (host, user, password) =>
+      run('podman', [...base, 'login', '--tls-verify=false', '--username', user, '--password-stdin', host], {
+        env,
+        allowFail: true,
+        input: `${password}\n`,
+      }),
     async digestOf(ref) {
       const r = await run('podman', [...base, 'image', 'inspect', '--format', '{{.Digest}}', ref], { env });
       return r.stdout.trim();

@@ -8,7 +8,7 @@ import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/sign
 import { tempDir } from '../helpers/tmp.js';
 
 /**
- * clientAuth: basic authentication against an htpasswd file made by the real
+ * clientAuth with tokens off: basic authentication against an htpasswd file made by the real
  * `htpasswd -B`, and pull rights per scope. skopeo signs in and pulls; a user without
  * the right, a wrong password and no credentials are refused; a refusal reads the same
  * for a repository that exists, one that does not and an upstream that is not
@@ -34,6 +34,7 @@ describe('clients sign in to pull', () => {
       extraConfig: [
         'clientAuth:',
         '  htpasswd: htpasswd',
+        '  tokens: false',
         '  groups: { builders: [alice] }',
         '  access:',
         `    - { scope: "${world.registry.host}/test", groups: [builders] }`,

@@ -3,8 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decisionLogs, type TestGateway } from '../helpers/gateway.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { run } from '../helpers/peers.js';
+import { startContainerd, type TestEngine } from '../helpers/engines.js';
 import { clientRequestsSince, startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -21,8 +20,7 @@ describe('containerd pulls only through the gateway when it is the server', () =
   let gw: TestGateway;
   let stop: () => Promise<void> = async () => undefined;
   const dir = tempDir('portcullis-containerd-');
-  const sock = join(dir.path, 'containerd.sock');
-  let daemon: TestDaemon | undefined;
+  let engine: TestEngine | undefined;
 
   const hostsDir = (toml: string) => {
     const d = join(dir.path, `certs.d-${Math.random().toString(36).slice(2)}`);
@@ -31,10 +29,7 @@ describe('containerd pulls only through the gateway when it is the server', () =
     return d;
   };
   const pull = (hosts: string, ref: string) =>
-    run('ctr', ['--address', sock, '--namespace', 'portcullis-test', 'images', 'pull', '--hosts-dir', hosts, ref], {
-      allowFail: true,
-      timeoutMs: 60_000,
-    });
+    (engine as TestEngine).cli(['images', 'pull', '--hosts-dir', hosts, ref]);
   const onlyRoute = () =>
     [`server = "http://${gw.host}"`, '', `[host."http://${gw.host}"]`, '  capabilities = ["pull", "resolve"]', ''].join(
       '\n',
@@ -42,32 +37,10 @@ describe('containerd pulls only through the gateway when it is the server', () =
 
   before(async () => {
     ({ world, gw, stop } = await startWorldGateway({ accessLog: true }));
-    const config = [
-      'version = 2',
-      `root = "${join(dir.path, 'root')}"`,
-      `state = "${join(dir.path, 'state')}"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      '[grpc]',
-      `  address = "${sock}"`,
-      '[ttrpc]',
-      `  address = "${sock}.ttrpc"`,
-      '[debug]',
-      `  address = "${join(dir.path, 'debug.sock')}"`,
-      '[metrics]',
-      '  address = ""',
-      '[plugins."io.containerd.internal.v1.opt"]',
-      `  path = "${join(dir.path, 'opt')}"`,
-      '',
-    ].join('\n');
-    writeFileSync(join(dir.path, 'containerd.toml'), config);
-    daemon = await startDaemon('containerd', ['--config', join(dir.path, 'containerd.toml')], {
-      ready: async () =>
-        (await run('ctr', ['--address', sock, 'version'], { allowFail: true, timeoutMs: 5000 })).code === 0,
-    });
+    engine = await startContainerd(dir.path);
   });
   after(async () => {
-    await daemon?.stop(8000);
-    // Snapshots are mounted only while a container uses them: none were.
+    await engine?.stop();
     dir.cleanup();
     await stop();
   });
@@ -75,9 +48,9 @@ describe('containerd pulls only through the gateway when it is the server', () =
   test('a signed image is pulled through the gateway by its upstream name', async () => {
     const mark = world.registry.requests().length;
     const r = await pull(hostsDir(onlyRoute()), `${world.registry.host}/test/signed:1`);
-    assert.equal(r.code, 0, `${r.stderr}\n${daemon?.log() ?? ''}`);
+    assert.equal(r.code, 0, `${r.stderr}\n${engine?.log() ?? ''}`);
     assert.ok(decisionLogs(gw).some((l) => l.digest === world.digests.signed && l.allowed === true));
-    const listed = await run('ctr', ['--address', sock, '--namespace', 'portcullis-test', 'images', 'ls']);
+    const listed = await (engine as TestEngine).cli(['images', 'ls']);
     assert.match(listed.stdout, new RegExp(world.digests.signed));
     assert.deepEqual(clientRequestsSince(world, mark), []);
   });

@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decisionLogs, type TestGateway } from '../helpers/gateway.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { run } from '../helpers/peers.js';
+import { startDockerEngine, type TestEngine } from '../helpers/engines.js';
 import { clientRequestsSince, startWorldGateway, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -23,17 +20,10 @@ describe('Docker Engine pulls only through the gateway when images are named by 
   let gw: TestGateway;
   let stop: () => Promise<void> = async () => undefined;
   const dir = tempDir('portcullis-docker-');
-  const sock = join(dir.path, 'docker.sock');
-  let daemon: TestDaemon | undefined;
+  let engine: TestEngine | undefined;
   let trap: Server | undefined;
   const trapped: string[] = [];
-
-  const docker = (...args: string[]) =>
-    run('docker', ['-H', `unix://${sock}`, ...args], {
-      env: { PATH: process.env.PATH, DOCKER_CONFIG: join(dir.path, 'client') },
-      allowFail: true,
-      timeoutMs: 60_000,
-    });
+  const docker = (...args: string[]) => (engine as TestEngine).cli(args);
 
   before(async () => {
     ({ world, gw, stop } = await startWorldGateway({ accessLog: true }));
@@ -48,40 +38,13 @@ describe('Docker Engine pulls only through the gateway when images are named by 
     });
     await new Promise<void>((r) => trap?.listen(0, '127.0.0.1', r));
     const trapUrl = `http://127.0.0.1:${(trap.address() as { port: number }).port}`;
-    writeFileSync(join(dir.path, 'daemon.json'), '{}');
-    daemon = await startDaemon(
-      'dockerd',
-      [
-        '--config-file',
-        join(dir.path, 'daemon.json'),
-        '--bridge=none',
-        '--iptables=false',
-        '--ip6tables=false',
-        '--storage-driver',
-        'vfs',
-        '--data-root',
-        join(dir.path, 'data'),
-        '--exec-root',
-        join(dir.path, 'exec'),
-        '--pidfile',
-        join(dir.path, 'docker.pid'),
-        '-H',
-        `unix://${sock}`,
-        '--registry-mirror',
-        `http://${gw.host}`,
-      ],
-      {
-        env: { PATH: process.env.PATH, HTTP_PROXY: trapUrl, HTTPS_PROXY: trapUrl, NO_PROXY: '127.0.0.1,localhost' },
-        ready: async () => (await docker('version')).code === 0,
-      },
-    );
+    engine = await startDockerEngine(dir.path, {
+      args: ['--registry-mirror', `http://${gw.host}`],
+      env: { HTTP_PROXY: trapUrl, HTTPS_PROXY: trapUrl, NO_PROXY: '127.0.0.1,localhost' },
+    });
   });
   after(async () => {
-    await daemon?.stop(15_000);
-    // dockerd bind-mounts its data root onto itself; a clean stop undoes it, a kill may not.
-    const data = join(dir.path, 'data');
-    for (let i = 0; i < 4 && readFileSync('/proc/mounts', 'utf8').includes(` ${data} `); i++)
-      await run('umount', [data], { allowFail: true });
+    await engine?.stop();
     dir.cleanup();
     await new Promise((r) => (trap ? trap.close(r) : r(undefined)));
     await stop();
@@ -92,7 +55,7 @@ describe('Docker Engine pulls only through the gateway when images are named by 
     const trappedBefore = trapped.length;
     const ref = `${gw.host}/up/test/signed:1`;
     const r = await docker('pull', ref);
-    assert.equal(r.code, 0, `${r.stderr}\n${daemon?.log() ?? ''}`);
+    assert.equal(r.code, 0, `${r.stderr}\n${engine?.log() ?? ''}`);
     const id = await docker('image', 'inspect', '--format', '{{index .RepoDigests 0}}', ref);
     assert.match(id.stdout, new RegExp(world.digests.signed));
     assert.ok(decisionLogs(gw).some((l) => l.digest === world.digests.signed && l.allowed === true));
