@@ -133,6 +133,42 @@ test('retention: a grace period and rules by scope, each retiring by last pull o
     );
 });
 
+test('clientAuth tokens, client certificates and rate limits', () => {
+  const parse = (text: string) => parseConfig('/etc/p/c.yaml', text);
+  const auth = (extra: string) => `clientAuth:\n${extra}  access:\n    - { scope: ghcr.io, users: ["*"] }\n`;
+  assert.equal(parse(auth('  htpasswd: h\n  tokens: false\n')).clientAuth?.tokens, undefined);
+  assert.deepEqual(
+    parse(auth('  htpasswd: h\n  tokens: { expiresSeconds: 60, realm: "https://gw.example/v2/_portcullis/token" }\n'))
+      .clientAuth?.tokens,
+    { service: 'portcullis', expiresSeconds: 60, realm: 'https://gw.example/v2/_portcullis/token' },
+  );
+  const tls = 'tls: { cert: s.crt, key: s.key, clientCa: ca.crt, clientCerts: required }\n';
+  const c = parse(tls + auth(''));
+  assert.deepEqual(c.tls, {
+    cert: '/etc/p/s.crt',
+    key: '/etc/p/s.key',
+    clientCa: '/etc/p/ca.crt',
+    clientCerts: 'required',
+  });
+  assert.equal(c.clientAuth?.certificates, true);
+  assert.equal(c.clientAuth?.htpasswd, undefined, 'certificate users need no htpasswd file');
+  assert.equal(parse('tls: { cert: s.crt, key: s.key, clientCa: ca.crt }\n' + auth('')).tls?.clientCerts, 'optional');
+  assert.deepEqual(parse('rateLimit: { perSecond: 20 }\n').rateLimit, { perSecond: 20, burst: 200 });
+  for (const bad of [
+    auth(''),
+    tls,
+    'tls: { cert: s.crt, key: s.key, clientCerts: required }\n' + auth('  htpasswd: h\n'),
+    'tls: { cert: s.crt, key: s.key, clientCa: ca.crt, clientCerts: always }\n' + auth(''),
+    'rateLimit: { perSecond: 0 }\n',
+    'rateLimit: { burst: 10 }\n',
+  ])
+    assert.throws(
+      () => parse(bad),
+      (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
+      bad,
+    );
+});
+
 test('clientAuth: an htpasswd file, groups, and access by scope for users or groups', () => {
   const parse = (lines: string[]) => parseConfig('/etc/p/c.yaml', ['clientAuth:', ...lines].join('\n')).clientAuth;
   assert.deepEqual(
@@ -145,6 +181,8 @@ test('clientAuth: an htpasswd file, groups, and access by scope for users or gro
     ]),
     {
       htpasswd: '/etc/p/htpasswd',
+      tokens: { service: 'portcullis', expiresSeconds: 300 },
+      certificates: false,
       groups: { ci: ['bot'] },
       access: [
         { scope: 'ghcr.io/team', users: [], groups: ['ci'] },
@@ -158,6 +196,9 @@ test('clientAuth: an htpasswd file, groups, and access by scope for users or gro
     ['  htpasswd: h', '  access:', '    - { scope: ghcr.io, groups: [nobody] }'],
     ['  htpasswd: h', '  access:', '    - { scope: ghcr.io/, users: [a] }'],
     ['  htpasswd: h', '  access: []', '  anonymous: true'],
+    ['  htpasswd: h', '  tokens: { realm: "/v2/_portcullis/token" }', '  access: []'],
+    ['  htpasswd: h', '  tokens: { expiresSeconds: 5 }', '  access: []'],
+    ['  htpasswd: h', '  tokens: { service: "a b" }', '  access: []'],
   ])
     assert.throws(
       () => parse(bad),
