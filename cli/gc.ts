@@ -32,6 +32,10 @@ export async function gcCommand(opts: { config: string; dryRun?: boolean; json?:
       else {
         const verb = report.dryRun ? 'would retire' : 'retired';
         for (const r of report.retired) print(`${verb}  ${r.repository}@${r.digest}  (${r.why})`);
+        for (const b of report.budgets)
+          print(
+            `budget  ${b.scope}: ${b.before} bytes held, ${b.after} after, budget ${b.maxBytes}${b.overByPins ? ' (still over: pinned digests are never retired; release pins with portcullis tags release)' : ''}`,
+          );
         for (const b of report.deleted)
           print(`${report.dryRun ? 'would delete' : 'deleted'}  ${b.digest}  ${b.size} bytes`);
         print(

@@ -354,6 +354,16 @@ export function parseConfig(file: string, text: string): GatewayConfig {
   });
 }
 
+const UNITS: Record<string, number> = { '': 1, B: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 };
+
+/** `1048576`, `512MiB`, `1.5 TiB`: bytes, or undefined (no decimal units: 1 GB would be ambiguous). */
+export function parseByteSize(text: string): number | undefined {
+  const m = /^(\d{1,16}(?:\.\d{1,3})?) ?(B|KiB|MiB|GiB|TiB)?$/.exec(text.trim());
+  if (!m) return undefined;
+  const n = Math.round(Number(m[1]) * (UNITS[m[2] ?? ''] ?? Number.NaN));
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
 function parseRetention(
   src: YamlSource,
   node: Node | null | undefined,
@@ -366,7 +376,7 @@ function parseRetention(
   const rules: RetentionRule[] = [];
   for (const [i, r] of (m.has('rules') ? (src.seq(m.get('rules'), 'retention.rules') ?? []) : []).entries()) {
     const where = `retention.rules[${i}]`;
-    const rm = src.map(r, where, ['scope', 'unpulledDays', 'maxAgeDays']);
+    const rm = src.map(r, where, ['scope', 'unpulledDays', 'maxAgeDays', 'maxBytes']);
     if (!rm) continue;
     const scope = rm.has('scope') ? src.string(rm.get('scope'), `${where}.scope`) : undefined;
     if (scope !== undefined && (scope === '' || scope.endsWith('/') || /\s/.test(scope)))
@@ -375,9 +385,21 @@ function parseRetention(
       rm.has(k) ? src.integer(rm.get(k), `${where}.${k}`, 1, 100_000) : undefined;
     const unpulledDays = days('unpulledDays');
     const maxAgeDays = days('maxAgeDays');
-    if (!rm.has('unpulledDays') && !rm.has('maxAgeDays'))
-      src.report(r, `${where} retires nothing: give unpulledDays or maxAgeDays`);
-    rules.push({ scope, unpulledDays, maxAgeDays });
+    let maxBytes: number | undefined;
+    if (rm.has('maxBytes')) {
+      maxBytes = parseByteSize(
+        src.isScalarValue(rm.get('maxBytes')) ? String((rm.get('maxBytes') as { value: unknown }).value) : '',
+      );
+      if (maxBytes === undefined)
+        src.report(
+          rm.get('maxBytes'),
+          `${where}.maxBytes is a size: bytes, or a number with KiB, MiB, GiB or TiB`,
+          '50GiB',
+        );
+    }
+    if (!rm.has('unpulledDays') && !rm.has('maxAgeDays') && !rm.has('maxBytes'))
+      src.report(r, `${where} retires nothing: give unpulledDays, maxAgeDays or maxBytes`);
+    rules.push({ scope, unpulledDays, maxAgeDays, ...(maxBytes !== undefined ? { maxBytes } : {}) });
   }
   return { graceMinutes, rules };
 }

@@ -147,6 +147,11 @@ export interface MetadataStore {
   ping(): Promise<void>;
   /** Notes that `digest` in `repository` was served now (retention by last pull). */
   touch(repository: string, digest: string, now: number): Promise<void>;
+  /**
+   * What the admission of `digest` in `repository` holds in the store: the manifest, the
+   * blobs it references and, for an index, its platform manifests and their blobs (each once).
+   */
+  storedBytes(repository: string, digest: string): Promise<{ digest: string; size: number }[]>;
   /** Whether any admitted manifest (any repository) references `digest`, is it, or an attestation is stored as it. */
   blobReferenced(digest: string): Promise<boolean>;
   /** Runs `f` unless another replica holds the GC lock (then undefined at once); one gateway's store needs none. */

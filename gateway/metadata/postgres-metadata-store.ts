@@ -503,6 +503,21 @@ export class PostgresMetadataStore implements MetadataStore {
     );
   }
 
+  async storedBytes(repository: string, digest: string): Promise<{ digest: string; size: number }[]> {
+    const { rows } = await this.#pool.query<{ digest: string; size: string }>(
+      `WITH r AS (SELECT id FROM repositories WHERE name = $1),
+            m(d) AS (SELECT $2::text UNION SELECT c.child_digest FROM manifest_children c, r
+                     WHERE c.repository_id = r.id AND c.index_digest = $2)
+       SELECT x.digest, MAX(x.size) AS size FROM (
+         SELECT mf.digest, mf.size FROM manifests mf, r, m WHERE mf.repository_id = r.id AND mf.digest = m.d
+         UNION ALL
+         SELECT b.blob_digest, b.size FROM manifest_blobs b, r, m WHERE b.repository_id = r.id AND b.manifest_digest = m.d
+       ) x GROUP BY x.digest ORDER BY x.digest COLLATE "C"`,
+      [repository, digest],
+    );
+    return rows.map((r) => ({ digest: r.digest, size: Number(r.size) }));
+  }
+
   async blobReferenced(digest: string): Promise<boolean> {
     const { rows } = await this.#pool.query<{ used: boolean }>(
       `SELECT EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = $1)

@@ -377,6 +377,21 @@ export class SqliteMetadataStore implements MetadataStore {
       .run(now, digest, repository);
   }
 
+  async storedBytes(repository: string, digest: string): Promise<{ digest: string; size: number }[]> {
+    return this.#db
+      .prepare(
+        `WITH r AS (SELECT id FROM repositories WHERE name = ?),
+              m(d) AS (SELECT ? UNION SELECT c.child_digest FROM manifest_children c, r
+                       WHERE c.repository_id = r.id AND c.index_digest = ?)
+         SELECT x.digest AS digest, MAX(x.size) AS size FROM (
+           SELECT mf.digest AS digest, mf.size AS size FROM manifests mf, r, m WHERE mf.repository_id = r.id AND mf.digest = m.d
+           UNION ALL
+           SELECT b.blob_digest, b.size FROM manifest_blobs b, r, m WHERE b.repository_id = r.id AND b.manifest_digest = m.d
+         ) x GROUP BY x.digest ORDER BY x.digest`,
+      )
+      .all(repository, digest, digest) as { digest: string; size: number }[];
+  }
+
   async blobReferenced(digest: string): Promise<boolean> {
     const row = this.#db
       .prepare(

@@ -4,7 +4,9 @@ import type { BlobStore } from './blob-store.js';
 /**
  * Retention and garbage collection (`portcullis gc`). First the admissions that a rule
  * retires — not pulled for `unpulledDays`, or admitted longer ago than `maxAgeDays`,
- * under the most specific rule whose scope names the repository — are withdrawn (with
+ * under the most specific rule whose scope names the repository, then, where the rule
+ * has a `maxBytes` budget and what it keeps holds more, the least recently pulled until
+ * the rest fits — are withdrawn (with
  * their platform manifests and attachments, as a failed renewal withdraws). Pinned
  * digests are never retired, and a platform manifest only with its index (a platform
  * that another, kept index also lists is withdrawn with the first and decided again
@@ -23,6 +25,8 @@ export interface RetentionRule {
   readonly scope?: string | undefined;
   readonly unpulledDays?: number | undefined;
   readonly maxAgeDays?: number | undefined;
+  /** A size budget: beyond it, the admissions pulled least recently are retired until the scope fits. */
+  readonly maxBytes?: number | undefined;
 }
 
 export interface GcOptions {
@@ -41,6 +45,12 @@ export interface GcReport {
   readonly bytesFreed: number;
   /** Unused blobs left because they are younger than the grace period. */
   readonly inGrace: number;
+  /**
+   * Each scope with a size budget: the bytes its admissions hold before and after
+   * (a blob counted once per scope, in every scope that uses it), and whether pinned
+   * digests alone keep it over.
+   */
+  readonly budgets: readonly { scope: string; maxBytes: number; before: number; after: number; overByPins: boolean }[];
 }
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -68,10 +78,14 @@ function retiredBecause(rule: RetentionRule | undefined, m: ManifestPageRow, now
   return undefined;
 }
 
+type Kept = { repository: string; digest: string; lastPull: number; pinned: boolean };
+
 export async function collectGarbage(store: BlobStore, metadata: MetadataStore, o: GcOptions): Promise<GcReport> {
   const retired: { repository: string; digest: string; why: string }[] = [];
   // A pinned digest is served for its tag until released: never retired.
   const pinned = new Set((await metadata.pins()).map((p) => `${p.repository}@${p.digest}`));
+  // What each budgeted rule keeps after the age rules, to be weighed against its budget.
+  const kept = new Map<RetentionRule, Kept[]>();
   let manifestsChecked = 0;
   let after: { repository: string; digest: string } | undefined;
   for (;;) {
@@ -79,14 +93,33 @@ export async function collectGarbage(store: BlobStore, metadata: MetadataStore, 
     if (page.length === 0) break;
     for (const m of page) {
       manifestsChecked++;
-      const why = retiredBecause(ruleFor(o.rules, m.repository), m, o.now);
-      if (!why || pinned.has(`${m.repository}@${m.digest}`)) continue;
-      // A platform manifest goes with the index that lists it, never on its own.
+      if (m.kind === 'attachment') continue; // attachments go with their subject
+      const rule = ruleFor(o.rules, m.repository);
+      const why = retiredBecause(rule, m, o.now);
+      if (!rule || (!why && rule.maxBytes === undefined)) continue;
+      // A platform manifest goes with the index that lists it, never on its own (nor counts apart from it).
       if (m.kind === 'image' && (await metadata.listedByIndex(m.repository, m.digest))) continue;
-      retired.push({ repository: m.repository, digest: m.digest, why });
+      const isPinned = pinned.has(`${m.repository}@${m.digest}`);
+      if (why && !isPinned) retired.push({ repository: m.repository, digest: m.digest, why });
+      else if (rule.maxBytes !== undefined) {
+        const list = kept.get(rule) ?? [];
+        list.push({
+          repository: m.repository,
+          digest: m.digest,
+          lastPull: Math.max(m.lastPulledAt, m.admittedAt),
+          pinned: isPinned,
+        });
+        kept.set(rule, list);
+      }
     }
     const last = page[page.length - 1] as ManifestPageRow;
     after = { repository: last.repository, digest: last.digest };
+  }
+  const budgets: GcReport['budgets'][number][] = [];
+  for (const [rule, list] of kept) {
+    const b = await overBudget(metadata, rule, list);
+    budgets.push(b.report);
+    retired.push(...b.retire);
   }
   if (!o.dryRun) for (const r of retired) await metadata.withdraw(r.repository, r.digest);
 
@@ -119,5 +152,50 @@ export async function collectGarbage(store: BlobStore, metadata: MetadataStore, 
     deleted,
     bytesFreed: deleted.reduce((n, b) => n + b.size, 0),
     inGrace,
+    budgets,
   };
+}
+
+/**
+ * The admissions to retire for `rule`'s size budget: least recently pulled first (pins
+ * never), until what the rest hold fits. A blob several admissions of the scope use
+ * counts once, and its bytes are freed only when the last of them goes.
+ */
+async function overBudget(
+  metadata: MetadataStore,
+  rule: RetentionRule,
+  list: Kept[],
+): Promise<{ report: GcReport['budgets'][number]; retire: { repository: string; digest: string; why: string }[] }> {
+  const maxBytes = rule.maxBytes as number;
+  const uses = new Map<string, { size: number; count: number }>();
+  const holds = new Map<Kept, string[]>();
+  let total = 0;
+  for (const k of list) {
+    const blobs = await metadata.storedBytes(k.repository, k.digest);
+    holds.set(
+      k,
+      blobs.map((b) => b.digest),
+    );
+    for (const b of blobs) {
+      const u = uses.get(b.digest);
+      if (u) u.count++;
+      else {
+        uses.set(b.digest, { size: b.size, count: 1 });
+        total += b.size;
+      }
+    }
+  }
+  const before = total;
+  const retire: { repository: string; digest: string; why: string }[] = [];
+  const order = list.filter((k) => !k.pinned).sort((a, b) => a.lastPull - b.lastPull);
+  const scope = rule.scope ?? '*';
+  for (const k of order) {
+    if (total <= maxBytes) break;
+    retire.push({ repository: k.repository, digest: k.digest, why: `over the ${maxBytes}-byte budget of ${scope}` });
+    for (const d of holds.get(k) ?? []) {
+      const u = uses.get(d) as { size: number; count: number };
+      if (--u.count === 0) total -= u.size;
+    }
+  }
+  return { report: { scope, maxBytes, before, after: total, overByPins: total > maxBytes }, retire };
 }

@@ -426,4 +426,55 @@ export function metadataStoreContract(
       await cleanup();
     }
   });
+  test(`${name}: storedBytes is what an admission holds: its manifest, blobs, and an index's platforms`, async () => {
+    const { store, cleanup } = await open();
+    try {
+      const admit = (digest: string, kind: 'image' | 'index', blobs: [string, number][], children: string[] = []) =>
+        store.admit(
+          'reg/a',
+          {
+            digest,
+            mediaType: `application/vnd.oci.image.${kind === 'index' ? 'index' : 'manifest'}.v1+json`,
+            size: kind === 'index' ? 10 : 20,
+            kind,
+            blobs: blobs.map(([d, size]) => ({ digest: d, size })),
+            children,
+            policyDigest: D('p'),
+            rule: 'reg',
+            verified: true,
+          },
+          1,
+        );
+      // Two platforms sharing a layer (counted once), 3_000_000_000 bytes: beyond 32 bits.
+      await admit(D('2'), 'image', [
+        [D('4'), 3_000_000_000],
+        [D('5'), 5],
+      ]);
+      await admit(D('3'), 'image', [
+        [D('4'), 3_000_000_000],
+        [D('6'), 6],
+      ]);
+      await admit(D('1'), 'index', [], [D('2'), D('3')]);
+      const sizes = async (repo: string, d: string) =>
+        (await store.storedBytes(repo, d)).map((b) => [b.digest, b.size] as const);
+      assert.deepEqual(await sizes('reg/a', D('1')), [
+        [D('1'), 10],
+        [D('2'), 20],
+        [D('3'), 20],
+        [D('4'), 3_000_000_000],
+        [D('5'), 5],
+        [D('6'), 6],
+      ]);
+      assert.deepEqual(await sizes('reg/a', D('3')), [
+        [D('3'), 20],
+        [D('4'), 3_000_000_000],
+        [D('6'), 6],
+      ]);
+      assert.deepEqual(await sizes('reg/b', D('1')), [], 'per repository');
+      await store.withdraw('reg/a', D('1'));
+      assert.deepEqual(await sizes('reg/a', D('1')), []);
+    } finally {
+      await cleanup();
+    }
+  });
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseConfig, readSecret } from '../../../gateway/config.js';
+import { parseByteSize, parseConfig, readSecret } from '../../../gateway/config.js';
 import { LoadError } from '../../../policies/errors.js';
 
 test('a full config parses into a frozen object with defaults filled in', () => {
@@ -108,6 +108,20 @@ test('upstreams[].upstreamDown and breaker: serve-verified or fail, a failure co
       (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
       bad,
     );
+});
+
+test('retention maxBytes: bytes or binary units, positive and bounded', () => {
+  assert.equal(parseByteSize('1048576'), 1048576);
+  assert.equal(parseByteSize('512MiB'), 512 * 2 ** 20);
+  assert.equal(parseByteSize('1.5 TiB'), 1.5 * 2 ** 40);
+  for (const bad of ['0', '-1', '1 GB', '1e9', '99999999999 TiB', 'lots', ''])
+    assert.equal(parseByteSize(bad), undefined, bad);
+  const r = parseConfig('/c.yaml', 'retention:\n  rules:\n    - { scope: a.io, maxBytes: 2GiB }\n').retention;
+  assert.equal(r?.rules[0]?.maxBytes, 2 * 2 ** 30);
+  assert.throws(
+    () => parseConfig('/c.yaml', 'retention:\n  rules:\n    - { scope: a.io, maxBytes: 2GB }\n'),
+    (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID',
+  );
 });
 
 test('retention: a grace period and rules by scope, each retiring by last pull or age', () => {
