@@ -74,6 +74,19 @@ export async function portcullis(upstreamHost: string, upstreamUrl: string, pubK
   };
 }
 
+/** CPU time a process has used so far (user + system), in seconds (Linux clock ticks of 1/100 s). */
+export function cpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start at state: utime and stime are 12th and 13th.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Peak resident set size of a process so far (VmHWM), in MB. */
 export function peakRssMb(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;

@@ -9,7 +9,15 @@ import { cosignKeyPair, cosignSign } from '../test/helpers/cosign.js';
 import { run } from '../test/helpers/peers.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { tempDir } from '../test/helpers/tmp.js';
-import { countingProxy, direct, peakRssMb, portcullis, registryProxy, type Contender } from './contenders.js';
+import {
+  countingProxy,
+  cpuSeconds,
+  direct,
+  peakRssMb,
+  portcullis,
+  registryProxy,
+  type Contender,
+} from './contenders.js';
 import { writeBenchLayout, type BenchImage } from './layout.js';
 import { median, timed } from './measure.js';
 import { benchDecisions } from './decisions.js';
@@ -125,11 +133,16 @@ async function main(): Promise<void> {
       for (let i = 0; i < REPEAT + 2; i++)
         dTimes.push(await curl(`${upstream.url}/v2/bench/big/blobs/${layer.digest}`));
       curlValues.direct = mb / median(dTimes);
+      const cpuValues: Record<string, number | undefined> = {};
+      const second = big.layers[1] as { digest: string; size: number };
       for (const [name, start, path] of [
         ['proxy', () => registryProxy(upstream.url), 'bench/big'],
         ['portcullis', () => portcullis(upstream.host, upstream.url, key.pub), 'up/bench/big'],
       ] as const) {
         const cold: number[] = [];
+        const coldCpu: number[] = [];
+        const warmProcess: number[] = [];
+        const warmProcessCpu: number[] = [];
         const warm: number[] = [];
         for (let i = 0; i < REPEAT; i++) {
           const c = await start();
@@ -138,7 +151,15 @@ async function main(): Promise<void> {
               headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
             });
             await m.arrayBuffer();
+            // A fresh process's first fill, then (JIT and pools warm) the first fill of another blob.
+            let cpu = cpuSeconds(c.pid);
             cold.push(await curl(`${c.url}/v2/${path}/blobs/${layer.digest}`));
+            let after = cpuSeconds(c.pid);
+            if (cpu !== undefined && after !== undefined) coldCpu.push(after - cpu);
+            cpu = after;
+            warmProcess.push(await curl(`${c.url}/v2/${path}/blobs/${second.digest}`));
+            after = cpuSeconds(c.pid);
+            if (cpu !== undefined && after !== undefined) warmProcessCpu.push(after - cpu);
             if (i === 0)
               for (let j = 0; j < REPEAT + 2; j++) warm.push(await curl(`${c.url}/v2/${path}/blobs/${layer.digest}`));
           } finally {
@@ -146,8 +167,17 @@ async function main(): Promise<void> {
           }
         }
         coldValues[`${name} cold`] = mb / median(cold);
+        coldValues[`${name} cold, warm process`] = mb / median(warmProcess);
+        cpuValues[`${name} cold`] = coldCpu.length ? median(coldCpu) : undefined;
+        cpuValues[`${name} cold, warm process`] = warmProcessCpu.length ? median(warmProcessCpu) : undefined;
         curlValues[`${name} warm`] = mb / median(warm);
       }
+      rows.push({
+        id: 'curl-cold-cpu',
+        what: `CPU-seconds of the server per cold ${Math.round(mb)} MiB fill (curl, as above)`,
+        values: cpuValues,
+        unit: 'CPU-s',
+      });
       rows.push({
         id: 'curl-cold',
         what: `curl of one cold ${Math.round(mb)} MiB layer (first fetch fills the cache)`,
@@ -345,6 +375,14 @@ function judge(rows: Row[]): string[] {
   notes.push(`cold speed vs docker-registry cold (target ≥ 1.2×): ${show(coldVsProxy)}`);
   notes.push(`peak RSS while serving the big image (target < 250 MB): ${fmt(big['portcullis peak RSS MB'], '')} MB`);
   const cold = get('curl-cold');
+  const cpu = get('curl-cold-cpu');
+  const vs = (a: number | undefined, b: number | undefined) => show(a && b ? a / b : undefined);
+  notes.push(
+    `curl of a cold layer, fresh process: portcullis ${fmt(cold['portcullis cold'], '')} MB/s = ${vs(cold['portcullis cold'], cold['proxy cold'])} of docker-registry's cold proxy (target ≥ 0.95×); in a warm process ${fmt(cold['portcullis cold, warm process'], '')} MB/s = ${vs(cold['portcullis cold, warm process'], cold['proxy cold, warm process'])}`,
+  );
+  notes.push(
+    `CPU per cold fill: portcullis ${fmt(cpu['portcullis cold'], '')} CPU-s fresh, ${fmt(cpu['portcullis cold, warm process'], '')} warm (target ≤ 0.6); docker-registry ${fmt(cpu['proxy cold'], '')} fresh, ${fmt(cpu['proxy cold, warm process'], '')} warm`,
+  );
   notes.push(
     `curl of a cold layer: portcullis ${fmt(cold['portcullis cold'], '')} MB/s = ${show(cold['portcullis cold'] && cold['proxy cold'] ? cold['portcullis cold'] / cold['proxy cold'] : undefined)} of docker-registry's cold proxy (target ≥ 1.2×)`,
   );

@@ -163,6 +163,11 @@ export async function startGateway(
       },
       'attestations are signed with the current key and the previous ones until they are removed from attestation.previousKeys',
     );
+  if (config.clientAuth?.tokens && config.clientAuth.tokens.realm === undefined && !config.tls)
+    logger.warn(
+      { event: 'clientAuth.realm' },
+      'client tokens are asked for at http://<Host>/v2/_portcullis/token: behind a TLS-terminating proxy, set clientAuth.tokens.realm to its https URL',
+    );
   const gateway = buildApp({
     upstreams: new Upstreams(upstreamList),
     store,

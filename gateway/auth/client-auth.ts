@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import bcrypt from 'bcryptjs';
 import { LoadError } from '../../policies/errors.js';
@@ -29,11 +29,25 @@ export interface ClientAuthConfig {
 
 const MAX_HTPASSWD_BYTES = 1024 * 1024;
 const REMEMBER_MS = 5 * 60 * 1000;
-const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+const MAX_REMEMBERED = 10_000;
+const BCRYPT = /^\$2[aby]\$(\d{2})\$[./A-Za-z0-9]{53}$/;
+/** bcrypt costs accepted: 4 (htpasswd -B -C 4) to 14 (about 1.5 s a check here: more only stalls pulls). */
+const MIN_COST = 4;
+const MAX_COST = 14;
+/** Password checks run at once (bcryptjs runs on the main thread); more wait, and beyond the queue are refused. */
+const CHECKS_AT_ONCE = 2;
+const CHECKS_WAITING = 64;
+
+/** Too many password checks are waiting: the request is refused rather than queued without end. */
+export class SignInBusy extends Error {}
 
 export class ClientAuth {
   readonly #users: Map<string, string>;
   readonly #remembered = new Map<string, { user: string | undefined; until: number }>();
+  /** Checked when the user is unknown, so that a refusal takes as long for one as for the other. */
+  readonly #dummy: string;
+  #checking = 0;
+  readonly #waiting: (() => void)[] = [];
 
   private constructor(
     users: Map<string, string>,
@@ -41,6 +55,30 @@ export class ClientAuth {
     private readonly now: () => number,
   ) {
     this.#users = users;
+    let cost = MIN_COST;
+    for (const h of users.values()) cost = Math.max(cost, Number(BCRYPT.exec(h)?.[1] ?? MIN_COST));
+    this.#dummy = bcrypt.hashSync(randomBytes(16).toString('hex'), cost);
+  }
+
+  /** Whether `user` is one the htpasswd file lists. */
+  knows(user: string): boolean {
+    return this.#users.has(user);
+  }
+
+  /**
+   * A short fingerprint of `user`'s htpasswd entry, put in the tokens it is issued: a
+   * changed password (or a user removed) makes them worthless at the next start.
+   */
+  entryOf(user: string): string | undefined {
+    const h = this.#users.get(user);
+    return h === undefined ? undefined : createHash('sha256').update(h).digest('base64url').slice(0, 16);
+  }
+
+  /** What is remembered of this header: a user, `null` for a refusal, undefined when it must be checked. */
+  remembered(header: string): string | null | undefined {
+    const known = this.#remembered.get(createHash('sha256').update(header).digest('hex'));
+    if (!known || known.until <= this.now()) return undefined;
+    return known.user ?? null;
   }
 
   static load(config: ClientAuthConfig, now: () => number = Date.now): ClientAuth {
@@ -66,7 +104,11 @@ export class ClientAuth {
       const hash = line.slice(colon + 1);
       if (colon <= 0 || !/^[A-Za-z0-9._@-]{1,128}$/.test(user)) fail(i + 1, 'not a user:hash line');
       // Never the hash in a message: a weak one (MD5, SHA-1, crypt) is refused by kind.
-      if (!BCRYPT.test(hash)) fail(i + 1, `${user}: only bcrypt entries are accepted (htpasswd -B)`);
+      const bc = BCRYPT.exec(hash);
+      if (!bc) fail(i + 1, `${user}: only bcrypt entries are accepted (htpasswd -B)`);
+      const cost = Number(bc?.[1]);
+      if (cost < MIN_COST || cost > MAX_COST)
+        fail(i + 1, `${user}: bcrypt cost ${cost} is outside ${MIN_COST}-${MAX_COST} (htpasswd -B -C 10)`);
       if (users.has(user)) fail(i + 1, `${user} is listed twice`);
       users.set(user, hash);
     }
@@ -84,7 +126,11 @@ export class ClientAuth {
     const key = createHash('sha256').update(header).digest('hex');
     const now = this.now();
     const known = this.#remembered.get(key);
-    if (known && known.until > now) return known.user;
+    if (known && known.until > now) {
+      this.#remembered.delete(key);
+      this.#remembered.set(key, known);
+      return known.user;
+    }
     let decoded: string;
     try {
       decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
@@ -94,11 +140,32 @@ export class ClientAuth {
     const colon = decoded.indexOf(':');
     const user = colon > 0 ? decoded.slice(0, colon) : '';
     const hash = this.#users.get(user);
-    const ok = hash !== undefined && (await bcrypt.compare(decoded.slice(colon + 1), hash));
-    if (this.#remembered.size > 10_000) this.#remembered.clear();
+    const matched = await this.#check(decoded.slice(colon + 1), hash ?? this.#dummy);
+    const ok = hash !== undefined && matched;
+    // The least recently remembered go first (one client's many headers do not evict everyone).
+    this.#remembered.delete(key);
+    for (const k of this.#remembered.keys()) {
+      if (this.#remembered.size < MAX_REMEMBERED) break;
+      this.#remembered.delete(k);
+    }
     // Failures are remembered for less long: a password just fixed works soon.
     this.#remembered.set(key, { user: ok ? user : undefined, until: now + (ok ? REMEMBER_MS : 10_000) });
     return ok ? user : undefined;
+  }
+
+  async #check(password: string, hash: string): Promise<boolean> {
+    if (this.#checking >= CHECKS_AT_ONCE) {
+      if (this.#waiting.length >= CHECKS_WAITING) throw new SignInBusy('too many sign-ins are being checked');
+      // The slot of a check that ends is handed on to the first that waits.
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    } else this.#checking++;
+    try {
+      return await bcrypt.compare(password, hash);
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#checking--;
+    }
   }
 
   /** Whether `user` may pull from `name` (`<upstream>/<repository>`). */

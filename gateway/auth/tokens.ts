@@ -12,6 +12,8 @@ import { createHmac, hkdfSync, randomBytes, timingSafeEqual, type KeyObject } fr
  */
 export interface TokenClaims {
   readonly user: string;
+  /** How the user signed in when it was issued: a fingerprint of their htpasswd entry, or `cert`. */
+  readonly entry: string;
   /** Repository names (as the client names them) this token may pull. */
   readonly pull: ReadonlySet<string>;
   readonly expiresAt: number;
@@ -30,6 +32,7 @@ export const MAX_SCOPES = 32;
 const MAX_SCOPE_BYTES = 512;
 /** How far a token's issue time may lie ahead of this replica's clock (replicas' clocks differ a little). */
 const SKEW_MS = 60_000;
+const USER = /^[A-Za-z0-9._@-]{1,128}$/;
 const NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::[0-9]{1,5})?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 
 export class TokenIssuer {
@@ -42,15 +45,18 @@ export class TokenIssuer {
     private readonly now: () => number = Date.now,
   ) {
     const ikm = signingKey.export({ type: 'pkcs8', format: 'der' });
-    this.#key = Buffer.from(hkdfSync('sha256', ikm, Buffer.alloc(0), 'portcullis client token v1', 32));
+    // The service is part of the key: deployments that share a signing key but not a service share no tokens.
+    this.#key = Buffer.from(hkdfSync('sha256', ikm, Buffer.alloc(0), `portcullis client token v1 ${service}`, 32));
   }
 
-  issue(user: string, pull: readonly string[]): IssuedToken {
+  issue(user: string, entry: string, pull: readonly string[]): IssuedToken {
+    if (!USER.test(user)) throw new Error('a token is issued to a user who signed in');
     const now = this.now();
     const iat = Math.floor(now / 1000);
     const payload = {
       iss: 'portcullis',
       sub: user,
+      ent: entry,
       aud: this.service,
       iat,
       nbf: iat,
@@ -84,7 +90,8 @@ export class TokenIssuer {
     if (typeof p !== 'object' || p === null) return undefined;
     const c = p as Record<string, unknown>;
     const now = this.now();
-    if (typeof c.sub !== 'string' || c.aud !== this.service || c.iss !== 'portcullis') return undefined;
+    if (typeof c.sub !== 'string' || !USER.test(c.sub) || typeof c.ent !== 'string') return undefined;
+    if (c.aud !== this.service || c.iss !== 'portcullis') return undefined;
     if (typeof c.exp !== 'number' || typeof c.iat !== 'number') return undefined;
     if (c.exp * 1000 <= now || c.iat * 1000 > now + SKEW_MS) return undefined;
     if (!Array.isArray(c.access) || c.access.length > MAX_SCOPES) return undefined;
@@ -99,12 +106,17 @@ export class TokenIssuer {
       )
         pull.add(e.name);
     }
-    return { user: c.sub, pull, expiresAt: c.exp * 1000 };
+    return { user: c.sub, entry: c.ent, pull, expiresAt: c.exp * 1000 };
   }
 
   #mac(body: string): Buffer {
     return createHmac('sha256', this.#key).update(body).digest();
   }
+}
+
+/** Whether `name` is a repository name a scope may carry (lower-case components, an optional port). */
+export function isRepositoryName(name: string): boolean {
+  return name.length <= MAX_SCOPE_BYTES && NAME.test(name);
 }
 
 /**

@@ -88,6 +88,14 @@ export function buildApp(deps: AppDeps): GatewayApp {
   app.decorateRequest('routeKind', 'other');
   app.decorateRequest('clientUser', '');
   app.decorateRequest('clientToken', undefined);
+  // Only origin-form targets (`/v2/…`): an absolute URL in the request line is refused, not routed.
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.url.startsWith('/')) return;
+    return reply
+      .code(400)
+      .header('content-type', 'application/json')
+      .send(JSON.stringify({ errors: [{ code: 'UNSUPPORTED', message: 'the request target must be a path' }] }));
+  });
   const clientAuth = deps.clientAuth;
   const access = installClientAccess(app, {
     auth: clientAuth,

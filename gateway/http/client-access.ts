@@ -1,8 +1,10 @@
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ClientAuth } from '../auth/client-auth.js';
-import type { RateLimiter } from '../auth/rate-limit.js';
-import { requestedPulls, type TokenClaims, type TokenIssuer } from '../auth/tokens.js';
+import ipaddr from 'ipaddr.js';
+import { SignInBusy } from '../auth/client-auth.js';
+import { RateLimiter } from '../auth/rate-limit.js';
+import { isRepositoryName, requestedPulls, type TokenClaims, type TokenIssuer } from '../auth/tokens.js';
 import { parseRegistryPath } from './registry-path.js';
 
 /**
@@ -38,10 +40,30 @@ export interface InstalledClientAccess {
   insufficientScope(req: FastifyRequest, reply: FastifyReply, name: string): FastifyReply;
 }
 
+/**
+ * The key a client without a user is counted by: its IPv4 address, or the /64 an IPv6
+ * address is in (one host is given a whole /64, and could rotate through it).
+ */
+export function addressOf(ip: string): string {
+  try {
+    const a = ipaddr.process(ip);
+    if (a.kind() === 'ipv6')
+      return `address:${(a.toNormalizedString().split(':').slice(0, 4) as string[]).join(':')}::/64`;
+    return `address:${a.toString()}`;
+  } catch {
+    return `address:${ip}`;
+  }
+}
+
+/** Password checks per address (bcrypt is slow on purpose), whether or not rateLimit is set. */
+const SIGN_INS = { perSecond: 5, burst: 20 };
+
 export function installClientAccess(app: FastifyInstance, access: ClientAccess): InstalledClientAccess {
   const { auth, tokens, limiter } = access;
+  const signIns = new RateLimiter(SIGN_INS);
   const installed: InstalledClientAccess = {
-    insufficientScope: (req, reply, name) => unauthorized(req, reply, `repository:${name}:pull`, 'insufficient_scope'),
+    insufficientScope: (req, reply, name) =>
+      unauthorized(req, reply, isRepositoryName(name) ? `repository:${name}:pull` : '', 'insufficient_scope'),
   };
   if (!auth && !limiter) return installed;
 
@@ -63,13 +85,19 @@ export function installClientAccess(app: FastifyInstance, access: ClientAccess):
 
   const unauthorized = (req: FastifyRequest, reply: FastifyReply, scope?: string, error?: string) => {
     const path = req.url.split('?', 1)[0] ?? '';
-    const p = scope === undefined ? parseRegistryPath(path) : undefined;
+    let p: ReturnType<typeof parseRegistryPath>;
+    try {
+      p = scope === undefined ? parseRegistryPath(path) : undefined;
+    } catch {
+      p = undefined; // not a registry path a scope could name
+    }
+    const named = p && isRepositoryName(p.name) ? p.name : undefined;
     // The token endpoint itself asks for credentials, not for a token.
     const header =
-      path === TOKEN_PATH
+      req.routeOptions.url === TOKEN_PATH
         ? 'Basic realm="portcullis"'
-        : challenge(req, scope ?? (p ? `repository:${p.name}:pull` : undefined), error);
-    void reply.header('www-authenticate', header);
+        : challenge(req, scope ?? (named ? `repository:${named}:pull` : undefined), error);
+    void reply.header('www-authenticate', header).header('cache-control', 'no-store');
     return reply
       .code(401)
       .header('content-type', 'application/json')
@@ -89,23 +117,45 @@ export function installClientAccess(app: FastifyInstance, access: ClientAccess):
     return typeof name === 'string' && USER.test(name) ? name : undefined;
   };
 
-  /** The user a request proves, and the token it proved it with (if any). */
+  /** The user a request proves (and the token it proved it with), or why it cannot be told now. */
   const identify = async (
     req: FastifyRequest,
     addressKey: string,
-  ): Promise<{ user?: string; token?: TokenClaims; limited?: true }> => {
+  ): Promise<{ user?: string; token?: TokenClaims; wait?: number }> => {
     const cert = certificateUser(req);
     if (cert !== undefined) return { user: cert };
     const header = req.headers.authorization;
     if (header === undefined || !auth) return {};
     if (/^bearer /i.test(header)) {
       const claims = tokens?.verify(header.slice(7).trim());
-      return claims ? { user: claims.user, token: claims } : {};
+      if (!claims || !stillValid(claims)) return {};
+      return { user: claims.user, token: claims };
     }
-    // A client guessing passwords gets no more bcrypt checks than its address may make requests.
-    if (limiter?.exhausted(addressKey)) return { limited: true };
-    const user = await auth.authenticate(header);
-    return user === undefined ? {} : { user };
+    return password(header, addressKey);
+  };
+
+  /** A token's user must still be who it was: the same htpasswd entry (same password), or a certificate user. */
+  const stillValid = (c: TokenClaims): boolean =>
+    c.entry === 'cert' ? access.certificates === true : auth?.entryOf(c.user) === c.entry;
+
+  /**
+   * Basic credentials. A password not checked lately costs a bcrypt check: an address
+   * gets a few of those a second, taken before the check (a guesser cannot run ahead of
+   * its allowance with requests in parallel).
+   */
+  const password = async (header: string, addressKey: string): Promise<{ user?: string; wait?: number }> => {
+    if (!auth) return {};
+    const known = auth.remembered(header);
+    if (known !== undefined) return known === null ? {} : { user: known };
+    const wait = signIns.take(addressKey);
+    if (wait !== undefined) return { wait };
+    try {
+      const user = await auth.authenticate(header);
+      return user === undefined ? {} : { user };
+    } catch (err) {
+      if (err instanceof SignInBusy) return { wait: 1 };
+      throw err;
+    }
   };
 
   const tooMany = (reply: FastifyReply, seconds: number) =>
@@ -116,19 +166,21 @@ export function installClientAccess(app: FastifyInstance, access: ClientAccess):
       .send(ERR('TOOMANYREQUESTS', `too many requests: try again in ${seconds} s`, 'rate.limited'));
 
   app.addHook('onRequest', async (req, reply) => {
-    const path = req.url.split('?', 1)[0] ?? '';
-    if (!path.startsWith('/v2')) return;
-    const addressKey = `address:${req.ip}`;
+    // Decided by the route the router matched (it decodes the path), never by the raw URL.
+    const route = req.routeOptions.url;
+    if (route === undefined || !route.startsWith('/v2')) return;
+    const addressKey = addressOf(req.ip);
     const who = await identify(req, addressKey);
+    if (who.wait !== undefined) return tooMany(reply, who.wait);
     if (limiter) {
-      const wait = who.limited ? 1 : limiter.take(who.user !== undefined ? `user:${who.user}` : addressKey);
+      const wait = limiter.take(who.user !== undefined ? `user:${who.user}` : addressKey);
       if (wait !== undefined) return tooMany(reply, wait);
     }
-    if (!auth || PUBLIC.has(path)) return;
-    if (path === TOKEN_PATH) {
+    if (!auth || PUBLIC.has(route)) return;
+    if (route === TOKEN_PATH) {
       // Credentials only: a token is not traded for another. A POST may carry them in its body.
       if (who.user !== undefined && !who.token) req.clientUser = who.user;
-      else if (req.method !== 'POST') return unauthorized(req, reply);
+      else if (req.method !== 'POST' || who.token) return unauthorized(req, reply);
       return;
     }
     if (who.user === undefined) return unauthorized(req, reply);
@@ -152,7 +204,9 @@ export function installClientAccess(app: FastifyInstance, access: ClientAccess):
     // The token names what was asked for; whether the user may pull it is decided on use, where the
     // repository's upstream is known (a mirror's ?ns= is not part of a token request), and
     // answered alike for what exists and what does not.
-    const t = tokens.issue(req.clientUser, pulls);
+    if (req.clientUser === '') return unauthorized(req, reply);
+    const entry = auth.entryOf(req.clientUser) ?? 'cert';
+    const t = tokens.issue(req.clientUser, entry, pulls);
     void reply.header('cache-control', 'no-store');
     return { token: t.token, access_token: t.token, expires_in: t.expiresIn, issued_at: t.issuedAt };
   };
@@ -166,15 +220,21 @@ export function installClientAccess(app: FastifyInstance, access: ClientAccess):
     (_req, body, done) => done(null, new URLSearchParams(body as string)),
   );
   // OAuth2's password grant, which containerd tries first (its credentials are in the body, as the user's).
-  app.post(TOKEN_PATH, async (req, reply) => {
+  app.post(TOKEN_PATH, { bodyLimit: 16 * 1024 }, async (req, reply) => {
+    if (req.body !== undefined && req.body !== null && !(req.body instanceof URLSearchParams))
+      return reply
+        .code(415)
+        .header('content-type', 'application/json')
+        .send(ERR('UNSUPPORTED', 'the token endpoint takes application/x-www-form-urlencoded', 'auth.form'));
     const form = req.body instanceof URLSearchParams ? req.body : new URLSearchParams();
     const grant = form.get('grant_type');
     if (grant === 'password') {
       const user = form.get('username') ?? '';
-      const password = form.get('password') ?? '';
-      const proven = await auth.authenticate(`Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`);
-      if (proven === undefined) return unauthorized(req, reply);
-      req.clientUser = proven;
+      const secret = form.get('password') ?? '';
+      const proven = await password(`Basic ${Buffer.from(`${user}:${secret}`).toString('base64')}`, addressOf(req.ip));
+      if (proven.wait !== undefined) return tooMany(reply, proven.wait);
+      if (proven.user === undefined) return unauthorized(req, reply);
+      req.clientUser = proven.user;
     } else if (grant !== null && grant !== 'client_credentials') {
       // No refresh tokens are issued, so none can be redeemed.
       return reply

@@ -100,18 +100,43 @@ export class BlobFill {
           onBytes(data.length);
           this.#events.emit('progress');
         };
-        for await (const chunk of res.body) {
-          const buf = chunk as Buffer;
-          if (this.#received + batched + buf.length > this.size) {
-            throw new UpstreamError(
-              'UPSTREAM_LENGTH_MISMATCH',
-              `upstream sent more than the ${this.size} bytes of ${this.digest.text}`,
-            );
-          }
-          batch.push(buf);
-          batched += buf.length;
-          if (batched >= WRITE_BATCH) await flush();
-        }
+        // Read in flowing mode: each chunk as the socket gave it (an async iterator would
+        // concatenate what has queued up, copying every byte once more).
+        await new Promise<void>((resolve, reject) => {
+          const body = res.body;
+          let failed = false;
+          const fail = (err: unknown) => {
+            if (failed) return;
+            failed = true;
+            body.off('data', onData);
+            reject(err);
+          };
+          const onData = (buf: Buffer) => {
+            if (this.#received + batched + buf.length > this.size) {
+              fail(
+                new UpstreamError(
+                  'UPSTREAM_LENGTH_MISMATCH',
+                  `upstream sent more than the ${this.size} bytes of ${this.digest.text}`,
+                ),
+              );
+              return;
+            }
+            batch.push(buf);
+            batched += buf.length;
+            if (batched < WRITE_BATCH) return;
+            body.pause();
+            flush().then(() => {
+              if (!failed) body.resume();
+            }, fail);
+          };
+          body.on('data', onData);
+          body.once('error', fail);
+          body.once('end', () => (failed ? undefined : resolve()));
+          body.once('close', () => {
+            if (!body.readableEnded)
+              fail(new UpstreamError('UPSTREAM_UNAVAILABLE', 'the upstream closed the blob body early'));
+          });
+        });
         await flush();
         await inFlight;
       } catch (err) {

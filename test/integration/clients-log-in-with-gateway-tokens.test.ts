@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startContainerd, startDockerEngine, type TestEngine } from '../helpers/engines.js';
@@ -103,6 +104,54 @@ describe('clients log in with tokens the gateway issues', () => {
     assert.equal(traded.status, 401);
     assert.equal(traded.headers.get('www-authenticate'), 'Basic realm="portcullis"');
     await traded.arrayBuffer();
+  });
+
+  test('no way around the sign-in: encoded paths, absolute targets, traded tokens, quotes in names', async () => {
+    const raw = (path: string, headers: Record<string, string> = {}, method = 'GET', body?: string) =>
+      new Promise<{ status: number; headers: IncomingHttpHeaders; body: string }>((resolve, reject) => {
+        const u = new URL(gw.url);
+        const req = httpRequest({ host: u.hostname, port: u.port, path, method, headers }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    for (const path of [
+      '/v%32/_portcullis/token?scope=repository:up/test/signed:pull',
+      '/v2/_portcullis/toke%6E?scope=repository:up/test/signed:pull',
+      '/v%32/',
+    ]) {
+      const r = await raw(path);
+      assert.equal(r.status, 401, path);
+      assert.ok(!r.body.includes('token"'), `${path}: no token without credentials`);
+    }
+    for (const path of [`http://${gw.host}/v2/_portcullis/token`, `http://${gw.host}/v2/`]) {
+      assert.equal((await raw(path)).status, 400, path);
+    }
+    const token = await tokenFor(basic('alice', alicePw), 'repository:up/test/signed:pull');
+    const traded = await raw('/v2/_portcullis/toke%6E?scope=repository:up/test/unsigned:pull', {
+      authorization: `Bearer ${token}`,
+    });
+    assert.equal(traded.status, 401, 'an encoded token path is the token path');
+    const posted = await raw(
+      '/v%32/_portcullis/token',
+      { 'content-type': 'application/x-www-form-urlencoded' },
+      'POST',
+      'grant_type=password&username=alice&password=nope',
+    );
+    assert.equal(posted.status, 401);
+    const quoted = await raw('/v2/a%22,realm=%22http://elsewhere.example/t/manifests/1');
+    assert.equal(quoted.status, 401);
+    assert.doesNotMatch(String(quoted.headers['www-authenticate']), /elsewhere/);
+    const json = await fetch(`${gw.url}/v2/_portcullis/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: basic('alice', alicePw) },
+      body: '{}',
+    });
+    assert.equal(json.status, 415);
+    await json.arrayBuffer();
   });
 
   test('a user without the right gets one refusal, whatever exists; wrong passwords get no token', async () => {

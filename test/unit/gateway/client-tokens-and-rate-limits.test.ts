@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import bcrypt from 'bcryptjs';
 import { describe, test } from 'node:test';
+import { ClientAuth, SignInBusy } from '../../../gateway/auth/client-auth.js';
 import { RateLimiter } from '../../../gateway/auth/rate-limit.js';
+import { addressOf } from '../../../gateway/http/client-access.js';
+import { LoadError } from '../../../policies/errors.js';
 import { requestedPulls, TokenIssuer } from '../../../gateway/auth/tokens.js';
 
 const key = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
@@ -12,9 +19,11 @@ describe('gateway-issued tokens', () => {
     let now = 1_800_000_000_000;
     const a = new TokenIssuer(k, 'portcullis', 300, () => now);
     const b = new TokenIssuer(k, 'portcullis', 300, () => now);
-    const t = a.issue('alice', ['up/test/app']).token;
+    const t = a.issue('alice', 'e1', ['up/test/app']).token;
     const claims = b.verify(t);
     assert.equal(claims?.user, 'alice');
+    assert.equal(claims?.entry, 'e1');
+    assert.throws(() => a.issue('', 'e1', []), 'never a token for no user');
     assert.deepEqual([...(claims?.pull ?? [])], ['up/test/app']);
     assert.equal(new TokenIssuer(key(), 'portcullis', 300, () => now).verify(t), undefined);
     assert.equal(new TokenIssuer(k, 'other', 300, () => now).verify(t), undefined);
@@ -23,13 +32,13 @@ describe('gateway-issued tokens', () => {
     now += 1000;
     assert.equal(b.verify(t), undefined, 'expired');
     // Issued more than a minute in this replica's future: not believed.
-    const early = new TokenIssuer(k, 'portcullis', 300, () => now + 120_000).issue('alice', []).token;
+    const early = new TokenIssuer(k, 'portcullis', 300, () => now + 120_000).issue('alice', 'e1', []).token;
     assert.equal(b.verify(early), undefined);
   });
 
   test('tampered, unsigned and oversized tokens are refused', () => {
     const issuer = new TokenIssuer(key(), 'portcullis', 300);
-    const [h, p, s] = issuer.issue('alice', ['a/b']).token.split('.') as [string, string, string];
+    const [h, p, s] = issuer.issue('alice', 'e1', ['a/b']).token.split('.') as [string, string, string];
     const none = Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url');
     for (const bad of [`${none}.${p}.`, `${h}.${p}`, `${h}.${p}.${s}.x`, `${h}.${p}x.${s}`, 'x'.repeat(9000), '']) {
       assert.equal(issuer.verify(bad), undefined, bad.slice(0, 40));
@@ -66,5 +75,62 @@ describe('rate limits per client', () => {
     now += 60_000;
     for (let i = 0; i < 3; i++) assert.equal(l.take('user:a'), undefined, 'never more than the burst saved up');
     assert.equal(l.take('user:a'), 1);
+  });
+});
+
+describe('password checks', () => {
+  const withHtpasswd = (lines: string[]) => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-htpasswd-'));
+    writeFileSync(join(dir, 'htpasswd'), lines.join('\n'));
+    const cfg = { htpasswd: join(dir, 'htpasswd'), tokens: undefined, certificates: false, groups: {}, access: [] };
+    return { load: () => ClientAuth.load(cfg), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  };
+  const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+
+  test('costs outside 4-14 are refused at start; a changed password changes the entry tokens carry', () => {
+    for (const cost of [15, 16]) {
+      const f = withHtpasswd([`a:${bcrypt.hashSync('x', 4).replace('$04$', `$${cost}$`)}`]);
+      assert.throws(f.load, (e: unknown) => e instanceof LoadError && e.code === 'CONFIG_INVALID', String(cost));
+      f.cleanup();
+    }
+    const one = withHtpasswd([`alice:${bcrypt.hashSync('one', 4)}`]);
+    const two = withHtpasswd([`alice:${bcrypt.hashSync('two', 4)}`]);
+    try {
+      assert.notEqual(one.load().entryOf('alice'), two.load().entryOf('alice'));
+      assert.equal(one.load().entryOf('bob'), undefined);
+    } finally {
+      one.cleanup();
+      two.cleanup();
+    }
+  });
+
+  test('an unknown user costs a bcrypt check too; checks beyond the queue are refused, not piled up', async () => {
+    const f = withHtpasswd([`alice:${bcrypt.hashSync('pw', 8)}`]);
+    try {
+      const auth = f.load();
+      const time = async (h: string) => {
+        const t = process.hrtime.bigint();
+        assert.equal(await auth.authenticate(h), undefined);
+        return Number(process.hrtime.bigint() - t) / 1e6;
+      };
+      const known = await time(basic('alice', 'wrong'));
+      const unknown = await time(basic('nobody', 'wrong'));
+      assert.ok(unknown > known / 3, `unknown ${unknown} ms vs known ${known} ms`);
+      assert.equal(auth.remembered(basic('nobody', 'wrong')), null, 'a refusal is remembered a little while');
+      const all = await Promise.allSettled(
+        Array.from({ length: 100 }, (_, i) => auth.authenticate(basic('alice', `guess-${i}`))),
+      );
+      const busy = all.filter((r) => r.status === 'rejected' && r.reason instanceof SignInBusy).length;
+      assert.equal(busy, 100 - 2 - 64);
+    } finally {
+      f.cleanup();
+    }
+  });
+
+  test('clients without a user are counted by IPv4 address, or by IPv6 /64', () => {
+    assert.equal(addressOf('127.0.0.1'), 'address:127.0.0.1');
+    assert.equal(addressOf('::ffff:10.1.2.3'), 'address:10.1.2.3');
+    assert.equal(addressOf('2001:db8:1:2:aaaa::1'), addressOf('2001:db8:1:2:ffff::9'));
+    assert.notEqual(addressOf('2001:db8:1:2::1'), addressOf('2001:db8:1:3::1'));
   });
 });
