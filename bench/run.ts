@@ -22,17 +22,21 @@ import { writeBenchLayout, type BenchImage } from './layout.js';
 import { median, timed } from './measure.js';
 import { benchDecisions } from './decisions.js';
 import { benchRunner } from './runner.js';
+import { benchMetadataScale } from './metadata-scale.js';
 
 /**
  * `npm run bench`: Portcullis, docker-registry in proxy mode and the upstream itself,
  * side by side in one run, on the same images; results go to BENCHMARKS.md. Sizes can
  * be reduced for a quick look: BENCH_LAYER_MIB, BENCH_SMALL_FILES, BENCH_REPEAT, and sections chosen
- * with BENCH_SECTIONS (skopeo,curl,concurrency,decision,decisions,runner).
+ * with BENCH_SECTIONS (skopeo,curl,concurrency,fleet,metadata,decision,decisions,runner); the metadata
+ * scale with BENCH_META_MANIFESTS and BENCH_META_LINKS.
  */
 const LAYER_MIB = Number(process.env.BENCH_LAYER_MIB ?? 256);
 const SMALL_FILES = Number(process.env.BENCH_SMALL_FILES ?? 20_000);
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
-const ALL_SECTIONS = 'skopeo,curl,concurrency,decision,decisions,runner';
+const ALL_SECTIONS = 'skopeo,curl,concurrency,fleet,metadata,decision,decisions,runner';
+const META_MANIFESTS = Number(process.env.BENCH_META_MANIFESTS ?? 1_000_000);
+const META_LINKS = Number(process.env.BENCH_META_LINKS ?? 10);
 const SECTIONS = new Set((process.env.BENCH_SECTIONS ?? ALL_SECTIONS).split(','));
 /** What else the machine was doing when the run began (the benchmarks are meant to run alone). */
 const START_LOAD = loadavg();
@@ -225,6 +229,16 @@ async function main(): Promise<void> {
     }
 
     // A policy decision with cosign verification, in process (no upstream latency).
+    if (SECTIONS.has('metadata')) {
+      const values = await benchMetadataScale(work.path, META_MANIFESTS, META_LINKS, log);
+      rows.push({
+        id: 'metadata',
+        what: `metadata at scale: ${META_MANIFESTS} admitted manifests, ${META_MANIFESTS * META_LINKS} blob links, lookups of a warm pull (${'5000'} at random) and GC of 10 %`,
+        values,
+        unit: '',
+      });
+    }
+
     if (SECTIONS.has('decision')) {
       log('policy decision latency');
       const sigManifest = (await (

@@ -154,6 +154,8 @@ export interface MetadataStore {
   storedBytes(repository: string, digest: string): Promise<{ digest: string; size: number }[]>;
   /** Whether any admitted manifest (any repository) references `digest`, is it, or an attestation is stored as it. */
   blobReferenced(digest: string): Promise<boolean>;
+  /** Those of `digests` (at most 1000) that nothing references, as blobReferenced asks of one (GC asks in batches). */
+  unreferenced(digests: readonly string[]): Promise<string[]>;
   /** Runs `f` unless another replica holds the GC lock (then undefined at once); one gateway's store needs none. */
   exclusively?<T>(f: () => Promise<T>): Promise<T | undefined>;
   close(): Promise<void>;

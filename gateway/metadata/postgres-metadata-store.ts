@@ -518,6 +518,19 @@ export class PostgresMetadataStore implements MetadataStore {
     return rows.map((r) => ({ digest: r.digest, size: Number(r.size) }));
   }
 
+  async unreferenced(digests: readonly string[]): Promise<string[]> {
+    if (digests.length > 1000) throw new RangeError('at most 1000 digests at a time');
+    if (digests.length === 0) return [];
+    const { rows } = await this.#pool.query<{ digest: string }>(
+      `SELECT d AS digest FROM unnest($1::text[]) AS d
+       WHERE NOT EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = d)
+         AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = d)
+         AND NOT EXISTS (SELECT 1 FROM attestations WHERE envelope_digest = d)`,
+      [digests],
+    );
+    return rows.map((r) => r.digest);
+  }
+
   async blobReferenced(digest: string): Promise<boolean> {
     const { rows } = await this.#pool.query<{ used: boolean }>(
       `SELECT EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = $1)

@@ -392,6 +392,21 @@ export class SqliteMetadataStore implements MetadataStore {
       .all(repository, digest, digest) as { digest: string; size: number }[];
   }
 
+  async unreferenced(digests: readonly string[]): Promise<string[]> {
+    if (digests.length > 1000) throw new RangeError('at most 1000 digests at a time');
+    if (digests.length === 0) return [];
+    const list = JSON.stringify(digests);
+    const rows = this.#db
+      .prepare(
+        `SELECT d.value AS digest FROM json_each(?) d
+         WHERE NOT EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = d.value)
+           AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = d.value)
+           AND NOT EXISTS (SELECT 1 FROM attestations WHERE envelope_digest = d.value)`,
+      )
+      .all(list) as { digest: string }[];
+    return rows.map((r) => r.digest);
+  }
+
   async blobReferenced(digest: string): Promise<boolean> {
     const row = this.#db
       .prepare(

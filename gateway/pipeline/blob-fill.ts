@@ -10,6 +10,41 @@ import type { Upstream } from '../upstreams.js';
 const CHUNK = 1024 * 1024;
 const WRITE_BATCH = 1024 * 1024;
 const RETAIN_BYTES = 4 * 1024 * 1024;
+/** A batch is written when it holds this many chunks, however small they are (an upstream dribbling bytes). */
+const MAX_BATCH_CHUNKS = 256;
+
+/** Bytes [offset, offset + length) of a blob, as the chunks they came in. */
+class Batch {
+  /** Where each chunk starts, from the batch's start. */
+  readonly #starts: number[] = [];
+
+  constructor(
+    readonly offset: number,
+    readonly chunks: readonly Buffer[],
+    readonly length: number,
+  ) {
+    let at = 0;
+    for (const c of chunks) {
+      this.#starts.push(at);
+      at += c.length;
+    }
+  }
+
+  /** The bytes from `pos` to the end of the chunk that holds it, short of `limit` (absolute positions). */
+  at(pos: number, limit: number): Buffer {
+    const rel = pos - this.offset;
+    let lo = 0;
+    let hi = this.chunks.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((this.#starts[mid] as number) <= rel) lo = mid;
+      else hi = mid - 1;
+    }
+    const chunk = this.chunks[lo] as Buffer;
+    const from = rel - (this.#starts[lo] as number);
+    return chunk.subarray(from, Math.min(chunk.length, from + (limit - pos)));
+  }
+}
 
 /**
  * One upstream fetch of one blob into staging, which any number of client responses
@@ -29,8 +64,8 @@ export class BlobFill {
   #readers = 0;
   /** Bytes received, hashed and published to followers (written to staging or about to be). */
   #received = 0;
-  /** The latest batches, kept so that followers that keep up never read back from disk. */
-  #recent: { offset: number; data: Buffer }[] = [];
+  /** The latest batches (the chunks as they came), kept so that followers that keep up never read back from disk. */
+  #recent: Batch[] = [];
   readonly done: Promise<void>;
   /** Settles when the upstream has answered: resolved on 200 with a plausible length, else rejected. */
   readonly started: Promise<void>;
@@ -88,16 +123,18 @@ export class BlobFill {
         let inFlight: Promise<void> = Promise.resolve();
         const flush = async (): Promise<void> => {
           if (batched === 0) return;
-          const data = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batched);
+          // Written together (one writev) and served from as they are: never joined into one copy.
+          const chunks = batch;
+          const length = batched;
           batch = [];
           batched = 0;
           await inFlight;
           this.#prune();
-          inFlight = this.staged.write(data);
+          inFlight = this.staged.write(chunks);
           inFlight.catch(() => undefined);
-          this.#recent.push({ offset: this.#received, data });
-          this.#received += data.length;
-          onBytes(data.length);
+          this.#recent.push(new Batch(this.#received, chunks, length));
+          this.#received += length;
+          onBytes(length);
           this.#events.emit('progress');
         };
         // Read in flowing mode: each chunk as the socket gave it (an async iterator would
@@ -123,7 +160,7 @@ export class BlobFill {
             }
             batch.push(buf);
             batched += buf.length;
-            if (batched < WRITE_BATCH) return;
+            if (batched < WRITE_BATCH && batch.length < MAX_BATCH_CHUNKS) return;
             body.pause();
             flush().then(() => {
               if (!failed) body.resume();
@@ -236,21 +273,17 @@ export class BlobFill {
   }
 
   #fromMemory(pos: number, limit: number): Buffer | undefined {
-    for (const r of this.#recent) {
-      if (pos >= r.offset && pos < r.offset + r.data.length) {
-        return r.data.subarray(pos - r.offset, Math.min(r.data.length, limit - r.offset));
-      }
-    }
+    for (const r of this.#recent) if (pos >= r.offset && pos < r.offset + r.length) return r.at(pos, limit);
     return undefined;
   }
 
   /** Drops written batches beyond the retention window; readers behind it read from staging. */
   #prune(): void {
-    let kept = this.#recent.reduce((n, r) => n + r.data.length, 0);
+    let kept = this.#recent.reduce((n, r) => n + r.length, 0);
     while (this.#recent.length > 1 && kept > RETAIN_BYTES) {
-      const oldest = this.#recent[0] as { offset: number; data: Buffer };
-      if (oldest.offset + oldest.data.length > this.staged.written) break;
-      kept -= oldest.data.length;
+      const oldest = this.#recent[0] as Batch;
+      if (oldest.offset + oldest.length > this.staged.written) break;
+      kept -= oldest.length;
       this.#recent.shift();
     }
   }

@@ -29,7 +29,8 @@ export interface BlobStore {
 export interface StagedBlob {
   /** Bytes written so far. */
   readonly written: number;
-  write(chunk: Uint8Array): Promise<void>;
+  /** Appends one chunk, or several in one write (no copy to join them). */
+  write(chunk: Uint8Array | readonly Uint8Array[]): Promise<void>;
   /** Reads back already-written bytes (for readers following a fill in progress). */
   readAt(position: number, length: number): Promise<Buffer>;
   /**

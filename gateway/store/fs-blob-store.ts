@@ -135,6 +135,21 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
+/** What of `chunks` is left after the first `skip` bytes (a short write). */
+function rest(chunks: readonly Uint8Array[], skip: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let left = skip;
+  for (const c of chunks) {
+    if (left >= c.length) {
+      left -= c.length;
+      continue;
+    }
+    out.push(left > 0 ? c.subarray(left) : c);
+    left = 0;
+  }
+  return out;
+}
+
 class FsStagedBlob implements StagedBlob {
   #written = 0;
   #reserved = 0;
@@ -159,19 +174,23 @@ class FsStagedBlob implements StagedBlob {
    * time, so calls may overlap: the bytes land in call order, and `written` counts
    * the contiguous prefix already on disk.
    */
-  write(chunk: Uint8Array): Promise<void> {
+  write(chunk: Uint8Array | readonly Uint8Array[]): Promise<void> {
     if (this.#done || this.#verified !== undefined)
       return Promise.reject(new GatewayError('STORE_FAILED', 'write after commit or abort'));
+    const chunks = chunk instanceof Uint8Array ? [chunk] : [...chunk];
+    const length = chunks.reduce((n, c) => n + c.length, 0);
     const position = this.#reserved;
-    this.#reserved += chunk.length;
-    for (const h of this.#hashes.values()) h.update(chunk);
+    this.#reserved += length;
+    for (const h of this.#hashes.values()) for (const c of chunks) h.update(c);
     const next = this.#queue.then(async () => {
-      let offset = 0;
-      while (offset < chunk.length) {
-        const { bytesWritten } = await this.handle.write(chunk, offset, chunk.length - offset, position + offset);
-        offset += bytesWritten;
+      let done = 0;
+      let pending = chunks;
+      while (done < length) {
+        const { bytesWritten } = await this.handle.writev(pending, position + done);
+        done += bytesWritten;
+        if (done < length) pending = rest(chunks, done);
       }
-      this.#written += chunk.length;
+      this.#written += length;
     });
     // A failed write fails every later one and the commit.
     this.#queue = next;

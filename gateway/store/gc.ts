@@ -1,4 +1,5 @@
 import type { ManifestPageRow, MetadataStore } from '../metadata/metadata-store.js';
+import type { Digest } from '../../oci/digest.js';
 import type { BlobStore } from './blob-store.js';
 
 /**
@@ -55,6 +56,7 @@ export interface GcReport {
 
 const DAY = 24 * 60 * 60 * 1000;
 const PAGE = 500;
+const SWEEP_BATCH = 500;
 
 /** The most specific rule for `repository` (longest scope), or undefined. */
 export function ruleFor(rules: readonly RetentionRule[], repository: string): RetentionRule | undefined {
@@ -126,24 +128,37 @@ export async function collectGarbage(store: BlobStore, metadata: MetadataStore, 
   const deleted: { digest: string; size: number }[] = [];
   let blobsChecked = 0;
   let inGrace = 0;
+  // Asked of the metadata in batches (one query for many blobs, not one each).
+  const sweep = async (batch: Digest[]) => {
+    const unused = new Set(await metadata.unreferenced(batch.map((d) => d.text)));
+    for (const d of batch) {
+      if (!unused.has(d.text)) continue;
+      const modified = await store.modifiedAt(d);
+      if (modified === undefined) continue; // gone meanwhile
+      if (o.now - modified < o.graceMs) {
+        inGrace++;
+        continue;
+      }
+      const size = (await store.stat(d)) ?? 0;
+      if (!o.dryRun) {
+        // Asked again just before it goes: an admission made meanwhile keeps it.
+        if (await metadata.blobReferenced(d.text)) continue;
+        await store.delete(d);
+      }
+      deleted.push({ digest: d.text, size });
+    }
+  };
+  let batch: Digest[] = [];
   for await (const d of store.list()) {
     blobsChecked++;
     // (A dry run withdraws nothing, so what only the admissions it would retire use still counts as used.)
-    if (await metadata.blobReferenced(d.text)) continue;
-    const modified = await store.modifiedAt(d);
-    if (modified === undefined) continue; // gone meanwhile
-    if (o.now - modified < o.graceMs) {
-      inGrace++;
-      continue;
+    batch.push(d);
+    if (batch.length >= SWEEP_BATCH) {
+      await sweep(batch);
+      batch = [];
     }
-    const size = (await store.stat(d)) ?? 0;
-    if (!o.dryRun) {
-      // Asked again just before it goes: an admission made meanwhile keeps it.
-      if (await metadata.blobReferenced(d.text)) continue;
-      await store.delete(d);
-    }
-    deleted.push({ digest: d.text, size });
   }
+  await sweep(batch);
   return {
     dryRun: o.dryRun,
     manifestsChecked,

@@ -373,7 +373,7 @@ class S3StagedBlob implements StagedBlob {
     return this.local.written;
   }
 
-  write(chunk: Uint8Array): Promise<void> {
+  write(chunk: Uint8Array | readonly Uint8Array[]): Promise<void> {
     return this.local.write(chunk);
   }
 

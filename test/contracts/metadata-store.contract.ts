@@ -420,8 +420,11 @@ export function metadataStoreContract(
       assert.equal((await row())?.admittedAt, 1000);
       for (const c of ['1', '2', '3']) assert.equal(await store.blobReferenced(D(c)), true, c);
       assert.equal(await store.blobReferenced(D('4')), false);
+      assert.deepEqual((await store.unreferenced([D('1'), D('4'), D('2'), D('3'), D('5')])).sort(), [D('4'), D('5')]);
+      assert.deepEqual(await store.unreferenced([]), []);
       await store.withdraw('reg/a', D('1'));
       for (const c of ['1', '2', '3']) assert.equal(await store.blobReferenced(D(c)), false, c);
+      assert.deepEqual((await store.unreferenced([D('3'), D('1')])).sort(), [D('1'), D('3')]);
     } finally {
       await cleanup();
     }

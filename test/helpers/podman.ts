@@ -25,6 +25,7 @@ export function testPodman(registriesConf: string, opts: { policy?: string; regi
   const p = (name: string) => join(dir.path, name);
   for (const d of ['home', 'root', 'runroot', 'tmp', 'vartmp']) mkdirSync(p(d));
   writeFileSync(p('registries.conf'), registriesConf);
+  writeFileSync(p('auth.json'), '{}', { mode: 0o600 });
   writeFileSync(p('policy.json'), opts.policy ?? JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
   if (opts.registriesD !== undefined) {
     // containers/image reads $HOME/.config/containers/registries.d when it exists.
