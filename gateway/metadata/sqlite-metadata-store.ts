@@ -74,6 +74,11 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX manifest_blobs_blob ON manifest_blobs (blob_digest);
    CREATE INDEX manifests_digest ON manifests (digest);
    CREATE INDEX attestations_envelope ON attestations (envelope_digest);`,
+  // 9: what a withdrawal looks up by manifest (its links, an index's children, its attachments), as PostgreSQL
+  // has had from the start: without these, withdrawing one admission scanned its repository's links.
+  `CREATE INDEX manifest_blobs_manifest ON manifest_blobs (repository_id, manifest_digest);
+   CREATE INDEX manifest_children_index ON manifest_children (repository_id, index_digest);
+   CREATE INDEX manifests_subject ON manifests (repository_id, subject) WHERE kind = 'attachment';`,
 ];
 
 export class SqliteMetadataStore implements MetadataStore {

@@ -147,16 +147,25 @@ export function worldPolicy(upstreamName: string): string {
 }
 
 /** A signed world with a gateway in front of it (prefix `up`, policy: `test/` needs the trusted key). */
+/** A gateway in front of the world's registry (prefix `up`) under worldPolicy, with more config and files. */
+export function gatewayForWorld(
+  world: SignedWorld,
+  opts: { extraConfig?: string; files?: Record<string, string | Buffer> } = {},
+): Promise<TestGateway> {
+  return startTestGateway({
+    upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
+    policy: worldPolicy(world.registry.host),
+    files: { 'trusted.pub': readFileSync(world.trusted.pub), ...opts.files },
+    ...(opts.extraConfig !== undefined ? { extraConfig: opts.extraConfig } : {}),
+  });
+}
+
 export async function startWorldGateway(
   opts: { accessLog?: boolean } = {},
 ): Promise<{ world: SignedWorld; gw: TestGateway; stop: () => Promise<void> }> {
   const world = await buildSignedWorld(opts);
   try {
-    const gw = await startTestGateway({
-      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-      policy: worldPolicy(world.registry.host),
-      files: { 'trusted.pub': readFileSync(world.trusted.pub) },
-    });
+    const gw = await gatewayForWorld(world);
     return {
       world,
       gw,

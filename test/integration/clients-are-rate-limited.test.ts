@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { run } from '../helpers/peers.js';
-import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+import { buildSignedWorld, gatewayForWorld, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /**
@@ -28,12 +28,7 @@ describe('clients are rate-limited', () => {
     dir.cleanup();
   });
   const start = async (extra: string[], files: Record<string, Buffer> = {}) => {
-    const gw = await startTestGateway({
-      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-      policy: worldPolicy(world.registry.host),
-      files: { 'trusted.pub': readFileSync(world.trusted.pub), ...files },
-      extraConfig: extra.join('\n'),
-    });
+    const gw = await gatewayForWorld(world, { extraConfig: extra.join('\n'), files: { ...files } });
     gateways.push(gw);
     return gw;
   };

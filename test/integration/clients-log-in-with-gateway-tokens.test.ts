@@ -4,10 +4,10 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startContainerd, startDockerEngine, type TestEngine } from '../helpers/engines.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { run } from '../helpers/peers.js';
 import { testPodman } from '../helpers/podman.js';
-import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+import { buildSignedWorld, gatewayForWorld, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /**
@@ -33,16 +33,14 @@ describe('clients log in with tokens the gateway issues', () => {
     const htpasswd = join(dir.path, 'htpasswd');
     await run('htpasswd', ['-cbB', htpasswd, 'alice', alicePw]);
     await run('htpasswd', ['-bB', htpasswd, 'bob', bobPw]);
-    gw = await startTestGateway({
-      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-      policy: worldPolicy(world.registry.host),
-      files: { 'trusted.pub': readFileSync(world.trusted.pub), htpasswd: readFileSync(htpasswd) },
+    gw = await gatewayForWorld(world, {
       extraConfig: [
         'clientAuth:',
         '  htpasswd: htpasswd',
         '  access:',
         `    - { scope: "${world.registry.host}/test", users: [alice] }`,
       ].join('\n'),
+      files: { htpasswd: readFileSync(htpasswd) },
     });
   });
   after(async () => {

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { run } from '../helpers/peers.js';
-import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+import { buildSignedWorld, gatewayForWorld, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /**
@@ -27,10 +27,7 @@ describe('clients sign in to pull', () => {
     world = await buildSignedWorld();
     await run('htpasswd', ['-cbB', htpasswd, 'alice', alicePw]);
     await run('htpasswd', ['-bB', htpasswd, 'bob', 'bob-pw-77a0']);
-    gw = await startTestGateway({
-      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-      policy: worldPolicy(world.registry.host),
-      files: { 'trusted.pub': readFileSync(world.trusted.pub), htpasswd: readFileSync(htpasswd) },
+    gw = await gatewayForWorld(world, {
       extraConfig: [
         'clientAuth:',
         '  htpasswd: htpasswd',
@@ -40,6 +37,7 @@ describe('clients sign in to pull', () => {
         `    - { scope: "${world.registry.host}/test", groups: [builders] }`,
         `    - { scope: "${world.registry.host}/public", users: ["*"] }`,
       ].join('\n'),
+      files: { htpasswd: readFileSync(htpasswd) },
     });
   });
   after(async () => {
@@ -108,11 +106,9 @@ describe('clients sign in to pull', () => {
   test('an htpasswd entry that is not bcrypt stops the gateway at start', async () => {
     const md5 = (await run('htpasswd', ['-nbm', 'carol', 'carol-pw'])).stdout;
     await assert.rejects(
-      startTestGateway({
-        upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-        policy: worldPolicy(world.registry.host),
-        files: { 'trusted.pub': readFileSync(world.trusted.pub), htpasswd: md5 },
+      gatewayForWorld(world, {
         extraConfig: `clientAuth:\n  htpasswd: htpasswd\n  access:\n    - { scope: "x.example", users: ["*"] }`,
+        files: { htpasswd: md5 },
       }),
       (err: Error & { code?: string }) => err.code === 'CONFIG_INVALID' && !err.message.includes('$apr1$'),
     );

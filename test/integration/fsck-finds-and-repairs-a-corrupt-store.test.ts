@@ -3,9 +3,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { run } from '../helpers/peers.js';
-import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+import { buildSignedWorld, gatewayForWorld, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /**
@@ -22,11 +22,7 @@ describe('portcullis fsck', () => {
   const out = tempDir('portcullis-fsck-');
   before(async () => {
     world = await buildSignedWorld();
-    gw = await startTestGateway({
-      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-      policy: worldPolicy(world.registry.host),
-      files: { 'trusted.pub': readFileSync(world.trusted.pub) },
-    });
+    gw = await gatewayForWorld(world);
   });
   after(async () => {
     await gw?.stop();

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { run } from '../helpers/peers.js';
-import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+import { buildSignedWorld, gatewayForWorld, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /**
@@ -45,12 +45,7 @@ describe('portcullis gc keeps a scope within its size budget', () => {
 
   before(async () => {
     world = await buildSignedWorld();
-    gw = await startTestGateway({
-      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-      policy: worldPolicy(world.registry.host),
-      files: { 'trusted.pub': readFileSync(world.trusted.pub) },
-      extraConfig: 'retention: {}',
-    });
+    gw = await gatewayForWorld(world, { extraConfig: 'retention: {}' });
     baseConfig = readFileSync(config(), 'utf8');
     for (const name of ['signed', 'docker', 'multi'])
       await run('skopeo', [

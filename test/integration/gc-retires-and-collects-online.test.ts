@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { sha256 } from '../helpers/layers.js';
 import { run } from '../helpers/peers.js';
-import { buildSignedWorld, worldPolicy, type SignedWorld } from '../helpers/signed-world.js';
+import { buildSignedWorld, gatewayForWorld, type SignedWorld } from '../helpers/signed-world.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /**
@@ -35,10 +35,7 @@ describe('portcullis gc', () => {
   const out = tempDir('portcullis-gc-');
   before(async () => {
     world = await buildSignedWorld();
-    gw = await startTestGateway({
-      upstreamsYaml: `  - { name: "${world.registry.host}", url: "${world.registry.url}", prefix: up }`,
-      policy: worldPolicy(world.registry.host),
-      files: { 'trusted.pub': readFileSync(world.trusted.pub) },
+    gw = await gatewayForWorld(world, {
       extraConfig: [
         'retention:',
         '  graceMinutes: 60',
