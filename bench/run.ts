@@ -442,9 +442,6 @@ function judge(rows: Row[]): string[] {
   notes.push(
     `CPU per cold fill: portcullis ${fmt(cpu['portcullis cold'], '')} CPU-s fresh, ${fmt(cpu['portcullis cold, warm process'], '')} warm (target ≤ 0.6); docker-registry ${fmt(cpu['proxy cold'], '')} fresh, ${fmt(cpu['proxy cold, warm process'], '')} warm`,
   );
-  notes.push(
-    `curl of a cold layer: portcullis ${fmt(cold['portcullis cold'], '')} MB/s = ${show(cold['portcullis cold'] && cold['proxy cold'] ? cold['portcullis cold'] / cold['proxy cold'] : undefined)} of docker-registry's cold proxy (target ≥ 1.2×)`,
-  );
   const curl = get('curl-warm');
   notes.push(
     `curl of a cached layer: portcullis ${fmt(curl['portcullis warm'], '')} MB/s = ${show(curl['portcullis warm'] && curl.direct ? curl['portcullis warm'] / curl.direct : undefined)} of direct, ${show(curl['portcullis warm'] && curl['proxy warm'] ? curl['portcullis warm'] / curl['proxy warm'] : undefined)} of docker-registry`,
