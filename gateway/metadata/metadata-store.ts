@@ -87,6 +87,8 @@ export interface ManifestPageRow {
   readonly size: number;
   readonly admittedAt: number;
   readonly lastPulledAt: number;
+  /** Whether an admitted index of the repository lists it (then it goes with that index, never alone). */
+  readonly listedByIndex: boolean;
 }
 
 export interface MetadataStore {
@@ -140,7 +142,8 @@ export interface MetadataStore {
   decisions(filter: { digest?: string; repository?: string; tag?: string; limit: number }): Promise<DecisionRecord[]>;
   /**
    * Admitted manifests in (repository, digest) byte order, `limit` at a time, after
-   * `after` (for fsck and GC walking the whole store).
+   * `after` (for fsck and GC walking the whole store). Each page costs O(limit · log n)
+   * (see pageByRepository), so a walk of the whole store is O(n log n).
    */
   manifestPage(after: { repository: string; digest: string } | undefined, limit: number): Promise<ManifestPageRow[]>;
   /** Throws unless the database answers (readiness). */
@@ -160,3 +163,33 @@ export interface MetadataStore {
   exclusively?<T>(f: () => Promise<T>): Promise<T | undefined>;
   close(): Promise<void>;
 }
+
+/**
+ * A manifestPage made of per-repository steps, each an index range scan: the rest of
+ * `after`'s repository, then the next repositories by name (byte order) from the start.
+ * One ordered query over the join of both tables would sort the whole table for every
+ * page on a database whose index order is not byte order (PostgreSQL under a locale).
+ */
+export async function pageByRepository(
+  after: { repository: string; digest: string } | undefined,
+  limit: number,
+  repositoriesAfter: (name: string | undefined, limit: number) => Promise<string[]>,
+  manifestsOf: (repository: string, afterDigest: string | undefined, limit: number) => Promise<ManifestPageRow[]>,
+): Promise<ManifestPageRow[]> {
+  const out: ManifestPageRow[] = [];
+  if (after) out.push(...(await manifestsOf(after.repository, after.digest, limit)));
+  let name = after?.repository;
+  while (out.length < limit) {
+    const names = await repositoriesAfter(name, REPOSITORY_STEP);
+    if (names.length === 0) break;
+    for (const n of names) {
+      name = n;
+      out.push(...(await manifestsOf(n, undefined, limit - out.length)));
+      if (out.length >= limit) break;
+    }
+  }
+  return out;
+}
+
+/** How many repository names a page asks for at a time (repositories without manifests cost one query each). */
+const REPOSITORY_STEP = 64;

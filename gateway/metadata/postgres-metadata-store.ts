@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import pg from 'pg';
 import { GatewayError } from '../errors.js';
+import { pageByRepository } from './metadata-store.js';
 import type {
   Admission,
   AdmittedManifest,
@@ -64,6 +65,9 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX manifest_blobs_blob ON manifest_blobs (blob_digest);
    CREATE INDEX manifests_digest ON manifests (digest);
    CREATE INDEX attestations_envelope ON attestations (envelope_digest);`,
+  // 4: GC's and fsck's walk in byte order, one index range at a time (manifestPage).
+  `CREATE INDEX repositories_name_bytes ON repositories (name COLLATE "C");
+   CREATE INDEX manifests_digest_bytes ON manifests (repository_id, digest COLLATE "C");`,
 ];
 
 /** The database's own clock in milliseconds: every replica's leases are timed by one clock. */
@@ -199,11 +203,12 @@ export class PostgresMetadataStore implements MetadataStore {
       rule: string;
       verified: boolean;
       subject: string | null;
-    }>(
-      `SELECT m.digest, m.media_type, m.size, m.kind, m.policy_digest, m.rule, m.verified, m.subject
+    }>({
+      name: 'admitted-manifest',
+      text: `SELECT m.digest, m.media_type, m.size, m.kind, m.policy_digest, m.rule, m.verified, m.subject
        FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2`,
-      [repository, digest],
-    );
+      values: [repository, digest],
+    });
     const row = rows[0];
     return row
       ? {
@@ -264,13 +269,14 @@ export class PostgresMetadataStore implements MetadataStore {
     digest: string,
     policyDigest: string,
   ): Promise<{ size: number; attachmentOnly: boolean } | undefined> {
-    const { rows } = await this.#pool.query<{ size: number; kind: ManifestKind }>(
-      `SELECT b.size, m.kind FROM manifest_blobs b JOIN repositories r ON r.id = b.repository_id
+    const { rows } = await this.#pool.query<{ size: number; kind: ManifestKind }>({
+      name: 'admitted-blob',
+      text: `SELECT b.size, m.kind FROM manifest_blobs b JOIN repositories r ON r.id = b.repository_id
        JOIN manifests m ON m.repository_id = b.repository_id AND m.digest = b.manifest_digest
        WHERE r.name = $1 AND b.blob_digest = $2 AND m.policy_digest = $3
        ORDER BY m.kind = 'attachment', m.admitted_at LIMIT 1`,
-      [repository, digest, policyDigest],
-    );
+      values: [repository, digest, policyDigest],
+    });
     const row = rows[0];
     return row ? { size: row.size, attachmentOnly: row.kind === 'attachment' } : undefined;
   }
@@ -302,10 +308,11 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async tag(repository: string, tag: string): Promise<TagRecord | undefined> {
-    const { rows } = await this.#pool.query<{ digest: string; resolved_at: number }>(
-      'SELECT t.digest, t.resolved_at FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.tag = $2',
-      [repository, tag],
-    );
+    const { rows } = await this.#pool.query<{ digest: string; resolved_at: number }>({
+      name: 'tag',
+      text: 'SELECT t.digest, t.resolved_at FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.tag = $2',
+      values: [repository, tag],
+    });
     const row = rows[0];
     return row ? { digest: row.digest, resolvedAt: row.resolved_at } : undefined;
   }
@@ -347,12 +354,13 @@ export class PostgresMetadataStore implements MetadataStore {
       envelope_size: number;
       policy_digest: string;
       created_at: number;
-    }>(
-      `SELECT a.envelope_digest, a.envelope_size, a.policy_digest, a.created_at FROM attestations a
+    }>({
+      name: 'attestation',
+      text: `SELECT a.envelope_digest, a.envelope_size, a.policy_digest, a.created_at FROM attestations a
        JOIN repositories r ON r.id = a.repository_id
        WHERE r.name = $1 AND a.subject_digest = $2 AND a.policy_digest = $3 AND a.signing_keys = $4 LIMIT 1`,
-      [repository, subject, policyDigest, signingKeys],
-    );
+      values: [repository, subject, policyDigest, signingKeys],
+    });
     const row = rows[0];
     return row
       ? {
@@ -371,32 +379,41 @@ export class PostgresMetadataStore implements MetadataStore {
       const id = await this.#repo(c, repository);
       // An index takes its platform manifests with it, and every manifest its attachments.
       const children = (
-        await c.query<{ child_digest: string }>(
-          'SELECT child_digest FROM manifest_children WHERE repository_id = $1 AND index_digest = $2',
-          [id, digest],
-        )
+        await c.query<{ child_digest: string }>({
+          name: 'withdraw-children',
+          text: 'SELECT child_digest FROM manifest_children WHERE repository_id = $1 AND index_digest = $2',
+          values: [id, digest],
+        })
       ).rows.map((r) => r.child_digest);
       const subjects = [digest, ...children];
       const attachments = (
-        await c.query<{ digest: string }>(
-          "SELECT digest FROM manifests WHERE repository_id = $1 AND kind = 'attachment' AND subject = ANY($2::text[])",
-          [id, subjects],
-        )
+        await c.query<{ digest: string }>({
+          name: 'withdraw-attachments',
+          text: "SELECT digest FROM manifests WHERE repository_id = $1 AND kind = 'attachment' AND subject = ANY($2::text[])",
+          values: [id, subjects],
+        })
       ).rows.map((r) => r.digest);
       const gone = [...subjects, ...attachments];
-      await c.query('DELETE FROM manifests WHERE repository_id = $1 AND digest = ANY($2::text[])', [id, gone]);
-      await c.query('DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = ANY($2::text[])', [
-        id,
-        gone,
-      ]);
-      await c.query('DELETE FROM manifest_children WHERE repository_id = $1 AND index_digest = ANY($2::text[])', [
-        id,
-        subjects,
-      ]);
-      await c.query('DELETE FROM attestations WHERE repository_id = $1 AND subject_digest = ANY($2::text[])', [
-        id,
-        subjects,
-      ]);
+      await c.query({
+        name: 'withdraw-manifests',
+        text: 'DELETE FROM manifests WHERE repository_id = $1 AND digest = ANY($2::text[])',
+        values: [id, gone],
+      });
+      await c.query({
+        name: 'withdraw-blobs',
+        text: 'DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = ANY($2::text[])',
+        values: [id, gone],
+      });
+      await c.query({
+        name: 'withdraw-index',
+        text: 'DELETE FROM manifest_children WHERE repository_id = $1 AND index_digest = ANY($2::text[])',
+        values: [id, subjects],
+      });
+      await c.query({
+        name: 'withdraw-attestations',
+        text: 'DELETE FROM attestations WHERE repository_id = $1 AND subject_digest = ANY($2::text[])',
+        values: [id, subjects],
+      });
     });
   }
 
@@ -433,11 +450,12 @@ export class PostgresMetadataStore implements MetadataStore {
     policyDigest: string,
     tag: string | undefined,
   ): Promise<boolean> {
-    const { rowCount } = await this.#pool.query(
-      `SELECT 1 FROM decisions WHERE digest = $1 AND repository = $2 AND policy_digest = $3 AND allowed
+    const { rowCount } = await this.#pool.query({
+      name: 'admitted-for',
+      text: `SELECT 1 FROM decisions WHERE digest = $1 AND repository = $2 AND policy_digest = $3 AND allowed
        AND tag IS NOT DISTINCT FROM $4::text LIMIT 1`,
-      [digest, repository, policyDigest, tag ?? null],
-    );
+      values: [digest, repository, policyDigest, tag ?? null],
+    });
     return (rowCount ?? 0) > 0;
   }
 
@@ -496,11 +514,12 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async touch(repository: string, digest: string, now: number): Promise<void> {
-    await this.#pool.query(
-      `UPDATE manifests SET last_pulled_at = GREATEST(last_pulled_at, $1)
+    await this.#pool.query({
+      name: 'touch',
+      text: `UPDATE manifests SET last_pulled_at = GREATEST(last_pulled_at, $1)
        WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $3)`,
-      [now, digest, repository],
-    );
+      values: [now, digest, repository],
+    });
   }
 
   async storedBytes(repository: string, digest: string): Promise<{ digest: string; size: number }[]> {
@@ -521,23 +540,25 @@ export class PostgresMetadataStore implements MetadataStore {
   async unreferenced(digests: readonly string[]): Promise<string[]> {
     if (digests.length > 1000) throw new RangeError('at most 1000 digests at a time');
     if (digests.length === 0) return [];
-    const { rows } = await this.#pool.query<{ digest: string }>(
-      `SELECT d AS digest FROM unnest($1::text[]) AS d
+    const { rows } = await this.#pool.query<{ digest: string }>({
+      name: 'unreferenced',
+      text: `SELECT d AS digest FROM unnest($1::text[]) AS d
        WHERE NOT EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = d)
          AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = d)
          AND NOT EXISTS (SELECT 1 FROM attestations WHERE envelope_digest = d)`,
-      [digests],
-    );
+      values: [digests],
+    });
     return rows.map((r) => r.digest);
   }
 
   async blobReferenced(digest: string): Promise<boolean> {
-    const { rows } = await this.#pool.query<{ used: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = $1)
+    const { rows } = await this.#pool.query<{ used: boolean }>({
+      name: 'blob-referenced',
+      text: `SELECT EXISTS (SELECT 1 FROM manifest_blobs WHERE blob_digest = $1)
            OR EXISTS (SELECT 1 FROM manifests WHERE digest = $1)
            OR EXISTS (SELECT 1 FROM attestations WHERE envelope_digest = $1) AS used`,
-      [digest],
-    );
+      values: [digest],
+    });
     return rows[0]?.used === true;
   }
 
@@ -564,14 +585,45 @@ export class PostgresMetadataStore implements MetadataStore {
     after: { repository: string; digest: string } | undefined,
     limit: number,
   ): Promise<ManifestPageRow[]> {
-    const { rows } = await this.#pool.query<ManifestPageRow>(
-      `SELECT r.name AS repository, m.digest, m.kind, m.size, m.admitted_at AS "admittedAt", m.last_pulled_at AS "lastPulledAt"
+    // Byte order (COLLATE "C") on the indexes of migration 4, whatever the database's locale.
+    return pageByRepository(
+      after,
+      limit,
+      async (name, n) =>
+        (name === undefined
+          ? await this.#pool.query<{ name: string }>(
+              'SELECT name FROM repositories ORDER BY name COLLATE "C" LIMIT $1',
+              [n],
+            )
+          : await this.#pool.query<{ name: string }>(
+              'SELECT name FROM repositories WHERE name COLLATE "C" > $1 ORDER BY name COLLATE "C" LIMIT $2',
+              [name, n],
+            )
+        ).rows.map((r) => r.name),
+      async (repository, digest, n) =>
+        (digest === undefined
+          ? await this.#pool.query<ManifestPageRow>(
+              `SELECT r.name AS repository, m.digest, m.kind, m.size, m.admitted_at AS "admittedAt",
+              m.last_pulled_at AS "lastPulledAt",
+              EXISTS (SELECT 1 FROM manifest_children c JOIN manifests i
+                        ON i.repository_id = c.repository_id AND i.digest = c.index_digest
+                      WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest AND i.kind = 'index') AS "listedByIndex"
        FROM manifests m JOIN repositories r ON r.id = m.repository_id
-       WHERE $1::text IS NULL OR (r.name COLLATE "C", m.digest COLLATE "C") > ($1::text COLLATE "C", $2::text COLLATE "C")
-       ORDER BY r.name COLLATE "C", m.digest COLLATE "C" LIMIT $3`,
-      [after?.repository ?? null, after?.digest ?? null, limit],
+       WHERE r.name = $1 ORDER BY m.digest COLLATE "C" LIMIT $2`,
+              [repository, n],
+            )
+          : await this.#pool.query<ManifestPageRow>(
+              `SELECT r.name AS repository, m.digest, m.kind, m.size, m.admitted_at AS "admittedAt",
+              m.last_pulled_at AS "lastPulledAt",
+              EXISTS (SELECT 1 FROM manifest_children c JOIN manifests i
+                        ON i.repository_id = c.repository_id AND i.digest = c.index_digest
+                      WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest AND i.kind = 'index') AS "listedByIndex"
+       FROM manifests m JOIN repositories r ON r.id = m.repository_id
+       WHERE r.name = $1 AND m.digest COLLATE "C" > $2 ORDER BY m.digest COLLATE "C" LIMIT $3`,
+              [repository, digest, n],
+            )
+        ).rows.map((r) => ({ ...r })),
     );
-    return rows.map((r) => ({ ...r }));
   }
 
   async pins(repository?: string): Promise<(PinRecord & { repository: string })[]> {

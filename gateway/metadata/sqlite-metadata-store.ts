@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import { GatewayError } from '../errors.js';
+import { pageByRepository } from './metadata-store.js';
 import type {
   Admission,
   AdmittedManifest,
@@ -17,6 +18,9 @@ import type {
  * and applied in order inside a transaction at open; a database newer than this
  * program is refused rather than guessed at.
  */
+/** A manifestPage row as SQLite returns it (booleans are integers). */
+type PageRow = Omit<ManifestPageRow, 'listedByIndex'> & { listedByIndex: number };
+
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE repositories (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
    CREATE TABLE manifests (
@@ -140,6 +144,28 @@ export class SqliteMetadataStore implements MetadataStore {
         `SELECT 1 AS one FROM manifest_children c JOIN repositories r ON r.id = c.repository_id
          JOIN manifests m ON m.repository_id = c.repository_id AND m.digest = c.index_digest
          WHERE r.name = ? AND c.child_digest = ? AND m.kind = 'index' LIMIT 1`,
+      ),
+      firstRepositories: db.prepare<[number], { name: string }>('SELECT name FROM repositories ORDER BY name LIMIT ?'),
+      repositoriesAfter: db.prepare<[string, number], { name: string }>(
+        'SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?',
+      ),
+      pageFirst: db.prepare<[string, number], PageRow>(
+        `SELECT r.name AS repository, m.digest, m.kind, m.size, m.admitted_at AS admittedAt,
+                m.last_pulled_at AS lastPulledAt,
+                EXISTS (SELECT 1 FROM manifest_children c JOIN manifests i
+                          ON i.repository_id = c.repository_id AND i.digest = c.index_digest
+                        WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest AND i.kind = 'index') AS listedByIndex
+         FROM manifests m JOIN repositories r ON r.id = m.repository_id
+         WHERE r.name = ? ORDER BY m.digest LIMIT ?`,
+      ),
+      pageAfter: db.prepare<[string, string, number], PageRow>(
+        `SELECT r.name AS repository, m.digest, m.kind, m.size, m.admitted_at AS admittedAt,
+                m.last_pulled_at AS lastPulledAt,
+                EXISTS (SELECT 1 FROM manifest_children c JOIN manifests i
+                          ON i.repository_id = c.repository_id AND i.digest = c.index_digest
+                        WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest AND i.kind = 'index') AS listedByIndex
+         FROM manifests m JOIN repositories r ON r.id = m.repository_id
+         WHERE r.name = ? AND m.digest > ? ORDER BY m.digest LIMIT ?`,
       ),
       tag: db.prepare<[string, string], { digest: string; resolved_at: number }>(
         'SELECT t.digest, t.resolved_at FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.tag = ?',
@@ -427,20 +453,19 @@ export class SqliteMetadataStore implements MetadataStore {
     after: { repository: string; digest: string } | undefined,
     limit: number,
   ): Promise<ManifestPageRow[]> {
-    const rows = this.#db
-      .prepare(
-        `SELECT r.name AS repository, m.digest, m.kind, m.size, m.admitted_at AS admittedAt, m.last_pulled_at AS lastPulledAt
-         FROM manifests m JOIN repositories r ON r.id = m.repository_id
-         WHERE (? IS NULL OR r.name > ? OR (r.name = ? AND m.digest > ?)) ORDER BY r.name, m.digest LIMIT ?`,
-      )
-      .all(
-        after?.repository ?? null,
-        after?.repository ?? null,
-        after?.repository ?? null,
-        after?.digest ?? null,
-        limit,
-      ) as ManifestPageRow[];
-    return rows.map((r) => ({ ...r }));
+    return pageByRepository(
+      after,
+      limit,
+      async (name, n) =>
+        (name === undefined ? this.#stmts.firstRepositories.all(n) : this.#stmts.repositoriesAfter.all(name, n)).map(
+          (r) => r.name,
+        ),
+      async (repository, digest, n) =>
+        (digest === undefined
+          ? this.#stmts.pageFirst.all(repository, n)
+          : this.#stmts.pageAfter.all(repository, digest, n)
+        ).map((r) => ({ ...r, listedByIndex: r.listedByIndex === 1 })),
+    );
   }
 
   async pins(repository?: string): Promise<(PinRecord & { repository: string })[]> {

@@ -100,7 +100,7 @@ export async function collectGarbage(store: BlobStore, metadata: MetadataStore, 
       const why = retiredBecause(rule, m, o.now);
       if (!rule || (!why && rule.maxBytes === undefined)) continue;
       // A platform manifest goes with the index that lists it, never on its own (nor counts apart from it).
-      if (m.kind === 'image' && (await metadata.listedByIndex(m.repository, m.digest))) continue;
+      if (m.kind === 'image' && m.listedByIndex) continue;
       const isPinned = pinned.has(`${m.repository}@${m.digest}`);
       if (why && !isPinned) retired.push({ repository: m.repository, digest: m.digest, why });
       else if (rule.maxBytes !== undefined) {

@@ -363,6 +363,43 @@ export function metadataStoreContract(
         );
         admitted.push(`${repo} ${D(c)}`);
       }
+      // An index listing reg/a's D(1); and more repositories without manifests than a page step asks for.
+      await store.admit(
+        'reg/a',
+        {
+          digest: D('9'),
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          size: 7,
+          kind: 'index',
+          blobs: [],
+          children: [D('1')],
+          policyDigest: D('p'),
+          rule: 'reg',
+          verified: true,
+        },
+        1,
+      );
+      admitted.push(`reg/a ${D('9')}`);
+      for (let i = 0; i < 70; i++) {
+        const empty = `reg/a${String(i).padStart(2, '0')}`;
+        await store.admit(
+          empty,
+          {
+            digest: D('5'),
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            size: 7,
+            kind: 'image',
+            blobs: [],
+            children: [],
+            policyDigest: D('p'),
+            rule: 'reg',
+            verified: true,
+          },
+          1,
+        );
+        await store.withdraw(empty, D('5'));
+      }
+      const listed: string[] = [];
       const seen: string[] = [];
       let after: { repository: string; digest: string } | undefined;
       for (let page = 0; page < 10; page++) {
@@ -370,9 +407,10 @@ export function metadataStoreContract(
         if (rows.length === 0) break;
         assert.ok(rows.length <= 2);
         for (const r of rows) {
-          assert.equal(r.kind, 'image');
+          assert.equal(r.kind, r.digest === D('9') ? 'index' : 'image');
           assert.equal(r.size, 7);
           seen.push(`${r.repository} ${r.digest}`);
+          if (r.listedByIndex) listed.push(`${r.repository} ${r.digest}`);
         }
         const last = rows[rows.length - 1] as { repository: string; digest: string };
         after = { repository: last.repository, digest: last.digest };
@@ -382,6 +420,7 @@ export function metadataStoreContract(
         seen,
         [...admitted].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)),
       );
+      assert.deepEqual(listed, [`reg/a ${D('1')}`]);
     } finally {
       await cleanup();
     }

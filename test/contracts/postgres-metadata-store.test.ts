@@ -50,7 +50,7 @@ test('PostgresMetadataStore: eight replicas opening a new database at once migra
     await c.connect();
     try {
       const { rows } = await c.query<{ version: number }>('SELECT version FROM portcullis_schema');
-      assert.deepEqual(rows, [{ version: 3 }]);
+      assert.deepEqual(rows, [{ version: 4 }]);
     } finally {
       await c.end();
     }
