@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import forge from 'node-forge';
+import { USER_NAME } from './auth/client-auth.js';
 
 /**
  * `portcullis init [DIR]`: a starter configuration and policy, the gateway's
@@ -144,7 +145,7 @@ export function issueClientCertificate(
 ): { key: string; cert: string; notAfter: Date } {
   const dir = resolve(dirArg);
   const files = filesOf(dir);
-  if (!/^[A-Za-z0-9._@-]{1,128}$/.test(opts.user))
+  if (!USER_NAME.test(opts.user))
     throw new InitError('USER_INVALID', `${opts.user.slice(0, 40)} is not a user name (letters, digits, . _ @ -)`);
   if (!existsSync(files.caCert))
     throw new InitError(

@@ -30,6 +30,8 @@ export interface ClientAuthConfig {
 const MAX_HTPASSWD_BYTES = 1024 * 1024;
 const REMEMBER_MS = 5 * 60 * 1000;
 const MAX_REMEMBERED = 10_000;
+/** A user name as htpasswd files, certificates (CN) and tokens carry it. */
+export const USER_NAME = /^[A-Za-z0-9._@-]{1,128}$/;
 const BCRYPT = /^\$2[aby]\$(\d{2})\$[./A-Za-z0-9]{53}$/;
 /** bcrypt costs accepted: 4 (htpasswd -B -C 4) to 14 (about 1.5 s a check here: more only stalls pulls). */
 const MIN_COST = 4;
@@ -102,7 +104,7 @@ export class ClientAuth {
       const colon = line.indexOf(':');
       const user = line.slice(0, colon);
       const hash = line.slice(colon + 1);
-      if (colon <= 0 || !/^[A-Za-z0-9._@-]{1,128}$/.test(user)) fail(i + 1, 'not a user:hash line');
+      if (colon <= 0 || !USER_NAME.test(user)) fail(i + 1, 'not a user:hash line');
       // Never the hash in a message: a weak one (MD5, SHA-1, crypt) is refused by kind.
       const bc = BCRYPT.exec(hash);
       if (!bc) fail(i + 1, `${user}: only bcrypt entries are accepted (htpasswd -B)`);

@@ -28,11 +28,6 @@ export class RateLimiter {
     return { tokens, at: now };
   }
 
-  /** Whether `key` has no request left now (nothing is taken). */
-  exhausted(key: string): boolean {
-    return this.#refill(key).tokens < 1;
-  }
-
   /** Takes one request for `key`: undefined if allowed, else the seconds until one is. */
   take(key: string): number | undefined {
     const b = this.#refill(key);

@@ -1,4 +1,5 @@
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { USER_NAME } from './client-auth.js';
 
 /**
  * Bearer tokens the gateway issues itself (the Docker registry token flow): a client
@@ -32,7 +33,6 @@ export const MAX_SCOPES = 32;
 const MAX_SCOPE_BYTES = 512;
 /** How far a token's issue time may lie ahead of this replica's clock (replicas' clocks differ a little). */
 const SKEW_MS = 60_000;
-const USER = /^[A-Za-z0-9._@-]{1,128}$/;
 const NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::[0-9]{1,5})?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 
 export class TokenIssuer {
@@ -50,7 +50,7 @@ export class TokenIssuer {
   }
 
   issue(user: string, entry: string, pull: readonly string[]): IssuedToken {
-    if (!USER.test(user)) throw new Error('a token is issued to a user who signed in');
+    if (!USER_NAME.test(user)) throw new Error('a token is issued to a user who signed in');
     const now = this.now();
     const iat = Math.floor(now / 1000);
     const payload = {
@@ -90,7 +90,7 @@ export class TokenIssuer {
     if (typeof p !== 'object' || p === null) return undefined;
     const c = p as Record<string, unknown>;
     const now = this.now();
-    if (typeof c.sub !== 'string' || !USER.test(c.sub) || typeof c.ent !== 'string') return undefined;
+    if (typeof c.sub !== 'string' || !USER_NAME.test(c.sub) || typeof c.ent !== 'string') return undefined;
     if (c.aud !== this.service || c.iss !== 'portcullis') return undefined;
     if (typeof c.exp !== 'number' || typeof c.iat !== 'number') return undefined;
     if (c.exp * 1000 <= now || c.iat * 1000 > now + SKEW_MS) return undefined;

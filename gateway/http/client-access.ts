@@ -2,7 +2,7 @@ import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ClientAuth } from '../auth/client-auth.js';
 import ipaddr from 'ipaddr.js';
-import { SignInBusy } from '../auth/client-auth.js';
+import { SignInBusy, USER_NAME } from '../auth/client-auth.js';
 import { RateLimiter } from '../auth/rate-limit.js';
 import { isRepositoryName, requestedPulls, type TokenClaims, type TokenIssuer } from '../auth/tokens.js';
 import { parseRegistryPath } from './registry-path.js';
@@ -31,7 +31,6 @@ export interface ClientAccess {
 export const TOKEN_PATH = '/v2/_portcullis/token';
 const PUBLIC = new Set(['/v2/_portcullis/gateway.pub', '/v2/_portcullis/gateway.json']);
 const HOST = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$/;
-const USER = /^[A-Za-z0-9._@-]{1,128}$/;
 const ERR = (code: string, message: string, reason: string) =>
   JSON.stringify({ errors: [{ code, message, detail: { reason } }] });
 
@@ -114,7 +113,7 @@ export function installClientAccess(app: FastifyInstance, access: ClientAccess):
     if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') return undefined;
     const cn = socket.getPeerCertificate().subject?.CN;
     const name = Array.isArray(cn) ? undefined : cn;
-    return typeof name === 'string' && USER.test(name) ? name : undefined;
+    return typeof name === 'string' && USER_NAME.test(name) ? name : undefined;
   };
 
   /** The user a request proves (and the token it proved it with), or why it cannot be told now. */
