@@ -4,6 +4,8 @@
  * and every admission decision. Invariant: a manifest is recorded only after a
  * policy decision allowed it, and its blob links are written in the same transaction.
  */
+import { GatewayError } from '../errors.js';
+
 export type ManifestKind = 'image' | 'index' | 'attachment';
 
 export interface AdmittedManifest {
@@ -162,6 +164,11 @@ export interface MetadataStore {
   /** Runs `f` unless another replica holds the GC lock (then undefined at once); one gateway's store needs none. */
   exclusively?<T>(f: () => Promise<T>): Promise<T | undefined>;
   close(): Promise<void>;
+}
+
+/** An attachment whose subject is no longer admitted (withdrawn meanwhile): never recorded. */
+export function subjectGone(repository: string, subject: string): GatewayError {
+  return new GatewayError('MANIFEST_UNKNOWN', `${repository}@${subject} is no longer admitted`);
 }
 
 /**

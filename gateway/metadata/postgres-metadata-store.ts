@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import pg from 'pg';
 import { GatewayError } from '../errors.js';
-import { pageByRepository } from './metadata-store.js';
+import { pageByRepository, subjectGone } from './metadata-store.js';
 import type {
   Admission,
   AdmittedManifest,
@@ -227,6 +227,17 @@ export class PostgresMetadataStore implements MetadataStore {
   async admit(repository: string, a: Admission, now: number): Promise<void> {
     await this.#tx(async (c) => {
       const id = await this.#repo(c, repository);
+      // An attachment is kept only with its subject, held (FOR SHARE) until this commits: a
+      // withdrawal locks the subject first, so it either waits and then takes the attachment
+      // along, or has already gone and the attachment is refused.
+      if (a.kind === 'attachment' && a.subject !== undefined) {
+        const held = await c.query({
+          name: 'admit-subject',
+          text: 'SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 FOR SHARE',
+          values: [id, a.subject],
+        });
+        if (held.rowCount !== 1) throw subjectGone(repository, a.subject);
+      }
       await c.query(
         `INSERT INTO manifests (repository_id, digest, media_type, size, kind, admitted_at, policy_digest, rule, verified, subject, last_pulled_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $6)
@@ -377,6 +388,13 @@ export class PostgresMetadataStore implements MetadataStore {
   async withdraw(repository: string, digest: string): Promise<void> {
     await this.#tx(async (c) => {
       const id = await this.#repo(c, repository);
+      // Locked (with its children) before their attachments are looked up: an attachment being admitted for one
+      // commits first and is found.
+      await c.query({
+        name: 'withdraw-lock',
+        text: 'SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 FOR UPDATE',
+        values: [id, digest],
+      });
       // An index takes its platform manifests with it, and every manifest its attachments.
       const children = (
         await c.query<{ child_digest: string }>({
@@ -386,6 +404,12 @@ export class PostgresMetadataStore implements MetadataStore {
         })
       ).rows.map((r) => r.child_digest);
       const subjects = [digest, ...children];
+      if (children.length > 0)
+        await c.query({
+          name: 'withdraw-lock-children',
+          text: 'SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = ANY($2::text[]) FOR UPDATE',
+          values: [id, children],
+        });
       const attachments = (
         await c.query<{ digest: string }>({
           name: 'withdraw-attachments',

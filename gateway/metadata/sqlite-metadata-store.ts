@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { GatewayError } from '../errors.js';
-import { pageByRepository } from './metadata-store.js';
+import { pageByRepository, subjectGone } from './metadata-store.js';
 import type {
   Admission,
   AdmittedManifest,
@@ -115,6 +115,9 @@ export class SqliteMetadataStore implements MetadataStore {
       >(
         `SELECT m.digest, m.media_type, m.size, m.kind, m.policy_digest, m.rule, m.verified, m.subject
          FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?`,
+      ),
+      hasManifest: db.prepare<[number, string], { one: number }>(
+        'SELECT 1 AS one FROM manifests WHERE repository_id = ? AND digest = ?',
       ),
       insertManifest: db.prepare(
         `INSERT OR REPLACE INTO manifests
@@ -240,6 +243,9 @@ export class SqliteMetadataStore implements MetadataStore {
   async admit(repository: string, a: Admission, now: number): Promise<void> {
     this.#db.transaction(() => {
       const id = this.#repo(repository);
+      // An attachment is kept only with its subject: one withdrawn since it was looked up takes it along now.
+      if (a.kind === 'attachment' && a.subject !== undefined && !this.#stmts.hasManifest.get(id, a.subject))
+        throw subjectGone(repository, a.subject);
       this.#stmts.insertManifest.run(
         id,
         a.digest,

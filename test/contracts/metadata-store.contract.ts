@@ -241,6 +241,17 @@ export function metadataStoreContract(
       await store.withdraw('reg/a', D('4'));
       for (const d of ['4', '5', '6']) assert.equal(await store.admittedManifest('reg/a', D(d)), undefined, d);
       assert.ok(await store.admittedManifest('reg/a', D('7')), 'an unrelated image stays');
+      // An attachment whose subject was withdrawn after it was looked up is refused, and nothing of it is kept.
+      await assert.rejects(
+        store.admit(
+          'reg/a',
+          image(D('8'), { kind: 'attachment', subject: D('5'), blobs: [{ digest: D('3'), size: 1 }] }),
+          4,
+        ),
+        (err: unknown) => (err as { code?: string }).code === 'MANIFEST_UNKNOWN',
+      );
+      assert.equal(await store.admittedManifest('reg/a', D('8')), undefined);
+      assert.equal(await store.blobReferenced(D('3')), false);
       // The first admission is remembered across re-decisions and withdrawals.
       for (const [time, allowed] of [
         [10, false],

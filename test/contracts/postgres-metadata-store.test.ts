@@ -152,3 +152,62 @@ test('PostgresMetadataStore: fill leases: one holder at a time, renewed by it, f
     await Promise.all([a.close(), b.close()]);
   }
 });
+
+test('PostgresMetadataStore: a withdrawal waits for an attachment being admitted for its subject, then takes it along', async () => {
+  const db = await server.createDatabase();
+  const store = await openOn(db.name);
+  const c = new pg.Client({
+    host: server.host,
+    port: server.port,
+    user: server.user,
+    password: server.password,
+    database: db.name,
+  });
+  await c.connect();
+  try {
+    const P = D('p');
+    const manifest = (digest: string, extra: Record<string, unknown> = {}) => ({
+      digest,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      size: 20,
+      kind: 'image' as const,
+      blobs: [],
+      children: [],
+      policyDigest: P,
+      rule: 'reg',
+      verified: true,
+      ...extra,
+    });
+    await store.admit('reg/a', manifest(D('1')), 1);
+    // Another replica's admission of an attachment, midway: it holds the subject as admit does.
+    await c.query('BEGIN');
+    await c.query(
+      "SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = 'reg/a' AND m.digest = $1 FOR SHARE",
+      [D('1')],
+    );
+    const withdrawn = store.withdraw('reg/a', D('1'));
+    // The withdrawal is waiting for that lock before it looks for attachments.
+    for (let i = 0; ; i++) {
+      const { rows } = await c.query<{ n: string }>(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+        [db.name],
+      );
+      if (Number(rows[0]?.n) > 0) break;
+      if (i > 200) assert.fail('the withdrawal never waited for the admission in progress');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await c.query(
+      `INSERT INTO manifests (repository_id, digest, media_type, size, kind, admitted_at, policy_digest, rule, verified, subject, last_pulled_at)
+       SELECT id, $1, 'application/vnd.oci.image.manifest.v1+json', 20, 'attachment', 2, $2, 'attachment', false, $3, 2
+       FROM repositories WHERE name = 'reg/a'`,
+      [D('2'), P, D('1')],
+    );
+    await c.query('COMMIT');
+    await withdrawn;
+    assert.equal(await store.admittedManifest('reg/a', D('1')), undefined);
+    assert.equal(await store.admittedManifest('reg/a', D('2')), undefined, 'the attachment went with its subject');
+  } finally {
+    await c.end();
+    await store.close();
+  }
+});
