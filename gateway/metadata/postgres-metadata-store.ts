@@ -395,11 +395,16 @@ export class PostgresMetadataStore implements MetadataStore {
         text: 'SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 FOR UPDATE',
         values: [id, digest],
       });
-      // An index takes its platform manifests with it, and every manifest its attachments.
+      // An index takes its platform manifests with it but those another admitted index lists, and every
+      // manifest its attachments.
       const children = (
         await c.query<{ child_digest: string }>({
           name: 'withdraw-children',
-          text: 'SELECT child_digest FROM manifest_children WHERE repository_id = $1 AND index_digest = $2',
+          text: `SELECT c.child_digest FROM manifest_children c WHERE c.repository_id = $1 AND c.index_digest = $2
+                   AND NOT EXISTS (SELECT 1 FROM manifest_children o JOIN manifests i
+                                     ON i.repository_id = o.repository_id AND i.digest = o.index_digest AND i.kind = 'index'
+                                   WHERE o.repository_id = c.repository_id AND o.child_digest = c.child_digest
+                                     AND o.index_digest <> c.index_digest)`,
           values: [id, digest],
         })
       ).rows.map((r) => r.child_digest);

@@ -186,7 +186,11 @@ export class SqliteMetadataStore implements MetadataStore {
       ),
       withdrawManifest: db.prepare('DELETE FROM manifests WHERE repository_id = ? AND digest = ?'),
       childrenOf: db.prepare<[number, string], { child_digest: string }>(
-        'SELECT child_digest FROM manifest_children WHERE repository_id = ? AND index_digest = ?',
+        `SELECT c.child_digest FROM manifest_children c WHERE c.repository_id = ? AND c.index_digest = ?
+           AND NOT EXISTS (SELECT 1 FROM manifest_children o JOIN manifests i
+                             ON i.repository_id = o.repository_id AND i.digest = o.index_digest AND i.kind = 'index'
+                           WHERE o.repository_id = c.repository_id AND o.child_digest = c.child_digest
+                             AND o.index_digest <> c.index_digest)`,
       ),
       attachmentsOf: db.prepare<[number, string], { digest: string }>(
         "SELECT digest FROM manifests WHERE repository_id = ? AND kind = 'attachment' AND subject = ?",
@@ -332,7 +336,8 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#db.transaction(() => {
       const id = this.#repo(repository);
       // An index takes its platform manifests with it (they may have rested on it; they
-      // are decided afresh when next asked for), and every manifest its attachments.
+      // are decided afresh when next asked for) but those another admitted index lists,
+      // and every manifest its attachments.
       const children = this.#stmts.childrenOf.all(id, digest).map((r) => r.child_digest);
       for (const d of [digest, ...children]) {
         for (const a of this.#stmts.attachmentsOf.all(id, d)) {

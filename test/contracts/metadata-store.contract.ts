@@ -241,6 +241,17 @@ export function metadataStoreContract(
       await store.withdraw('reg/a', D('4'));
       for (const d of ['4', '5', '6']) assert.equal(await store.admittedManifest('reg/a', D(d)), undefined, d);
       assert.ok(await store.admittedManifest('reg/a', D('7')), 'an unrelated image stays');
+      // A platform manifest two admitted indexes list stays (with its layers) until the last of them goes.
+      await store.admit('reg/a', { ...image(D('a')), kind: 'index', children: [D('c')] }, 3);
+      await store.admit('reg/a', { ...image(D('b')), kind: 'index', children: [D('c')] }, 3);
+      await store.admit('reg/a', image(D('c'), { blobs: [{ digest: D('d'), size: 4 }] }), 3);
+      await store.withdraw('reg/a', D('a'));
+      assert.ok(await store.admittedManifest('reg/a', D('c')), 'still listed by the other index');
+      assert.equal(await store.blobReferenced(D('d')), true);
+      assert.equal(await store.listedByIndex('reg/a', D('c')), true);
+      await store.withdraw('reg/a', D('b'));
+      assert.equal(await store.admittedManifest('reg/a', D('c')), undefined);
+      assert.equal(await store.blobReferenced(D('d')), false);
       // An attachment whose subject was withdrawn after it was looked up is refused, and nothing of it is kept.
       await assert.rejects(
         store.admit(
