@@ -105,7 +105,6 @@ type Queryable = Pick<pg.PoolClient, 'query'>;
 export class PostgresMetadataStore implements MetadataStore {
   readonly #pool: pg.Pool;
   /** Repository ids never change once made: remembered per name. */
-  readonly #repoIds = new Map<string, number>();
 
   private constructor(pool: pg.Pool) {
     this.#pool = pool;
@@ -154,20 +153,22 @@ export class PostgresMetadataStore implements MetadataStore {
     }
   }
 
+  /**
+   * The id of repository `name`, made if new. Asked of the database every time, not
+   * remembered: ids are the database's, and one restored or rebuilt under a running
+   * gateway may give a name another id (a remembered one would file rows elsewhere).
+   */
   async #repo(q: Queryable, name: string): Promise<number> {
-    const known = this.#repoIds.get(name);
+    const select = { name: 'repository-id', text: 'SELECT id FROM repositories WHERE name = $1', values: [name] };
+    const known = (await q.query<{ id: number }>(select)).rows[0]?.id;
     if (known !== undefined) return known;
     const ins = await q.query<{ id: number }>(
       'INSERT INTO repositories (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id',
       [name],
     );
     // Another replica may have made it concurrently: then a new statement sees its row.
-    const id =
-      ins.rows[0]?.id ??
-      (await q.query<{ id: number }>('SELECT id FROM repositories WHERE name = $1', [name])).rows[0]?.id;
+    const id = ins.rows[0]?.id ?? (await q.query<{ id: number }>(select)).rows[0]?.id;
     if (id === undefined) throw new Error(`repository ${name} vanished`);
-    // Inside a transaction the row may yet be rolled back: only a committed id is remembered.
-    if (q === this.#pool) this.#repoIds.set(name, id);
     return id;
   }
 

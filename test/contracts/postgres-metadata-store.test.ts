@@ -211,3 +211,50 @@ test('PostgresMetadataStore: a withdrawal waits for an attachment being admitted
     await store.close();
   }
 });
+
+test('PostgresMetadataStore: a database restored under a running gateway, with other repository ids, gets rows under the right names', async () => {
+  const db = await server.createDatabase();
+  const store = await openOn(db.name);
+  const c = new pg.Client({
+    host: server.host,
+    port: server.port,
+    user: server.user,
+    password: server.password,
+    database: db.name,
+  });
+  await c.connect();
+  try {
+    await store.setTag('reg/a', 'v1', D('1'), 1);
+    const { rows } = await c.query<{ id: string }>("SELECT id FROM repositories WHERE name = 'reg/a'");
+    const old = Number(rows[0]?.id);
+    // The restore: reg/a's old id now names reg/b, and reg/a has another.
+    await c.query('TRUNCATE repositories, manifests, manifest_blobs, manifest_children, tags, attestations, pins');
+    await c.query("INSERT INTO repositories (id, name) OVERRIDING SYSTEM VALUE VALUES ($1, 'reg/b'), ($2, 'reg/a')", [
+      old,
+      old + 100,
+    ]);
+    await store.setTag('reg/a', 'v2', D('2'), 2);
+    await store.admit(
+      'reg/a',
+      {
+        digest: D('3'),
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        size: 20,
+        kind: 'image',
+        blobs: [],
+        children: [],
+        policyDigest: D('p'),
+        rule: 'reg',
+        verified: true,
+      },
+      2,
+    );
+    assert.equal((await store.tag('reg/a', 'v2'))?.digest, D('2'));
+    assert.ok(await store.admittedManifest('reg/a', D('3')));
+    assert.equal(await store.tag('reg/b', 'v2'), undefined);
+    assert.equal(await store.admittedManifest('reg/b', D('3')), undefined);
+  } finally {
+    await c.end();
+    await store.close();
+  }
+});
